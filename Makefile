@@ -1,0 +1,57 @@
+# tmap: the targets a user and CI need. Everything installs what it needs.
+#
+#   make demo     set up, build, run the main job on the bundled GSM8K
+#   make test     set up, build, run the whole ctest suite
+#   make setup    Debian packages + llama.cpp (cached in ~/.cache/tmap)
+#   make build    build/tmap
+#   make asan     the unit tests under AddressSanitizer + UBSan
+#   make bench    the benchmarks under bench/
+#
+# GPU=cuda builds llama.cpp with CUDA; TMAP_LLAMA_DIR=/prefix uses your own
+# llama.cpp install instead. CI=true turns warnings into errors.
+
+MAKEFLAGS += --no-print-directory
+
+GPU      ?= cpu
+BUILD    ?= build
+JOBS     ?= $(shell nproc)
+WERROR   ?= $(if $(CI),ON,OFF)
+PREFIX_FILE = $(BUILD)/.llama-prefix
+
+.PHONY: all setup build test demo bench asan clean
+
+all: build
+
+setup:
+	@mkdir -p $(BUILD)
+	@scripts/setup.sh $(GPU) | tail -n 1 > $(PREFIX_FILE).new
+	@mv $(PREFIX_FILE).new $(PREFIX_FILE)
+
+build: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" \
+	       -DTMAP_WERROR=$(WERROR) >$(BUILD)/cmake-configure.log \
+	    || { cat $(BUILD)/cmake-configure.log; exit 1; }
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+asan: setup
+	@mkdir -p $(BUILD)-asan
+	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON \
+	       -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" -DTMAP_WERROR=$(WERROR) \
+	       >$(BUILD)-asan/cmake-configure.log || { cat $(BUILD)-asan/cmake-configure.log; exit 1; }
+	@cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	    ctest --output-on-failure -j $(JOBS) -L unit
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan

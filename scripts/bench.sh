@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the benchmarks under bench/ on models tmap creates (cached in the
+# build folder). Each benchmark prints ratios measured within its own run.
+set -euo pipefail
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+models="$build/bench-models"
+mkdir -p "$models"
+
+for shape in "64 2" "512 8"; do
+    read -r embd layers <<< "$shape"
+    m="$models/llama-${embd}x${layers}.gguf"
+    [ -f "$m" ] || "$build/tmap" model create --quiet --out "$m" --n-embd "$embd" --n-layer "$layers" \
+        --n-head $((embd / 32 > 1 ? embd / 32 : 2))
+    "$build/bench/bench_logprob" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}"
+done

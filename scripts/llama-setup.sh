@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's libraries (no tools, no server, no tests) from the source
+# bundle that the npm package node-llama-cpp ships, and installs them into a
+# cache outside the checkout keyed by version and build flags.
+#
+# Why npm: no Debian package carries llama.cpp and only Debian's archive and
+# the npm registry are reachable here; node-llama-cpp carries the full
+# llama.cpp tree as a git bundle.
+#
+# Usage: scripts/llama-setup.sh [cpu|cuda]      (prints the install prefix)
+# Env:   TMAP_LLAMA_DIR   use this existing install instead (nothing is built)
+#        TMAP_CACHE       cache root (default ~/.cache/tmap)
+set -euo pipefail
+
+npm_version=3.21.1
+gpu=${1:-cpu}
+
+if [ -n "${TMAP_LLAMA_DIR:-}" ]; then
+    if [ ! -f "$TMAP_LLAMA_DIR/include/llama.h" ]; then
+        echo "llama-setup: TMAP_LLAMA_DIR=$TMAP_LLAMA_DIR has no include/llama.h" >&2
+        exit 1
+    fi
+    echo "$TMAP_LLAMA_DIR"
+    exit 0
+fi
+
+flags=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON
+       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
+       -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF
+       -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
+       -DCMAKE_INSTALL_RPATH='$ORIGIN')  # installed libs find their siblings
+case "$gpu" in
+    cpu)  ;;
+    cuda) flags+=(-DGGML_CUDA=ON) ;;
+    *)    echo "llama-setup: unknown variant '$gpu' (cpu or cuda)" >&2; exit 1 ;;
+esac
+
+# The key changes whenever the version or a flag changes, so two variants
+# never overwrite each other and a stale build is never reused.
+flag_hash=$(printf '%s\n' "${flags[@]}" | sha256sum | cut -c1-10)
+cache=${TMAP_CACHE:-$HOME/.cache/tmap}
+prefix="$cache/llama/node-llama-cpp-$npm_version-$gpu-$flag_hash"
+
+if [ -f "$prefix/.complete" ]; then
+    echo "$prefix"
+    exit 0
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tmap-llama.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+start=$(date +%s)
+
+echo "llama-setup: fetching node-llama-cpp@$npm_version from the npm registry" >&2
+(cd "$work" && npm pack --silent "node-llama-cpp@$npm_version" >/dev/null)
+tar -xzf "$work/node-llama-cpp-$npm_version.tgz" -C "$work" package/llama/gitRelease.bundle
+git clone --quiet "$work/package/llama/gitRelease.bundle" "$work/src" 2>/dev/null
+
+echo "llama-setup: building llama.cpp ($gpu) into $prefix" >&2
+cmake -S "$work/src" -B "$work/build" "${flags[@]}" >"$work/configure.log" 2>&1 \
+    || { cat "$work/configure.log" >&2; exit 1; }
+cmake --build "$work/build" -j"$(nproc)" >"$work/build.log" 2>&1 \
+    || { tail -50 "$work/build.log" >&2; exit 1; }
+# Install straight into the final prefix (pkg-config, CMake files and RUNPATHs
+# record it); the .complete marker, written last, is what makes it count, so
+# a killed build is rebuilt from scratch next time.
+rm -rf "$prefix"
+cmake -DCMAKE_INSTALL_PREFIX="$prefix" -P "$work/build/cmake_install.cmake" >/dev/null
+
+# The vocab-only GGUFs are how test models get a real tokenizer (DESIGN.md 13).
+mkdir -p "$prefix/share/tmap/vocab"
+cp "$work/src/models/ggml-vocab-llama-spm.gguf" "$prefix/share/tmap/vocab/"
+git -C "$work/src" log -1 --format=%H > "$prefix/share/tmap/llama-commit"
+echo "$(( $(date +%s) - start ))" > "$prefix/.build-seconds"
+touch "$prefix/.complete"
+echo "llama-setup: done in $(( $(date +%s) - start )) s" >&2
+echo "$prefix"

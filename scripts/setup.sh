@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what tmap needs on Debian: build tools and libraries from the
+# archive, then llama.cpp (scripts/llama-setup.sh). Idempotent and quick when
+# everything is in place: it asks dpkg, and only calls apt-get for what is
+# missing. Prints the llama.cpp prefix on its last line.
+#
+# Usage: scripts/setup.sh [cpu|cuda]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+packages=(build-essential cmake pkg-config git ca-certificates npm
+          libjansson-dev libxxhash-dev libcmocka-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm may come from elsewhere (nodesource, nvm): having the command is enough.
+if command -v npm >/dev/null 2>&1; then
+    missing=("${missing[@]/npm}")
+fi
+read -r -a missing <<< "${missing[*]}"
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+"$here/llama-setup.sh" "${1:-cpu}"

@@ -1,0 +1,120 @@
+/*
+ * cli.h - what the command files share: the command table entry, the
+ * option parser, and reporting.
+ *
+ * Like git's builtin/, each command lives in its own cmd_*.c file as one
+ * function that parses its options into a params struct, calls libtmap and
+ * prints. All model computation and data handling stays in the library.
+ */
+#ifndef TMAP_CLI_H
+#define TMAP_CLI_H
+
+#include "tmap.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Commands ---------------------------------------------------------- */
+
+struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    const char *summary;               /* one line for `tmap --help` */
+};
+
+int cmd_version(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+
+/* ---- Options ----------------------------------------------------------- */
+
+enum cli_opt_kind {
+    CLI_FLAG,   /* bool, no argument */
+    CLI_STRING, /* const char * */
+    CLI_INT,    /* int32_t, checked against [min, max] */
+    CLI_SIZE,   /* size_t, checked against [min, max] */
+    CLI_U64,    /* uint64_t */
+    CLI_FLOAT,  /* float, checked against [min, max] */
+    CLI_CHOICE, /* int: the index of the value in choices */
+};
+
+struct cli_option {
+    const char       *names;   /* "-m|--model" */
+    enum cli_opt_kind kind;
+    void             *target;
+    const char       *arg;     /* "FILE" in the help; NULL for flags */
+    const char       *help;
+    double            min, max;
+    const char *const *choices; /* NULL-terminated, CLI_CHOICE only */
+};
+
+#define CLI_OPT_END { NULL, CLI_FLAG, NULL, NULL, NULL, 0, 0, NULL }
+
+/* What a command tells the parser about itself. */
+struct cli_spec {
+    const char              *usage;       /* "tmap info -m MODEL [options]" */
+    const char              *description; /* a paragraph, may be NULL */
+    const struct cli_option *options;
+    size_t                   min_positional, max_positional;
+};
+
+/* Parses argv[1..] against spec. Positional arguments land in positional
+ * (which must hold max_positional entries). Returns -1 when the command
+ * should go on, or the exit status to return now (0 after --help). */
+int cli_parse(const struct cli_spec *spec, int argc, char **argv, const char **positional,
+              size_t *n_positional);
+
+void cli_print_help(const struct cli_spec *spec);
+
+/* ---- Shared option groups ---------------------------------------------- */
+
+/* -m -t -c -b -ngl -np, named as llama.cpp names them. */
+#define CLI_MODEL_OPTIONS(mp)                                                                     \
+    { "-m|--model", CLI_STRING, &(mp).path, "FILE", "GGUF model to load", 0, 0, NULL },           \
+    { "-t|--threads", CLI_INT, &(mp).n_threads, "N", "CPU threads (0 = all cores)", 0, 1024, NULL }, \
+    { "-c|--ctx-size", CLI_INT, &(mp).n_ctx, "N", "context per sequence (0 = from model, at most 4096)", 0, 1 << 20, NULL }, \
+    { "-b|--batch-size", CLI_INT, &(mp).n_batch, "N", "tokens per llama_decode call", 1, 1 << 20, NULL }, \
+    { "-ngl|--n-gpu-layers", CLI_INT, &(mp).n_gpu_layers, "N", "layers to offload to the GPU (-1 = all)", -1, 1 << 20, NULL }, \
+    { "-np|--parallel", CLI_INT, &(mp).n_seq, "N", "sequences decoded side by side", 1, 256, NULL }
+
+/* --fields --on-error --rejects --max-record-bytes, filled into a pool's params. */
+struct cli_data_options {
+    struct tmap_pool_params pool;
+    const char             *fields; /* "prompt=K,response=K,answer=K" */
+    int                     on_error;
+    char                   *fields_copy_;
+    char                    rejects_default_[4096];
+};
+
+extern const char *const cli_on_error_choices[];
+
+#define CLI_DATA_OPTIONS(d)                                                                        \
+    { "--fields", CLI_STRING, &(d).fields, "MAP", "keys to read: prompt=K,response=K[,answer=K] (overrides detection)", 0, 0, NULL }, \
+    { "--on-error", CLI_CHOICE, &(d).on_error, "fail|skip", "bad records: stop with a summary, or set aside", 0, 0, cli_on_error_choices }, \
+    { "--rejects", CLI_STRING, &(d).pool.rejects_path, "FILE", "with --on-error skip: write rejected records here (JSONL)", 0, 0, NULL }, \
+    { "--max-record-bytes", CLI_SIZE, &(d).pool.max_record_bytes, "N", "longer records are rejected", 2, 1e12, NULL }
+
+void cli_data_options_init(struct cli_data_options *d);
+/* Turns the parsed strings into pool params for reading input_path: with
+ * --on-error skip and no --rejects, rejects go to ./BASENAME.rejects.jsonl.
+ * Prints and returns non-zero on a bad combination. */
+int  cli_data_options_finish(struct cli_data_options *d, const char *input_path);
+void cli_data_options_free(struct cli_data_options *d);
+
+/* ---- Reporting --------------------------------------------------------- */
+
+extern bool cli_quiet;
+
+/* "tmap: MESSAGE" on stderr; returns err->status for `return cli_report(&err);`. */
+int cli_report(const struct tmap_error *err);
+/* Prints a notice from the library on stderr unless --quiet. */
+void cli_notice(const char *message, void *user_data);
+/* Prints a usage error for the command and returns TMAP_ERR_USAGE. */
+int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes s as a JSON string literal (quotes included) to stdout. */
+void cli_print_json_string(const char *s);
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * cmd_data.c - `tmap data stats FILE`: how many records of which format,
+ * what was rejected, and how long prompts and responses are, in characters
+ * and (with -m) in the model's tokens.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void print_summary_row(const char *name, const struct tmap_length_summary *s)
+{
+    printf("  %-17s %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %9.1f\n", name, s->min, s->p25, s->p50,
+           s->p75, s->p95, s->max, s->mean);
+}
+
+static void print_text(const char *path, const struct tmap_pool_stats *st)
+{
+    printf("file       %s\nrecords    %zu\nrejected   %zu\nblank      %zu\n", path, st->n_records,
+           st->n_rejected, st->n_blank_lines);
+    printf("formats   ");
+    for (int f = 0; f < TMAP_FORMAT_COUNT; f++)
+        if (st->n_by_format[f])
+            printf(" %s=%zu", tmap_format_name((enum tmap_format)f), st->n_by_format[f]);
+    printf("\n\nlengths             %8s %8s %8s %8s %8s %8s %9s\n", "min", "p25", "p50", "p75",
+           "p95", "max", "mean");
+    print_summary_row("prompt chars", &st->prompt_chars);
+    print_summary_row("response chars", &st->response_chars);
+    if (st->has_tokens) {
+        print_summary_row("prompt tokens", &st->prompt_tokens);
+        print_summary_row("response tokens", &st->response_tokens);
+    }
+}
+
+static void print_json_summary(const char *name, const struct tmap_length_summary *s, bool last)
+{
+    printf("\"%s\": {\"min\": %g, \"p25\": %g, \"p50\": %g, \"p75\": %g, \"p95\": %g, \"max\": %g, "
+           "\"mean\": %.4f}%s", name, s->min, s->p25, s->p50, s->p75, s->p95, s->max, s->mean,
+           last ? "" : ", ");
+}
+
+static void print_json(const char *path, const struct tmap_pool_stats *st)
+{
+    printf("{\"file\": ");
+    cli_print_json_string(path);
+    printf(", \"records\": %zu, \"rejected\": %zu, \"blank_lines\": %zu, \"formats\": {",
+           st->n_records, st->n_rejected, st->n_blank_lines);
+    bool first = true;
+    for (int f = 0; f < TMAP_FORMAT_COUNT; f++) {
+        if (!st->n_by_format[f])
+            continue;
+        printf("%s\"%s\": %zu", first ? "" : ", ", tmap_format_name((enum tmap_format)f),
+               st->n_by_format[f]);
+        first = false;
+    }
+    printf("}, ");
+    print_json_summary("prompt_chars", &st->prompt_chars, false);
+    print_json_summary("response_chars", &st->response_chars, !st->has_tokens);
+    if (st->has_tokens) {
+        print_json_summary("prompt_tokens", &st->prompt_tokens, false);
+        print_json_summary("response_tokens", &st->response_tokens, true);
+    }
+    printf("}\n");
+}
+
+static int run_stats(const char *path, struct cli_data_options *d, struct tmap_model_params *mp,
+                     bool json)
+{
+    struct tmap_error err = { 0 };
+    struct tmap_pool *pool = NULL;
+    struct tmap_model *model = NULL;
+    struct tmap_pool_stats st;
+    int rc = 0;
+
+    if (tmap_pool_load(path, &d->pool, &pool, &err))
+        return cli_report(&err);
+    if (mp->path) {
+        tmap_backend_init(true);
+        mp->n_ctx = 64; /* tokenizing only: no real context needed */
+        mp->n_seq = 1;
+        if (tmap_model_load(mp, &model, &err))
+            rc = cli_report(&err);
+    }
+    if (rc == 0 && tmap_pool_stats(pool, model, &st, &err))
+        rc = cli_report(&err);
+    if (rc == 0) {
+        if (json)
+            print_json(path, &st);
+        else
+            print_text(path, &st);
+        if (st.n_rejected && !cli_quiet)
+            fprintf(stderr, "tmap: %zu rejected records written to %s\n", st.n_rejected,
+                    d->pool.rejects_path);
+    }
+    tmap_model_free(model);
+    if (mp->path)
+        tmap_backend_free();
+    tmap_pool_free(pool);
+    return rc;
+}
+
+static int data_stats(int argc, char **argv)
+{
+    struct cli_data_options d;
+    cli_data_options_init(&d);
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.n_gpu_layers = 0;
+    bool json = false;
+    const struct cli_option options[] = {
+        { "-m|--model", CLI_STRING, &mp.path, "FILE", "also count lengths in this model's tokens", 0, 0, NULL },
+        CLI_DATA_OPTIONS(d),
+        { "--json", CLI_FLAG, &json, NULL, "print one JSON object", 0, 0, NULL },
+        CLI_OPT_END,
+    };
+    const struct cli_spec spec = {
+        "tmap data stats FILE [-m MODEL] [--fields MAP] [--on-error fail|skip] [--json]",
+        "FILE is JSONL or a JSON array; each record's format (alpaca, gsm8k, sharegpt,\n"
+        "openai, generic, mc) is detected on its own.",
+        options, 1, 1,
+    };
+    const char *path = NULL;
+    size_t n_pos;
+    int rc = cli_parse(&spec, argc, argv, &path, &n_pos);
+    if (rc >= 0)
+        return rc;
+    rc = cli_data_options_finish(&d, path);
+    if (rc == 0)
+        rc = run_stats(path, &d, &mp, json);
+    cli_data_options_free(&d);
+    return rc;
+}
+
+int cmd_data(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "stats") == 0)
+        return data_stats(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: tmap data stats FILE [options]\n");
+        return 0;
+    }
+    fprintf(stderr, "tmap: data: expected a subcommand: stats\n");
+    return TMAP_ERR_USAGE;
+}

@@ -1,0 +1,49 @@
+/*
+ * main.c - `tmap COMMAND ...`: the command table and dispatch.
+ *
+ * `tmap --help` is generated from the table, so a new command is one line
+ * here plus its own cmd_*.c file.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct cli_command commands[] = {
+    { "version", cmd_version, "print tmap's and llama.cpp's versions and the build" },
+    { "info",    cmd_info,    "describe a GGUF model (architecture, size, vocabulary, context)" },
+    { "data",    cmd_data,    "inspect a data set: `tmap data stats FILE`" },
+    { "model",   cmd_model,   "make models: `tmap model create --out FILE` (small random Llama)" },
+};
+
+static const size_t n_commands = sizeof commands / sizeof commands[0];
+
+static void print_help(void)
+{
+    printf("tmap %s - pick the part of an instruction-tuning pool that fits one model and one task\n\n",
+           tmap_version());
+    printf("usage: tmap COMMAND [options]     (tmap COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < n_commands; i++)
+        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+    printf("\nexit status: 0 ok, 1 usage, 2 bad data, 3 I/O, 4 model, 5 out of memory\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_help();
+        return TMAP_ERR_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        print_help();
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0)
+        name = "version";
+    for (size_t i = 0; i < n_commands; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tmap: '%s' is not a command; `tmap --help` lists them\n", name);
+    return TMAP_ERR_USAGE;
+}

@@ -1,0 +1,312 @@
+/*
+ * options.c - the one option parser every command uses, driven by a table.
+ *
+ * Why not getopt_long: llama.cpp's flags mix short (-m), long (--model) and
+ * multi-letter single-dash (-ngl, -np) names, which getopt_long_only would
+ * read as abbreviations of other long options. A table also gives `--help`
+ * for free and keeps every command's options in one place.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool cli_quiet;
+
+const char *const cli_on_error_choices[] = { "fail", "skip", NULL };
+
+/* ---- Reporting ---------------------------------------------------------- */
+
+int cli_report(const struct tmap_error *err)
+{
+    fprintf(stderr, "tmap: %s\n", err->message);
+    return err->status ? (int)err->status : 1;
+}
+
+void cli_notice(const char *message, void *user_data)
+{
+    (void)user_data;
+    if (!cli_quiet)
+        fprintf(stderr, "tmap: note: %s\n", message);
+}
+
+int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tmap: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fprintf(stderr, "usage: %s  (--help for more)\n", spec->usage);
+    return TMAP_ERR_USAGE;
+}
+
+void cli_print_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", stdout);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/* ---- Help --------------------------------------------------------------- */
+
+void cli_print_help(const struct cli_spec *spec)
+{
+    printf("usage: %s\n", spec->usage);
+    if (spec->description)
+        printf("\n%s\n", spec->description);
+    printf("\noptions:\n");
+    for (const struct cli_option *o = spec->options; o && o->names; o++) {
+        char left[64];
+        char names[48];
+        snprintf(names, sizeof names, "%s", o->names);
+        for (char *bar = strchr(names, '|'); bar; bar = strchr(bar, '|'))
+            *bar = ',';
+        snprintf(left, sizeof left, "%s%s%s", names, o->arg ? " " : "", o->arg ? o->arg : "");
+        printf("  %-30s %s\n", left, o->help);
+    }
+    printf("  %-30s %s\n", "-q,--quiet", "no notices or progress on stderr");
+    printf("  %-30s %s\n", "-h,--help", "this help");
+}
+
+/* ---- Parsing ------------------------------------------------------------ */
+
+static bool name_matches(const char *names, const char *arg, size_t arg_len)
+{
+    const char *p = names;
+    while (*p) {
+        const char *end = strchr(p, '|');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == arg_len && strncmp(p, arg, len) == 0)
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
+static const struct cli_option *find_option(const struct cli_spec *spec, const char *arg, size_t len)
+{
+    for (const struct cli_option *o = spec->options; o && o->names; o++)
+        if (name_matches(o->names, arg, len))
+            return o;
+    return NULL;
+}
+
+static int parse_number(const struct cli_spec *spec, const char *name, const char *value,
+                        const struct cli_option *o, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || !isfinite(v))
+        return cli_usage_error(spec, "%s: '%s' is not a number", name, value);
+    if (o->kind != CLI_FLOAT && v != floor(v))
+        return cli_usage_error(spec, "%s: '%s' is not a whole number", name, value);
+    bool ranged = o->kind != CLI_U64;
+    if (ranged && (v < o->min || v > o->max))
+        return cli_usage_error(spec, "%s: %s is out of range [%g, %g]", name, value, o->min, o->max);
+    if (o->kind == CLI_U64 && v < 0)
+        return cli_usage_error(spec, "%s: %s must not be negative", name, value);
+    *out = v;
+    return -1;
+}
+
+static int set_choice(const struct cli_spec *spec, const char *name, const char *value,
+                      const struct cli_option *o)
+{
+    for (int i = 0; o->choices[i]; i++) {
+        if (strcmp(o->choices[i], value) == 0) {
+            *(int *)o->target = i;
+            return -1;
+        }
+    }
+    char list[256] = "";
+    for (int i = 0; o->choices[i]; i++) {
+        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, o->choices[i], sizeof list - strlen(list) - 1);
+    }
+    return cli_usage_error(spec, "%s: '%s' is not one of: %s", name, value, list);
+}
+
+/* Stores value into o's target; returns -1 on success or an exit status. */
+static int set_option(const struct cli_spec *spec, const char *name, const struct cli_option *o,
+                      const char *value)
+{
+    double v = 0;
+    int rc;
+    switch (o->kind) {
+    case CLI_FLAG:
+        *(bool *)o->target = true;
+        return -1;
+    case CLI_STRING:
+        *(const char **)o->target = value;
+        return -1;
+    case CLI_CHOICE:
+        return set_choice(spec, name, value, o);
+    case CLI_U64:
+        /* Seeds need all 64 bits; doubles would lose them. */
+        if (*value == '-' || !*value)
+            return cli_usage_error(spec, "%s: '%s' is not a non-negative integer", name, value);
+        char *end;
+        errno = 0;
+        unsigned long long u = strtoull(value, &end, 10);
+        if (errno || *end)
+            return cli_usage_error(spec, "%s: '%s' is not a non-negative integer", name, value);
+        *(uint64_t *)o->target = (uint64_t)u;
+        return -1;
+    case CLI_INT:
+    case CLI_SIZE:
+    case CLI_FLOAT:
+        rc = parse_number(spec, name, value, o, &v);
+        if (rc >= 0)
+            return rc;
+        if (o->kind == CLI_INT)
+            *(int32_t *)o->target = (int32_t)v;
+        else if (o->kind == CLI_SIZE)
+            *(size_t *)o->target = (size_t)v;
+        else
+            *(float *)o->target = (float)v;
+        return -1;
+    }
+    return -1;
+}
+
+static int parse_one(const struct cli_spec *spec, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+    const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const struct cli_option *o = find_option(spec, arg, len);
+    if (!o)
+        return cli_usage_error(spec, "unknown option '%.*s'", (int)len, arg);
+    if (o->kind == CLI_FLAG) {
+        if (eq)
+            return cli_usage_error(spec, "%.*s takes no value", (int)len, arg);
+        return set_option(spec, arg, o, NULL);
+    }
+    const char *value = eq ? eq + 1 : NULL;
+    if (!value) {
+        if (*i + 1 >= argc)
+            return cli_usage_error(spec, "%s needs a value (%s)", arg, o->arg);
+        value = argv[++*i];
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)len, arg);
+    return set_option(spec, name, o, value);
+}
+
+int cli_parse(const struct cli_spec *spec, int argc, char **argv, const char **positional,
+              size_t *n_positional)
+{
+    *n_positional = 0;
+    bool options_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!options_done && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)) {
+            cli_print_help(spec);
+            return 0;
+        }
+        if (!options_done && (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0)) {
+            cli_quiet = true;
+            continue;
+        }
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (!options_done && arg[0] == '-' && arg[1] != '\0') {
+            int rc = parse_one(spec, argc, argv, &i);
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
+        if (*n_positional >= spec->max_positional)
+            return cli_usage_error(spec, "unexpected argument '%s'", arg);
+        positional[(*n_positional)++] = arg;
+    }
+    if (*n_positional < spec->min_positional)
+        return cli_usage_error(spec, "missing argument");
+    return -1;
+}
+
+/* ---- Data options ------------------------------------------------------- */
+
+void cli_data_options_init(struct cli_data_options *d)
+{
+    memset(d, 0, sizeof *d);
+    d->pool = tmap_pool_default_params();
+    d->pool.notice = cli_notice;
+}
+
+/* --fields prompt=K,response=K,answer=K: point the pool's field map into a
+ * private copy of the string, split at ',' and '='. */
+static int parse_fields(struct cli_data_options *d)
+{
+    d->fields_copy_ = strdup(d->fields);
+    if (!d->fields_copy_)
+        return TMAP_ERR_NOMEM;
+    for (char *item = strtok(d->fields_copy_, ","); item; item = strtok(NULL, ",")) {
+        char *eq = strchr(item, '=');
+        if (!eq || eq[1] == '\0') {
+            fprintf(stderr, "tmap: --fields: '%s' is not ROLE=KEY\n", item);
+            return TMAP_ERR_USAGE;
+        }
+        *eq = '\0';
+        if (strcmp(item, "prompt") == 0)
+            d->pool.fields.prompt = eq + 1;
+        else if (strcmp(item, "response") == 0)
+            d->pool.fields.response = eq + 1;
+        else if (strcmp(item, "answer") == 0)
+            d->pool.fields.answer = eq + 1;
+        else {
+            fprintf(stderr, "tmap: --fields: unknown role '%s' (prompt, response or answer)\n", item);
+            return TMAP_ERR_USAGE;
+        }
+    }
+    if (!d->pool.fields.prompt || !d->pool.fields.response) {
+        fprintf(stderr, "tmap: --fields needs both prompt=KEY and response=KEY\n");
+        return TMAP_ERR_USAGE;
+    }
+    return 0;
+}
+
+int cli_data_options_finish(struct cli_data_options *d, const char *input_path)
+{
+    d->pool.on_error = d->on_error == 1 ? TMAP_ON_ERROR_SKIP : TMAP_ON_ERROR_FAIL;
+    if (d->pool.rejects_path && d->pool.on_error != TMAP_ON_ERROR_SKIP) {
+        fprintf(stderr, "tmap: --rejects needs --on-error skip\n");
+        return TMAP_ERR_USAGE;
+    }
+    if (d->pool.on_error == TMAP_ON_ERROR_SKIP && !d->pool.rejects_path) {
+        /* Skipped records must land somewhere: losing them silently is the
+         * one thing a data tool must not do. The input's folder may be
+         * read-only, so they go to the current one. */
+        const char *base = strrchr(input_path, '/');
+        snprintf(d->rejects_default_, sizeof d->rejects_default_, "%s.rejects.jsonl",
+                 base ? base + 1 : input_path);
+        d->pool.rejects_path = d->rejects_default_;
+    }
+    return d->fields ? parse_fields(d) : 0;
+}
+
+void cli_data_options_free(struct cli_data_options *d)
+{
+    free(d->fields_copy_);
+    d->fields_copy_ = NULL;
+}

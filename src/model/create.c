@@ -1,0 +1,294 @@
+/*
+ * create.c - small random-init Llama models with a real tokenizer.
+ *
+ * No weights can be downloaded where tmap is developed and tested, so tests
+ * and the demo build their own models (DESIGN.md section 13): GGUF metadata
+ * for a plain Llama, the tokenizer key/values copied from a vocab-only GGUF,
+ * and llama_model_init_from_user filling every tensor through a callback.
+ *
+ * Determinism: each tensor draws from its own generator, seeded by the
+ * model seed and a hash of the tensor's name, so the bytes do not depend on
+ * the order in which llama.cpp creates tensors.
+ */
+#include "util/error.h"
+
+#include <ggml-backend.h>
+#include <ggml.h>
+#include <gguf.h>
+#include <llama.h>
+#include <xxhash.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct tmap_model_create_params tmap_model_create_default_params(void)
+{
+    struct tmap_model_create_params p = {
+        .n_embd        = 64,
+        .n_layer       = 2,
+        .n_head        = 4,
+        .n_head_kv     = 4,
+        .n_ff          = 0, /* 0 = the Llama ratio, about 8/3 n_embd */
+        .n_ctx         = 2048,
+        .seed          = 42,
+        .init_std      = 0.02f,
+        .vocab_path    = NULL,
+        .chat_template = NULL,
+    };
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Deterministic normal draws                                               */
+/* ------------------------------------------------------------------------ */
+
+/* splitmix64: tiny, well mixed, and ours to keep stable across platforms. */
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1]: never 0, so log() below is finite. */
+static double uniform01(uint64_t *state)
+{
+    return ((double)(splitmix64(state) >> 11) + 1.0) / 9007199254740992.0;
+}
+
+/* Box-Muller, both outputs used. */
+static void fill_normal(float *out, int64_t n, uint64_t *state, float std)
+{
+    for (int64_t i = 0; i < n; i += 2) {
+        double r = sqrt(-2.0 * log(uniform01(state)));
+        double t = 6.283185307179586 * uniform01(state);
+        out[i] = (float)(r * cos(t)) * std;
+        if (i + 1 < n)
+            out[i + 1] = (float)(r * sin(t)) * std;
+    }
+}
+
+static bool name_ends_with(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), s = strlen(suffix);
+    return n >= s && strcmp(name + n - s, suffix) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Filling tensors                                                          */
+/* ------------------------------------------------------------------------ */
+
+struct fill_state {
+    uint64_t seed;
+    float    std;
+    bool     failed;
+};
+
+/* init_from_user hands over every optional tensor of the architecture too.
+ * Random biases, rope frequency factors or output scales would turn the
+ * model into something no real Llama computes, so those get their neutral
+ * values: norms, scales and rope factors 1, biases 0. */
+static float neutral_value(const char *name, bool *is_neutral)
+{
+    *is_neutral = true;
+    if (strstr(name, "norm") || strstr(name, "scale") || strstr(name, "rope_freqs"))
+        return 1.0f;
+    if (name_ends_with(name, ".bias") || strstr(name, "_b."))
+        return 0.0f;
+    *is_neutral = false;
+    return 0.0f;
+}
+
+static void fill_tensor(struct ggml_tensor *t, void *user_data)
+{
+    struct fill_state *fs = user_data;
+    int64_t n = ggml_nelements(t);
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) {
+        fs->failed = true;
+        return;
+    }
+    bool neutral;
+    float c = neutral_value(t->name, &neutral);
+    if (neutral) {
+        for (int64_t i = 0; i < n; i++)
+            v[i] = c;
+    } else {
+        uint64_t state = fs->seed ^ XXH64(t->name, strlen(t->name), 0);
+        fill_normal(v, n, &state, fs->std);
+    }
+
+    if (t->type == GGML_TYPE_F32) {
+        ggml_backend_tensor_set(t, v, 0, ggml_nbytes(t));
+    } else if (t->type == GGML_TYPE_F16) {
+        ggml_fp16_t *h = malloc((size_t)n * sizeof *h);
+        if (h) {
+            ggml_fp32_to_fp16_row(v, h, n);
+            ggml_backend_tensor_set(t, h, 0, ggml_nbytes(t));
+        } else {
+            fs->failed = true;
+        }
+        free(h);
+    } else {
+        fs->failed = true; /* init_from_user makes F32 unless told otherwise */
+    }
+    free(v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Metadata                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static enum tmap_status check_create_params(const struct tmap_model_create_params *p,
+                                            struct tmap_error *err)
+{
+    if (p->n_embd < 8 || p->n_layer < 1 || p->n_head < 1 || p->n_ctx < 16)
+        return tmap_fail(err, TMAP_ERR_USAGE,
+                         "model shape n_embd=%d n_layer=%d n_head=%d n_ctx=%d is too small "
+                         "(at least 8, 1, 1, 16)", p->n_embd, p->n_layer, p->n_head, p->n_ctx);
+    if (p->n_embd % p->n_head != 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "n_embd=%d is not a multiple of n_head=%d",
+                         p->n_embd, p->n_head);
+    if ((p->n_embd / p->n_head) % 2 != 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "head size %d must be even (rotary embeddings)",
+                         p->n_embd / p->n_head);
+    if (p->n_head_kv < 1 || p->n_head % p->n_head_kv != 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "n_head=%d is not a multiple of n_head_kv=%d",
+                         p->n_head, p->n_head_kv);
+    if (!(p->init_std > 0.0f))
+        return tmap_fail(err, TMAP_ERR_USAGE, "init_std %g must be positive", (double)p->init_std);
+    return TMAP_OK;
+}
+
+static struct gguf_context *build_metadata(const struct tmap_model_create_params *p,
+                                           const struct gguf_context *vocab)
+{
+    struct gguf_context *g = gguf_init_empty();
+    if (!g)
+        return NULL;
+    gguf_set_kv(g, vocab); /* the tokenizer.* keys, and the vocab file's hparams that we override */
+    gguf_remove_key(g, "general.file_type");
+
+    int32_t n_ff = p->n_ff > 0 ? p->n_ff : ((p->n_embd * 8 / 3 + 31) / 32) * 32;
+    char name[96];
+    snprintf(name, sizeof name, "tmap-llama-%dx%d-seed%llu", p->n_embd, p->n_layer,
+             (unsigned long long)p->seed);
+    gguf_set_val_str(g, "general.architecture", "llama");
+    gguf_set_val_str(g, "general.name", name);
+    gguf_set_val_u32(g, "llama.context_length", (uint32_t)p->n_ctx);
+    gguf_set_val_u32(g, "llama.embedding_length", (uint32_t)p->n_embd);
+    gguf_set_val_u32(g, "llama.feed_forward_length", (uint32_t)n_ff);
+    gguf_set_val_u32(g, "llama.block_count", (uint32_t)p->n_layer);
+    gguf_set_val_u32(g, "llama.attention.head_count", (uint32_t)p->n_head);
+    gguf_set_val_u32(g, "llama.attention.head_count_kv", (uint32_t)p->n_head_kv);
+    gguf_set_val_u32(g, "llama.rope.dimension_count", (uint32_t)(p->n_embd / p->n_head));
+    gguf_set_val_f32(g, "llama.rope.freq_base", 10000.0f);
+    gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    int64_t tok = gguf_find_key(vocab, "tokenizer.ggml.tokens");
+    if (tok >= 0)
+        gguf_set_val_u32(g, "llama.vocab_size", (uint32_t)gguf_get_arr_n(vocab, tok));
+    return g;
+}
+
+/* Copies bytes [offset, end) of `from` to the end of `to`. */
+static bool append_tail(FILE *from, long offset, FILE *to)
+{
+    char buf[1 << 16];
+    size_t n;
+    if (fseek(from, offset, SEEK_SET) != 0)
+        return false;
+    while ((n = fread(buf, 1, sizeof buf, from)) > 0)
+        if (fwrite(buf, 1, n, to) != n)
+            return false;
+    return !ferror(from);
+}
+
+/* llama.cpp's model saver writes the tokenizer but not its chat template.
+ * Add it by writing new metadata and appending the unchanged tensor data
+ * block; tensor offsets are relative to that block, so they stay valid. */
+static bool add_chat_template(const char *path, const char *chat_template)
+{
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g)
+        return false;
+    size_t data_offset = gguf_get_data_offset(g);
+    gguf_set_val_str(g, "tokenizer.chat_template", chat_template);
+
+    char next[4200];
+    snprintf(next, sizeof next, "%s.meta", path);
+    bool ok = gguf_write_to_file(g, next, true);
+    gguf_free(g);
+    FILE *from = ok ? fopen(path, "rb") : NULL;
+    FILE *to = from ? fopen(next, "ab") : NULL;
+    ok = to && append_tail(from, (long)data_offset, to);
+    if (to && fclose(to) != 0)
+        ok = false;
+    if (from)
+        fclose(from);
+    ok = ok && rename(next, path) == 0;
+    if (!ok)
+        unlink(next);
+    return ok;
+}
+
+enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model_create_params *p,
+                                   struct tmap_error *err)
+{
+    enum tmap_status st = check_create_params(p, err);
+    if (st)
+        return st;
+    const char *vocab_path = p->vocab_path ? p->vocab_path : getenv("TMAP_VOCAB");
+    if (!vocab_path)
+        vocab_path = TMAP_DEFAULT_VOCAB;
+
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *vocab = gguf_init_from_file(vocab_path, gp);
+    if (!vocab)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot read the vocabulary GGUF", vocab_path);
+    if (gguf_find_key(vocab, "tokenizer.ggml.tokens") < 0) {
+        gguf_free(vocab);
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: has no tokenizer.ggml.tokens", vocab_path);
+    }
+    struct gguf_context *meta = build_metadata(p, vocab);
+    gguf_free(vocab);
+    if (!meta)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory building model metadata");
+
+    struct fill_state fs = { .seed = p->seed, .std = p->init_std, .failed = false };
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0; /* created on the CPU; loaders offload as they like */
+    struct llama_model *model = llama_model_init_from_user(meta, fill_tensor, &fs, mp);
+    gguf_free(meta);
+    if (!model || fs.failed) {
+        if (model)
+            llama_model_free(model);
+        return tmap_fail(err, TMAP_ERR_MODEL, "llama.cpp cannot build a model of this shape");
+    }
+
+    /* Write beside the target and rename, so a killed run never leaves a
+     * half-written model under the final name. */
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid());
+    FILE *probe = fopen(tmp, "wb"); /* llama.cpp's writer cannot report failure */
+    if (!probe) {
+        llama_model_free(model);
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", out_path, strerror(errno));
+    }
+    fclose(probe);
+    llama_model_save_to_file(model, tmp);
+    llama_model_free(model);
+    bool written = access(tmp, F_OK) == 0;
+    if (written && p->chat_template)
+        written = add_chat_template(tmp, p->chat_template);
+    if (!written || rename(tmp, out_path) != 0) {
+        unlink(tmp);
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write the model", out_path);
+    }
+    return TMAP_OK;
+}

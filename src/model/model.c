@@ -1,0 +1,343 @@
+/*
+ * model.c - loading a GGUF model through llama.cpp, describing it,
+ * tokenizing, and laying out a sample as the text the model reads.
+ *
+ * Every model computation in tmap goes through llama.cpp; this module owns
+ * the llama_model / llama_context pair and the log plumbing. Scoring lives in
+ * logprob.c, test-model creation in create.c.
+ */
+#include "model/model.h"
+#include "util/error.h"
+
+#include <gguf.h>
+#include <xxhash.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* llama.cpp's log                                                          */
+/* ------------------------------------------------------------------------ */
+
+static bool log_quiet;
+static char last_error[512];
+
+/* llama.cpp reports why a load failed only through its log; keep the last
+ * error line so our message can say it, and pass the rest to stderr unless
+ * quiet (the library never writes to stdout). */
+static void on_llama_log(enum ggml_log_level level, const char *text, void *user_data)
+{
+    (void)user_data;
+    if (level == GGML_LOG_LEVEL_ERROR) {
+        snprintf(last_error, sizeof last_error, "%s", text);
+        size_t n = strlen(last_error);
+        while (n > 0 && (last_error[n - 1] == '\n' || last_error[n - 1] == ' '))
+            last_error[--n] = '\0';
+    }
+    if (!log_quiet || level == GGML_LOG_LEVEL_ERROR)
+        fputs(text, stderr);
+}
+
+const char *tmap_llama_last_error(void)
+{
+    return last_error;
+}
+
+void tmap_backend_init(bool quiet)
+{
+    log_quiet = quiet;
+    llama_log_set(on_llama_log, NULL);
+    llama_backend_init();
+}
+
+void tmap_backend_free(void)
+{
+    llama_backend_free();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                  */
+/* ------------------------------------------------------------------------ */
+
+struct tmap_model_params tmap_model_default_params(void)
+{
+    struct tmap_model_params p = {
+        .path         = NULL,
+        .n_gpu_layers = -1,
+        .n_threads    = 0,
+        .n_ctx        = 0,
+        .n_batch      = 2048,
+        .n_seq        = 4,
+        .use_mmap     = true,
+    };
+    return p;
+}
+
+/* The store keys scores by this (DESIGN.md section 8): xxh3-128 of the GGUF
+ * header and tensor index, plus the file size. It changes when weights are
+ * re-quantised or re-trained in place, yet costs one small read. */
+static enum tmap_status fingerprint_file(const char *path, uint64_t file_bytes, char out[33],
+                                         struct tmap_error *err)
+{
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g)
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a GGUF file", path);
+    size_t meta_bytes = gguf_get_data_offset(g);
+    gguf_free(g);
+
+    FILE *f = fopen(path, "rb");
+    char *head = malloc(meta_bytes ? meta_bytes : 1);
+    if (!f || !head || fread(head, 1, meta_bytes, f) != meta_bytes) {
+        if (f)
+            fclose(f);
+        free(head);
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot read the GGUF header", path);
+    }
+    fclose(f);
+
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_128bits_reset(st);
+    XXH3_128bits_update(st, head, meta_bytes);
+    XXH3_128bits_update(st, &file_bytes, sizeof file_bytes);
+    XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    free(head);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
+    return TMAP_OK;
+}
+
+static int32_t default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int32_t)n : 1;
+}
+
+static enum tmap_status check_params(const struct tmap_model_params *p, struct tmap_error *err)
+{
+    if (!p->path || !*p->path)
+        return tmap_fail(err, TMAP_ERR_USAGE, "no model given (-m FILE.gguf)");
+    if (p->n_ctx < 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "context size %d is negative (-c)", p->n_ctx);
+    if (p->n_batch < 1)
+        return tmap_fail(err, TMAP_ERR_USAGE, "batch size %d must be at least 1 (-b)", p->n_batch);
+    if (p->n_seq < 1 || p->n_seq > 256)
+        return tmap_fail(err, TMAP_ERR_USAGE, "parallel sequences %d must be 1..256 (-np)", p->n_seq);
+    if (p->n_threads < 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "thread count %d is negative (-t)", p->n_threads);
+    return TMAP_OK;
+}
+
+static void fill_info(struct tmap_model *m, uint64_t file_bytes)
+{
+    struct tmap_model_info *info = &m->info;
+    if (llama_model_meta_val_str(m->model, "general.architecture", info->arch, sizeof info->arch) < 0)
+        snprintf(info->arch, sizeof info->arch, "unknown");
+    llama_model_desc(m->model, info->description, sizeof info->description);
+    info->n_params          = llama_model_n_params(m->model);
+    info->file_bytes        = file_bytes;
+    info->n_vocab           = llama_vocab_n_tokens(m->vocab);
+    info->n_ctx_train       = llama_model_n_ctx_train(m->model);
+    info->n_embd            = llama_model_n_embd(m->model);
+    info->n_layer           = llama_model_n_layer(m->model);
+    info->n_head            = llama_model_n_head(m->model);
+    info->has_chat_template = llama_model_chat_template(m->model, NULL) != NULL;
+}
+
+static enum tmap_status open_context(struct tmap_model *m, const struct tmap_model_params *p,
+                                     struct tmap_error *err)
+{
+    int32_t n_ctx = p->n_ctx;
+    if (n_ctx == 0)
+        n_ctx = m->info.n_ctx_train > 0 && m->info.n_ctx_train < 4096 ? m->info.n_ctx_train : 4096;
+
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx           = (uint32_t)n_ctx * (uint32_t)p->n_seq;
+    cp.n_batch         = (uint32_t)p->n_batch;
+    cp.n_ubatch        = (uint32_t)(p->n_batch < 512 ? p->n_batch : 512);
+    cp.n_seq_max       = (uint32_t)p->n_seq;
+    cp.kv_unified      = false; /* scored samples share nothing: keep them apart */
+    cp.n_threads       = p->n_threads ? p->n_threads : default_threads();
+    cp.n_threads_batch = cp.n_threads;
+    cp.no_perf         = true;
+
+    m->ctx = llama_init_from_model(m->model, cp);
+    if (!m->ctx)
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: cannot create a context of %d x %d tokens: %s",
+                         p->path, p->n_seq, n_ctx, tmap_llama_last_error());
+    m->info.n_ctx   = n_ctx;
+    m->info.n_batch = p->n_batch;
+    m->info.n_seq   = p->n_seq;
+    return TMAP_OK;
+}
+
+enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_model **out,
+                                 struct tmap_error *err)
+{
+    *out = NULL;
+    enum tmap_status st = check_params(p, err);
+    if (st)
+        return st;
+
+    struct stat sb;
+    if (stat(p->path, &sb) != 0)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", p->path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return tmap_fail(err, TMAP_ERR_IO, "%s: not a regular file", p->path);
+
+    struct tmap_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory loading %s", p->path);
+    st = fingerprint_file(p->path, (uint64_t)sb.st_size, m->info.fingerprint, err);
+    if (st)
+        goto fail;
+
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = p->n_gpu_layers;
+    mp.load_mode    = p->use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+    last_error[0]   = '\0';
+    m->model = llama_model_load_from_file(p->path, mp);
+    if (!m->model) {
+        st = tmap_fail(err, TMAP_ERR_MODEL, "%s: llama.cpp cannot load this model: %s", p->path,
+                       *last_error ? last_error : "no reason given");
+        goto fail;
+    }
+    m->vocab = llama_model_get_vocab(m->model);
+    fill_info(m, (uint64_t)sb.st_size);
+    st = open_context(m, p, err);
+    if (st)
+        goto fail;
+    *out = m;
+    return TMAP_OK;
+fail:
+    tmap_model_free(m);
+    return st;
+}
+
+void tmap_model_free(struct tmap_model *m)
+{
+    if (!m)
+        return;
+    if (m->ctx)
+        llama_free(m->ctx);
+    if (m->model)
+        llama_model_free(m->model);
+    free(m);
+}
+
+void tmap_model_get_info(const struct tmap_model *m, struct tmap_model_info *out)
+{
+    *out = m->info;
+}
+
+void tmap_model_get_counters(const struct tmap_model *m, struct tmap_model_counters *out)
+{
+    *out = m->counters;
+}
+
+enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,
+                                   struct tmap_error *err)
+{
+    int rc = llama_decode(m->ctx, batch);
+    m->counters.n_decode_calls++;
+    m->counters.n_tokens_decoded += (uint64_t)batch.n_tokens;
+    if (rc != 0)
+        return tmap_fail(err, TMAP_ERR_MODEL, "llama_decode failed (code %d) on a batch of %d tokens%s%s",
+                         rc, batch.n_tokens, *last_error ? ": " : "", last_error);
+    return TMAP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Text                                                                     */
+/* ------------------------------------------------------------------------ */
+
+enum tmap_status tmap_model_tokenize(struct tmap_model *m, const char *text, bool add_bos,
+                                     int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
+{
+    *tokens   = NULL;
+    *n_tokens = 0;
+    size_t len = strlen(text);
+    if (len > INT32_MAX / 2)
+        return tmap_fail(err, TMAP_ERR_DATA, "text of %zu bytes is too long to tokenize", len);
+
+    /* A token covers at least one byte, plus BOS: len + 2 always suffices. */
+    int32_t cap = (int32_t)len + 2;
+    int32_t *buf = malloc((size_t)cap * sizeof *buf);
+    if (!buf)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
+    /* parse_special=false: text from a data set must never turn into control
+     * tokens, whatever it contains. */
+    int32_t n = llama_tokenize(m->vocab, text, (int32_t)len, buf, cap, add_bos, false);
+    if (n < 0) {
+        free(buf);
+        return tmap_fail(err, TMAP_ERR_MODEL, "tokenizer failed on a text of %zu bytes", len);
+    }
+    *tokens   = buf;
+    *n_tokens = n;
+    return TMAP_OK;
+}
+
+static enum tmap_status format_plain(const struct tmap_sample *s, char **out, struct tmap_error *err)
+{
+    /* No trailing space after "Answer:": the response is tokenized on its own
+     * and SentencePiece vocabularies give it its leading space. */
+    size_t n = strlen(s->prompt) + 32;
+    *out = malloc(n);
+    if (!*out)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory formatting sample %s", s->id);
+    snprintf(*out, n, "Query: %s\nAnswer:", s->prompt);
+    return TMAP_OK;
+}
+
+static enum tmap_status format_chat(struct tmap_model *m, const char *tmpl, const struct tmap_sample *s,
+                                    char **out, struct tmap_error *err)
+{
+    size_t n_msg = s->n_turns;
+    struct llama_chat_message *msgs = calloc(n_msg ? n_msg : 1, sizeof *msgs);
+    if (!msgs)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory formatting sample %s", s->id);
+    size_t cap = 64;
+    for (size_t i = 0; i < n_msg; i++) {
+        msgs[i].role    = s->turns[i].role;
+        msgs[i].content = s->turns[i].content;
+        cap += strlen(s->turns[i].content) * 2 + 64;
+    }
+    char *buf = malloc(cap);
+    int32_t need = buf ? llama_chat_apply_template(tmpl, msgs, n_msg, true, buf, (int32_t)cap) : -1;
+    if (need > (int32_t)cap) {
+        free(buf);
+        cap = (size_t)need + 1;
+        buf = malloc(cap);
+        need = buf ? llama_chat_apply_template(tmpl, msgs, n_msg, true, buf, (int32_t)cap) : -1;
+    }
+    free(msgs);
+    if (need < 0) {
+        free(buf);
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: llama.cpp does not support this model's chat template",
+                         m->info.description);
+    }
+    buf[need] = '\0';
+    *out = buf;
+    return TMAP_OK;
+}
+
+enum tmap_status tmap_model_format_prompt(struct tmap_model *m, const struct tmap_sample *s,
+                                          enum tmap_template tmpl, char **out, bool *fell_back,
+                                          struct tmap_error *err)
+{
+    *out = NULL;
+    if (fell_back)
+        *fell_back = false;
+    if (tmpl == TMAP_TEMPLATE_CHAT) {
+        const char *t = llama_model_chat_template(m->model, NULL);
+        if (t)
+            return format_chat(m, t, s, out, err);
+        if (fell_back)
+            *fell_back = true;
+    }
+    return format_plain(s, out, err);
+}

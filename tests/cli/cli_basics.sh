@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The command table, help and version output, and unknown input.
+. "$(dirname "$0")/lib.sh"
+
+check "help lists every command"
+run "$TMAP" --help
+expect_status 0
+for c in version info data model; do expect_out "  $c "; done
+
+check "no command is a usage error"
+run "$TMAP"
+expect_status 1
+
+check "unknown command"
+run "$TMAP" frobnicate
+expect_status 1
+expect_err "'frobnicate' is not a command"
+
+check "version"
+run "$TMAP" version
+expect_status 0
+expect_out "tmap 0.1.0"
+expect_out "llama.cpp "
+run "$TMAP" version --json
+expect_status 0
+expect_out '{"tmap": "0.1.0", "build": "'
+
+check "every command has --help"
+for c in "version" "info" "data stats" "model create"; do
+    run "$TMAP" $c --help
+    expect_status 0
+    expect_out "usage: tmap $c"
+done
+
+check "unknown option names itself and the usage"
+run "$TMAP" info --frob
+expect_status 1
+expect_err "unknown option '--frob'"
+expect_err "usage: tmap info"
+
+finish

@@ -1,0 +1,430 @@
+/*
+ * test_model.c - the model layer on a created model: loading and its errors,
+ * tokenizing, prompt layout, batched teacher-forced log-probabilities against
+ * one-sequence-at-a-time decoding, the context-overflow policy, and
+ * deterministic model creation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tmap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static struct tmap_model *load(int32_t n_ctx, int32_t n_batch, int32_t n_seq)
+{
+    struct tmap_model_params p = tmap_model_default_params();
+    p.path = TMAP_TEST_MODEL;
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.n_seq = n_seq;
+    p.n_threads = 2;
+    struct tmap_error err = { 0 };
+    struct tmap_model *m = NULL;
+    enum tmap_status st = tmap_model_load(&p, &m, &err);
+    if (st)
+        fail_msg("load failed: %s", err.message);
+    return m;
+}
+
+static int32_t *tokenize(struct tmap_model *m, const char *text, bool bos, int32_t *n)
+{
+    int32_t *t;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_tokenize(m, text, bos, &t, n, &err), TMAP_OK);
+    return t;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+static void test_info(void **state)
+{
+    (void)state;
+    struct tmap_model *m = load(256, 128, 2);
+    struct tmap_model_info in;
+    tmap_model_get_info(m, &in);
+    assert_string_equal(in.arch, "llama");
+    assert_int_equal(in.n_vocab, 32000);
+    assert_int_equal(in.n_layer, 2);
+    assert_int_equal(in.n_embd, 64);
+    assert_int_equal(in.n_ctx_train, 2048);
+    assert_int_equal(in.n_ctx, 256);
+    assert_int_equal(in.n_seq, 2);
+    assert_false(in.has_chat_template);
+    assert_int_equal(strlen(in.fingerprint), 32);
+    assert_true(in.n_params > 32000 * 64);
+    tmap_model_free(m);
+}
+
+static void test_load_errors(void **state)
+{
+    (void)state;
+    struct tmap_model_params p = tmap_model_default_params();
+    struct tmap_error err = { 0 };
+    struct tmap_model *m = NULL;
+
+    p.path = "/nonexistent/model.gguf";
+    assert_int_equal(tmap_model_load(&p, &m, &err), TMAP_ERR_IO);
+    assert_non_null(strstr(err.message, "/nonexistent/model.gguf: cannot open: No such file"));
+    assert_null(m);
+
+    char path[512];
+    snprintf(path, sizeof path, "%s/not-a-model.gguf", tmpdir);
+    write_file(path, "{\"question\": \"this is JSON, not GGUF\"}\n");
+    p.path = path;
+    assert_int_equal(tmap_model_load(&p, &m, &err), TMAP_ERR_MODEL);
+    assert_non_null(strstr(err.message, "not a GGUF file"));
+
+    p.path = TMAP_TEST_MODEL;
+    p.n_seq = 0;
+    assert_int_equal(tmap_model_load(&p, &m, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "parallel sequences 0"));
+
+    p = tmap_model_default_params();
+    assert_int_equal(tmap_model_load(&p, &m, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "no model given"));
+}
+
+/* ---- text --------------------------------------------------------------- */
+
+static void test_tokenize(void **state)
+{
+    (void)state;
+    struct tmap_model *m = load(128, 64, 1);
+    int32_t n_bos, n_plain;
+    int32_t *with_bos = tokenize(m, "Natalia sold 48 clips.", true, &n_bos);
+    int32_t *plain = tokenize(m, "Natalia sold 48 clips.", false, &n_plain);
+    assert_int_equal(with_bos[0], 1); /* the Llama-2 BOS */
+    assert_int_equal(n_bos, n_plain + 1);
+    assert_memory_equal(with_bos + 1, plain, (size_t)n_plain * sizeof *plain);
+    free(with_bos);
+    free(plain);
+
+    /* Data text that looks like a control token stays text. */
+    int32_t n;
+    int32_t *t = tokenize(m, "</s>", false, &n);
+    assert_true(n > 1);
+    for (int32_t i = 0; i < n; i++)
+        assert_int_not_equal(t[i], 2); /* EOS */
+    free(t);
+    tmap_model_free(m);
+}
+
+static void test_format_prompt(void **state)
+{
+    (void)state;
+    struct tmap_model *m = load(128, 64, 1);
+    struct tmap_turn turns[] = { { "user", "What is 2+2?" } };
+    struct tmap_sample s = { .id = "1", .prompt = "What is 2+2?", .response = "4",
+                             .turns = turns, .n_turns = 1, .answer_index = -1 };
+    char *out;
+    bool fell_back;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_format_prompt(m, &s, TMAP_TEMPLATE_PLAIN, &out, &fell_back, &err), TMAP_OK);
+    assert_string_equal(out, "Query: What is 2+2?\nAnswer:");
+    assert_false(fell_back);
+    free(out);
+    assert_int_equal(tmap_model_format_prompt(m, &s, TMAP_TEMPLATE_CHAT, &out, &fell_back, &err), TMAP_OK);
+    assert_string_equal(out, "Query: What is 2+2?\nAnswer:");
+    assert_true(fell_back); /* the test model has no chat template */
+    free(out);
+    tmap_model_free(m);
+
+    /* A model made with a ChatML template lays turns out as ChatML. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/chatml.gguf", tmpdir);
+    struct tmap_model_create_params cp = tmap_model_create_default_params();
+    cp.n_embd = 32;
+    cp.n_layer = 1;
+    cp.chat_template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
+    assert_int_equal(tmap_model_create(path, &cp, &err), TMAP_OK);
+    struct tmap_model_params p = tmap_model_default_params();
+    p.path = path;
+    p.n_ctx = 64;
+    p.n_seq = 1;
+    assert_int_equal(tmap_model_load(&p, &m, &err), TMAP_OK);
+    assert_int_equal(tmap_model_format_prompt(m, &s, TMAP_TEMPLATE_CHAT, &out, &fell_back, &err), TMAP_OK);
+    assert_false(fell_back);
+    assert_string_equal(out, "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n");
+    free(out);
+    tmap_model_free(m);
+}
+
+/* ---- log-probabilities -------------------------------------------------- */
+
+static const char *const texts[][2] = {
+    { "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+      "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether.\n#### 72" },
+    { "Weng earns $12 an hour for babysitting.", "Weng earns 12/60 = $0.2 per minute.\n#### 10" },
+    { "Hi", "Hello there, how can I help you today?" },
+    { "Betty is saving money for a new wallet which costs $100. Betty has only half of the money she "
+      "needs. Her parents decided to give her $15 for that purpose, and her grandparents twice as much "
+      "as her parents. How much more money does Betty need to buy the wallet?",
+      "In the beginning, Betty has only 100 / 2 = $50.\nBetty's grandparents gave her 15 * 2 = $30.\n"
+      "This means, Betty needs 100 - 50 - 30 - 15 = $5 more.\n#### 5" },
+    { "Q", "A" },
+    { "Julie is reading a 120-page book.", "She read 12 x 2 = 24 pages today.\n#### 42" },
+    { "James writes a 3-page letter to 2 different friends twice a week.", "#### 624" },
+    { "Albert is wondering how much pizza he can eat in one day.", "He eats 2 * 16 + 2 * 8 = 48 slices.\n#### 48" },
+};
+#define N_TEXTS (sizeof texts / sizeof texts[0])
+
+struct tokenized {
+    int32_t *prompt[N_TEXTS], *response[N_TEXTS];
+    struct tmap_logprob_request req[N_TEXTS];
+};
+
+static void tokenize_texts(struct tmap_model *m, struct tokenized *t)
+{
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        t->prompt[i] = tokenize(m, texts[i][0], true, &t->req[i].n_prompt);
+        t->response[i] = tokenize(m, texts[i][1], false, &t->req[i].n_response);
+        t->req[i].prompt = t->prompt[i];
+        t->req[i].response = t->response[i];
+    }
+}
+
+static void free_texts(struct tokenized *t)
+{
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        free(t->prompt[i]);
+        free(t->response[i]);
+    }
+}
+
+static void test_batched_equals_sequential(void **state)
+{
+    (void)state;
+    /* Batched: 4 sequences side by side, 48-token decode calls, so samples
+     * share calls and long ones span several. Reference: one sample at a
+     * time, each in a single call. */
+    struct tmap_model *batched = load(256, 48, 4);
+    struct tmap_model *single = load(256, 512, 1);
+    struct tokenized t;
+    tokenize_texts(batched, &t);
+
+    struct tmap_logprob_result rb[N_TEXTS], rs[N_TEXTS];
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_logprob(batched, t.req, N_TEXTS, rb, &err), TMAP_OK);
+    for (size_t i = 0; i < N_TEXTS; i++)
+        assert_int_equal(tmap_model_logprob(single, &t.req[i], 1, &rs[i], &err), TMAP_OK);
+
+    int64_t total = 0, alone_calls = 0;
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        assert_int_equal(rb[i].fit, TMAP_FIT_WHOLE);
+        assert_int_equal(rb[i].n_tokens, t.req[i].n_response);
+        assert_int_equal(rs[i].n_tokens, t.req[i].n_response);
+        assert_true(rb[i].sum_logprob < 0.0 && isfinite(rb[i].sum_logprob));
+        /* 1e-4 per token, as DESIGN.md asks of every batched path */
+        double tol = 1e-4 * rb[i].n_tokens;
+        if (fabs(rb[i].sum_logprob - rs[i].sum_logprob) > tol)
+            fail_msg("sample %zu: batched %.8f vs single %.8f", i, rb[i].sum_logprob, rs[i].sum_logprob);
+        int64_t len = t.req[i].n_prompt + t.req[i].n_response - 1;
+        total += len;
+        alone_calls += (len + 47) / 48;
+    }
+
+    /* Every token but each sample's last is decoded exactly once, and
+     * sharing calls between samples beats one sample per 48-token call. */
+    struct tmap_model_counters cb, cs;
+    tmap_model_get_counters(batched, &cb);
+    tmap_model_get_counters(single, &cs);
+    assert_int_equal(cb.n_tokens_decoded, total);
+    assert_int_equal(cs.n_tokens_decoded, total);
+    assert_int_equal(cs.n_decode_calls, N_TEXTS);
+    assert_true(cb.n_decode_calls >= (uint64_t)(total + 47) / 48);
+    assert_true(cb.n_decode_calls < (uint64_t)alone_calls);
+
+    free_texts(&t);
+    tmap_model_free(batched);
+    tmap_model_free(single);
+}
+
+static void test_random_model_is_near_uniform(void **state)
+{
+    (void)state;
+    /* A random-init model with std 0.02 barely prefers any token: the mean
+     * loss must sit close to log(32000) = 10.37 nats. Catches a wrong
+     * softmax or a wrong target token. */
+    struct tmap_model *m = load(256, 256, 2);
+    struct tokenized t;
+    tokenize_texts(m, &t);
+    struct tmap_logprob_result r[N_TEXTS];
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_logprob(m, t.req, N_TEXTS, r, &err), TMAP_OK);
+    double sum = 0;
+    int64_t n = 0;
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        sum -= r[i].sum_logprob;
+        n += r[i].n_tokens;
+    }
+    /* Pooled over ~150 tokens: one token's loss varies by ~0.16 nats here. */
+    double loss = sum / (double)n;
+    if (fabs(loss - log(32000.0)) >= 0.05)
+        fail_msg("mean loss %.4f nats over %lld tokens, log(32000) = %.4f", loss, (long long)n, log(32000.0));
+    free_texts(&t);
+    tmap_model_free(m);
+}
+
+static void test_overflow_policy(void **state)
+{
+    (void)state;
+    struct tmap_model *m = load(32, 64, 2);
+    int32_t prompt[40], response[10], long_response[40];
+    for (int i = 0; i < 40; i++)
+        prompt[i] = i == 0 ? 1 : 100 + i;
+    for (int i = 0; i < 10; i++)
+        response[i] = 500 + i;
+    for (int i = 0; i < 40; i++)
+        long_response[i] = 700 + i;
+    /* The truncated prompt written out by hand: BOS, then the last 21. */
+    int32_t kept[22];
+    kept[0] = 1;
+    memcpy(kept + 1, prompt + 19, 21 * sizeof(int32_t));
+
+    struct tmap_logprob_request req[] = {
+        { prompt, 40, response, 10 },
+        { prompt, 40, long_response, 40 },
+        { kept, 22, response, 10 },
+        { prompt, 5, response, 10 },
+    };
+    struct tmap_logprob_result r[4];
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_logprob(m, req, 4, r, &err), TMAP_OK);
+
+    assert_int_equal(r[0].fit, TMAP_FIT_TRUNCATED);
+    assert_int_equal(r[0].n_prompt_dropped, 40 + 10 - 32);
+    assert_int_equal(r[0].n_tokens, 10);
+    assert_true(fabs(r[0].sum_logprob - r[2].sum_logprob) < 1e-4 * 10);
+    assert_int_equal(r[2].fit, TMAP_FIT_WHOLE);
+
+    assert_int_equal(r[1].fit, TMAP_FIT_SKIPPED); /* the response alone overflows */
+    assert_int_equal(r[1].n_tokens, 0);
+    assert_true(r[1].sum_logprob == 0.0);
+
+    assert_int_equal(r[3].fit, TMAP_FIT_WHOLE);
+    assert_int_equal(r[3].n_tokens, 10);
+    tmap_model_free(m);
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void test_create_deterministic(void **state)
+{
+    (void)state;
+    char a[512], b[512], c[512];
+    snprintf(a, sizeof a, "%s/a.gguf", tmpdir);
+    snprintf(b, sizeof b, "%s/b.gguf", tmpdir);
+    snprintf(c, sizeof c, "%s/c.gguf", tmpdir);
+    struct tmap_model_create_params p = tmap_model_create_default_params();
+    p.n_embd = 32;
+    p.n_layer = 1;
+    p.seed = 123;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_create(a, &p, &err), TMAP_OK);
+    assert_int_equal(tmap_model_create(b, &p, &err), TMAP_OK);
+    p.seed = 124;
+    assert_int_equal(tmap_model_create(c, &p, &err), TMAP_OK);
+
+    size_t na, nb, nc;
+    unsigned char *da = slurp(a, &na), *db = slurp(b, &nb), *dc = slurp(c, &nc);
+    assert_int_equal(na, nb);
+    assert_memory_equal(da, db, na);
+    assert_int_equal(na, nc);
+    assert_true(memcmp(da, dc, na) != 0);
+    free(da);
+    free(db);
+    free(dc);
+}
+
+static void test_create_errors(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.gguf", tmpdir);
+    struct tmap_model_create_params p = tmap_model_create_default_params();
+    struct tmap_error err = { 0 };
+
+    p.n_head = 5;
+    p.n_head_kv = 5;
+    assert_int_equal(tmap_model_create(path, &p, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "n_embd=64 is not a multiple of n_head=5"));
+
+    p = tmap_model_create_default_params();
+    p.vocab_path = "/nonexistent/vocab.gguf";
+    assert_int_equal(tmap_model_create(path, &p, &err), TMAP_ERR_IO);
+    assert_non_null(strstr(err.message, "/nonexistent/vocab.gguf: cannot read the vocabulary GGUF"));
+
+    p = tmap_model_create_default_params();
+    assert_int_equal(tmap_model_create("/nonexistent/dir/m.gguf", &p, &err), TMAP_ERR_IO);
+    assert_non_null(strstr(err.message, "/nonexistent/dir/m.gguf: cannot write"));
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-model.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    tmap_backend_init(true);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        return -1;
+    tmap_backend_free();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_info),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_tokenize),
+        cmocka_unit_test(test_format_prompt),
+        cmocka_unit_test(test_batched_equals_sequential),
+        cmocka_unit_test(test_random_model_is_near_uniform),
+        cmocka_unit_test(test_overflow_policy),
+        cmocka_unit_test(test_create_deterministic),
+        cmocka_unit_test(test_create_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
