@@ -4,7 +4,7 @@
 #   make test     set up, build, run the whole ctest suite
 #   make setup    Debian packages + llama.cpp (cached in ~/.cache/tmap)
 #   make build    build/tmap
-#   make asan     the unit tests under AddressSanitizer + UBSan
+#   make asan     every test under AddressSanitizer + UBSan
 #   make bench    the benchmarks under bench/
 #
 # GPU=cuda builds llama.cpp with CUDA; TMAP_LLAMA_DIR=/prefix uses your own
@@ -50,8 +50,7 @@ asan: setup
 	@cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-	    ctest --output-on-failure -j $(JOBS) -L unit
+	    ctest --output-on-failure -j $(JOBS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan
