@@ -99,7 +99,8 @@ int main(int argc, char **argv)
     if (n > tmap_pool_size(pool))
         n = tmap_pool_size(pool);
 
-    struct tmap_model *batched = load(argv[1], 16, 2048, threads);
+    struct tmap_model_params defaults = tmap_model_default_params();
+    struct tmap_model *batched = load(argv[1], defaults.n_seq, defaults.n_batch, threads);
     struct tmap_model *single = load(argv[1], 1, 2048, threads);
     int64_t n_tokens;
     struct tmap_logprob_request *req = build_requests(batched, pool, n, &n_tokens);
@@ -119,9 +120,10 @@ int main(int argc, char **argv)
     tmap_model_get_info(batched, &info);
     printf("bench_logprob: %s (%d wide, %d layers), %zu GSM8K samples, %lld tokens\n", argv[1],
            info.n_embd, info.n_layer, n, (long long)n_tokens);
-    printf("  one sample per llama_decode : %8.0f tokens/s  (%.2f s)\n", (double)n_tokens / ts, ts);
-    printf("  16 sequences, 2048-token calls: %8.0f tokens/s  (%.2f s)\n", (double)n_tokens / tb, tb);
-    printf("  ratio batched / one-by-one  : %.2fx   max |diff| per token %.2e nats\n", ts / tb, max_diff);
+    printf("  one sample per llama_decode        : %8.0f tokens/s  (%.2f s)\n", (double)n_tokens / ts, ts);
+    printf("  batched (%d sequences, %d-token calls): %8.0f tokens/s  (%.2f s)\n", info.n_seq,
+           info.n_batch, (double)n_tokens / tb, tb);
+    printf("  ratio batched / one-by-one         : %.2fx   max |diff| per token %.2e nats\n", ts / tb, max_diff);
 
     for (size_t i = 0; i < n; i++) {
         free((void *)req[i].prompt);

@@ -23,6 +23,18 @@ struct cli_command {
     const char *summary;               /* one line for `tmap --help` */
 };
 
+/* Commands with subcommands (`tmap data stats`) route through a table too. */
+struct cli_subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+    const char *summary;
+};
+
+/* Runs the subcommand named by argv[1] of `tmap GROUP`, or prints the
+ * group's help; returns the exit status. */
+int cli_run_subcommand(const char *group, const struct cli_subcommand *subs, size_t n_subs,
+                       int argc, char **argv);
+
 int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_data(int argc, char **argv);

@@ -132,12 +132,8 @@ static int data_stats(int argc, char **argv)
 
 int cmd_data(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "stats") == 0)
-        return data_stats(argc - 1, argv + 1);
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: tmap data stats FILE [options]\n");
-        return 0;
-    }
-    fprintf(stderr, "tmap: data: expected a subcommand: stats\n");
-    return TMAP_ERR_USAGE;
+    static const struct cli_subcommand subs[] = {
+        { "stats", data_stats, "records per format, rejects, and length quantiles" },
+    };
+    return cli_run_subcommand("data", subs, sizeof subs / sizeof subs[0], argc, argv);
 }

@@ -64,12 +64,8 @@ static int model_create(int argc, char **argv)
 
 int cmd_model(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "create") == 0)
-        return model_create(argc - 1, argv + 1);
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: tmap model create --out FILE [options]\n");
-        return 0;
-    }
-    fprintf(stderr, "tmap: model: expected a subcommand: create\n");
-    return TMAP_ERR_USAGE;
+    static const struct cli_subcommand subs[] = {
+        { "create", model_create, "write a small random-init Llama GGUF" },
+    };
+    return cli_run_subcommand("model", subs, sizeof subs / sizeof subs[0], argc, argv);
 }

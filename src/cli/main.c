@@ -28,6 +28,23 @@ static void print_help(void)
     printf("\nexit status: 0 ok, 1 usage, 2 bad data, 3 I/O, 4 model, 5 out of memory\n");
 }
 
+int cli_run_subcommand(const char *group, const struct cli_subcommand *subs, size_t n_subs,
+                       int argc, char **argv)
+{
+    bool asked = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    for (size_t i = 0; argc >= 2 && !asked && i < n_subs; i++)
+        if (strcmp(subs[i].name, argv[1]) == 0)
+            return subs[i].run(argc - 1, argv + 1);
+    FILE *out = asked ? stdout : stderr;
+    if (!asked)
+        fprintf(stderr, "tmap %s: %s%s%s\n", group, argc >= 2 ? "unknown subcommand '" : "expected a subcommand",
+                argc >= 2 ? argv[1] : "", argc >= 2 ? "'" : "");
+    fprintf(out, "usage: tmap %s SUBCOMMAND [options]\n\nsubcommands:\n", group);
+    for (size_t i = 0; i < n_subs; i++)
+        fprintf(out, "  %-10s %s\n", subs[i].name, subs[i].summary);
+    return asked ? 0 : TMAP_ERR_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {

@@ -2,8 +2,13 @@
  * model.h - what the model modules share inside the library.
  *
  * struct tmap_model wraps one llama_model and one llama_context. The context
- * holds n_seq sequences of n_ctx cells each (a non-unified KV cache: scored
- * samples share no prefix, so each sequence attends to its own cells only).
+ * holds n_seq sequences in one unified KV cache of n_ctx * n_seq cells, so
+ * each sequence can always grow to n_ctx. Measured on CPU (bench_logprob,
+ * 512x8 model, GSM8K): the unified cache scored 1.0x the speed of one sample
+ * per call at n_seq 4, the per-sequence (non-unified) one 0.70x, because
+ * llama.cpp must then split each batch into equal per-sequence slices.
+ * Per-token log-probabilities also matched one-by-one decoding closer
+ * (1e-6 vs 2e-4 nats).
  */
 #ifndef TMAP_MODEL_MODEL_H
 #define TMAP_MODEL_MODEL_H

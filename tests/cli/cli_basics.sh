@@ -32,6 +32,18 @@ for c in "version" "info" "data stats" "model create"; do
     expect_out "usage: tmap $c"
 done
 
+check "subcommand groups"
+run "$TMAP" data
+expect_status 1
+expect_err "tmap data: expected a subcommand"
+expect_err "  stats "
+run "$TMAP" model frob
+expect_status 1
+expect_err "tmap model: unknown subcommand 'frob'"
+run "$TMAP" model --help
+expect_status 0
+expect_out "  create "
+
 check "unknown option names itself and the usage"
 run "$TMAP" info --frob
 expect_status 1
