@@ -249,12 +249,24 @@ enum tmap_status tmap_model_format_prompt(struct tmap_model *model, const struct
                                           struct tmap_error *err);
 
 /* One teacher-forced scoring request: log p(response | prompt). The prompt
- * should start with BOS; the response is scored token by token. */
+ * should start with BOS; the response is scored token by token (it may be
+ * empty when the request only wants an embedding or choices). Optional
+ * extras, read from the same forward pass:
+ *   embedding: n_embd floats, the mean over every token after BOS of the
+ *              last hidden state, L2-normalised (costs logits for every
+ *              position of the batch, so ask only where needed);
+ *   choices:   log-probabilities (full-vocabulary softmax) of these tokens
+ *              as the next token after prompt + response, written to
+ *              choice_logprobs (how rating indicators read a 1..6 score). */
 struct tmap_logprob_request {
     const int32_t *prompt;
     int32_t        n_prompt;
     const int32_t *response;
     int32_t        n_response;
+    float         *embedding;       /* NULL = none */
+    const int32_t *choices;         /* NULL = none */
+    int32_t        n_choices;
+    double        *choice_logprobs; /* n_choices entries */
 };
 
 /* Context overflow policy: when prompt + response exceed the per-sequence

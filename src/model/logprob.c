@@ -11,8 +11,10 @@
  * sorting by length is not needed for packing.
  *
  * Only positions whose next token is a response token ask for logits, and
- * the last token of a sample is never decoded at all (nothing reads its
- * logits).
+ * the last token of a sample is not decoded at all unless choices or an
+ * embedding need it. Embedding requests switch the context to embeddings
+ * mode, where llama.cpp outputs every position: callers keep them in
+ * calls of their own so plain scoring never pays for that.
  */
 #include "model/model.h"
 #include "util/error.h"
@@ -28,6 +30,7 @@ struct planned {
     int32_t        n_prompt; /* prompt tokens kept, BOS included */
     const int32_t *response;
     int32_t        n_response;
+    bool           feed_last; /* decode the last token too (choices, embedding) */
 };
 
 static int32_t planned_len(const struct planned *p)
@@ -49,12 +52,15 @@ static int32_t planned_token(const struct planned *p, int32_t i)
 static enum tmap_fit plan(const struct tmap_logprob_request *r, int32_t n_ctx, struct planned *p)
 {
     memset(p, 0, sizeof *p);
-    if (r->n_prompt < 1 || r->n_response < 1 || r->n_response + 1 > n_ctx)
+    bool extras = r->embedding || r->n_choices > 0;
+    if (r->n_prompt < 1 || r->n_response < 0 || (r->n_response == 0 && !extras) ||
+        r->n_response + 1 > n_ctx)
         return TMAP_FIT_SKIPPED;
     p->prompt     = r->prompt;
     p->n_prompt   = r->n_prompt;
     p->response   = r->response;
     p->n_response = r->n_response;
+    p->feed_last  = extras;
     int32_t over = r->n_prompt + r->n_response - n_ctx;
     if (over <= 0)
         return TMAP_FIT_WHOLE;
@@ -67,18 +73,21 @@ static enum tmap_fit plan(const struct tmap_logprob_request *r, int32_t n_ctx, s
 struct slot {
     bool    busy;
     size_t  request;
-    int32_t next;   /* next position to decode */
-    int32_t n_feed; /* positions to decode: all but the last token */
+    int32_t next;     /* next position to decode */
+    int32_t n_feed;   /* positions to decode */
+    double *pooled;   /* running sum of hidden states (embedding requests) */
 };
 
-/* Where each output row of the current batch goes. */
+/* What one position of the current batch contributes to its request. */
 struct output_ref {
-    size_t  request;
-    int32_t target; /* the token whose log-probability this row gives */
+    int32_t slot;
+    int32_t pos;
+    int32_t target; /* the token whose log-probability this row gives, or -1 */
 };
 
 struct run {
     struct tmap_model                 *m;
+    const struct tmap_logprob_request *requests;
     struct planned                    *plans;
     struct tmap_logprob_result        *results;
     size_t                             n;
@@ -86,10 +95,11 @@ struct run {
     struct slot                       *slots;
     struct llama_batch                 batch;
     struct output_ref                 *refs;
+    bool                               embeddings; /* every position is an output */
 };
 
-/* log softmax(logits)[target], in double so long responses sum stably. */
-static double token_logprob(const float *logits, int32_t n_vocab, int32_t target)
+/* log of the softmax denominator, in double so long responses sum stably. */
+static double log_normaliser(const float *logits, int32_t n_vocab)
 {
     float max = logits[0];
     for (int32_t v = 1; v < n_vocab; v++)
@@ -98,7 +108,7 @@ static double token_logprob(const float *logits, int32_t n_vocab, int32_t target
     double sum = 0.0;
     for (int32_t v = 0; v < n_vocab; v++)
         sum += exp((double)logits[v] - max);
-    return (double)logits[target] - max - log(sum);
+    return (double)max + log(sum);
 }
 
 static void assign_free_slots(struct run *r)
@@ -109,51 +119,102 @@ static void assign_free_slots(struct run *r)
             size_t q = r->next_request++;
             if (r->results[q].fit == TMAP_FIT_SKIPPED)
                 continue;
+            const struct planned *p = &r->plans[q];
             sl->busy    = true;
             sl->request = q;
             sl->next    = 0;
-            sl->n_feed  = planned_len(&r->plans[q]) - 1;
+            sl->n_feed  = planned_len(p) - (p->feed_last ? 0 : 1);
+            if (sl->pooled)
+                memset(sl->pooled, 0, (size_t)r->m->info.n_embd * sizeof *sl->pooled);
         }
     }
+}
+
+/* Does position pos of this request need its output row? */
+static bool wants_output(const struct tmap_logprob_request *q, const struct planned *p, int32_t pos)
+{
+    int32_t last = planned_len(p) - 1;
+    if (pos + 1 >= p->n_prompt && pos < last)
+        return true; /* predicts a response token */
+    if (q->n_choices > 0 && pos == last)
+        return true;
+    return q->embedding && pos >= 1;
 }
 
 /* Fills the batch from every busy slot in turn; returns the token count. */
 static int32_t fill_batch(struct run *r)
 {
     int32_t cap = r->m->info.n_batch, n = 0;
-    r->batch.n_tokens = 0;
     for (int32_t s = 0; s < r->m->info.n_seq && n < cap; s++) {
         struct slot *sl = &r->slots[s];
         if (!sl->busy)
             continue;
         const struct planned *p = &r->plans[sl->request];
+        const struct tmap_logprob_request *q = &r->requests[sl->request];
+        int32_t last = planned_len(p) - 1;
         for (; sl->next < sl->n_feed && n < cap; sl->next++, n++) {
             int32_t pos = sl->next;
-            bool want = pos + 1 >= p->n_prompt; /* next token is a response token */
+            bool predicts = pos + 1 >= p->n_prompt && pos < last;
             r->batch.token[n]     = planned_token(p, pos);
             r->batch.pos[n]       = pos;
             r->batch.n_seq_id[n]  = 1;
             r->batch.seq_id[n][0] = s;
-            r->batch.logits[n]    = want;
-            r->refs[n].request    = sl->request;
-            r->refs[n].target     = want ? planned_token(p, pos + 1) : -1;
+            r->batch.logits[n]    = wants_output(q, p, pos);
+            r->refs[n].slot       = s;
+            r->refs[n].pos        = pos;
+            r->refs[n].target     = predicts ? planned_token(p, pos + 1) : -1;
         }
     }
     r->batch.n_tokens = n;
     return n;
 }
 
+static void collect_row(struct run *r, int32_t i)
+{
+    const struct output_ref *ref = &r->refs[i];
+    struct slot *sl = &r->slots[ref->slot];
+    const struct tmap_logprob_request *q = &r->requests[sl->request];
+    const struct planned *p = &r->plans[sl->request];
+    struct tmap_logprob_result *res = &r->results[sl->request];
+    bool last = ref->pos == planned_len(p) - 1;
+
+    if (ref->target >= 0 || (last && q->n_choices > 0)) {
+        const float *logits = llama_get_logits_ith(r->m->ctx, i);
+        double norm = log_normaliser(logits, r->m->info.n_vocab);
+        if (ref->target >= 0) {
+            res->sum_logprob += (double)logits[ref->target] - norm;
+            res->n_tokens++;
+        } else {
+            for (int32_t c = 0; c < q->n_choices; c++)
+                q->choice_logprobs[c] = (double)logits[q->choices[c]] - norm;
+        }
+    }
+    if (q->embedding && ref->pos >= 1) {
+        const float *h = llama_get_embeddings_ith(r->m->ctx, i);
+        for (int32_t d = 0; d < r->m->info.n_embd; d++)
+            sl->pooled[d] += h[d];
+    }
+}
+
 static void collect_outputs(struct run *r)
 {
-    int32_t n_vocab = r->m->info.n_vocab;
-    for (int32_t i = 0; i < r->batch.n_tokens; i++) {
-        if (!r->batch.logits[i])
-            continue;
-        const float *logits = llama_get_logits_ith(r->m->ctx, i);
-        struct tmap_logprob_result *res = &r->results[r->refs[i].request];
-        res->sum_logprob += token_logprob(logits, n_vocab, r->refs[i].target);
-        res->n_tokens++;
-    }
+    /* In embeddings mode every row exists, but only flagged ones matter. */
+    for (int32_t i = 0; i < r->batch.n_tokens; i++)
+        if (r->batch.logits[i])
+            collect_row(r, i);
+}
+
+/* Mean over the pooled positions, then unit length (cosine = dot product). */
+static void finish_embedding(struct run *r, const struct slot *sl)
+{
+    const struct tmap_logprob_request *q = &r->requests[sl->request];
+    int32_t n_embd = r->m->info.n_embd;
+    double norm = 0.0;
+    for (int32_t d = 0; d < n_embd; d++)
+        norm += sl->pooled[d] * sl->pooled[d];
+    norm = norm > 0.0 ? sqrt(norm) : 1.0;
+    for (int32_t d = 0; d < n_embd; d++)
+        q->embedding[d] = (float)(sl->pooled[d] / norm);
 }
 
 static void release_finished_slots(struct run *r)
@@ -162,6 +223,8 @@ static void release_finished_slots(struct run *r)
     for (int32_t s = 0; s < r->m->info.n_seq; s++) {
         struct slot *sl = &r->slots[s];
         if (sl->busy && sl->next >= sl->n_feed) {
+            if (r->requests[sl->request].embedding)
+                finish_embedding(r, sl);
             llama_memory_seq_rm(mem, s, -1, -1);
             sl->busy = false;
         }
@@ -171,31 +234,57 @@ static void release_finished_slots(struct run *r)
 static enum tmap_status run_all(struct run *r, struct tmap_error *err)
 {
     llama_memory_clear(llama_get_memory(r->m->ctx), true);
+    llama_set_embeddings(r->m->ctx, r->embeddings);
+    enum tmap_status st = TMAP_OK;
     for (;;) {
         assign_free_slots(r);
         if (fill_batch(r) == 0)
-            return TMAP_OK;
-        enum tmap_status st = tmap_model_decode(r->m, r->batch, err);
-        if (st) {
-            llama_memory_clear(llama_get_memory(r->m->ctx), true);
-            return st;
-        }
+            break;
+        st = tmap_model_decode(r->m, r->batch, err);
+        if (st)
+            break;
         collect_outputs(r);
         release_finished_slots(r);
     }
+    llama_set_embeddings(r->m->ctx, false);
+    llama_memory_clear(llama_get_memory(r->m->ctx), true);
+    return st;
+}
+
+static bool alloc_run(struct run *r)
+{
+    int32_t n_seq = r->m->info.n_seq;
+    r->plans = calloc(r->n ? r->n : 1, sizeof *r->plans);
+    r->slots = calloc((size_t)n_seq, sizeof *r->slots);
+    r->refs  = calloc((size_t)r->m->info.n_batch, sizeof *r->refs);
+    r->batch = llama_batch_init(r->m->info.n_batch, 0, 1);
+    if (!r->plans || !r->slots || !r->refs || !r->batch.token)
+        return false;
+    for (int32_t s = 0; r->embeddings && s < n_seq; s++)
+        if (!(r->slots[s].pooled = calloc((size_t)r->m->info.n_embd, sizeof(double))))
+            return false;
+    return true;
+}
+
+static void free_run(struct run *r)
+{
+    for (int32_t s = 0; r->slots && s < r->m->info.n_seq; s++)
+        free(r->slots[s].pooled);
+    llama_batch_free(r->batch);
+    free(r->refs);
+    free(r->slots);
+    free(r->plans);
 }
 
 enum tmap_status tmap_model_logprob(struct tmap_model *m, const struct tmap_logprob_request *requests,
                                     size_t n, struct tmap_logprob_result *results,
                                     struct tmap_error *err)
 {
-    struct run r = { .m = m, .results = results, .n = n };
-    r.plans = calloc(n ? n : 1, sizeof *r.plans);
-    r.slots = calloc((size_t)m->info.n_seq, sizeof *r.slots);
-    r.refs  = calloc((size_t)m->info.n_batch, sizeof *r.refs);
-    r.batch = llama_batch_init(m->info.n_batch, 0, 1);
+    struct run r = { .m = m, .requests = requests, .results = results, .n = n };
+    for (size_t i = 0; i < n; i++)
+        r.embeddings |= requests[i].embedding != NULL;
     enum tmap_status st = TMAP_OK;
-    if (!r.plans || !r.slots || !r.refs || !r.batch.token) {
+    if (!alloc_run(&r)) {
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory scoring %zu samples", n);
         goto out;
     }
@@ -206,9 +295,6 @@ enum tmap_status tmap_model_logprob(struct tmap_model *m, const struct tmap_logp
     }
     st = run_all(&r, err);
 out:
-    llama_batch_free(r.batch);
-    free(r.refs);
-    free(r.slots);
-    free(r.plans);
+    free_run(&r);
     return st;
 }

@@ -160,7 +160,8 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     cp.n_batch         = (uint32_t)p->n_batch;
     cp.n_ubatch        = (uint32_t)(p->n_batch < 512 ? p->n_batch : 512);
     cp.n_seq_max       = (uint32_t)p->n_seq;
-    cp.kv_unified      = true; /* see model.h */ /* scored samples share nothing: keep them apart */
+    cp.kv_unified      = true; /* see model.h */
+    cp.pooling_type    = LLAMA_POOLING_TYPE_NONE; /* tmap pools hidden states itself */
     cp.n_threads       = p->n_threads ? p->n_threads : default_threads();
     cp.n_threads_batch = cp.n_threads;
     cp.no_perf         = true;

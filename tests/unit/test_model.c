@@ -194,6 +194,7 @@ struct tokenized {
 
 static void tokenize_texts(struct tmap_model *m, struct tokenized *t)
 {
+    memset(t, 0, sizeof *t);
     for (size_t i = 0; i < N_TEXTS; i++) {
         t->prompt[i] = tokenize(m, texts[i][0], true, &t->req[i].n_prompt);
         t->response[i] = tokenize(m, texts[i][1], false, &t->req[i].n_response);
@@ -284,6 +285,80 @@ static void test_random_model_is_near_uniform(void **state)
     tmap_model_free(m);
 }
 
+static void test_embeddings(void **state)
+{
+    (void)state;
+    struct tmap_model *batched = load(256, 48, 4);
+    struct tmap_model *single = load(256, 512, 1);
+    struct tokenized t, plain;
+    tokenize_texts(batched, &t);
+    tokenize_texts(batched, &plain);
+    int32_t dim = 64;
+    float *eb = calloc(N_TEXTS * (size_t)dim, sizeof *eb), *es = calloc(N_TEXTS * (size_t)dim, sizeof *es);
+    for (size_t i = 0; i < N_TEXTS; i++)
+        t.req[i].embedding = eb + i * (size_t)dim;
+
+    struct tmap_logprob_result rb[N_TEXTS], rs[N_TEXTS], rp[N_TEXTS];
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_logprob(batched, t.req, N_TEXTS, rb, &err), TMAP_OK);
+    assert_int_equal(tmap_model_logprob(batched, plain.req, N_TEXTS, rp, &err), TMAP_OK);
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        t.req[i].embedding = es + i * (size_t)dim;
+        assert_int_equal(tmap_model_logprob(single, &t.req[i], 1, &rs[i], &err), TMAP_OK);
+    }
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        double norm = 0, diff = 0;
+        for (int32_t d = 0; d < dim; d++) {
+            norm += (double)eb[i * dim + d] * eb[i * dim + d];
+            diff = fmax(diff, fabs(eb[i * dim + d] - es[i * dim + d]));
+        }
+        assert_true(fabs(norm - 1.0) < 1e-5); /* unit length */
+        if (diff > 1e-4)
+            fail_msg("sample %zu: batched and single embeddings differ by %g", i, diff);
+        /* Embeddings mode must not change the scores read in the same pass. */
+        assert_int_equal(rb[i].n_tokens, rp[i].n_tokens);
+        assert_true(fabs(rb[i].sum_logprob - rp[i].sum_logprob) < 1e-4 * rb[i].n_tokens);
+    }
+    /* Different texts, different directions. */
+    double dot = 0;
+    for (int32_t d = 0; d < dim; d++)
+        dot += (double)eb[d] * eb[2 * dim + d];
+    assert_true(dot < 0.9999);
+    free(eb);
+    free(es);
+    free_texts(&t);
+    free_texts(&plain);
+    tmap_model_free(batched);
+    tmap_model_free(single);
+}
+
+static void test_choices(void **state)
+{
+    (void)state;
+    /* The next-token log-probabilities of a few candidate tokens must equal
+     * teacher-forced scoring of each candidate as a one-token response. */
+    struct tmap_model *m = load(256, 64, 3);
+    int32_t n;
+    int32_t *prompt = tokenize(m, "Rate this answer from 1 to 6. Score:", true, &n);
+    const int32_t choices[] = { 29896, 29906, 29941, 29946, 29945, 29953 };
+    double lp[6];
+    struct tmap_logprob_request req[7] = {
+        { .prompt = prompt, .n_prompt = n, .choices = choices, .n_choices = 6, .choice_logprobs = lp },
+    };
+    for (int c = 0; c < 6; c++)
+        req[1 + c] = (struct tmap_logprob_request){ .prompt = prompt, .n_prompt = n,
+                                                     .response = &choices[c], .n_response = 1 };
+    struct tmap_logprob_result r[7];
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_logprob(m, req, 7, r, &err), TMAP_OK);
+    assert_int_equal(r[0].fit, TMAP_FIT_WHOLE);
+    for (int c = 0; c < 6; c++)
+        if (fabs(lp[c] - r[1 + c].sum_logprob) > 1e-4)
+            fail_msg("choice %d: %.6f vs teacher-forced %.6f", c, lp[c], r[1 + c].sum_logprob);
+    free(prompt);
+    tmap_model_free(m);
+}
+
 static void test_overflow_policy(void **state)
 {
     (void)state;
@@ -301,10 +376,10 @@ static void test_overflow_policy(void **state)
     memcpy(kept + 1, prompt + 19, 21 * sizeof(int32_t));
 
     struct tmap_logprob_request req[] = {
-        { prompt, 40, response, 10 },
-        { prompt, 40, long_response, 40 },
-        { kept, 22, response, 10 },
-        { prompt, 5, response, 10 },
+        { .prompt = prompt, .n_prompt = 40, .response = response, .n_response = 10 },
+        { .prompt = prompt, .n_prompt = 40, .response = long_response, .n_response = 40 },
+        { .prompt = kept, .n_prompt = 22, .response = response, .n_response = 10 },
+        { .prompt = prompt, .n_prompt = 5, .response = response, .n_response = 10 },
     };
     struct tmap_logprob_result r[4];
     struct tmap_error err = { 0 };
@@ -422,6 +497,8 @@ int main(void)
         cmocka_unit_test(test_format_prompt),
         cmocka_unit_test(test_batched_equals_sequential),
         cmocka_unit_test(test_random_model_is_near_uniform),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_choices),
         cmocka_unit_test(test_overflow_policy),
         cmocka_unit_test(test_create_deterministic),
         cmocka_unit_test(test_create_errors),
