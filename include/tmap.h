@@ -301,6 +301,114 @@ struct tmap_model_counters {
 void tmap_model_get_counters(const struct tmap_model *model, struct tmap_model_counters *out);
 
 /* ------------------------------------------------------------------------ */
+/* Indicators and scoring                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The indicators of DESIGN.md section 2. */
+enum tmap_indicator {
+    TMAP_IND_LOSS = 0,   /* mean NLL of the response given the prompt (nats/token) */
+    TMAP_IND_IFD,        /* loss(response | prompt) / loss(response | BOS) */
+    TMAP_IND_QUALITY,    /* expected 1..6 rating of the response (judge model) */
+    TMAP_IND_COMPLEXITY, /* expected 1..6 rating of the instruction (judge model) */
+    TMAP_IND_DIVERSITY,  /* mean cosine distance to the k nearest pool samples */
+    TMAP_IND_RELEVANCE,  /* mean of the m highest cosine similarities to validation items */
+    TMAP_IND_STEPS,      /* reasoning steps in the response */
+    TMAP_IND_LENGTH,     /* response length in target-model tokens */
+    TMAP_IND_LEXICAL,    /* MTLD lexical diversity of the response */
+    TMAP_IND_NUMERACY,   /* arithmetic operations in the response */
+    TMAP_IND_COUNT
+};
+
+#define TMAP_IND_ALL ((1u << TMAP_IND_COUNT) - 1u)
+
+const char *tmap_indicator_name(enum tmap_indicator ind);
+/* Default direction: does a higher raw value make a sample more wanted? */
+bool tmap_indicator_higher_is_better(enum tmap_indicator ind);
+/* "loss,ifd,steps" or "all" -> a bit mask of (1u << TMAP_IND_*). */
+enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, struct tmap_error *err);
+
+/* Progress of long work, for a caller's progress bar. */
+struct tmap_progress {
+    const char *stage;       /* "scoring", "validation", "neighbours" */
+    size_t      done, total; /* samples */
+    uint64_t    n_tokens;    /* model tokens decoded so far in this call */
+    double      seconds;     /* since the call started */
+};
+typedef void (*tmap_progress_fn)(const struct tmap_progress *progress, void *user_data);
+
+struct tmap_score_params {
+    uint32_t            indicators;    /* mask; see tmap_indicator_parse_list */
+    struct tmap_model  *judge;         /* rates quality/complexity; NULL = the target model */
+    struct tmap_model  *embedder;      /* embeddings; NULL = the target model */
+    const struct tmap_pool *val;       /* validation data for relevance; NULL = no relevance */
+    const char         *store_path;    /* SQLite score store; NULL = none */
+    enum tmap_template  tmpl;          /* how the target model reads a sample */
+    int32_t             knn_k;         /* neighbours for diversity (10) */
+    int32_t             relevance_m;   /* top similarities for relevance (5) */
+    size_t              batch_samples; /* samples per store transaction (64) */
+    tmap_progress_fn    progress;
+    void               *progress_user_data;
+    tmap_notice_fn      notice;        /* fallbacks and skipped samples */
+    void               *notice_user_data;
+};
+
+struct tmap_score_params tmap_score_default_params(void);
+
+/* A table of raw indicator values, one row per pool record (same order),
+ * one column per indicator (plus merged extra columns). NaN = no value
+ * (not asked for, or the sample was skipped for not fitting the context). */
+struct tmap_scores;
+
+/* What a tmap_score call did: for tests, benchmarks and the summary line. */
+struct tmap_score_stats {
+    size_t   n_samples;
+    size_t   n_from_store;  /* samples whose every value came from the store */
+    size_t   n_computed;    /* samples with at least one value computed */
+    size_t   n_skipped;     /* samples whose response does not fit the context */
+    uint64_t n_tokens;      /* tokens decoded, all models */
+    uint64_t n_decode_calls;
+    double   seconds;
+};
+
+enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *model,
+                            const struct tmap_score_params *params, struct tmap_scores **out,
+                            struct tmap_error *err);
+void tmap_scores_free(struct tmap_scores *scores);
+
+size_t      tmap_scores_n_rows(const struct tmap_scores *scores);
+size_t      tmap_scores_n_columns(const struct tmap_scores *scores);
+const char *tmap_scores_column_name(const struct tmap_scores *scores, size_t column);
+/* Column index of an indicator or extra column by name, or SIZE_MAX. */
+size_t      tmap_scores_find_column(const struct tmap_scores *scores, const char *name);
+double      tmap_scores_get(const struct tmap_scores *scores, size_t row, size_t column);
+void        tmap_scores_get_stats(const struct tmap_scores *scores, struct tmap_score_stats *out);
+
+/* Merges the numeric columns of a CSV keyed by sample id (first column
+ * "id"); rows for ids not in the pool are an error naming the line. */
+enum tmap_status tmap_scores_merge_csv(struct tmap_scores *scores, const struct tmap_pool *pool,
+                                       const char *path, struct tmap_error *err);
+
+/* Writes id, hash and every column that holds a value (CSV, NaN as empty). */
+enum tmap_status tmap_scores_write_csv(const struct tmap_scores *scores, const struct tmap_pool *pool,
+                                       const char *path, struct tmap_error *err);
+
+/* What scoring will cost, before doing it: tokens and passes from
+ * tokenizing everything, and a time estimate from decoding a short
+ * calibration slice. */
+struct tmap_score_plan {
+    size_t   n_samples;
+    size_t   n_cached;         /* already in the store */
+    uint64_t n_tokens;         /* tokens to decode, all passes */
+    uint64_t n_passes;         /* sequences to decode */
+    double   tokens_per_second; /* measured on the calibration slice */
+    double   seconds;          /* estimate */
+};
+
+enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model *model,
+                                 const struct tmap_score_params *params, struct tmap_score_plan *out,
+                                 struct tmap_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Test models                                                              */
 /* ------------------------------------------------------------------------ */
 
@@ -323,6 +431,108 @@ struct tmap_model_create_params tmap_model_create_default_params(void);
 
 enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model_create_params *params,
                                    struct tmap_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Fine-tuning with llama.cpp's own training API (DESIGN.md section 12).
+ *
+ * Each record is laid out as scoring reads it: BOS, the plain-template
+ * prompt (tmap_model_format_prompt), the response, then EOS so the model
+ * learns to stop. Records are packed end to end into windows of n_ctx
+ * tokens, one optimiser step (AdamW) per window; a window may start or end
+ * inside a record, and attention crosses record boundaries within a window
+ * (llama_opt_epoch trains one sequence per window and takes no mask).
+ *
+ * Loss: llama_opt_epoch sets a one-hot label at every position of every
+ * window, so the training objective covers prompt and response tokens alike;
+ * llama.cpp offers no way to mask positions out. The response-only losses
+ * below are measured separately, with tmap_model_logprob on the weights
+ * being trained, exactly as scoring measures them.
+ *
+ * Files: OUT is written at the end. Every epoch writes a checkpoint
+ * STEM.ckpt-epochN.gguf beside it (STEM is OUT without ".gguf"; the
+ * previous epoch's is removed) and STEM.ckpt.json, which records the epoch,
+ * the optimiser step (so the learning-rate schedule and the data order go on
+ * where they stopped), the losses so far and what the run was started with.
+ * A resume restores the weights and that state, not AdamW's moment
+ * estimates: ggml-opt keeps them private, so the optimiser restarts from zero
+ * moments (with its bias correction restarted too).
+ *
+ * llama.cpp never trains token_embd.weight (a FIXME in llama_opt_init) nor
+ * tensors that are not F32. */
+
+/* Losses of one epoch in mean nats per token; NAN where not measured. */
+struct tmap_finetune_epoch {
+    int32_t epoch;              /* 1-based, counting epochs before a resume; before training: 0 or the checkpoint's */
+    double  train_loss;         /* training windows, all tokens, as the optimiser saw them (NAN before training) */
+    double  val_loss;           /* held-out windows, all tokens (NAN: no val_split, or under one window of tokens) */
+    double  val_response_loss;  /* held-out records, response tokens only, as scoring reads them */
+    double  eval_response_loss; /* params.eval_pool, response tokens only */
+    int64_t n_val_response_tokens, n_eval_response_tokens;
+    double  lr;                 /* learning rate of the epoch's last step */
+    int64_t n_steps;            /* optimiser steps: one per training window */
+    int64_t n_tokens;           /* training tokens (n_steps * n_ctx) */
+    double  train_seconds;      /* wall time of the training pass alone */
+};
+
+/* Reported after every optimiser step (epoch_done NULL) and once per epoch,
+ * before training included (epoch_done set, step = n_steps). */
+struct tmap_finetune_progress {
+    int32_t epoch, n_epochs;
+    int64_t step, n_steps;      /* within this epoch */
+    double  train_loss;         /* running mean over this epoch's steps so far */
+    double  lr;
+    double  seconds;            /* since this epoch's training pass began */
+    const struct tmap_finetune_epoch *epoch_done;
+};
+
+typedef void (*tmap_finetune_progress_fn)(const struct tmap_finetune_progress *progress,
+                                          void *user_data);
+
+struct tmap_finetune_params {
+    struct tmap_model_params model;  /* path, threads, GPU layers; n_ctx is the window (0 = 512) */
+    const char *out_path;            /* the trained GGUF */
+    int32_t     n_epochs;            /* in all, counting a resumed run's earlier epochs */
+    float       lr;                  /* peak learning rate */
+    float       lr_min;              /* the cosine decay ends at lr * lr_min */
+    float       warmup;              /* fraction of all steps spent in linear warmup */
+    float       weight_decay;        /* AdamW's decoupled weight decay */
+    float       val_split;           /* fraction of records held out, [0, 0.9] */
+    uint64_t    seed;                /* held-out records and the per-epoch order */
+    const char *train_layers;        /* which tensors train, NULL = all (see tmap_finetune_check_layers) */
+    bool        resume;              /* go on from STEM.ckpt.json */
+    const struct tmap_pool *eval_pool; /* scored (response tokens) before and after each epoch, may be NULL */
+    tmap_finetune_progress_fn progress;  /* may be NULL */
+    void       *progress_user_data;
+};
+
+struct tmap_finetune_params tmap_finetune_default_params(void);
+
+struct tmap_finetune_result {
+    struct tmap_finetune_epoch before; /* the model as loaded (a resume: the checkpoint) */
+    struct tmap_finetune_epoch last;   /* the last epoch trained */
+    int32_t first_epoch;               /* 1, or the checkpoint's epoch + 1 */
+    size_t  n_train_records, n_val_records;
+    int64_t n_train_windows, n_val_windows;
+    int32_t n_ctx;                     /* the window */
+    int32_t n_trained_tensors;
+    double  seconds;                   /* the whole call */
+};
+
+/* Trains the model at params->model.path on every record of pool and
+ * writes params->out_path. */
+enum tmap_status tmap_finetune(const struct tmap_pool *pool, const struct tmap_finetune_params *params,
+                               struct tmap_finetune_result *result, struct tmap_error *err);
+
+/* Checks a --train-layers spec against a GGUF model without training: a
+ * comma list whose items are layer numbers or ranges ("0", "2-3": every
+ * tensor of blk.N) or name substrings ("attn", "ffn_down", "output"); a
+ * tensor trains when any item matches it. *n_matched counts the model's
+ * tensors selected (token_embd included, though llama.cpp never trains it). */
+enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *spec,
+                                            int32_t *n_matched, struct tmap_error *err);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,9 @@ int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+int cmd_model_pretrain(int argc, char **argv); /* `tmap model pretrain`, in cmd_finetune.c */
+int cmd_score(int argc, char **argv);
 
 /* ---- Options ----------------------------------------------------------- */
 
@@ -125,6 +128,9 @@ int cli_report(const struct tmap_error *err);
 void cli_notice(const char *message, void *user_data);
 /* Prints a usage error for the command and returns TMAP_ERR_USAGE. */
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A tmap_progress_fn drawing a progress line on a terminal's stderr. */
+void cli_progress(const struct tmap_progress *progress, void *user_data);
 
 /* Writes s as a JSON string literal (quotes included) to stdout. */
 void cli_print_json_string(const char *s);

@@ -13,7 +13,9 @@ static const struct cli_command commands[] = {
     { "version", cmd_version, "print tmap's and llama.cpp's versions and the build" },
     { "info",    cmd_info,    "describe a GGUF model (architecture, size, vocabulary, context)" },
     { "data",    cmd_data,    "inspect a data set: `tmap data stats FILE`" },
+    { "score",   cmd_score,   "score every pool sample with the indicators (stored, resumable)" },
     { "model",   cmd_model,   "make models: `tmap model create --out FILE` (small random Llama)" },
+    { "finetune", cmd_finetune, "train a model on a pool with llama.cpp's training API" },
 };
 
 static const size_t n_commands = sizeof commands / sizeof commands[0];

@@ -16,6 +16,7 @@
  * mode, where llama.cpp outputs every position: callers keep them in
  * calls of their own so plain scoring never pays for that.
  */
+#include "model/logsumexp.h"
 #include "model/model.h"
 #include "util/error.h"
 
@@ -98,19 +99,6 @@ struct run {
     bool                               embeddings; /* every position is an output */
 };
 
-/* log of the softmax denominator, in double so long responses sum stably. */
-static double log_normaliser(const float *logits, int32_t n_vocab)
-{
-    float max = logits[0];
-    for (int32_t v = 1; v < n_vocab; v++)
-        if (logits[v] > max)
-            max = logits[v];
-    double sum = 0.0;
-    for (int32_t v = 0; v < n_vocab; v++)
-        sum += exp((double)logits[v] - max);
-    return (double)max + log(sum);
-}
-
 static void assign_free_slots(struct run *r)
 {
     for (int32_t s = 0; s < r->m->info.n_seq; s++) {
@@ -180,7 +168,7 @@ static void collect_row(struct run *r, int32_t i)
 
     if (ref->target >= 0 || (last && q->n_choices > 0)) {
         const float *logits = llama_get_logits_ith(r->m->ctx, i);
-        double norm = log_normaliser(logits, r->m->info.n_vocab);
+        double norm = tmap_log_sum_exp(logits, r->m->info.n_vocab);
         if (ref->target >= 0) {
             res->sum_logprob += (double)logits[ref->target] - norm;
             res->n_tokens++;

@@ -1,0 +1,75 @@
+/*
+ * indicator.c - the indicator catalogue: ids, default directions, and
+ * parsing the user's list.
+ *
+ * Directions: every indicator defaults to "higher raw value = more wanted".
+ * For loss and ifd that means harder samples for this model, the choice of
+ * IFD-style selection (Li et al. 2024); `--signed` in the weight search can
+ * learn the opposite where the task wants it.
+ */
+#include "tmap.h"
+#include "util/error.h"
+
+#include <string.h>
+
+static const char *const names[TMAP_IND_COUNT] = {
+    [TMAP_IND_LOSS]       = "loss",
+    [TMAP_IND_IFD]        = "ifd",
+    [TMAP_IND_QUALITY]    = "quality",
+    [TMAP_IND_COMPLEXITY] = "complexity",
+    [TMAP_IND_DIVERSITY]  = "diversity",
+    [TMAP_IND_RELEVANCE]  = "relevance",
+    [TMAP_IND_STEPS]      = "steps",
+    [TMAP_IND_LENGTH]     = "length",
+    [TMAP_IND_LEXICAL]    = "lexical",
+    [TMAP_IND_NUMERACY]   = "numeracy",
+};
+
+const char *tmap_indicator_name(enum tmap_indicator ind)
+{
+    return ind < TMAP_IND_COUNT ? names[ind] : "unknown";
+}
+
+bool tmap_indicator_higher_is_better(enum tmap_indicator ind)
+{
+    (void)ind;
+    return true;
+}
+
+static int find_indicator(const char *name, size_t len)
+{
+    for (int j = 0; j < TMAP_IND_COUNT; j++)
+        if (strlen(names[j]) == len && strncmp(names[j], name, len) == 0)
+            return j;
+    return -1;
+}
+
+enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, struct tmap_error *err)
+{
+    *mask = 0;
+    const char *p = list;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        if (len == 3 && strncmp(p, "all", 3) == 0) {
+            *mask |= TMAP_IND_ALL;
+        } else {
+            int j = find_indicator(p, len);
+            if (j < 0) {
+                char known[256] = "";
+                for (int k = 0; k < TMAP_IND_COUNT; k++) {
+                    strcat(known, k ? ", " : "");
+                    strcat(known, names[k]);
+                }
+                return tmap_fail(err, TMAP_ERR_USAGE, "unknown indicator '%.*s' (known: %s, all)",
+                                 (int)len, p, known);
+            }
+            *mask |= 1u << j;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (!*mask)
+        return tmap_fail(err, TMAP_ERR_USAGE, "no indicators given");
+    return TMAP_OK;
+}

@@ -1,0 +1,802 @@
+/*
+ * score.c - `tmap score`: every indicator of every pool sample, batched,
+ * stored, resumable.
+ *
+ * Second stage of the pipeline (data -> model -> indicators -> proxy ->
+ * search -> select). The pool is walked in batches of batch_samples; for
+ * each batch:
+ *   1. what the store already has is read back, and only the rest is
+ *      computed (a rerun on the same inputs decodes nothing);
+ *   2. text indicators are computed directly;
+ *   3. model work is gathered into a few request lists and each list goes
+ *      to tmap_model_logprob in one call, which packs many sequences into
+ *      every llama_decode: the main pass (prompt + response: loss, length
+ *      and, when the target model embeds, the embedding), the ifd pass
+ *      (BOS + response), the judge's rating prompts, and the embedder's
+ *      pass when it is another model. No sample is decoded more often than
+ *      its indicators need;
+ *   4. everything computed is written in one store transaction, so a
+ *      killed run loses at most the batch in flight.
+ * Diversity and relevance depend on the whole pool; they are computed at
+ * the end from the embeddings (stored per sample) and never stored.
+ */
+#include "indicators/neighbors.h"
+#include "indicators/rating.h"
+#include "indicators/scores.h"
+#include "indicators/text.h"
+#include "store/store.h"
+#include "util/error.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct tmap_score_params tmap_score_default_params(void)
+{
+    struct tmap_score_params p = {
+        .indicators    = TMAP_IND_ALL,
+        .tmpl          = TMAP_TEMPLATE_PLAIN,
+        .knn_k         = 10,
+        .relevance_m   = 5,
+        .batch_samples = 64,
+    };
+    return p;
+}
+
+#define BIT(ind) (1u << (ind))
+
+/* Indicators with one stored value per sample (the rest come from
+ * embeddings at the end). */
+static const uint32_t PER_SAMPLE = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_QUALITY) |
+                                   BIT(TMAP_IND_COMPLEXITY) | BIT(TMAP_IND_STEPS) |
+                                   BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY);
+static const uint32_t TEXT_ONLY = BIT(TMAP_IND_STEPS) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY);
+static const uint32_t MAIN_PASS = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_LENGTH);
+static const uint32_t RATINGS   = BIT(TMAP_IND_QUALITY) | BIT(TMAP_IND_COMPLEXITY);
+static const uint32_t NEIGHBOUR = BIT(TMAP_IND_DIVERSITY) | BIT(TMAP_IND_RELEVANCE);
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------------ */
+/* State of one tmap_score call                                             */
+/* ------------------------------------------------------------------------ */
+
+/* The rows being scored: the pool (with a score table), or the validation
+ * set (embeddings only, for relevance). */
+struct target {
+    const struct tmap_pool *pool;
+    struct tmap_scores     *scores; /* NULL for the validation set */
+    uint32_t                mask;   /* per-sample indicators wanted */
+    bool                    embed;  /* embeddings wanted */
+    float                  *emb;    /* n x dim */
+    bool                   *has_emb;
+    const char             *stage;
+};
+
+struct scorer {
+    const struct tmap_score_params *p;
+    struct tmap_model *model, *judge, *embedder;
+    struct tmap_store *store;
+    struct tmap_rater  rater;
+    bool               rater_ready;
+    enum tmap_template tmpl; /* what the target model actually reads */
+    char key_model[48], key_judge[48], key_embed[48];
+    int32_t dim;
+    struct tmap_score_stats stats;
+    struct tmap_model_counters work_at_start;
+    double  t0;
+    struct tmap_error *err;
+};
+
+/* One sample of the batch in flight. */
+struct item {
+    size_t             row;
+    struct tmap_sample s;
+    struct tmap_record rec;
+    uint32_t           missing;      /* per-sample indicators to compute */
+    uint32_t           computed;     /* ... and those computed */
+    bool               want_emb;
+    bool               emb_done;
+    int32_t           *prompt, n_prompt, *response, n_response; /* target tokens */
+    int32_t           *rating[2], n_rating[2];                  /* quality, complexity */
+    int32_t           *eprompt, n_eprompt, *eresponse, n_eresponse; /* other embedder */
+    double             loss, loss_uncond;
+    double             rating_lp[2][TMAP_RATING_LEVELS];
+    bool               skipped;
+};
+
+static void notice(const struct scorer *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void notice(const struct scorer *sc, const char *fmt, ...)
+{
+    if (!sc->p->notice)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sc->p->notice(msg, sc->p->notice_user_data);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Keys                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static const char *template_name(enum tmap_template t)
+{
+    return t == TMAP_TEMPLATE_CHAT ? "chat" : "plain";
+}
+
+/* Store keys say which model computed a value and how it read the sample:
+ * the same GGUF under another template gives other numbers. */
+static void make_keys(struct scorer *sc)
+{
+    struct tmap_model_info mi, ji, ei;
+    tmap_model_get_info(sc->model, &mi);
+    tmap_model_get_info(sc->judge, &ji);
+    tmap_model_get_info(sc->embedder, &ei);
+    sc->tmpl = sc->p->tmpl == TMAP_TEMPLATE_CHAT && mi.has_chat_template ? TMAP_TEMPLATE_CHAT
+                                                                        : TMAP_TEMPLATE_PLAIN;
+    enum tmap_template et = sc->embedder == sc->model ? sc->tmpl : TMAP_TEMPLATE_PLAIN;
+    snprintf(sc->key_model, sizeof sc->key_model, "%s/%s", mi.fingerprint, template_name(sc->tmpl));
+    snprintf(sc->key_judge, sizeof sc->key_judge, "%s/rating-v1", ji.fingerprint);
+    snprintf(sc->key_embed, sizeof sc->key_embed, "%s/%s", ei.fingerprint, template_name(et));
+    sc->dim = ei.n_embd;
+}
+
+static const char *key_for(const struct scorer *sc, enum tmap_indicator ind)
+{
+    if (BIT(ind) & TEXT_ONLY)
+        return "";
+    if (BIT(ind) & RATINGS)
+        return sc->key_judge;
+    return sc->key_model;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading a batch and what the store has                                   */
+/* ------------------------------------------------------------------------ */
+
+static double *cell(struct target *t, size_t row, enum tmap_indicator ind)
+{
+    return &tmap_scores_column(t->scores, (size_t)ind)[row];
+}
+
+static void lookup_stored(struct scorer *sc, struct target *t, struct item *it)
+{
+    for (int j = 0; j < TMAP_IND_COUNT; j++) {
+        if (!(t->mask & BIT(j) & PER_SAMPLE))
+            continue;
+        double v;
+        if (sc->store && tmap_store_get_value(sc->store, key_for(sc, (enum tmap_indicator)j), it->rec.hash,
+                                              tmap_indicator_name((enum tmap_indicator)j), &v))
+            *cell(t, it->row, (enum tmap_indicator)j) = v;
+        else
+            it->missing |= BIT(j);
+    }
+    if (!t->embed)
+        return;
+    float *row = t->emb + it->row * (size_t)sc->dim;
+    if (sc->store && tmap_store_get_embedding(sc->store, sc->key_embed, it->rec.hash, row, sc->dim)) {
+        t->has_emb[it->row] = true;
+        return;
+    }
+    /* A sample the target model skipped (too long) has a stored NaN loss and
+     * no embedding: asking again would only skip it again. */
+    double loss;
+    bool known_skip = sc->embedder == sc->model && sc->store &&
+                      tmap_store_get_value(sc->store, sc->key_model, it->rec.hash, "loss", &loss) && isnan(loss);
+    it->want_emb = !known_skip;
+}
+
+static void free_item(struct item *it)
+{
+    tmap_sample_clear(&it->s);
+    free(it->prompt);
+    free(it->response);
+    free(it->rating[0]);
+    free(it->rating[1]);
+    free(it->eprompt);
+    free(it->eresponse);
+}
+
+/* Prompt (with BOS) and response tokens of a sample as `model` reads it. */
+static enum tmap_status tokenize_sample(struct tmap_model *model, enum tmap_template tmpl,
+                                        const struct tmap_sample *s, int32_t **prompt, int32_t *n_prompt,
+                                        int32_t **response, int32_t *n_response, struct tmap_error *err)
+{
+    char *text;
+    enum tmap_status st = tmap_model_format_prompt(model, s, tmpl, &text, NULL, err);
+    if (st)
+        return st;
+    st = tmap_model_tokenize(model, text, true, prompt, n_prompt, err);
+    free(text);
+    if (!st)
+        st = tmap_model_tokenize(model, s->response, false, response, n_response, err);
+    return st;
+}
+
+static bool needs_main_pass(const struct scorer *sc, const struct item *it)
+{
+    return (it->missing & MAIN_PASS) || (it->want_emb && sc->embedder == sc->model);
+}
+
+static enum tmap_status prepare_item(struct scorer *sc, struct item *it)
+{
+    enum tmap_status st = TMAP_OK;
+    if (needs_main_pass(sc, it))
+        st = tokenize_sample(sc->model, sc->tmpl, &it->s, &it->prompt, &it->n_prompt, &it->response,
+                             &it->n_response, sc->err);
+    for (int r = 0; r < 2 && !st; r++) {
+        enum tmap_indicator ind = r == 0 ? TMAP_IND_QUALITY : TMAP_IND_COMPLEXITY;
+        if (it->missing & BIT(ind))
+            st = tmap_rater_prompt(&sc->rater, &it->s, ind, &it->rating[r], &it->n_rating[r], sc->err);
+    }
+    if (!st && it->want_emb && sc->embedder != sc->model)
+        st = tokenize_sample(sc->embedder, TMAP_TEMPLATE_PLAIN, &it->s, &it->eprompt, &it->n_eprompt,
+                             &it->eresponse, &it->n_eresponse, sc->err);
+    return st;
+}
+
+static void compute_text(struct target *t, struct item *it)
+{
+    const char *r = it->s.response;
+    if (it->missing & BIT(TMAP_IND_STEPS))
+        *cell(t, it->row, TMAP_IND_STEPS) = tmap_indicator_steps(r);
+    if (it->missing & BIT(TMAP_IND_LEXICAL))
+        *cell(t, it->row, TMAP_IND_LEXICAL) = tmap_indicator_mtld(r);
+    if (it->missing & BIT(TMAP_IND_NUMERACY))
+        *cell(t, it->row, TMAP_IND_NUMERACY) = tmap_indicator_numeracy(r);
+    it->computed |= it->missing & TEXT_ONLY;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Model work: request lists, one tmap_model_logprob call each              */
+/* ------------------------------------------------------------------------ */
+
+enum pass { PASS_MAIN, PASS_UNCOND, PASS_QUALITY, PASS_COMPLEXITY, PASS_EMBED };
+
+struct request_list {
+    struct tmap_logprob_request *req;
+    struct tmap_logprob_result  *res;
+    struct item                **item;
+    enum pass                   *pass;
+    size_t                       n;
+};
+
+static bool list_alloc(struct request_list *l, size_t cap)
+{
+    memset(l, 0, sizeof *l);
+    l->req  = calloc(cap, sizeof *l->req);
+    l->res  = calloc(cap, sizeof *l->res);
+    l->item = calloc(cap, sizeof *l->item);
+    l->pass = calloc(cap, sizeof *l->pass);
+    return l->req && l->res && l->item && l->pass;
+}
+
+static void list_free(struct request_list *l)
+{
+    free(l->req);
+    free(l->res);
+    free(l->item);
+    free(l->pass);
+}
+
+static struct tmap_logprob_request *list_add(struct request_list *l, struct item *it, enum pass pass)
+{
+    l->item[l->n] = it;
+    l->pass[l->n] = pass;
+    memset(&l->req[l->n], 0, sizeof l->req[l->n]);
+    return &l->req[l->n++];
+}
+
+/* Lists per model and per kind of pass: embedding requests make
+ * llama.cpp output every position, so they never share a call with plain
+ * scoring. */
+enum { LIST_MAIN_EMB, LIST_MAIN, LIST_UNCOND, LIST_RATING, LIST_EMBEDDER, N_LISTS };
+
+static void add_requests(struct scorer *sc, struct target *t, struct item *it,
+                         struct request_list lists[N_LISTS])
+{
+    if (needs_main_pass(sc, it)) {
+        bool emb = it->want_emb && sc->embedder == sc->model;
+        struct tmap_logprob_request *q = list_add(&lists[emb ? LIST_MAIN_EMB : LIST_MAIN], it, PASS_MAIN);
+        *q = (struct tmap_logprob_request){ .prompt = it->prompt, .n_prompt = it->n_prompt,
+                                           .response = it->response, .n_response = it->n_response,
+                                           .embedding = emb ? t->emb + it->row * (size_t)sc->dim : NULL };
+    }
+    if (it->missing & BIT(TMAP_IND_IFD)) {
+        /* ifd's denominator: the response after BOS alone. */
+        struct tmap_logprob_request *q = list_add(&lists[LIST_UNCOND], it, PASS_UNCOND);
+        *q = (struct tmap_logprob_request){ .prompt = it->prompt, .n_prompt = 1,
+                                           .response = it->response, .n_response = it->n_response };
+    }
+    for (int r = 0; r < 2; r++) {
+        if (!it->rating[r])
+            continue;
+        struct tmap_logprob_request *q =
+            list_add(&lists[LIST_RATING], it, r == 0 ? PASS_QUALITY : PASS_COMPLEXITY);
+        *q = (struct tmap_logprob_request){ .prompt = it->rating[r], .n_prompt = it->n_rating[r],
+                                           .choices = sc->rater.tokens, .n_choices = TMAP_RATING_LEVELS,
+                                           .choice_logprobs = it->rating_lp[r] };
+    }
+    if (it->eprompt) {
+        struct tmap_logprob_request *q = list_add(&lists[LIST_EMBEDDER], it, PASS_EMBED);
+        *q = (struct tmap_logprob_request){ .prompt = it->eprompt, .n_prompt = it->n_eprompt,
+                                           .response = it->eresponse, .n_response = it->n_eresponse,
+                                           .embedding = t->emb + it->row * (size_t)sc->dim };
+    }
+}
+
+static double mean_loss(const struct tmap_logprob_result *r)
+{
+    return r->fit == TMAP_FIT_SKIPPED || r->n_tokens == 0 ? NAN : -r->sum_logprob / r->n_tokens;
+}
+
+static void take_result(struct scorer *sc, struct item *it, enum pass pass,
+                        const struct tmap_logprob_result *r)
+{
+    bool skipped = r->fit == TMAP_FIT_SKIPPED;
+    switch (pass) {
+    case PASS_MAIN:
+        it->loss = mean_loss(r);
+        it->skipped = skipped;
+        it->emb_done = !skipped && it->want_emb && sc->embedder == sc->model;
+        break;
+    case PASS_UNCOND:
+        it->loss_uncond = mean_loss(r);
+        break;
+    case PASS_QUALITY:
+    case PASS_COMPLEXITY:
+        if (skipped)
+            it->rating_lp[pass == PASS_QUALITY ? 0 : 1][0] = NAN;
+        break;
+    case PASS_EMBED:
+        it->emb_done = !skipped;
+        break;
+    }
+}
+
+static enum tmap_status run_list(struct scorer *sc, struct tmap_model *model, struct request_list *l)
+{
+    if (l->n == 0)
+        return TMAP_OK;
+    enum tmap_status st = tmap_model_logprob(model, l->req, l->n, l->res, sc->err);
+    for (size_t i = 0; !st && i < l->n; i++)
+        take_result(sc, l->item[i], l->pass[i], &l->res[i]);
+    return st;
+}
+
+/* Turns pass results into indicator values. */
+static void derive_values(struct scorer *sc, struct target *t, struct item *it)
+{
+    if (it->missing & BIT(TMAP_IND_LOSS))
+        *cell(t, it->row, TMAP_IND_LOSS) = it->loss;
+    if (it->missing & BIT(TMAP_IND_IFD))
+        *cell(t, it->row, TMAP_IND_IFD) = it->loss_uncond > 0 ? it->loss / it->loss_uncond : NAN;
+    if (it->missing & BIT(TMAP_IND_LENGTH))
+        *cell(t, it->row, TMAP_IND_LENGTH) = it->n_response;
+    for (int r = 0; r < 2; r++) {
+        enum tmap_indicator ind = r == 0 ? TMAP_IND_QUALITY : TMAP_IND_COMPLEXITY;
+        if (it->missing & BIT(ind))
+            *cell(t, it->row, ind) = isnan(it->rating_lp[r][0]) ? NAN : tmap_rater_expected(it->rating_lp[r]);
+    }
+    it->computed |= it->missing & (MAIN_PASS | RATINGS);
+    if (it->emb_done)
+        t->has_emb[it->row] = true;
+    if (it->skipped) {
+        sc->stats.n_skipped++;
+        notice(sc, "%s:%zu: sample %s: %d response tokens do not fit the context; its model indicators are left empty",
+               tmap_pool_path(t->pool), it->rec.line, it->rec.id, it->n_response);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* One batch                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Did this batch compute anything for the item that the store lacks? */
+static bool it_has_news(const struct item *it)
+{
+    return it->computed || it->emb_done || it->prompt;
+}
+
+static enum tmap_status store_item(struct scorer *sc, struct target *t, const struct item *it)
+{
+    enum tmap_status st = TMAP_OK;
+    for (int j = 0; j < TMAP_IND_COUNT && !st; j++) {
+        enum tmap_indicator ind = (enum tmap_indicator)j;
+        if (it->computed & BIT(j))
+            st = tmap_store_put_value(sc->store, key_for(sc, ind), it->rec.hash, tmap_indicator_name(ind),
+                                      *cell(t, it->row, ind), sc->err);
+    }
+    /* The main pass's loss is kept even when only ifd was asked for: a
+     * NaN there is how a rerun knows the sample does not fit. */
+    if (!st && it->prompt && !(it->computed & BIT(TMAP_IND_LOSS)))
+        st = tmap_store_put_value(sc->store, sc->key_model, it->rec.hash, "loss", it->loss, sc->err);
+    if (!st && it->emb_done)
+        st = tmap_store_put_embedding(sc->store, sc->key_embed, it->rec.hash,
+                                      t->emb + it->row * (size_t)sc->dim, sc->dim, sc->err);
+    return st;
+}
+
+static enum tmap_status store_batch(struct scorer *sc, struct target *t, struct item *items, size_t n)
+{
+    if (!sc->store)
+        return TMAP_OK;
+    enum tmap_status st = tmap_store_begin(sc->store, sc->err);
+    for (size_t i = 0; i < n && !st; i++)
+        if (it_has_news(&items[i]))
+            st = store_item(sc, t, &items[i]);
+    if (!st)
+        return tmap_store_commit(sc->store, sc->err);
+    tmap_store_rollback(sc->store);
+    return st;
+}
+
+static enum tmap_status model_work(struct scorer *sc, struct target *t, struct item *items, size_t n)
+{
+    struct request_list lists[N_LISTS];
+    bool ok = true;
+    for (int k = 0; k < N_LISTS; k++)
+        ok &= list_alloc(&lists[k], n * 2 + 1);
+    enum tmap_status st = ok ? TMAP_OK : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch");
+    for (size_t i = 0; i < n && !st; i++)
+        add_requests(sc, t, &items[i], lists);
+    if (!st)
+        st = run_list(sc, sc->model, &lists[LIST_MAIN_EMB]);
+    if (!st)
+        st = run_list(sc, sc->model, &lists[LIST_MAIN]);
+    if (!st)
+        st = run_list(sc, sc->model, &lists[LIST_UNCOND]);
+    if (!st)
+        st = run_list(sc, sc->judge, &lists[LIST_RATING]);
+    if (!st)
+        st = run_list(sc, sc->embedder, &lists[LIST_EMBEDDER]);
+    for (int k = 0; k < N_LISTS; k++)
+        list_free(&lists[k]);
+    return st;
+}
+
+static enum tmap_status load_items(struct scorer *sc, struct target *t, size_t begin,
+                                   struct item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = &items[i];
+        it->row = begin + i;
+        tmap_pool_record(t->pool, it->row, &it->rec);
+        enum tmap_status st = tmap_pool_sample(t->pool, it->row, &it->s, sc->err);
+        if (st)
+            return st;
+        lookup_stored(sc, t, it);
+    }
+    return TMAP_OK;
+}
+
+static enum tmap_status score_batch(struct scorer *sc, struct target *t, size_t begin, size_t n)
+{
+    struct item *items = calloc(n, sizeof *items);
+    if (!items)
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
+    enum tmap_status st = load_items(sc, t, begin, items, n);
+    for (size_t i = 0; i < n && !st; i++) {
+        if (t->scores)
+            compute_text(t, &items[i]);
+        st = prepare_item(sc, &items[i]);
+    }
+    if (!st)
+        st = model_work(sc, t, items, n);
+    for (size_t i = 0; i < n && !st; i++)
+        derive_values(sc, t, &items[i]);
+    if (!st)
+        st = store_batch(sc, t, items, n);
+    for (size_t i = 0; i < n; i++) {
+        if (t->scores) {
+            bool news = it_has_news(&items[i]);
+            sc->stats.n_computed += news;
+            sc->stats.n_from_store += !news;
+        }
+        free_item(&items[i]);
+    }
+    free(items);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Whole runs                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Work done so far by every model this call uses, each counted once. */
+static struct tmap_model_counters work_so_far(const struct scorer *sc)
+{
+    struct tmap_model *models[3] = { sc->model, sc->judge != sc->model ? sc->judge : NULL,
+                                     sc->embedder != sc->model && sc->embedder != sc->judge ? sc->embedder : NULL };
+    struct tmap_model_counters sum = { 0 };
+    for (int k = 0; k < 3; k++) {
+        if (!models[k])
+            continue;
+        struct tmap_model_counters c;
+        tmap_model_get_counters(models[k], &c);
+        sum.n_tokens_decoded += c.n_tokens_decoded;
+        sum.n_decode_calls += c.n_decode_calls;
+    }
+    return sum;
+}
+
+static void report_progress(struct scorer *sc, const char *stage, size_t done, size_t total)
+{
+    if (!sc->p->progress)
+        return;
+    struct tmap_progress pr = { .stage = stage, .done = done, .total = total,
+                                .n_tokens = work_so_far(sc).n_tokens_decoded - sc->work_at_start.n_tokens_decoded,
+                                .seconds = now_seconds() - sc->t0 };
+    sc->p->progress(&pr, sc->p->progress_user_data);
+}
+
+static enum tmap_status score_target(struct scorer *sc, struct target *t)
+{
+    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    for (size_t begin = 0; begin < n; begin += b) {
+        size_t count = n - begin < b ? n - begin : b;
+        enum tmap_status st = score_batch(sc, t, begin, count);
+        if (st)
+            return st;
+        report_progress(sc, t->stage, begin + count, n);
+    }
+    return TMAP_OK;
+}
+
+/* Rows with an embedding, packed, and where each came from. */
+static float *packed_embeddings(const struct scorer *sc, const struct target *t, size_t **rows, size_t *n_rows)
+{
+    size_t n = tmap_pool_size(t->pool), k = 0;
+    float *out = malloc((n ? n : 1) * (size_t)sc->dim * sizeof *out);
+    *rows = malloc((n ? n : 1) * sizeof **rows);
+    if (!out || !*rows) {
+        free(out);
+        free(*rows);
+        *rows = NULL;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!t->has_emb[i])
+            continue;
+        memcpy(out + k * (size_t)sc->dim, t->emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *out);
+        (*rows)[k++] = i;
+    }
+    *n_rows = k;
+    return out;
+}
+
+static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *pool, struct target *val)
+{
+    size_t *rows = NULL, *vrows = NULL, n = 0, nv = 0;
+    float *emb = packed_embeddings(sc, pool, &rows, &n);
+    float *vemb = val ? packed_embeddings(sc, val, &vrows, &nv) : NULL;
+    double *out = malloc((n ? n : 1) * sizeof *out);
+    enum tmap_status st = TMAP_OK;
+    if (!emb || !out || (val && !vemb))
+        st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu embeddings", n);
+    if (!st && (pool->mask & BIT(TMAP_IND_DIVERSITY)) && n > 0) {
+        st = tmap_knn_mean_distance(emb, n, sc->dim, sc->p->knn_k, out, sc->err);
+        for (size_t i = 0; !st && i < n; i++)
+            *cell(pool, rows[i], TMAP_IND_DIVERSITY) = out[i];
+    }
+    if (!st && val && n > 0 && nv > 0) {
+        st = tmap_topm_mean_similarity(emb, n, vemb, nv, sc->dim, sc->p->relevance_m, out, sc->err);
+        for (size_t i = 0; !st && i < n; i++)
+            *cell(pool, rows[i], TMAP_IND_RELEVANCE) = out[i];
+    }
+    free(emb);
+    free(vemb);
+    free(rows);
+    free(vrows);
+    free(out);
+    return st;
+}
+
+static enum tmap_status alloc_embeddings(struct scorer *sc, struct target *t)
+{
+    size_t n = tmap_pool_size(t->pool);
+    t->emb = calloc((n ? n : 1) * (size_t)sc->dim, sizeof *t->emb);
+    t->has_emb = calloc(n ? n : 1, sizeof *t->has_emb);
+    if (!t->emb || !t->has_emb)
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu embeddings of %d floats", n, sc->dim);
+    return TMAP_OK;
+}
+
+static enum tmap_status check_score_params(const struct tmap_score_params *p, struct tmap_error *err)
+{
+    if (p->batch_samples < 1)
+        return tmap_fail(err, TMAP_ERR_USAGE, "batch of %zu samples: must be at least 1", p->batch_samples);
+    if (p->knn_k < 1 || p->relevance_m < 1)
+        return tmap_fail(err, TMAP_ERR_USAGE, "k=%d and m=%d must be at least 1", p->knn_k, p->relevance_m);
+    if ((p->indicators & ~TMAP_IND_ALL) || !p->indicators)
+        return tmap_fail(err, TMAP_ERR_USAGE, "indicator mask 0x%x names no known indicator", p->indicators);
+    return TMAP_OK;
+}
+
+static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
+                                    const struct tmap_score_params *p, struct tmap_error *err)
+{
+    memset(sc, 0, sizeof *sc);
+    sc->p = p;
+    sc->err = err;
+    sc->model = model;
+    sc->judge = p->judge ? p->judge : model;
+    sc->embedder = p->embedder ? p->embedder : model;
+    sc->t0 = now_seconds();
+    make_keys(sc);
+    sc->work_at_start = work_so_far(sc);
+    if (p->tmpl == TMAP_TEMPLATE_CHAT && sc->tmpl != TMAP_TEMPLATE_CHAT)
+        notice(sc, "the model has no chat template: samples are read with the plain template");
+    enum tmap_status st = check_score_params(p, err);
+    if (!st && p->store_path)
+        st = tmap_store_open(p->store_path, &sc->store, err);
+    if (!st && (p->indicators & RATINGS)) {
+        st = tmap_rater_init(&sc->rater, sc->judge, err);
+        if (!st && !sc->rater.chat)
+            notice(sc, "the judge model has no chat template: quality and complexity use a plain rating prompt");
+    }
+    return st;
+}
+
+static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *pool,
+                                  struct tmap_scores *scores)
+{
+    const struct tmap_score_params *p = sc->p;
+    uint32_t mask = p->indicators;
+    if ((mask & BIT(TMAP_IND_RELEVANCE)) && !p->val) {
+        notice(sc, "relevance needs validation data (--val); it is left out");
+        mask &= ~BIT(TMAP_IND_RELEVANCE);
+    }
+    struct target tp = { .pool = pool, .scores = scores, .mask = mask, .embed = (mask & NEIGHBOUR) != 0,
+                         .stage = "scoring" };
+    struct target tv = { .pool = p->val, .embed = true, .stage = "validation" };
+    bool relevance = (mask & BIT(TMAP_IND_RELEVANCE)) != 0;
+    enum tmap_status st = TMAP_OK;
+    if (tp.embed)
+        st = alloc_embeddings(sc, &tp);
+    if (!st && relevance)
+        st = alloc_embeddings(sc, &tv);
+    if (!st)
+        st = score_target(sc, &tp);
+    if (!st && relevance)
+        st = score_target(sc, &tv);
+    if (!st && tp.embed)
+        st = neighbour_indicators(sc, &tp, relevance ? &tv : NULL);
+    free(tp.emb);
+    free(tp.has_emb);
+    free(tv.emb);
+    free(tv.has_emb);
+    return st;
+}
+
+enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *model,
+                            const struct tmap_score_params *p, struct tmap_scores **out,
+                            struct tmap_error *err)
+{
+    *out = NULL;
+    struct scorer sc;
+    enum tmap_status st = open_scorer(&sc, model, p, err);
+    struct tmap_scores *scores = st ? NULL : tmap_scores_create(tmap_pool_size(pool));
+    if (!st && !scores)
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the scores of %zu samples", tmap_pool_size(pool));
+
+    if (!st)
+        st = score_all(&sc, pool, scores);
+    tmap_store_close(sc.store);
+    if (st) {
+        tmap_scores_free(scores);
+        return st;
+    }
+    sc.stats.n_samples = tmap_pool_size(pool);
+    struct tmap_model_counters work = work_so_far(&sc);
+    sc.stats.n_tokens = work.n_tokens_decoded - sc.work_at_start.n_tokens_decoded;
+    sc.stats.n_decode_calls = work.n_decode_calls - sc.work_at_start.n_decode_calls;
+    sc.stats.seconds = now_seconds() - sc.t0;
+    scores->stats = sc.stats;
+    *out = scores;
+    return TMAP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dry run                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void count_item(const struct scorer *sc, const struct item *it, struct tmap_score_plan *plan)
+{
+    bool emb_main = it->want_emb && sc->embedder == sc->model;
+    if (it->prompt) {
+        plan->n_tokens += (uint64_t)(it->n_prompt + it->n_response - (emb_main ? 0 : 1));
+        plan->n_passes++;
+    }
+    if (it->missing & BIT(TMAP_IND_IFD)) {
+        plan->n_tokens += (uint64_t)it->n_response;
+        plan->n_passes++;
+    }
+    for (int r = 0; r < 2; r++)
+        if (it->rating[r]) {
+            plan->n_tokens += (uint64_t)it->n_rating[r];
+            plan->n_passes++;
+        }
+    if (it->eprompt) {
+        plan->n_tokens += (uint64_t)(it->n_eprompt + it->n_eresponse);
+        plan->n_passes++;
+    }
+    plan->n_cached += !(it->missing & PER_SAMPLE) && !it->want_emb;
+}
+
+/* Times the main pass of up to 16 samples that need one. */
+static enum tmap_status calibrate(struct scorer *sc, struct item *items, size_t n, struct tmap_score_plan *plan)
+{
+    struct tmap_logprob_request req[16];
+    struct tmap_logprob_result res[16];
+    size_t k = 0;
+    uint64_t tokens = 0;
+    for (size_t i = 0; i < n && k < 16; i++) {
+        if (!items[i].prompt)
+            continue;
+        req[k] = (struct tmap_logprob_request){ .prompt = items[i].prompt, .n_prompt = items[i].n_prompt,
+                                               .response = items[i].response, .n_response = items[i].n_response };
+        tokens += (uint64_t)(items[i].n_prompt + items[i].n_response - 1);
+        k++;
+    }
+    if (k == 0)
+        return TMAP_OK;
+    double t0 = now_seconds();
+    enum tmap_status st = tmap_model_logprob(sc->model, req, k, res, sc->err);
+    double dt = now_seconds() - t0;
+    if (!st && dt > 0)
+        plan->tokens_per_second = (double)tokens / dt;
+    return st;
+}
+
+enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model *model,
+                                 const struct tmap_score_params *p, struct tmap_score_plan *plan,
+                                 struct tmap_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    struct scorer sc;
+    enum tmap_status st = open_scorer(&sc, model, p, err);
+    size_t n = tmap_pool_size(pool), b = p->batch_samples;
+    struct tmap_scores *scores = st ? NULL : tmap_scores_create(n);
+    if (!st && !scores)
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory planning %zu samples", n);
+    uint32_t mask = p->val ? p->indicators : p->indicators & ~BIT(TMAP_IND_RELEVANCE);
+    struct target t = { .pool = pool, .scores = scores, .mask = mask, .embed = (mask & NEIGHBOUR) != 0 };
+    if (!st && t.embed)
+        st = alloc_embeddings(&sc, &t);
+    for (size_t begin = 0; begin < n && !st; begin += b) {
+        size_t count = n - begin < b ? n - begin : b;
+        struct item *items = calloc(count, sizeof *items);
+        st = items ? load_items(&sc, &t, begin, items, count) : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < count && !st; i++) {
+            st = prepare_item(&sc, &items[i]);
+            if (!st)
+                count_item(&sc, &items[i], plan);
+        }
+        if (!st && begin == 0)
+            st = calibrate(&sc, items, count, plan);
+        for (size_t i = 0; items && i < count; i++)
+            free_item(&items[i]);
+        free(items);
+    }
+    plan->n_samples = n;
+    if (plan->tokens_per_second > 0)
+        plan->seconds = (double)plan->n_tokens / plan->tokens_per_second;
+    free(t.emb);
+    free(t.has_emb);
+    tmap_scores_free(scores);
+    tmap_store_close(sc.store);
+    return st;
+}

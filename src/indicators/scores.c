@@ -1,0 +1,286 @@
+/*
+ * scores.c - the score table: columns, lookups, CSV out, and merging a
+ * user's own indicator columns (an external reward model, say) from a CSV
+ * keyed by sample id.
+ */
+#include "indicators/scores.h"
+#include "util/error.h"
+#include "util/grow.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tmap_scores *tmap_scores_create(size_t n_rows)
+{
+    struct tmap_scores *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->n_rows = n_rows;
+    for (int j = 0; j < TMAP_IND_COUNT; j++) {
+        if (tmap_scores_add_column(s, tmap_indicator_name((enum tmap_indicator)j)) == SIZE_MAX) {
+            tmap_scores_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+size_t tmap_scores_add_column(struct tmap_scores *s, const char *name)
+{
+    size_t rows = s->n_rows ? s->n_rows : 1;
+    size_t old_cap = s->cap_cols;
+    if (!tmap_grow((void **)&s->names, &s->cap_cols, s->n_cols + 1, sizeof *s->names))
+        return SIZE_MAX;
+    if (s->cap_cols != old_cap) {
+        double *moved = realloc(s->values, s->cap_cols * rows * sizeof *moved);
+        if (!moved)
+            return SIZE_MAX;
+        s->values = moved;
+    }
+    char *copy = malloc(strlen(name) + 1);
+    if (!copy)
+        return SIZE_MAX;
+    strcpy(copy, name);
+    s->names[s->n_cols] = copy;
+    double *col = s->values + s->n_cols * s->n_rows;
+    for (size_t i = 0; i < s->n_rows; i++)
+        col[i] = NAN;
+    return s->n_cols++;
+}
+
+void tmap_scores_free(struct tmap_scores *s)
+{
+    if (!s)
+        return;
+    for (size_t j = 0; j < s->n_cols; j++)
+        free(s->names[j]);
+    free(s->names);
+    free(s->values);
+    free(s);
+}
+
+size_t tmap_scores_n_rows(const struct tmap_scores *s)
+{
+    return s->n_rows;
+}
+
+size_t tmap_scores_n_columns(const struct tmap_scores *s)
+{
+    return s->n_cols;
+}
+
+const char *tmap_scores_column_name(const struct tmap_scores *s, size_t col)
+{
+    return col < s->n_cols ? s->names[col] : NULL;
+}
+
+size_t tmap_scores_find_column(const struct tmap_scores *s, const char *name)
+{
+    for (size_t j = 0; j < s->n_cols; j++)
+        if (strcmp(s->names[j], name) == 0)
+            return j;
+    return SIZE_MAX;
+}
+
+double tmap_scores_get(const struct tmap_scores *s, size_t row, size_t col)
+{
+    return row < s->n_rows && col < s->n_cols ? s->values[col * s->n_rows + row] : NAN;
+}
+
+void tmap_scores_get_stats(const struct tmap_scores *s, struct tmap_score_stats *out)
+{
+    *out = s->stats;
+}
+
+/* ---- CSV out ------------------------------------------------------------ */
+
+static bool column_has_values(const struct tmap_scores *s, size_t col)
+{
+    const double *v = s->values + col * s->n_rows;
+    for (size_t i = 0; i < s->n_rows; i++)
+        if (!isnan(v[i]))
+            return true;
+    return false;
+}
+
+/* Ids are the user's own text: quote them when CSV needs it. */
+static void write_csv_field(FILE *f, const char *text)
+{
+    if (!strpbrk(text, ",\"\n\r")) {
+        fputs(text, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+enum tmap_status tmap_scores_write_csv(const struct tmap_scores *s, const struct tmap_pool *pool,
+                                       const char *path, struct tmap_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    bool *keep = calloc(s->n_cols ? s->n_cols : 1, sizeof *keep);
+    if (!keep) {
+        fclose(f);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory writing %s", path);
+    }
+    fputs("id,line,hash", f);
+    for (size_t j = 0; j < s->n_cols; j++)
+        if ((keep[j] = column_has_values(s, j)))
+            fprintf(f, ",%s", s->names[j]);
+    fputc('\n', f);
+    for (size_t i = 0; i < s->n_rows; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(pool, i, &rec);
+        write_csv_field(f, rec.id);
+        fprintf(f, ",%zu,", rec.line);
+        for (int b = 0; b < 16; b++)
+            fprintf(f, "%02x", rec.hash[b]);
+        for (size_t j = 0; j < s->n_cols; j++) {
+            if (!keep[j])
+                continue;
+            double v = s->values[j * s->n_rows + i];
+            /* %.17g round-trips a double exactly: reruns compare byte for byte. */
+            if (isnan(v))
+                fputc(',', f);
+            else
+                fprintf(f, ",%.17g", v);
+        }
+        fputc('\n', f);
+    }
+    free(keep);
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    return TMAP_OK;
+}
+
+/* ---- CSV in (--extra) --------------------------------------------------- */
+
+/* Splits one CSV line in place into at most max fields (RFC 4180 quoting,
+ * no newlines inside fields). Returns the field count, or -1 on a bad quote. */
+static int split_csv(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *p = line;
+    while (n < max) {
+        char *out = p;
+        fields[n++] = p;
+        if (*p == '"') {
+            char *r = p + 1;
+            for (;;) {
+                if (!*r)
+                    return -1;
+                if (*r == '"' && r[1] == '"') {
+                    *out++ = '"';
+                    r += 2;
+                } else if (*r == '"') {
+                    r++;
+                    break;
+                } else {
+                    *out++ = *r++;
+                }
+            }
+            if (*r != ',' && *r)
+                return -1;
+            *out = '\0';
+            if (!*r)
+                return n;
+            p = r + 1;
+            continue;
+        }
+        char *comma = strchr(p, ',');
+        if (!comma)
+            return n;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    return n;
+}
+
+enum { MAX_EXTRA_COLUMNS = 64 };
+
+struct extra_csv {
+    const char *path;
+    FILE       *f;
+    char       *line;
+    size_t      line_cap;
+    size_t      line_no;
+    int         n_fields;
+    size_t      cols[MAX_EXTRA_COLUMNS]; /* score column of each CSV field after id */
+};
+
+static enum tmap_status read_header(struct extra_csv *x, struct tmap_scores *s, struct tmap_error *err)
+{
+    char *fields[MAX_EXTRA_COLUMNS + 1];
+    if (getline(&x->line, &x->line_cap, x->f) < 0)
+        return tmap_fail(err, TMAP_ERR_DATA, "%s: empty file, expected a header line starting with id", x->path);
+    x->line_no = 1;
+    x->line[strcspn(x->line, "\r\n")] = '\0';
+    x->n_fields = split_csv(x->line, fields, MAX_EXTRA_COLUMNS + 1);
+    if (x->n_fields < 2 || strcmp(fields[0], "id") != 0)
+        return tmap_fail(err, TMAP_ERR_DATA, "%s:1: the header must be id,NAME[,NAME...]", x->path);
+    for (int k = 1; k < x->n_fields; k++) {
+        if (tmap_scores_find_column(s, fields[k]) != SIZE_MAX)
+            return tmap_fail(err, TMAP_ERR_DATA, "%s:1: column \"%s\" already exists", x->path, fields[k]);
+        x->cols[k - 1] = tmap_scores_add_column(s, fields[k]);
+        if (x->cols[k - 1] == SIZE_MAX)
+            return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", x->path);
+    }
+    return TMAP_OK;
+}
+
+static enum tmap_status read_row(struct extra_csv *x, struct tmap_scores *s,
+                                 const struct tmap_pool *pool, struct tmap_error *err)
+{
+    char *fields[MAX_EXTRA_COLUMNS + 1];
+    x->line[strcspn(x->line, "\r\n")] = '\0';
+    if (!x->line[0])
+        return TMAP_OK;
+    int n = split_csv(x->line, fields, MAX_EXTRA_COLUMNS + 1);
+    if (n != x->n_fields)
+        return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: %d fields, the header has %d", x->path,
+                         x->line_no, n, x->n_fields);
+    size_t row = tmap_pool_find(pool, fields[0]);
+    if (row == SIZE_MAX)
+        return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: id \"%s\" is not in %s", x->path, x->line_no,
+                         fields[0], tmap_pool_path(pool));
+    for (int k = 1; k < n; k++) {
+        char *end;
+        errno = 0;
+        double v = strtod(fields[k], &end);
+        if (!fields[k][0])
+            v = NAN; /* an empty cell is a missing value */
+        else if (errno || *end)
+            return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: \"%s\" is not a number", x->path,
+                             x->line_no, fields[k]);
+        tmap_scores_column(s, x->cols[k - 1])[row] = v;
+    }
+    return TMAP_OK;
+}
+
+enum tmap_status tmap_scores_merge_csv(struct tmap_scores *s, const struct tmap_pool *pool,
+                                       const char *path, struct tmap_error *err)
+{
+    struct extra_csv x = { .path = path };
+    x.f = fopen(path, "r");
+    if (!x.f)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    enum tmap_status st = read_header(&x, s, err);
+    while (!st && getline(&x.line, &x.line_cap, x.f) >= 0) {
+        x.line_no++;
+        st = read_row(&x, s, pool, err);
+    }
+    free(x.line);
+    fclose(x.f);
+    return st;
+}

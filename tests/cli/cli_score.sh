@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# tmap score end to end: outputs, the store serving a rerun, a killed run
+# resuming to identical scores, the dry run, the progress line on a
+# terminal, and bad input.
+. "$(dirname "$0")/lib.sh"
+
+head -n 30 "$SRC/data/gsm8k/train.jsonl" > pool.jsonl
+head -n 10 "$SRC/data/gsm8k/test.jsonl" > val.jsonl
+common=(-m "$MODEL" -d pool.jsonl --val val.jsonl -c 512 -b 512 -t 2 --batch-samples 8)
+
+check "scores every indicator"
+run "$TMAP" score "${common[@]}" --cache s.db -o scores.csv
+expect_status 0
+expect_err "scored 30 samples: 30 computed, 0 from the store, 0 skipped"
+expect_err "wrote scores.csv"
+expect_true test "$(wc -l < scores.csv)" -eq 31
+expect_true grep -q '^id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy$' scores.csv
+expect_true grep -q '^1,1,' scores.csv
+
+check "a rerun is served from the store"
+run "$TMAP" score "${common[@]}" --cache s.db -o again.csv
+expect_status 0
+expect_err "30 from the store"
+expect_err "0 tokens in 0 decode calls"
+expect_true cmp -s scores.csv again.csv
+
+check "kill -9 mid-run, rerun: identical scores"
+"$TMAP" score "${common[@]}" --cache k.db -o killed.csv --quiet &
+pid=$!
+sleep 0.4
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+run "$TMAP" score "${common[@]}" --cache k.db -o resumed.csv
+expect_status 0
+expect_true cmp -s scores.csv resumed.csv
+
+check "dry run"
+run "$TMAP" score "${common[@]}" --dry-run
+expect_status 0
+expect_out "tokens to decode"
+expect_out "estimated time"
+expect_true test ! -e scores-dry.csv
+
+check "progress line on a terminal only"
+run script -qec "$TMAP score ${common[*]} --indicators loss -o tty.csv" /dev/null
+expect_status 0
+expect_out "samples/s"
+expect_out "ETA"
+run "$TMAP" score "${common[@]}" --indicators loss -o notty.csv
+expect_true test "$(grep -c ETA "$WORK/.err")" -eq 0
+
+check "relevance without --val says so"
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators relevance,steps -o r.csv
+expect_status 0
+expect_err "relevance needs validation data (--val)"
+
+check "bad input"
+run "$TMAP" score -d pool.jsonl
+expect_status 1
+expect_err "no model given"
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators loss,fun
+expect_status 1
+expect_err "unknown indicator 'fun'"
+run "$TMAP" score -m "$MODEL" -d nothere.jsonl
+expect_status 3
+expect_err "nothere.jsonl: cannot open"
+printf 'id,reward\n77,1\n' > extra.csv
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps --extra extra.csv
+expect_status 2
+expect_err 'extra.csv:2: id "77" is not in pool.jsonl'
+printf 'not a database at all, just text\n' > bad.db
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps --cache bad.db
+expect_status 3
+expect_err "bad.db"
+
+finish
