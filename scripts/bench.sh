@@ -13,4 +13,5 @@ for shape in "64 2" "512 8"; do
     [ -f "$m" ] || "$build/tmap" model create --quiet --out "$m" --n-embd "$embd" --n-layer "$layers" \
         --n-head $((embd / 32 > 1 ? embd / 32 : 2))
     "$build/bench/bench_logprob" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}"
+    "$build/bench/bench_score" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}" 2
 done

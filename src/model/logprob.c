@@ -96,6 +96,8 @@ struct run {
     struct slot                       *slots;
     struct llama_batch                 batch;
     struct output_ref                 *refs;
+    const float                      **row_logits; /* per batch row: its logits, when read */
+    double                            *row_norm;   /* ... and their log-sum-exp */
     bool                               embeddings; /* every position is an output */
 };
 
@@ -162,13 +164,11 @@ static void collect_row(struct run *r, int32_t i)
     const struct output_ref *ref = &r->refs[i];
     struct slot *sl = &r->slots[ref->slot];
     const struct tmap_logprob_request *q = &r->requests[sl->request];
-    const struct planned *p = &r->plans[sl->request];
     struct tmap_logprob_result *res = &r->results[sl->request];
-    bool last = ref->pos == planned_len(p) - 1;
 
-    if (ref->target >= 0 || (last && q->n_choices > 0)) {
-        const float *logits = llama_get_logits_ith(r->m->ctx, i);
-        double norm = tmap_log_sum_exp(logits, r->m->info.n_vocab);
+    if (r->row_logits[i]) {
+        const float *logits = r->row_logits[i];
+        double norm = r->row_norm[i];
         if (ref->target >= 0) {
             res->sum_logprob += (double)logits[ref->target] - norm;
             res->n_tokens++;
@@ -184,10 +184,31 @@ static void collect_row(struct run *r, int32_t i)
     }
 }
 
+/* Does batch row i read logits (a scored token, or the choices)? */
+static bool row_reads_logits(const struct run *r, int32_t i)
+{
+    const struct output_ref *ref = &r->refs[i];
+    const struct slot *sl = &r->slots[ref->slot];
+    bool last = ref->pos == planned_len(&r->plans[sl->request]) - 1;
+    return ref->target >= 0 || (last && r->requests[sl->request].n_choices > 0);
+}
+
 static void collect_outputs(struct run *r)
 {
+    /* The log-softmax normalisers are the costly part (a pass over the
+     * vocabulary per row): compute them on every thread the model uses,
+     * which sit idle between decode calls anyway. Each row is computed
+     * the same way whatever the thread count, and the sums below run in
+     * row order, so results do not depend on it. */
+    int32_t n = r->batch.n_tokens, n_vocab = r->m->info.n_vocab;
+    for (int32_t i = 0; i < n; i++)
+        r->row_logits[i] = r->batch.logits[i] && row_reads_logits(r, i) ? llama_get_logits_ith(r->m->ctx, i) : NULL;
+#pragma omp parallel for num_threads(r->m->n_threads) schedule(static)
+    for (int32_t i = 0; i < n; i++)
+        if (r->row_logits[i])
+            r->row_norm[i] = tmap_log_sum_exp(r->row_logits[i], n_vocab);
     /* In embeddings mode every row exists, but only flagged ones matter. */
-    for (int32_t i = 0; i < r->batch.n_tokens; i++)
+    for (int32_t i = 0; i < n; i++)
         if (r->batch.logits[i])
             collect_row(r, i);
 }
@@ -245,8 +266,10 @@ static bool alloc_run(struct run *r)
     r->plans = calloc(r->n ? r->n : 1, sizeof *r->plans);
     r->slots = calloc((size_t)n_seq, sizeof *r->slots);
     r->refs  = calloc((size_t)r->m->info.n_batch, sizeof *r->refs);
+    r->row_logits = calloc((size_t)r->m->info.n_batch, sizeof *r->row_logits);
+    r->row_norm = calloc((size_t)r->m->info.n_batch, sizeof *r->row_norm);
     r->batch = llama_batch_init(r->m->info.n_batch, 0, 1);
-    if (!r->plans || !r->slots || !r->refs || !r->batch.token)
+    if (!r->plans || !r->slots || !r->refs || !r->row_logits || !r->row_norm || !r->batch.token)
         return false;
     for (int32_t s = 0; r->embeddings && s < n_seq; s++)
         if (!(r->slots[s].pooled = calloc((size_t)r->m->info.n_embd, sizeof(double))))
@@ -260,6 +283,8 @@ static void free_run(struct run *r)
         free(r->slots[s].pooled);
     llama_batch_free(r->batch);
     free(r->refs);
+    free(r->row_logits);
+    free(r->row_norm);
     free(r->slots);
     free(r->plans);
 }

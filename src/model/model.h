@@ -23,6 +23,7 @@ struct tmap_model {
     const struct llama_vocab *vocab;
     struct tmap_model_info    info;
     struct tmap_model_counters counters;
+    int32_t                    n_threads; /* as llama.cpp runs; tmap's own loops reuse it */
 };
 
 /* Decodes a batch, counting calls and tokens; names the model on failure. */
