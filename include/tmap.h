@@ -292,6 +292,39 @@ enum tmap_status tmap_model_logprob(struct tmap_model *model,
                                     struct tmap_logprob_result *results,
                                     struct tmap_error *err);
 
+/* Like tmap_model_logprob, with every request continuing one shared prefix
+ * (few-shot demonstrations): the prefix is decoded once and its KV cells
+ * are shared by every sequence (llama_memory_seq_cp), so each request costs
+ * only its own tokens. Request prompts continue the prefix (no BOS; at
+ * least one token). A request that does not fit after the prefix is
+ * skipped: the prefix is never truncated. Uses n_seq - 1 parallel
+ * sequences (sequence 0 holds the prefix). n_prefix 0 = tmap_model_logprob. */
+enum tmap_status tmap_model_logprob_shared(struct tmap_model *model, const int32_t *prefix, int32_t n_prefix,
+                                           const struct tmap_logprob_request *requests, size_t n,
+                                           struct tmap_logprob_result *results, struct tmap_error *err);
+
+/* Greedy generation, many sequences per decode call. */
+struct tmap_generate_request {
+    const int32_t *prompt; /* continues the shared prefix, or starts with BOS when there is none */
+    int32_t        n_prompt;
+};
+
+struct tmap_generate_params {
+    int32_t            max_tokens; /* new tokens per request (256) */
+    const char *const *stops;      /* stop strings, not included in the output */
+    size_t             n_stops;
+};
+
+struct tmap_generate_params tmap_generate_default_params(void);
+
+/* Greedy continuation of every request after an optional shared prefix
+ * (decoded once, its cells shared). outputs[i] is malloc'd text, cut before
+ * the first stop string, at end of generation, or at max_tokens. */
+enum tmap_status tmap_model_generate(struct tmap_model *model, const int32_t *prefix, int32_t n_prefix,
+                                     const struct tmap_generate_request *requests, size_t n,
+                                     const struct tmap_generate_params *params, char **outputs,
+                                     struct tmap_error *err);
+
 /* Work done by a model handle so far; tests and benchmarks read it. */
 struct tmap_model_counters {
     uint64_t n_decode_calls;

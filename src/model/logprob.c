@@ -70,6 +70,18 @@ static enum tmap_fit plan(const struct tmap_logprob_request *r, int32_t n_ctx, s
     return TMAP_FIT_TRUNCATED;
 }
 
+/* After a shared prefix nothing is truncated: a request that does not fit
+ * in the room the prefix leaves is skipped, and the prompt must hold at
+ * least one token (the first scored token is predicted from it). */
+static enum tmap_fit plan_after_prefix(const struct tmap_logprob_request *r, int32_t room, struct planned *p)
+{
+    memset(p, 0, sizeof *p);
+    if (r->n_prompt < 1 || r->n_prompt + r->n_response > room)
+        return TMAP_FIT_SKIPPED;
+    enum tmap_fit fit = plan(r, room, p);
+    return fit == TMAP_FIT_WHOLE ? fit : TMAP_FIT_SKIPPED;
+}
+
 /* A sequence slot of the context and the sample it is working through. */
 struct slot {
     bool    busy;
@@ -99,11 +111,21 @@ struct run {
     const float                      **row_logits; /* per batch row: its logits, when read */
     double                            *row_norm;   /* ... and their log-sum-exp */
     bool                               embeddings; /* every position is an output */
+    const int32_t                     *prefix;     /* shared by every request, or NULL */
+    int32_t                            n_prefix;
+    int32_t                            n_slots;    /* n_seq, less the prefix's sequence 0 */
 };
+
+/* The KV-cache sequence of slot s: sequence 0 holds a shared prefix. */
+static int32_t slot_seq(const struct run *r, int32_t s)
+{
+    return r->n_prefix > 0 ? s + 1 : s;
+}
 
 static void assign_free_slots(struct run *r)
 {
-    for (int32_t s = 0; s < r->m->info.n_seq; s++) {
+    llama_memory_t mem = llama_get_memory(r->m->ctx);
+    for (int32_t s = 0; s < r->n_slots; s++) {
         struct slot *sl = &r->slots[s];
         while (!sl->busy && r->next_request < r->n) {
             size_t q = r->next_request++;
@@ -116,6 +138,8 @@ static void assign_free_slots(struct run *r)
             sl->n_feed  = planned_len(p) - (p->feed_last ? 0 : 1);
             if (sl->pooled)
                 memset(sl->pooled, 0, (size_t)r->m->info.n_embd * sizeof *sl->pooled);
+            if (r->n_prefix > 0)
+                llama_memory_seq_cp(mem, 0, slot_seq(r, s), -1, -1);
         }
     }
 }
@@ -135,7 +159,7 @@ static bool wants_output(const struct tmap_logprob_request *q, const struct plan
 static int32_t fill_batch(struct run *r)
 {
     int32_t cap = r->m->info.n_batch, n = 0;
-    for (int32_t s = 0; s < r->m->info.n_seq && n < cap; s++) {
+    for (int32_t s = 0; s < r->n_slots && n < cap; s++) {
         struct slot *sl = &r->slots[s];
         if (!sl->busy)
             continue;
@@ -146,9 +170,9 @@ static int32_t fill_batch(struct run *r)
             int32_t pos = sl->next;
             bool predicts = pos + 1 >= p->n_prompt && pos < last;
             r->batch.token[n]     = planned_token(p, pos);
-            r->batch.pos[n]       = pos;
+            r->batch.pos[n]       = r->n_prefix + pos;
             r->batch.n_seq_id[n]  = 1;
-            r->batch.seq_id[n][0] = s;
+            r->batch.seq_id[n][0] = slot_seq(r, s);
             r->batch.logits[n]    = wants_output(q, p, pos);
             r->refs[n].slot       = s;
             r->refs[n].pos        = pos;
@@ -229,12 +253,12 @@ static void finish_embedding(struct run *r, const struct slot *sl)
 static void release_finished_slots(struct run *r)
 {
     llama_memory_t mem = llama_get_memory(r->m->ctx);
-    for (int32_t s = 0; s < r->m->info.n_seq; s++) {
+    for (int32_t s = 0; s < r->n_slots; s++) {
         struct slot *sl = &r->slots[s];
         if (sl->busy && sl->next >= sl->n_feed) {
             if (r->requests[sl->request].embedding)
                 finish_embedding(r, sl);
-            llama_memory_seq_rm(mem, s, -1, -1);
+            llama_memory_seq_rm(mem, slot_seq(r, s), -1, -1);
             sl->busy = false;
         }
     }
@@ -243,8 +267,10 @@ static void release_finished_slots(struct run *r)
 static enum tmap_status run_all(struct run *r, struct tmap_error *err)
 {
     llama_memory_clear(llama_get_memory(r->m->ctx), true);
-    llama_set_embeddings(r->m->ctx, r->embeddings);
     enum tmap_status st = TMAP_OK;
+    if (r->n_prefix > 0 && (st = tmap_model_decode_prefix(r->m, r->prefix, r->n_prefix, err)))
+        return st;
+    llama_set_embeddings(r->m->ctx, r->embeddings);
     for (;;) {
         assign_free_slots(r);
         if (fill_batch(r) == 0)
@@ -289,11 +315,17 @@ static void free_run(struct run *r)
     free(r->plans);
 }
 
-enum tmap_status tmap_model_logprob(struct tmap_model *m, const struct tmap_logprob_request *requests,
-                                    size_t n, struct tmap_logprob_result *results,
-                                    struct tmap_error *err)
+/* Both entry points: plan every request, then run the slots. */
+static enum tmap_status logprob_run(struct tmap_model *m, const int32_t *prefix, int32_t n_prefix,
+                                    const struct tmap_logprob_request *requests, size_t n,
+                                    struct tmap_logprob_result *results, struct tmap_error *err)
 {
-    struct run r = { .m = m, .requests = requests, .results = results, .n = n };
+    struct run r = { .m = m, .requests = requests, .results = results, .n = n,
+                     .prefix = prefix, .n_prefix = n_prefix };
+    r.n_slots = m->info.n_seq - (n_prefix > 0 ? 1 : 0);
+    if (r.n_slots < 1)
+        return tmap_fail(err, TMAP_ERR_USAGE, "a shared prefix needs at least 2 parallel sequences (-np), not %d",
+                         m->info.n_seq);
     for (size_t i = 0; i < n; i++)
         r.embeddings |= requests[i].embedding != NULL;
     enum tmap_status st = TMAP_OK;
@@ -303,11 +335,28 @@ enum tmap_status tmap_model_logprob(struct tmap_model *m, const struct tmap_logp
     }
     for (size_t i = 0; i < n; i++) {
         memset(&results[i], 0, sizeof results[i]);
-        results[i].fit = plan(&requests[i], m->info.n_ctx, &r.plans[i]);
+        results[i].fit = n_prefix > 0 ? plan_after_prefix(&requests[i], m->info.n_ctx - n_prefix, &r.plans[i])
+                                      : plan(&requests[i], m->info.n_ctx, &r.plans[i]);
         results[i].n_prompt_dropped = r.plans[i].n_drop;
     }
     st = run_all(&r, err);
 out:
     free_run(&r);
     return st;
+}
+
+enum tmap_status tmap_model_logprob(struct tmap_model *m, const struct tmap_logprob_request *requests,
+                                    size_t n, struct tmap_logprob_result *results,
+                                    struct tmap_error *err)
+{
+    return logprob_run(m, NULL, 0, requests, n, results, err);
+}
+
+enum tmap_status tmap_model_logprob_shared(struct tmap_model *m, const int32_t *prefix, int32_t n_prefix,
+                                           const struct tmap_logprob_request *requests, size_t n,
+                                           struct tmap_logprob_result *results, struct tmap_error *err)
+{
+    if (n_prefix < 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "prefix length %d is negative", n_prefix);
+    return logprob_run(m, prefix, n_prefix, requests, n, results, err);
 }

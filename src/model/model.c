@@ -253,6 +253,31 @@ enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batc
     return TMAP_OK;
 }
 
+enum tmap_status tmap_model_decode_prefix(struct tmap_model *m, const int32_t *tokens, int32_t n,
+                                          struct tmap_error *err)
+{
+    llama_memory_clear(llama_get_memory(m->ctx), true);
+    if (n > m->info.n_ctx)
+        return tmap_fail(err, TMAP_ERR_DATA, "a shared prefix of %d tokens does not fit the context of %d",
+                         n, m->info.n_ctx);
+    struct llama_batch batch = llama_batch_init(m->info.n_batch, 0, 1);
+    enum tmap_status st = TMAP_OK;
+    for (int32_t at = 0; at < n && !st; at += m->info.n_batch) {
+        int32_t len = n - at < m->info.n_batch ? n - at : m->info.n_batch;
+        for (int32_t i = 0; i < len; i++) {
+            batch.token[i]     = tokens[at + i];
+            batch.pos[i]       = at + i;
+            batch.n_seq_id[i]  = 1;
+            batch.seq_id[i][0] = 0;
+            batch.logits[i]    = false;
+        }
+        batch.n_tokens = len;
+        st = tmap_model_decode(m, batch, err);
+    }
+    llama_batch_free(batch);
+    return st;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Text                                                                     */
 /* ------------------------------------------------------------------------ */

@@ -359,6 +359,61 @@ static void test_choices(void **state)
     tmap_model_free(m);
 }
 
+static void test_shared_prefix_equals_naive(void **state)
+{
+    (void)state;
+    /* Few-shot layout: a demonstration block shared by every query. */
+    struct tmap_model *m = load(512, 64, 4);
+    int32_t n_prefix;
+    int32_t *prefix = tokenize(m, "Query: What is 2+3?\nAnswer: 2+3 = 5\n#### 5\n\n"
+                                  "Query: What is 10-4?\nAnswer: 10-4 = 6\n#### 6\n\n", true, &n_prefix);
+    struct tokenized t;
+    tokenize_texts(m, &t);
+    struct tmap_logprob_request shared[N_TEXTS], naive[N_TEXTS];
+    int32_t *joined[N_TEXTS];
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        /* the query continues the prefix: drop its own BOS */
+        shared[i] = t.req[i];
+        shared[i].prompt = t.prompt[i] + 1;
+        shared[i].n_prompt = t.req[i].n_prompt - 1;
+        joined[i] = malloc((size_t)(n_prefix + shared[i].n_prompt) * sizeof(int32_t));
+        memcpy(joined[i], prefix, (size_t)n_prefix * sizeof(int32_t));
+        memcpy(joined[i] + n_prefix, shared[i].prompt, (size_t)shared[i].n_prompt * sizeof(int32_t));
+        naive[i] = t.req[i];
+        naive[i].prompt = joined[i];
+        naive[i].n_prompt = n_prefix + shared[i].n_prompt;
+    }
+    struct tmap_logprob_result rs[N_TEXTS], rn[N_TEXTS];
+    struct tmap_error err = { 0 };
+    struct tmap_model_counters c0, c1, c2;
+    tmap_model_get_counters(m, &c0);
+    assert_int_equal(tmap_model_logprob_shared(m, prefix, n_prefix, shared, N_TEXTS, rs, &err), TMAP_OK);
+    tmap_model_get_counters(m, &c1);
+    assert_int_equal(tmap_model_logprob(m, naive, N_TEXTS, rn, &err), TMAP_OK);
+    tmap_model_get_counters(m, &c2);
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        assert_int_equal(rs[i].fit, TMAP_FIT_WHOLE);
+        assert_int_equal(rs[i].n_tokens, rn[i].n_tokens);
+        if (fabs(rs[i].sum_logprob - rn[i].sum_logprob) > 1e-4 * rs[i].n_tokens)
+            fail_msg("query %zu: shared %.8f vs naive %.8f", i, rs[i].sum_logprob, rn[i].sum_logprob);
+    }
+    /* The prefix was decoded once, not once per query. */
+    uint64_t shared_tokens = c1.n_tokens_decoded - c0.n_tokens_decoded;
+    uint64_t naive_tokens = c2.n_tokens_decoded - c1.n_tokens_decoded;
+    assert_int_equal(naive_tokens - shared_tokens, (uint64_t)n_prefix * (N_TEXTS - 1));
+
+    /* A query that does not fit after the prefix is skipped, never cut. */
+    struct tmap_model *small = load(n_prefix + 8, 64, 2);
+    assert_int_equal(tmap_model_logprob_shared(small, prefix, n_prefix, shared, 1, rs, &err), TMAP_OK);
+    assert_int_equal(rs[0].fit, TMAP_FIT_SKIPPED);
+    tmap_model_free(small);
+    for (size_t i = 0; i < N_TEXTS; i++)
+        free(joined[i]);
+    free(prefix);
+    free_texts(&t);
+    tmap_model_free(m);
+}
+
 static void test_overflow_policy(void **state)
 {
     (void)state;
@@ -499,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_random_model_is_near_uniform),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_shared_prefix_equals_naive),
         cmocka_unit_test(test_overflow_policy),
         cmocka_unit_test(test_create_deterministic),
         cmocka_unit_test(test_create_errors),
