@@ -442,6 +442,103 @@ enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model
                                  struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Tiny validation sets and the in-context-learning proxy                   */
+/* ------------------------------------------------------------------------ */
+
+/* Embeddings of every record of a pool (n x dim floats, row-major,
+ * L2-normalised), computed as scoring computes them and kept in the store
+ * when store_path is set. Rows the model cannot fit are zero and
+ * ok[row] false (ok may be NULL). *out and *ok are malloc'd. */
+enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model *model,
+                                 const char *store_path, float **out, bool **ok, int32_t *dim,
+                                 struct tmap_error *err);
+
+enum tmap_tiny_mode {
+    TMAP_TINY_ANCHORS = 0, /* k-medoids medoids, weighted by cluster share (Vivek et al. 2024) */
+    TMAP_TINY_RANDOM,      /* a seeded uniform sample, equal weights */
+};
+
+struct tmap_tiny_params {
+    size_t              n;          /* anchors wanted (100) */
+    enum tmap_tiny_mode mode;
+    uint64_t            seed;
+    int32_t             max_iter;   /* k-medoids rounds (50) */
+    const char         *store_path; /* embedding store, NULL = none */
+};
+
+struct tmap_tiny_params tmap_tiny_default_params(void);
+
+/* A tiny set: rows of the validation pool and their weights (sum 1). */
+struct tmap_tiny {
+    size_t  n;
+    size_t *rows;
+    double *weights;
+};
+
+enum tmap_status tmap_tiny_select(const struct tmap_pool *val, struct tmap_model *embedder,
+                                  const struct tmap_tiny_params *params, struct tmap_tiny *out,
+                                  struct tmap_error *err);
+void tmap_tiny_free(struct tmap_tiny *tiny);
+
+/* Writes the chosen records, each its input bytes with a leading
+ * "tmap_weight" member added, as JSONL. */
+enum tmap_status tmap_tiny_write(const struct tmap_tiny *tiny, const struct tmap_pool *val,
+                                 const char *path, struct tmap_error *err);
+
+/* The "tmap_weight" of every record of a tiny file (uniform when absent),
+ * normalised to sum 1. weights holds tmap_pool_size(tiny) entries. */
+enum tmap_status tmap_tiny_weights(const struct tmap_pool *tiny, double *weights, struct tmap_error *err);
+
+enum tmap_demo_policy {
+    TMAP_DEMOS_TOP = 0, /* the k highest-scored demonstrations */
+    TMAP_DEMOS_RANDOM,  /* k seeded random ones, averaged over draws */
+    TMAP_DEMOS_KNN,     /* per query, the k nearest by embedding */
+};
+
+enum tmap_metric {
+    TMAP_METRIC_LOGLIK = 0, /* mean log-probability per token of the gold answer */
+    TMAP_METRIC_ACCURACY,   /* greedy generation, answer extraction, exact match */
+    TMAP_METRIC_MC,         /* multiple choice by log-likelihood */
+};
+
+struct tmap_proxy_params {
+    int32_t               k;            /* demonstrations (8) */
+    enum tmap_demo_policy policy;
+    size_t                draws;        /* random policy: draws averaged (2) */
+    enum tmap_metric      metric;
+    enum tmap_template    tmpl;
+    uint64_t              seed;
+    bool                  share_prefix; /* decode the demonstrations once (true) */
+    int32_t               max_tokens;   /* accuracy: generated tokens per item (256) */
+    const char           *store_path;   /* memo of proxy values, NULL = none */
+};
+
+struct tmap_proxy_params tmap_proxy_default_params(void);
+
+/* The proxy for one model and one tiny set, evaluated many times. */
+struct tmap_proxy;
+
+/* weights: per tiny record, NULL = read "tmap_weight" (tmap_tiny_weights). */
+enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_pool *tiny,
+                                   const double *weights, const struct tmap_proxy_params *params,
+                                   struct tmap_proxy **out, struct tmap_error *err);
+void tmap_proxy_free(struct tmap_proxy *proxy);
+
+struct tmap_proxy_stats {
+    uint64_t n_tokens;  /* decoded for this evaluation */
+    double   seconds;
+    bool     from_memo; /* served from the memo: no model work */
+    size_t   n_skipped; /* tiny items that did not fit the context */
+};
+
+/* The proxy value of demonstrations drawn from rows[0..n_rows) of demos.
+ * scores (per row of demos, may be NULL = file order) rank them for the
+ * top policy. */
+enum tmap_status tmap_proxy_eval(struct tmap_proxy *proxy, const struct tmap_pool *demos,
+                                 const size_t *rows, size_t n_rows, const double *scores,
+                                 double *value, struct tmap_proxy_stats *stats, struct tmap_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Test models                                                              */
 /* ------------------------------------------------------------------------ */
 

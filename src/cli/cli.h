@@ -42,6 +42,8 @@ int cmd_model(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_model_pretrain(int argc, char **argv); /* `tmap model pretrain`, in cmd_finetune.c */
 int cmd_score(int argc, char **argv);
+int cmd_tiny(int argc, char **argv);
+int cmd_proxy(int argc, char **argv);
 
 /* ---- Options ----------------------------------------------------------- */
 

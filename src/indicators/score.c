@@ -800,3 +800,39 @@ enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model
     tmap_store_close(sc.store);
     return st;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Embeddings alone (tiny sets, knn demonstrations)                          */
+/* ------------------------------------------------------------------------ */
+
+enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model *model,
+                                 const char *store_path, float **out, bool **ok, int32_t *dim,
+                                 struct tmap_error *err)
+{
+    *out = NULL;
+    if (ok)
+        *ok = NULL;
+    struct tmap_score_params p = tmap_score_default_params();
+    p.indicators = BIT(TMAP_IND_DIVERSITY); /* any embedding indicator: no ratings set up */
+    p.store_path = store_path;
+    struct scorer sc;
+    enum tmap_status st = open_scorer(&sc, model, &p, err);
+    struct target t = { .pool = pool, .embed = true, .stage = "embedding" };
+    if (!st)
+        st = alloc_embeddings(&sc, &t);
+    if (!st)
+        st = score_target(&sc, &t);
+    tmap_store_close(sc.store);
+    *dim = sc.dim;
+    if (st) {
+        free(t.emb);
+        free(t.has_emb);
+        return st;
+    }
+    *out = t.emb;
+    if (ok)
+        *ok = t.has_emb;
+    else
+        free(t.has_emb);
+    return TMAP_OK;
+}

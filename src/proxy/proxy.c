@@ -1,0 +1,630 @@
+/*
+ * proxy.c - the in-context-learning proxy (DESIGN.md section 5): how well
+ * the target model answers the tiny set with demonstrations drawn from a
+ * candidate subset. It stands in for "fine-tune on the subset and
+ * evaluate", and the weight search calls it dozens of times, so its cost is
+ * the cost of learning the weights.
+ *
+ * Each evaluation lays out one prompt per tiny item (demonstrations, then
+ * the item's query), tokenizes them, and finds the longest token prefix
+ * they all share. With the top and random policies that prefix is the
+ * whole demonstration block: it is decoded once and its KV cells are shared
+ * by every query (tmap_model_logprob_shared), so the block costs k demos
+ * once instead of once per item. Finding the prefix on tokens rather than
+ * on text makes it work for any template and tokenizer, and the unshared
+ * path decodes exactly the same token sequences (tests compare the two).
+ *
+ * Values are memoised in the store under a hash of everything they depend
+ * on: model, tiny set and weights, metric, policy and its parameters, and
+ * the demonstrations that can be drawn.
+ */
+#include "store/store.h"
+#include "task/answer.h"
+#include "util/error.h"
+
+#include "tmap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+struct tmap_proxy_params tmap_proxy_default_params(void)
+{
+    struct tmap_proxy_params p = {
+        .k = 8, .policy = TMAP_DEMOS_TOP, .draws = 2, .metric = TMAP_METRIC_LOGLIK,
+        .tmpl = TMAP_TEMPLATE_PLAIN, .seed = 42, .share_prefix = true, .max_tokens = 256,
+    };
+    return p;
+}
+
+/* What the proxy keeps of one tiny item between evaluations. */
+struct tiny_item {
+    struct tmap_sample s;
+    int32_t           *answer; /* gold response tokens (loglik) */
+    int32_t            n_answer;
+    int32_t          **choice;   /* per choice: its tokens (mc) */
+    int32_t           *n_choice;
+};
+
+struct tmap_proxy {
+    struct tmap_model       *model;
+    const struct tmap_pool  *tiny;
+    struct tmap_proxy_params p;
+    double                  *weights;
+    struct tiny_item        *items;
+    size_t                   n;
+    struct tmap_store       *store;
+    uint8_t                  tiny_hash[16];
+    float                   *tiny_emb;  /* knn only */
+    const struct tmap_pool  *emb_pool;  /* the demonstration pool whose embeddings are cached */
+    float                   *demo_emb;
+    int32_t                  dim;
+};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Setting up                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void free_item(struct tiny_item *it)
+{
+    for (size_t c = 0; it->choice && c < it->s.n_choices; c++)
+        free(it->choice[c]);
+    free(it->choice);
+    free(it->n_choice);
+    free(it->answer);
+    tmap_sample_clear(&it->s);
+}
+
+void tmap_proxy_free(struct tmap_proxy *px)
+{
+    if (!px)
+        return;
+    for (size_t i = 0; px->items && i < px->n; i++)
+        free_item(&px->items[i]);
+    free(px->items);
+    free(px->weights);
+    free(px->tiny_emb);
+    free(px->demo_emb);
+    tmap_store_close(px->store);
+    free(px);
+}
+
+static enum tmap_status prepare_item(struct tmap_proxy *px, size_t i, struct tmap_error *err)
+{
+    struct tiny_item *it = &px->items[i];
+    enum tmap_status st = tmap_pool_sample(px->tiny, i, &it->s, err);
+    if (!st)
+        st = tmap_model_tokenize(px->model, it->s.response, false, &it->answer, &it->n_answer, err);
+    if (st || px->p.metric != TMAP_METRIC_MC)
+        return st;
+    if (it->s.n_choices == 0 || it->s.answer_index < 0)
+        return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: the mc metric needs a multiple-choice record",
+                         tmap_pool_path(px->tiny), it->s.line);
+    it->choice = calloc(it->s.n_choices, sizeof *it->choice);
+    it->n_choice = calloc(it->s.n_choices, sizeof *it->n_choice);
+    if (!it->choice || !it->n_choice)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory preparing the tiny set");
+    for (size_t c = 0; c < it->s.n_choices && !st; c++)
+        st = tmap_model_tokenize(px->model, it->s.choices[c], false, &it->choice[c], &it->n_choice[c], err);
+    return st;
+}
+
+/* The tiny set's identity for the memo: its records' content and weights. */
+static void hash_tiny(struct tmap_proxy *px)
+{
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_128bits_reset(h);
+    for (size_t i = 0; i < px->n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(px->tiny, i, &rec);
+        XXH3_128bits_update(h, rec.hash, sizeof rec.hash);
+        XXH3_128bits_update(h, &px->weights[i], sizeof px->weights[i]);
+    }
+    XXH128_canonicalFromHash((XXH128_canonical_t *)px->tiny_hash, XXH3_128bits_digest(h));
+    XXH3_freeState(h);
+}
+
+static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, struct tmap_error *err)
+{
+    if (p->k < 1)
+        return tmap_fail(err, TMAP_ERR_USAGE, "k=%d demonstrations: at least 1 (-k)", p->k);
+    if (p->policy == TMAP_DEMOS_RANDOM && p->draws < 1)
+        return tmap_fail(err, TMAP_ERR_USAGE, "%zu draws: at least 1 (--draws)", p->draws);
+    if (p->max_tokens < 1)
+        return tmap_fail(err, TMAP_ERR_USAGE, "max tokens %d: at least 1", p->max_tokens);
+    return TMAP_OK;
+}
+
+enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_pool *tiny, const double *weights,
+                                   const struct tmap_proxy_params *p, struct tmap_proxy **out,
+                                   struct tmap_error *err)
+{
+    *out = NULL;
+    enum tmap_status st = check_proxy_params(p, err);
+    if (st)
+        return st;
+    struct tmap_proxy *px = calloc(1, sizeof *px);
+    size_t n = tmap_pool_size(tiny);
+    if (px) {
+        px->items = calloc(n ? n : 1, sizeof *px->items);
+        px->weights = calloc(n ? n : 1, sizeof *px->weights);
+    }
+    if (!px || !px->items || !px->weights) {
+        tmap_proxy_free(px);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a proxy over %zu items", n);
+    }
+    *px = (struct tmap_proxy){ .model = model, .tiny = tiny, .p = *p, .items = px->items,
+                               .weights = px->weights, .n = n };
+    if (weights)
+        memcpy(px->weights, weights, n * sizeof *weights);
+    else
+        st = tmap_tiny_weights(tiny, px->weights, err);
+    for (size_t i = 0; i < n && !st; i++)
+        st = prepare_item(px, i, err);
+    if (!st && p->store_path)
+        st = tmap_store_open(p->store_path, &px->store, err);
+    if (!st && p->policy == TMAP_DEMOS_KNN) {
+        bool *ok = NULL;
+        st = tmap_embed_pool(tiny, model, p->store_path, &px->tiny_emb, &ok, &px->dim, err);
+        free(ok);
+    }
+    if (st) {
+        tmap_proxy_free(px);
+        return st;
+    }
+    hash_tiny(px);
+    *out = px;
+    return TMAP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Choosing demonstrations                                                  */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The k highest-scored rows (ties: lower row first), best first; without
+ * scores, the first k rows. k is small: selection by repeated scan. */
+static size_t pick_top(const size_t *rows, size_t n, const double *scores, size_t k, size_t *out)
+{
+    k = k < n ? k : n;
+    if (!scores) {
+        memcpy(out, rows, k * sizeof *out);
+        return k;
+    }
+    for (size_t j = 0; j < k; j++) {
+        size_t best = SIZE_MAX;
+        for (size_t i = 0; i < n; i++) {
+            bool taken = false;
+            for (size_t t = 0; t < j && !taken; t++)
+                taken = out[t] == rows[i];
+            if (taken)
+                continue;
+            if (best == SIZE_MAX || scores[rows[i]] > scores[rows[best]] ||
+                (scores[rows[i]] == scores[rows[best]] && rows[i] < rows[best]))
+                best = i;
+        }
+        out[j] = rows[best];
+    }
+    return k;
+}
+
+static size_t pick_random(const size_t *rows, size_t n, size_t k, uint64_t seed, size_t *out)
+{
+    k = k < n ? k : n;
+    size_t *perm = malloc(n * sizeof *perm);
+    if (!perm)
+        return 0;
+    memcpy(perm, rows, n * sizeof *perm);
+    uint64_t rng = seed;
+    for (size_t i = 0; i < k; i++) {
+        size_t j = i + (size_t)(next_random(&rng) % (n - i));
+        size_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+        out[i] = perm[i];
+    }
+    free(perm);
+    return k;
+}
+
+/* The k demonstrations nearest to tiny item q (cosine), nearest last, so
+ * the most similar example sits right before the query. */
+static size_t pick_knn(const struct tmap_proxy *px, size_t q, const size_t *rows, size_t n, size_t k, size_t *out)
+{
+    k = k < n ? k : n;
+    double *sim = malloc((n ? n : 1) * sizeof *sim);
+    if (!sim)
+        return 0;
+    const float *e = px->tiny_emb + q * (size_t)px->dim;
+    for (size_t i = 0; i < n; i++) {
+        const float *d = px->demo_emb + rows[i] * (size_t)px->dim;
+        sim[i] = 0.0;
+        for (int32_t c = 0; c < px->dim; c++)
+            sim[i] += (double)e[c] * d[c];
+    }
+    /* k is small: take the best k by repeated scan, filling out from the end. */
+    for (size_t j = 0; j < k; j++) {
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (sim[i] > sim[best])
+                best = i;
+        out[k - 1 - j] = rows[best];
+        sim[best] = -INFINITY;
+    }
+    free(sim);
+    return k;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prompts                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Demonstrations as "Query: ...\nAnswer: ...\n\n" blocks, then the query as
+ * the plain template lays it out. */
+static enum tmap_status layout_plain(struct tmap_proxy *px, struct tmap_sample *demo, size_t k,
+                                     const struct tmap_sample *query, char **out, struct tmap_error *err)
+{
+    char *tail;
+    enum tmap_status st = tmap_model_format_prompt(px->model, query, TMAP_TEMPLATE_PLAIN, &tail, NULL, err);
+    if (st)
+        return st;
+    size_t bytes = strlen(tail) + 1;
+    for (size_t j = 0; j < k; j++)
+        bytes += strlen(demo[j].prompt) + strlen(demo[j].response) + 24;
+    char *text = malloc(bytes), *at = text;
+    if (!text) {
+        free(tail);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory laying out a prompt");
+    }
+    for (size_t j = 0; j < k; j++)
+        at += sprintf(at, "Query: %s\nAnswer: %s\n\n", demo[j].prompt, demo[j].response);
+    strcpy(at, tail);
+    free(tail);
+    *out = text;
+    return TMAP_OK;
+}
+
+/* Demonstrations as earlier user/assistant turns of the model's chat
+ * template, then the query's turns; plain when the model has none. */
+static enum tmap_status layout_chat(struct tmap_proxy *px, struct tmap_sample *demo, size_t k,
+                                    const struct tmap_sample *query, char **out, struct tmap_error *err)
+{
+    size_t n_turns = 2 * k + query->n_turns;
+    struct tmap_turn *turns = calloc(n_turns, sizeof *turns);
+    if (!turns)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory laying out a prompt");
+    for (size_t j = 0; j < k; j++) {
+        turns[2 * j] = (struct tmap_turn){ "user", demo[j].prompt };
+        turns[2 * j + 1] = (struct tmap_turn){ "assistant", demo[j].response };
+    }
+    memcpy(turns + 2 * k, query->turns, query->n_turns * sizeof *turns);
+    struct tmap_sample conv = *query;
+    conv.turns = turns;
+    conv.n_turns = n_turns;
+    bool fell_back = false;
+    enum tmap_status st = tmap_model_format_prompt(px->model, &conv, TMAP_TEMPLATE_CHAT, out, &fell_back, err);
+    free(turns);
+    if (!st && fell_back) {
+        free(*out);
+        *out = NULL;
+        return layout_plain(px, demo, k, query, out, err);
+    }
+    return st;
+}
+
+static enum tmap_status layout(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                               size_t k, const struct tmap_sample *query, char **out, struct tmap_error *err)
+{
+    struct tmap_sample *demo = calloc(k ? k : 1, sizeof *demo);
+    if (!demo)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory laying out a prompt");
+    enum tmap_status st = TMAP_OK;
+    size_t loaded = 0;
+    for (; loaded < k && !st; loaded++)
+        st = tmap_pool_sample(demos, rows[loaded], &demo[loaded], err);
+    if (!st)
+        st = px->p.tmpl == TMAP_TEMPLATE_CHAT ? layout_chat(px, demo, k, query, out, err)
+                                              : layout_plain(px, demo, k, query, out, err);
+    for (size_t j = 0; j < loaded; j++)
+        tmap_sample_clear(&demo[j]);
+    free(demo);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One set of prompts through the model                                     */
+/* ------------------------------------------------------------------------ */
+
+struct prompts {
+    int32_t **tokens;
+    int32_t  *n;
+    int32_t   shared; /* tokens every prompt starts with (decoded once) */
+};
+
+static void free_prompts(struct prompts *pr, size_t n)
+{
+    for (size_t i = 0; pr->tokens && i < n; i++)
+        free(pr->tokens[i]);
+    free(pr->tokens);
+    free(pr->n);
+}
+
+/* Longest common token prefix, leaving every prompt at least one token. */
+static int32_t common_prefix(const struct prompts *pr, size_t n)
+{
+    if (n < 2)
+        return 0;
+    int32_t l = pr->n[0] - 1;
+    for (size_t i = 1; i < n; i++) {
+        int32_t j = 0, lim = pr->n[i] - 1 < l ? pr->n[i] - 1 : l;
+        while (j < lim && pr->tokens[i][j] == pr->tokens[0][j])
+            j++;
+        l = j;
+    }
+    return l > 0 ? l : 0;
+}
+
+static enum tmap_status score_loglik(struct tmap_proxy *px, const struct prompts *pr, double *values,
+                                     struct tmap_error *err)
+{
+    struct tmap_logprob_request *req = calloc(px->n, sizeof *req);
+    struct tmap_logprob_result *res = calloc(px->n, sizeof *res);
+    enum tmap_status st = req && res ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < px->n && !st; i++)
+        req[i] = (struct tmap_logprob_request){ .prompt = pr->tokens[i] + pr->shared, .n_prompt = pr->n[i] - pr->shared,
+                                               .response = px->items[i].answer, .n_response = px->items[i].n_answer };
+    if (!st)
+        st = tmap_model_logprob_shared(px->model, pr->tokens[0], pr->shared, req, px->n, res, err);
+    for (size_t i = 0; i < px->n && !st; i++)
+        values[i] = res[i].n_tokens > 0 ? res[i].sum_logprob / res[i].n_tokens : NAN;
+    free(req);
+    free(res);
+    return st;
+}
+
+static const char *const stops[] = { "\n\nQuery:", "\nQuery:", "Query:" };
+
+static bool is_correct(const struct tiny_item *it, const char *output)
+{
+    char got[64], gold[64];
+    if (!tmap_extract_answer(output, got, sizeof got))
+        return false;
+    if (it->s.answer)
+        snprintf(gold, sizeof gold, "%s", it->s.answer);
+    else if (!tmap_extract_answer(it->s.response, gold, sizeof gold))
+        return false;
+    return tmap_answers_match(got, gold);
+}
+
+static enum tmap_status score_accuracy(struct tmap_proxy *px, const struct prompts *pr, double *values,
+                                       struct tmap_error *err)
+{
+    struct tmap_generate_request *req = calloc(px->n, sizeof *req);
+    char **outputs = calloc(px->n, sizeof *outputs);
+    enum tmap_status st = req && outputs ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < px->n && !st; i++)
+        req[i] = (struct tmap_generate_request){ pr->tokens[i] + pr->shared, pr->n[i] - pr->shared };
+    struct tmap_generate_params gp = tmap_generate_default_params();
+    gp.max_tokens = px->p.max_tokens;
+    gp.stops = stops;
+    gp.n_stops = sizeof stops / sizeof stops[0];
+    if (!st)
+        st = tmap_model_generate(px->model, pr->tokens[0], pr->shared, req, px->n, &gp, outputs, err);
+    for (size_t i = 0; i < px->n; i++) {
+        if (!st)
+            values[i] = is_correct(&px->items[i], outputs[i]) ? 1.0 : 0.0;
+        free(outputs[i]);
+    }
+    free(req);
+    free(outputs);
+    return st;
+}
+
+/* Multiple choice: every choice of every item is one request; an item is
+ * right when its gold choice has the highest total log-probability. */
+static enum tmap_status score_mc(struct tmap_proxy *px, const struct prompts *pr, double *values,
+                                 struct tmap_error *err)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < px->n; i++)
+        total += px->items[i].s.n_choices;
+    struct tmap_logprob_request *req = calloc(total ? total : 1, sizeof *req);
+    struct tmap_logprob_result *res = calloc(total ? total : 1, sizeof *res);
+    enum tmap_status st = req && res ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0, q = 0; i < px->n && !st; i++)
+        for (size_t c = 0; c < px->items[i].s.n_choices; c++, q++)
+            req[q] = (struct tmap_logprob_request){ .prompt = pr->tokens[i] + pr->shared, .n_prompt = pr->n[i] - pr->shared,
+                                                   .response = px->items[i].choice[c], .n_response = px->items[i].n_choice[c] };
+    if (!st)
+        st = tmap_model_logprob_shared(px->model, pr->tokens[0], pr->shared, req, total, res, err);
+    for (size_t i = 0, q = 0; i < px->n && !st; i++) {
+        const struct tiny_item *it = &px->items[i];
+        size_t best = 0;
+        for (size_t c = 0; c < it->s.n_choices; c++)
+            if (res[q + c].sum_logprob > res[q + best].sum_logprob)
+                best = c;
+        values[i] = res[q + best].fit == TMAP_FIT_SKIPPED ? NAN : (int)best == it->s.answer_index;
+        q += it->s.n_choices;
+    }
+    free(req);
+    free(res);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Evaluations                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The demonstrations of tiny item q for this draw. */
+static size_t choose_demos(const struct tmap_proxy *px, size_t q, const size_t *rows, size_t n_rows,
+                           const double *scores, uint64_t seed, size_t *out)
+{
+    size_t k = (size_t)px->p.k;
+    switch (px->p.policy) {
+    case TMAP_DEMOS_TOP:    return pick_top(rows, n_rows, scores, k, out);
+    case TMAP_DEMOS_RANDOM: return pick_random(rows, n_rows, k, seed, out);
+    case TMAP_DEMOS_KNN:    return pick_knn(px, q, rows, n_rows, k, out);
+    }
+    return 0;
+}
+
+static enum tmap_status build_prompts(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                      size_t n_rows, const double *scores, uint64_t seed, struct prompts *pr,
+                                      struct tmap_error *err)
+{
+    pr->tokens = calloc(px->n ? px->n : 1, sizeof *pr->tokens);
+    pr->n = calloc(px->n ? px->n : 1, sizeof *pr->n);
+    size_t *chosen = calloc((size_t)px->p.k, sizeof *chosen);
+    enum tmap_status st = pr->tokens && pr->n && chosen ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < px->n && !st; i++) {
+        size_t k = choose_demos(px, i, rows, n_rows, scores, seed, chosen);
+        char *text = NULL;
+        st = layout(px, demos, chosen, k, &px->items[i].s, &text, err);
+        if (!st)
+            st = tmap_model_tokenize(px->model, text, true, &pr->tokens[i], &pr->n[i], err);
+        free(text);
+    }
+    free(chosen);
+    bool share = px->p.share_prefix && px->p.policy != TMAP_DEMOS_KNN;
+    pr->shared = !st && share ? common_prefix(pr, px->n) : 0;
+    return st;
+}
+
+/* One draw: every tiny item with its demonstrations, weighted mean. */
+static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                  size_t n_rows, const double *scores, uint64_t seed, double *value,
+                                  size_t *n_skipped, struct tmap_error *err)
+{
+    struct prompts pr = { 0 };
+    double *values = calloc(px->n ? px->n : 1, sizeof *values);
+    enum tmap_status st = values ? build_prompts(px, demos, rows, n_rows, scores, seed, &pr, err)
+                                 : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    if (!st && px->p.metric == TMAP_METRIC_LOGLIK)
+        st = score_loglik(px, &pr, values, err);
+    else if (!st && px->p.metric == TMAP_METRIC_ACCURACY)
+        st = score_accuracy(px, &pr, values, err);
+    else if (!st)
+        st = score_mc(px, &pr, values, err);
+    double sum = 0.0, wsum = 0.0;
+    for (size_t i = 0; i < px->n && !st; i++) {
+        if (isnan(values[i])) {
+            (*n_skipped)++;
+            continue;
+        }
+        sum += px->weights[i] * values[i];
+        wsum += px->weights[i];
+    }
+    if (!st && !(wsum > 0.0))
+        st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the context with %d demonstrations; "
+                                           "raise -c or lower -k", px->p.k);
+    *value = st ? NAN : sum / wsum;
+    free_prompts(&pr, px->n);
+    free(values);
+    return st;
+}
+
+/* The memo key: everything the value depends on. For the top policy only
+ * the k demonstrations chosen matter, so two subsets with the same top k
+ * share one value; otherwise the whole subset does. */
+static void memo_key(const struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows, size_t n_rows,
+                     const double *scores, char out[33])
+{
+    struct tmap_model_info info;
+    tmap_model_get_info(px->model, &info);
+    size_t *top = calloc((size_t)px->p.k, sizeof *top);
+    size_t n = n_rows;
+    const size_t *ids = rows;
+    if (px->p.policy == TMAP_DEMOS_TOP && top) {
+        n = pick_top(rows, n_rows, scores, (size_t)px->p.k, top);
+        ids = top;
+    }
+    XXH3_state_t *h = XXH3_createState();
+    XXH3_128bits_reset(h);
+    int32_t config[] = { 1 /* key version */, px->p.k, (int32_t)px->p.policy, (int32_t)px->p.metric,
+                         (int32_t)px->p.tmpl, (int32_t)px->p.draws, px->p.max_tokens };
+    XXH3_128bits_update(h, config, sizeof config);
+    XXH3_128bits_update(h, &px->p.seed, sizeof px->p.seed);
+    XXH3_128bits_update(h, info.fingerprint, 32);
+    XXH3_128bits_update(h, px->tiny_hash, sizeof px->tiny_hash);
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(demos, ids[i], &rec);
+        XXH3_128bits_update(h, rec.hash, sizeof rec.hash);
+    }
+    XXH128_hash_t d = XXH3_128bits_digest(h);
+    XXH3_freeState(h);
+    free(top);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)d.high64, (unsigned long long)d.low64);
+}
+
+static enum tmap_status embed_demos(struct tmap_proxy *px, const struct tmap_pool *demos, struct tmap_error *err)
+{
+    if (px->emb_pool == demos)
+        return TMAP_OK;
+    free(px->demo_emb);
+    px->demo_emb = NULL;
+    bool *ok = NULL;
+    int32_t dim;
+    enum tmap_status st = tmap_embed_pool(demos, px->model, px->p.store_path, &px->demo_emb, &ok, &dim, err);
+    free(ok);
+    px->emb_pool = st ? NULL : demos;
+    return st;
+}
+
+enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                 size_t n_rows, const double *scores, double *value,
+                                 struct tmap_proxy_stats *stats, struct tmap_error *err)
+{
+    struct tmap_proxy_stats local = { 0 };
+    double t0 = now_seconds();
+    *value = NAN;
+    if (n_rows == 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
+    char key[33];
+    memo_key(px, demos, rows, n_rows, scores, key);
+    if (px->store && tmap_store_get_proxy(px->store, key, value)) {
+        local.from_memo = true;
+        local.seconds = now_seconds() - t0;
+        if (stats)
+            *stats = local;
+        return TMAP_OK;
+    }
+    struct tmap_model_counters before, after;
+    tmap_model_get_counters(px->model, &before);
+    enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN ? embed_demos(px, demos, err) : TMAP_OK;
+    size_t draws = px->p.policy == TMAP_DEMOS_RANDOM ? px->p.draws : 1;
+    double sum = 0.0;
+    for (size_t d = 0; d < draws && !st; d++) {
+        double v;
+        st = eval_draw(px, demos, rows, n_rows, scores, px->p.seed + d, &v, &local.n_skipped, err);
+        sum += v;
+    }
+    if (st)
+        return st;
+    *value = sum / (double)draws;
+    if (px->store && (st = tmap_store_put_proxy(px->store, key, *value, err)))
+        return st;
+    tmap_model_get_counters(px->model, &after);
+    local.n_tokens = after.n_tokens_decoded - before.n_tokens_decoded;
+    local.seconds = now_seconds() - t0;
+    if (stats)
+        *stats = local;
+    return TMAP_OK;
+}

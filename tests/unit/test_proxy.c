@@ -1,0 +1,373 @@
+/*
+ * test_proxy.c - tiny sets (anchors deterministic by seed, weights summing
+ * to 1, the file round trip) and the ICL proxy: shared-prefix values equal
+ * naive ones, values equal a hand-built computation, knn uses the true
+ * nearest demonstrations, and the memo serves repeats with no model work.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tmap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { N_DEMOS = 24, N_VAL = 30 };
+
+static char tmpdir[256], demos_path[512], val_path[512];
+static struct tmap_model *model;
+static struct tmap_pool *demos, *val;
+
+static void copy_lines(const char *from, const char *to, int count)
+{
+    FILE *in = fopen(from, "r"), *out = fopen(to, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    char *line = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < count && getline(&line, &cap, in) >= 0; i++)
+        fputs(line, out);
+    free(line);
+    fclose(in);
+    fclose(out);
+}
+
+static struct tmap_pool *load_pool(const char *path)
+{
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    struct tmap_pool *p = NULL;
+    struct tmap_error err = { 0 };
+    if (tmap_pool_load(path, &pp, &p, &err))
+        fail_msg("%s", err.message);
+    return p;
+}
+
+static void all_rows(size_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rows[i] = i;
+}
+
+/* ---- tiny sets ---------------------------------------------------------- */
+
+static void test_tiny_anchors(void **state)
+{
+    (void)state;
+    struct tmap_tiny_params p = tmap_tiny_default_params();
+    p.n = 6;
+    p.seed = 3;
+    struct tmap_tiny a, b, c;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_tiny_select(val, model, &p, &a, &err), TMAP_OK);
+    assert_int_equal(tmap_tiny_select(val, model, &p, &b, &err), TMAP_OK);
+    assert_int_equal(a.n, 6);
+    double sum = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        sum += a.weights[i];
+        assert_int_equal(a.rows[i], b.rows[i]); /* deterministic by seed */
+        assert_true(a.weights[i] == b.weights[i]);
+        assert_true(a.weights[i] > 0);
+        if (i > 0)
+            assert_true(a.rows[i] > a.rows[i - 1]); /* distinct, in file order */
+        /* weights are cluster shares: multiples of 1/N_VAL */
+        double count = a.weights[i] * N_VAL;
+        assert_true(fabs(count - round(count)) < 1e-9);
+    }
+    assert_true(fabs(sum - 1.0) < 1e-12);
+
+    p.mode = TMAP_TINY_RANDOM;
+    assert_int_equal(tmap_tiny_select(val, NULL, &p, &c, &err), TMAP_OK);
+    for (size_t i = 0; i < c.n; i++)
+        assert_true(fabs(c.weights[i] - 1.0 / 6) < 1e-12);
+
+    /* More anchors than items: every item, equal weights. */
+    struct tmap_tiny all;
+    p.mode = TMAP_TINY_ANCHORS;
+    p.n = 1000;
+    assert_int_equal(tmap_tiny_select(val, model, &p, &all, &err), TMAP_OK);
+    assert_int_equal(all.n, N_VAL);
+
+    /* The file round trip keeps the weights, and records stay readable. */
+    char path[600];
+    snprintf(path, sizeof path, "%s/tiny.jsonl", tmpdir);
+    assert_int_equal(tmap_tiny_write(&a, val, path, &err), TMAP_OK);
+    struct tmap_pool *tiny = load_pool(path);
+    assert_int_equal(tmap_pool_size(tiny), 6);
+    double w[6];
+    assert_int_equal(tmap_tiny_weights(tiny, w, &err), TMAP_OK);
+    for (size_t i = 0; i < 6; i++)
+        assert_true(fabs(w[i] - a.weights[i]) < 1e-15);
+    struct tmap_record r0, v0;
+    tmap_pool_record(tiny, 0, &r0);
+    tmap_pool_record(val, a.rows[0], &v0);
+    assert_memory_equal(r0.hash, v0.hash, 16); /* same content */
+    tmap_pool_free(tiny);
+
+    tmap_tiny_free(&a);
+    tmap_tiny_free(&b);
+    tmap_tiny_free(&c);
+    tmap_tiny_free(&all);
+}
+
+/* ---- the proxy ---------------------------------------------------------- */
+
+static struct tmap_pool *tiny_pool(size_t n)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/tiny%zu.jsonl", tmpdir, n);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", path, (int)n);
+    return load_pool(path);
+}
+
+static double eval(struct tmap_proxy *px, const double *scores, struct tmap_proxy_stats *st)
+{
+    size_t rows[N_DEMOS];
+    all_rows(rows, N_DEMOS);
+    double v;
+    struct tmap_error err = { 0 };
+    if (tmap_proxy_eval(px, demos, rows, N_DEMOS, scores, &v, st, &err))
+        fail_msg("%s", err.message);
+    return v;
+}
+
+static struct tmap_proxy *make_proxy(const struct tmap_pool *tiny, struct tmap_proxy_params p)
+{
+    struct tmap_proxy *px;
+    struct tmap_error err = { 0 };
+    if (tmap_proxy_create(model, tiny, NULL, &p, &px, &err))
+        fail_msg("%s", err.message);
+    return px;
+}
+
+static void test_shared_equals_naive(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(8);
+    for (int policy = 0; policy < 2; policy++) {
+        struct tmap_proxy_params p = tmap_proxy_default_params();
+        p.k = 4;
+        p.policy = (enum tmap_demo_policy)policy;
+        struct tmap_proxy *shared = make_proxy(tiny, p);
+        p.share_prefix = false;
+        struct tmap_proxy *naive = make_proxy(tiny, p);
+        struct tmap_proxy_stats ss, sn;
+        double vs = eval(shared, NULL, &ss), vn = eval(naive, NULL, &sn);
+        if (fabs(vs - vn) > 1e-4)
+            fail_msg("policy %d: shared %.8f vs naive %.8f", policy, vs, vn);
+        assert_true(vs < 0.0 && isfinite(vs));
+        assert_true(ss.n_tokens * 2 < sn.n_tokens); /* the demonstrations were decoded once */
+        tmap_proxy_free(shared);
+        tmap_proxy_free(naive);
+    }
+    tmap_pool_free(tiny);
+}
+
+/* The proxy value for given demonstrations, built by hand: the plain
+ * few-shot text, one teacher-forced pass per item, the mean (uniform
+ * weights: the tiny file has none). */
+static double by_hand(const struct tmap_pool *tiny, size_t n_items, size_t (*demo_of)(size_t item, size_t j),
+                      size_t k)
+{
+    struct tmap_error err = { 0 };
+    double sum = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        char text[16384] = "";
+        for (size_t j = 0; j < k; j++) {
+            struct tmap_sample d;
+            assert_int_equal(tmap_pool_sample(demos, demo_of(i, j), &d, &err), TMAP_OK);
+            snprintf(text + strlen(text), sizeof text - strlen(text), "Query: %s\nAnswer: %s\n\n", d.prompt, d.response);
+            tmap_sample_clear(&d);
+        }
+        struct tmap_sample q;
+        assert_int_equal(tmap_pool_sample(tiny, i, &q, &err), TMAP_OK);
+        snprintf(text + strlen(text), sizeof text - strlen(text), "Query: %s\nAnswer:", q.prompt);
+        int32_t *pt, np, *rt, nr;
+        assert_int_equal(tmap_model_tokenize(model, text, true, &pt, &np, &err), TMAP_OK);
+        assert_int_equal(tmap_model_tokenize(model, q.response, false, &rt, &nr, &err), TMAP_OK);
+        struct tmap_logprob_request req = { .prompt = pt, .n_prompt = np, .response = rt, .n_response = nr };
+        struct tmap_logprob_result res;
+        assert_int_equal(tmap_model_logprob(model, &req, 1, &res, &err), TMAP_OK);
+        sum += res.sum_logprob / res.n_tokens;
+        free(pt);
+        free(rt);
+        tmap_sample_clear(&q);
+    }
+    return sum / (double)n_items;
+}
+
+static size_t top_demo(size_t item, size_t j)
+{
+    (void)item;
+    /* scores below rank rows 23, 22, 21 first */
+    return N_DEMOS - 1 - j;
+}
+
+static void test_top_by_hand(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(3);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.k = 3;
+    struct tmap_proxy *px = make_proxy(tiny, p);
+    double scores[N_DEMOS];
+    for (size_t i = 0; i < N_DEMOS; i++)
+        scores[i] = (double)i;
+    double v = eval(px, scores, NULL);
+    double ref = by_hand(tiny, 3, top_demo, 3);
+    if (fabs(v - ref) > 1e-4)
+        fail_msg("top: proxy %.8f vs by hand %.8f", v, ref);
+    tmap_proxy_free(px);
+    tmap_pool_free(tiny);
+}
+
+/* knn reference: embeddings of both sides, brute-force nearest, nearest last. */
+static float *tiny_emb, *demo_emb;
+static int32_t emb_dim;
+
+static size_t knn_demo(size_t item, size_t j)
+{
+    double sim[N_DEMOS];
+    for (size_t d = 0; d < N_DEMOS; d++) {
+        sim[d] = 0;
+        for (int32_t c = 0; c < emb_dim; c++)
+            sim[d] += (double)tiny_emb[item * emb_dim + c] * demo_emb[d * emb_dim + c];
+    }
+    /* j = 0 is the farthest of the k=3 nearest; j = 2 the nearest */
+    size_t order[N_DEMOS];
+    for (size_t d = 0; d < N_DEMOS; d++)
+        order[d] = d;
+    for (size_t a = 0; a < N_DEMOS; a++)
+        for (size_t b = a + 1; b < N_DEMOS; b++)
+            if (sim[order[b]] > sim[order[a]]) {
+                size_t t = order[a];
+                order[a] = order[b];
+                order[b] = t;
+            }
+    return order[2 - j];
+}
+
+static void test_knn_by_hand(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(3);
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_embed_pool(tiny, model, NULL, &tiny_emb, NULL, &emb_dim, &err), TMAP_OK);
+    assert_int_equal(tmap_embed_pool(demos, model, NULL, &demo_emb, NULL, &emb_dim, &err), TMAP_OK);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.k = 3;
+    p.policy = TMAP_DEMOS_KNN;
+    struct tmap_proxy *px = make_proxy(tiny, p);
+    double v = eval(px, NULL, NULL);
+    double ref = by_hand(tiny, 3, knn_demo, 3);
+    if (fabs(v - ref) > 1e-4)
+        fail_msg("knn: proxy %.8f vs by hand %.8f", v, ref);
+    free(tiny_emb);
+    free(demo_emb);
+    tmap_proxy_free(px);
+    tmap_pool_free(tiny);
+}
+
+static void test_memo(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(4);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    char db[600];
+    snprintf(db, sizeof db, "%s/memo.db", tmpdir);
+    p.store_path = db;
+    p.k = 2;
+    struct tmap_proxy *px = make_proxy(tiny, p);
+    struct tmap_proxy_stats a, b;
+    double va = eval(px, NULL, &a), vb = eval(px, NULL, &b);
+    assert_false(a.from_memo);
+    assert_true(a.n_tokens > 0);
+    assert_true(b.from_memo);
+    assert_int_equal(b.n_tokens, 0);
+    assert_true(va == vb);
+    /* Other scores that pick the same top 2: the same value, from the memo. */
+    double scores[N_DEMOS] = { 5, 4 };
+    struct tmap_proxy_stats c;
+    assert_true(eval(px, scores, &c) == va);
+    assert_true(c.from_memo);
+    tmap_proxy_free(px);
+    tmap_pool_free(tiny);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(2);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    struct tmap_proxy *px;
+    struct tmap_error err = { 0 };
+    p.k = 0;
+    assert_int_equal(tmap_proxy_create(model, tiny, NULL, &p, &px, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "k=0"));
+    p = tmap_proxy_default_params();
+    p.metric = TMAP_METRIC_MC;
+    assert_int_equal(tmap_proxy_create(model, tiny, NULL, &p, &px, &err), TMAP_ERR_DATA);
+    assert_non_null(strstr(err.message, "needs a multiple-choice record"));
+    p = tmap_proxy_default_params();
+    px = make_proxy(tiny, p);
+    double v;
+    size_t none = 0;
+    assert_int_equal(tmap_proxy_eval(px, demos, &none, 0, NULL, &v, NULL, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "no demonstrations"));
+    tmap_proxy_free(px);
+    tmap_pool_free(tiny);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-proxy.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(demos_path, sizeof demos_path, "%s/demos.jsonl", tmpdir);
+    snprintf(val_path, sizeof val_path, "%s/val.jsonl", tmpdir);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", demos_path, N_DEMOS);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, N_VAL);
+    tmap_backend_init(true);
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = TMAP_TEST_MODEL;
+    mp.n_ctx = 2048;
+    mp.n_seq = 6;
+    mp.n_batch = 512;
+    mp.n_threads = 2;
+    struct tmap_error err = { 0 };
+    if (tmap_model_load(&mp, &model, &err))
+        return -1;
+    demos = load_pool(demos_path);
+    val = load_pool(val_path);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tmap_pool_free(demos);
+    tmap_pool_free(val);
+    tmap_model_free(model);
+    tmap_backend_free();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny_anchors),
+        cmocka_unit_test(test_shared_equals_naive),
+        cmocka_unit_test(test_top_by_hand),
+        cmocka_unit_test(test_knn_by_hand),
+        cmocka_unit_test(test_memo),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
