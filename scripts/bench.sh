@@ -14,4 +14,5 @@ for shape in "64 2" "512 8"; do
         --n-head $((embd / 32 > 1 ? embd / 32 : 2))
     "$build/bench/bench_logprob" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}"
     "$build/bench/bench_score" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}" 2
+    "$build/bench/bench_proxy" "$m" "$root/data/gsm8k/train.jsonl" "$root/data/gsm8k/test.jsonl" 8 100 2
 done
