@@ -7,6 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 models="$build/bench-models"
 mkdir -p "$models"
 
+# The weight search and the selection (no model needed).
+"$build/bench/bench_search"
+
 for shape in "64 2" "512 8"; do
     read -r embd layers <<< "$shape"
     m="$models/llama-${embd}x${layers}.gguf"

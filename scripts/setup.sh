@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(build-essential cmake pkg-config git ca-certificates npm
-          libjansson-dev libxxhash-dev libcmocka-dev libsqlite3-dev libopenblas-dev)
+          libjansson-dev libxxhash-dev libcmocka-dev libsqlite3-dev libopenblas-dev libgsl-dev)
 
 missing=()
 for p in "${packages[@]}"; do
