@@ -319,7 +319,12 @@ struct tmap_generate_params tmap_generate_default_params(void);
 
 /* Greedy continuation of every request after an optional shared prefix
  * (decoded once, its cells shared). outputs[i] is malloc'd text, cut before
- * the first stop string, at end of generation, or at max_tokens. */
+ * the first stop string, at end of generation, or at max_tokens. The text
+ * is the tokens' pieces as they come, so a cut may end inside a UTF-8
+ * character. Context: the prefix, a prompt and its output stay within one
+ * sequence's n_ctx, so a request whose prompt + max_tokens does not fit
+ * generates only as many tokens as fit, and one whose prompt fills the
+ * context gets "". On failure every outputs[i] is NULL. */
 enum tmap_status tmap_model_generate(struct tmap_model *model, const int32_t *prefix, int32_t n_prefix,
                                      const struct tmap_generate_request *requests, size_t n,
                                      const struct tmap_generate_params *params, char **outputs,
