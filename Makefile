@@ -18,13 +18,17 @@ JOBS     ?= $(shell nproc)
 WERROR   ?= $(if $(CI),ON,OFF)
 PREFIX_FILE = $(BUILD)/.llama-prefix
 
+# Only the test targets install the test-only packages (chromium); a
+# target-specific value reaches their setup prerequisite too.
+test asan: SETUP_FLAGS = --test
+
 .PHONY: all setup build test demo bench asan clean
 
 all: build
 
 setup:
 	@mkdir -p $(BUILD)
-	@scripts/setup.sh $(GPU) | tail -n 1 > $(PREFIX_FILE).new
+	@scripts/setup.sh $(GPU) $(SETUP_FLAGS) | tail -n 1 > $(PREFIX_FILE).new
 	@mv $(PREFIX_FILE).new $(PREFIX_FILE)
 
 build: setup

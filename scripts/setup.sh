@@ -4,12 +4,24 @@
 # everything is in place: it asks dpkg, and only calls apt-get for what is
 # missing. Prints the llama.cpp prefix on its last line.
 #
-# Usage: scripts/setup.sh [cpu|cuda]
+# Usage: scripts/setup.sh [cpu|cuda] [--test]
+#   --test also installs what only the tests need (make test, make asan), so
+#   that `make demo` stays lean.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(build-essential cmake pkg-config git ca-certificates npm
           libjansson-dev libxxhash-dev libcmocka-dev libsqlite3-dev libopenblas-dev libgsl-dev)
+# chromium: tests/cli/report_browser.sh renders report.html headless.
+test_packages=(chromium)
+
+gpu=cpu
+for arg in "$@"; do
+    case "$arg" in
+        --test) packages+=("${test_packages[@]}") ;;
+        *)      gpu=$arg ;; # cpu|cuda: llama-setup.sh checks it
+    esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
@@ -29,4 +41,4 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
 fi
 
-"$here/llama-setup.sh" "${1:-cpu}"
+"$here/llama-setup.sh" "$gpu"
