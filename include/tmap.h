@@ -544,6 +544,92 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *proxy, const struct tmap_poo
                                  double *value, struct tmap_proxy_stats *stats, struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Evaluation                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Whole-benchmark evaluation (`tmap eval`): every record of a test pool,
+ * with a few-shot prompt laid out as the ICL proxy lays it out (DESIGN.md
+ * section 5): the first n_shots records of a demo pool as
+ * "Query: ...\nAnswer: ...\n\n" blocks (plain) or as earlier user/assistant
+ * turns of the model's chat template (chat), then the item's query. Each
+ * item's prompt is tokenized whole; the tokens every prompt starts with
+ * (the demonstrations) are decoded once per call and their KV cells shared
+ * (tmap_model_generate, tmap_model_logprob_shared). Items go through the
+ * model 256 at a time, with progress reported after each group. */
+
+/* "loglik", "accuracy", "mc". */
+const char *tmap_metric_name(enum tmap_metric metric);
+
+struct tmap_eval_params {
+    enum tmap_metric   metric;      /* TMAP_METRIC_ACCURACY: the benchmark's own score */
+    size_t             n_shots;     /* demonstrations: the demo pool's first n_shots records (0) */
+    enum tmap_template tmpl;        /* chat falls back to plain, with a notice, on a model without one */
+    int32_t            max_tokens;  /* accuracy: new tokens per item (256) */
+    size_t             n_bootstrap; /* resamples for the 95% interval (1000; 0 = no interval) */
+    uint64_t           seed;        /* of the resampling (42) */
+    tmap_progress_fn   progress;    /* stage "evaluation"; may be NULL */
+    void              *progress_user_data;
+    tmap_notice_fn     notice;      /* may be NULL */
+    void              *notice_user_data;
+};
+
+struct tmap_eval_params tmap_eval_default_params(void);
+
+/* Per-item arrays hold one entry per test record, in pool order. An item
+ * is skipped (score NaN, left out of the metric) when its whole prompt
+ * cannot be read: accuracy, when the prompt fills the context (-c, per
+ * sequence); loglik and mc, when prompt + gold response (or a choice) does
+ * not fit, since truncating the demonstrations would score another prompt. */
+struct tmap_eval_result {
+    enum tmap_metric kind;
+    double   metric;          /* mean score over the items not skipped; NaN when none */
+    double   ci_low, ci_high; /* percentile bootstrap 95% interval of that mean; NaN without one */
+    size_t   n;               /* items in the metric */
+    size_t   n_items;         /* test records: the length of every array below */
+    char   **ids;
+    double  *scores;          /* 1 or 0 (accuracy, mc); mean log-prob per gold token, nats (loglik) */
+    char   **predictions;     /* accuracy: the generated text; mc: the chosen choice; else NULL */
+    char   **extracted;       /* accuracy: the answer read from the prediction, NULL when none */
+    char   **gold;            /* accuracy: the gold answer as compared; mc: the gold choice;
+                                 loglik: the record's short answer, or NULL */
+    double  *logliks;         /* loglik: the score; mc: total log-prob of the chosen choice; else NaN */
+    int32_t *choices;         /* mc: the chosen index; else -1 */
+    int32_t  n_prefix_tokens; /* tokens shared by every prompt, decoded once per group */
+    uint64_t n_tokens_decoded;
+    uint64_t n_decode_calls;
+    double   seconds;
+};
+
+/* Evaluates model on every record of test; demos may be NULL when
+ * n_shots is 0. Accuracy: greedy generation (stops "\n\nQuery:", "\nQuery:",
+ * "Query:" and end of generation), then the number in the output
+ * (tmap_extract_answer rules) against the record's numeric short answer,
+ * compared as numbers; records without one (no answer field, or not a
+ * number) compare the trimmed output with their trimmed answer or
+ * response. Loglik: mean log-probability per token of the gold response.
+ * Mc: the choice (" " + its text) with the highest total log-probability
+ * after the prompt, right when it is the gold one; every record needs
+ * choices. On failure result holds nothing to free. */
+enum tmap_status tmap_eval_run(struct tmap_model *model, const struct tmap_pool *test,
+                               const struct tmap_pool *demos, const struct tmap_eval_params *params,
+                               struct tmap_eval_result *result, struct tmap_error *err);
+void tmap_eval_result_free(struct tmap_eval_result *result);
+
+/* One JSON line per item: id, prediction, extracted, gold, correct (bool),
+ * loglik, choice (mc), skipped; null where a value does not apply. Bytes
+ * that are not UTF-8 (a generation may stop inside a character) are
+ * written as U+FFFD. */
+enum tmap_status tmap_eval_write_predictions(const struct tmap_eval_result *result, const char *path,
+                                             struct tmap_error *err);
+
+/* Percentile bootstrap 95% interval of the mean of values[0..n):
+ * n_resamples means of n draws with replacement, from a generator seeded
+ * by seed (the same seed, the same interval). NaN when n or n_resamples
+ * is 0. */
+enum tmap_status tmap_bootstrap_mean_ci(const double *values, size_t n, size_t n_resamples, uint64_t seed,
+                                        double *low, double *high, struct tmap_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Test models                                                              */
 /* ------------------------------------------------------------------------ */
 

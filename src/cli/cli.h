@@ -44,6 +44,7 @@ int cmd_model_pretrain(int argc, char **argv); /* `tmap model pretrain`, in cmd_
 int cmd_score(int argc, char **argv);
 int cmd_tiny(int argc, char **argv);
 int cmd_proxy(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* ---- Options ----------------------------------------------------------- */
 

@@ -16,6 +16,7 @@ static const struct cli_command commands[] = {
     { "score",   cmd_score,   "score every pool sample with the indicators (stored, resumable)" },
     { "tiny",    cmd_tiny,    "pick ~100 weighted anchor items that stand for a validation set" },
     { "proxy",   cmd_proxy,   "in-context-learning score on a tiny set with demos from a subset" },
+    { "eval",    cmd_eval,    "evaluate a model on a whole benchmark (few-shot; accuracy, loglik or mc)" },
     { "model",   cmd_model,   "make models: `tmap model create --out FILE` (small random Llama)" },
     { "finetune", cmd_finetune, "train a model on a pool with llama.cpp's training API" },
 };
