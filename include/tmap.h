@@ -544,6 +544,136 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *proxy, const struct tmap_poo
                                  double *value, struct tmap_proxy_stats *stats, struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Learning the weights, selecting, and the whole run                       */
+/* ------------------------------------------------------------------------ */
+
+/* A weighting of score columns (DESIGN.md section 3): each column becomes a
+ * percentile rank in [0,1] (flipped where lower is better) and a sample's
+ * combined score is the weighted sum of its ranks. */
+struct tmap_weights {
+    size_t  d;
+    char  **names;
+    double *weights;
+    bool   *higher_is_better;
+    double  proxy_value; /* observed at these weights; NaN when not learned */
+};
+
+void tmap_weights_free(struct tmap_weights *w);
+
+/* Equal weights over every column of scores that holds a value. */
+enum tmap_status tmap_weights_uniform(const struct tmap_scores *scores, struct tmap_weights *out,
+                                      struct tmap_error *err);
+
+enum tmap_search_kind {
+    TMAP_LEARN_BO = 0,  /* Gaussian process + expected improvement */
+    TMAP_LEARN_RANDOM,  /* Dirichlet samples: the baseline */
+    TMAP_LEARN_GRID,    /* the simplex lattice */
+};
+
+struct tmap_learn_params {
+    double                   ratio;          /* share of the pool selected (0.3) */
+    enum tmap_search_kind    search;
+    size_t                   iters;          /* proxy evaluations that spend budget (30) */
+    bool                     signed_weights; /* also learn directions (sum |w| = 1) */
+    uint64_t                 seed;
+    struct tmap_proxy_params proxy;          /* default: random policy, 2 draws */
+    /* After every evaluation (reused = served from the memo, no budget). */
+    void (*on_eval)(size_t i, const double *w, size_t d, double value, bool reused, void *user_data);
+    void *on_eval_user_data;
+};
+
+struct tmap_learn_params tmap_learn_default_params(void);
+
+struct tmap_trace_entry {
+    double  *w;
+    double   value;
+    bool     reused;
+    double   seconds;
+    uint64_t subset_hash;
+};
+
+struct tmap_learn_result {
+    struct tmap_weights      weights; /* the evaluated w with the best posterior mean */
+    double                   best_posterior_mean;
+    struct tmap_trace_entry *trace;
+    size_t                   n_trace;
+    size_t                   n_spent;
+};
+
+/* Learns the weights of the columns of scores that hold values, judging
+ * each candidate by proxy on the subset it selects (DESIGN.md section 6). */
+enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
+                            struct tmap_proxy *proxy, const struct tmap_learn_params *params,
+                            struct tmap_learn_result *out, struct tmap_error *err);
+void tmap_learn_result_free(struct tmap_learn_result *r);
+
+/* The ceil(ratio * n) samples with the highest combined score, ties broken
+ * by sample id. */
+struct tmap_selection {
+    size_t  n_rows;   /* pool size */
+    size_t  n;        /* selected */
+    size_t *rows;     /* selected rows, ascending */
+    bool   *selected; /* per row */
+    double *combined; /* per row */
+    double *ranks;    /* column-major n_rows x weights.d */
+};
+
+enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
+                             const struct tmap_weights *weights, double ratio,
+                             struct tmap_selection *out, struct tmap_error *err);
+void tmap_selection_free(struct tmap_selection *s);
+
+/* Outputs (DESIGN.md section 7). selected.jsonl: the records byte for byte;
+ * scores.csv: id, raw values, ranks, combined score, selected flag;
+ * weights.json; trace.csv. */
+enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
+                                     const char *path, struct tmap_error *err);
+enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const struct tmap_scores *scores,
+                                        const struct tmap_weights *w, const struct tmap_selection *sel,
+                                        const char *path, struct tmap_error *err);
+enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const char *config_json,
+                                         const char *path, struct tmap_error *err);
+enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *out, struct tmap_error *err);
+enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path,
+                                      struct tmap_error *err);
+
+/* The main job, `tmap run`: score -> tiny set -> learn -> select -> every
+ * output of DESIGN.md section 7 in out_dir (report.html included), all
+ * through one score store so a rerun does no model work twice. */
+struct tmap_run_params {
+    struct tmap_model_params model;
+    const char              *pool_path;
+    const char              *val_path;
+    const char              *out_dir;
+    const char              *store_path; /* NULL = OUT_DIR/store.db */
+    struct tmap_pool_params  pool;
+    struct tmap_score_params score;
+    struct tmap_tiny_params  tiny;
+    struct tmap_learn_params learn;
+};
+
+struct tmap_run_params tmap_run_default_params(void);
+
+struct tmap_run_summary {
+    size_t              n_pool, n_val, n_tiny, n_selected;
+    struct tmap_weights weights;        /* learned */
+    double              uniform_value;  /* proxy at equal weights (first design point) */
+    size_t              n_evaluations, n_spent;
+    double              seconds_score, seconds_tiny, seconds_learn, seconds_total;
+    struct tmap_score_stats score_stats;
+};
+
+void tmap_run_summary_free(struct tmap_run_summary *s);
+
+enum tmap_status tmap_run(const struct tmap_run_params *params, struct tmap_run_summary *out,
+                          struct tmap_error *err);
+
+/* A score table read back from scores.csv (raw columns only), rows matched
+ * to the pool by id. */
+enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, const char *path,
+                                      struct tmap_scores **out, struct tmap_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Evaluation                                                               */
 /* ------------------------------------------------------------------------ */
 

@@ -45,6 +45,9 @@ int cmd_score(int argc, char **argv);
 int cmd_tiny(int argc, char **argv);
 int cmd_proxy(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_learn(int argc, char **argv);
+int cmd_select(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* ---- Options ----------------------------------------------------------- */
 
@@ -120,6 +123,31 @@ void cli_data_options_init(struct cli_data_options *d);
  * Prints and returns non-zero on a bad combination. */
 int  cli_data_options_finish(struct cli_data_options *d, const char *input_path);
 void cli_data_options_free(struct cli_data_options *d);
+
+/* Weight-search options shared by `learn` and `run`; the CLI_CHOICE ints
+ * are turned into enums by cli_learn_options_finish. */
+struct cli_learn_options {
+    struct tmap_learn_params learn;
+    int search, policy, metric;
+};
+
+extern const char *const cli_search_choices[];
+extern const char *const cli_policy_choices[];
+extern const char *const cli_metric_choices[];
+
+#define CLI_LEARN_OPTIONS(l)                                                                       \
+    { "--ratio", CLI_FLOAT, &(l).learn.ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
+    { "--iters", CLI_SIZE, &(l).learn.iters, "N", "proxy evaluations the search may spend (default 30)", 1, 100000, NULL }, \
+    { "--search", CLI_CHOICE, &(l).search, "bo|random|grid", "how weights are searched (default bo)", 0, 0, cli_search_choices }, \
+    { "--signed", CLI_FLAG, &(l).learn.signed_weights, NULL, "also learn directions (weights on the L1 sphere)", 0, 0, NULL }, \
+    { "--seed", CLI_U64, &(l).learn.seed, "S", "random seed (default 42)", 0, 0, NULL }, \
+    { "-k", CLI_INT, &(l).learn.proxy.k, "K", "demonstrations per proxy prompt (default 8)", 1, 1000, NULL }, \
+    { "--policy", CLI_CHOICE, &(l).policy, "top|random|knn", "how demonstrations are drawn (default random)", 0, 0, cli_policy_choices }, \
+    { "--draws", CLI_SIZE, &(l).learn.proxy.draws, "M", "random policy: draws averaged (default 2)", 1, 1000, NULL }, \
+    { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, cli_metric_choices }
+
+void cli_learn_options_init(struct cli_learn_options *l);
+void cli_learn_options_finish(struct cli_learn_options *l);
 
 /* ---- Reporting --------------------------------------------------------- */
 

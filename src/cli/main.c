@@ -17,6 +17,9 @@ static const struct cli_command commands[] = {
     { "tiny",    cmd_tiny,    "pick ~100 weighted anchor items that stand for a validation set" },
     { "proxy",   cmd_proxy,   "in-context-learning score on a tiny set with demos from a subset" },
     { "eval",    cmd_eval,    "evaluate a model on a whole benchmark (few-shot; accuracy, loglik or mc)" },
+    { "learn",   cmd_learn,   "learn indicator weights by Bayesian optimisation on the ICL proxy" },
+    { "select",  cmd_select,  "select the top ratio of a pool by weighted indicator ranks" },
+    { "run",     cmd_run,     "the main job: score, tiny set, learn, select, report" },
     { "model",   cmd_model,   "make models: `tmap model create --out FILE` (small random Llama)" },
     { "finetune", cmd_finetune, "train a model on a pool with llama.cpp's training API" },
 };

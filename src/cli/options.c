@@ -310,3 +310,25 @@ void cli_data_options_free(struct cli_data_options *d)
     free(d->fields_copy_);
     d->fields_copy_ = NULL;
 }
+
+/* ---- Learn options ------------------------------------------------------ */
+
+const char *const cli_search_choices[] = { "bo", "random", "grid", NULL };
+const char *const cli_policy_choices[] = { "top", "random", "knn", NULL };
+const char *const cli_metric_choices[] = { "loglik", "accuracy", "mc", NULL };
+
+void cli_learn_options_init(struct cli_learn_options *l)
+{
+    l->learn = tmap_learn_default_params();
+    l->search = (int)l->learn.search;
+    l->policy = (int)l->learn.proxy.policy;
+    l->metric = (int)l->learn.proxy.metric;
+}
+
+void cli_learn_options_finish(struct cli_learn_options *l)
+{
+    l->learn.search = (enum tmap_search_kind)l->search;
+    l->learn.proxy.policy = (enum tmap_demo_policy)l->policy;
+    l->learn.proxy.metric = (enum tmap_metric)l->metric;
+    l->learn.proxy.seed = l->learn.seed;
+}

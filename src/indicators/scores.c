@@ -13,12 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct tmap_scores *tmap_scores_create(size_t n_rows)
+struct tmap_scores *tmap_scores_create_empty(size_t n_rows)
 {
     struct tmap_scores *s = calloc(1, sizeof *s);
+    if (s)
+        s->n_rows = n_rows;
+    return s;
+}
+
+struct tmap_scores *tmap_scores_create(size_t n_rows)
+{
+    struct tmap_scores *s = tmap_scores_create_empty(n_rows);
     if (!s)
         return NULL;
-    s->n_rows = n_rows;
     for (int j = 0; j < TMAP_IND_COUNT; j++) {
         if (tmap_scores_add_column(s, tmap_indicator_name((enum tmap_indicator)j)) == SIZE_MAX) {
             tmap_scores_free(s);
@@ -210,6 +217,7 @@ static int split_csv(char *line, char **fields, int max)
 enum { MAX_EXTRA_COLUMNS = 64 };
 
 struct extra_csv {
+    bool      (*keep)(const char *name); /* columns to read; NULL = all */
     const char *path;
     FILE       *f;
     char       *line;
@@ -230,6 +238,10 @@ static enum tmap_status read_header(struct extra_csv *x, struct tmap_scores *s, 
     if (x->n_fields < 2 || strcmp(fields[0], "id") != 0)
         return tmap_fail(err, TMAP_ERR_DATA, "%s:1: the header must be id,NAME[,NAME...]", x->path);
     for (int k = 1; k < x->n_fields; k++) {
+        if (x->keep && !x->keep(fields[k])) {
+            x->cols[k - 1] = SIZE_MAX;
+            continue;
+        }
         if (tmap_scores_find_column(s, fields[k]) != SIZE_MAX)
             return tmap_fail(err, TMAP_ERR_DATA, "%s:1: column \"%s\" already exists", x->path, fields[k]);
         x->cols[k - 1] = tmap_scores_add_column(s, fields[k]);
@@ -255,6 +267,8 @@ static enum tmap_status read_row(struct extra_csv *x, struct tmap_scores *s,
         return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: id \"%s\" is not in %s", x->path, x->line_no,
                          fields[0], tmap_pool_path(pool));
     for (int k = 1; k < n; k++) {
+        if (x->cols[k - 1] == SIZE_MAX)
+            continue;
         char *end;
         errno = 0;
         double v = strtod(fields[k], &end);
@@ -271,7 +285,14 @@ static enum tmap_status read_row(struct extra_csv *x, struct tmap_scores *s,
 enum tmap_status tmap_scores_merge_csv(struct tmap_scores *s, const struct tmap_pool *pool,
                                        const char *path, struct tmap_error *err)
 {
-    struct extra_csv x = { .path = path };
+    return tmap_scores_merge_csv_columns(s, pool, path, NULL, err);
+}
+
+enum tmap_status tmap_scores_merge_csv_columns(struct tmap_scores *s, const struct tmap_pool *pool,
+                                               const char *path, bool (*keep)(const char *name),
+                                               struct tmap_error *err)
+{
+    struct extra_csv x = { .path = path, .keep = keep };
     x.f = fopen(path, "r");
     if (!x.f)
         return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

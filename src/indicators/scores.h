@@ -25,6 +25,14 @@ struct tmap_scores *tmap_scores_create(size_t n_rows);
 /* Appends a NaN column; returns its index, or SIZE_MAX when memory runs out. */
 size_t tmap_scores_add_column(struct tmap_scores *scores, const char *name);
 
+/* tmap_scores_merge_csv reading only the columns keep() accepts. */
+enum tmap_status tmap_scores_merge_csv_columns(struct tmap_scores *scores, const struct tmap_pool *pool,
+                                               const char *path, bool (*keep)(const char *name),
+                                               struct tmap_error *err);
+
+/* A table with no columns at all. */
+struct tmap_scores *tmap_scores_create_empty(size_t n_rows);
+
 static inline double *tmap_scores_column(struct tmap_scores *s, size_t col)
 {
     return s->values + col * s->n_rows;

@@ -1,0 +1,96 @@
+/*
+ * cmd_run.c - `tmap run`, the main command: score -> tiny -> learn ->
+ * select -> report, into one output folder, with a summary table at the
+ * end.
+ */
+#include "cli/cli.h"
+
+#include <math.h>
+#include <stdio.h>
+
+static void print_eval(size_t i, const double *w, size_t d, double value, bool reused, void *ud)
+{
+    (void)w;
+    (void)d;
+    (void)ud;
+    if (!cli_quiet)
+        fprintf(stderr, "tmap: search evaluation %zu: proxy %.6f%s\n", i + 1, value,
+                reused ? " (same subset: reused, no budget)" : "");
+}
+
+static void print_summary(const struct tmap_run_summary *s, const char *out_dir, double ratio)
+{
+    printf("\n%-28s %zu records\n", "pool", s->n_pool);
+    printf("%-28s %zu items -> %zu anchors\n", "validation", s->n_val, s->n_tiny);
+    printf("%-28s %zu computed, %zu from the store, %.1f s\n", "scoring", s->score_stats.n_computed,
+           s->score_stats.n_from_store, s->seconds_score);
+    printf("%-28s %zu evaluations (%zu spent), %.1f s\n", "weight search", s->n_evaluations, s->n_spent,
+           s->seconds_learn);
+    printf("%-28s %.6f\n", "proxy, equal weights", s->uniform_value);
+    printf("%-28s %.6f\n", "proxy, learned weights", s->weights.proxy_value);
+    printf("%-28s %zu (%.0f%%)\n", "selected", s->n_selected, ratio * 100.0);
+    printf("\n%-14s %s\n", "indicator", "weight");
+    for (size_t j = 0; j < s->weights.d; j++)
+        printf("%-14s %+.4f\n", s->weights.names[j], s->weights.weights[j]);
+    printf("\noutputs in %s/: selected.jsonl scores.csv weights.json trace.csv tiny.jsonl\n", out_dir);
+    printf("report: %s/report.html   (%.1f s in all)\n", out_dir, s->seconds_total);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct tmap_run_params p = tmap_run_default_params();
+    struct cli_learn_options l;
+    cli_learn_options_init(&l);
+    struct cli_data_options d;
+    cli_data_options_init(&d);
+    const char *indicators = "all";
+    int tiny_mode = 0;
+    static const char *const tiny_modes[] = { "anchors", "random", NULL };
+    const struct cli_option options[] = {
+        CLI_MODEL_OPTIONS(p.model),
+        { "-d|--data", CLI_STRING, &p.pool_path, "FILE", "the pool to select from", 0, 0, NULL },
+        { "--val", CLI_STRING, &p.val_path, "FILE", "the task's validation data", 0, 0, NULL },
+        { "-o|--out", CLI_STRING, &p.out_dir, "DIR", "output folder", 0, 0, NULL },
+        { "--cache", CLI_STRING, &p.store_path, "DB", "score store (default OUT/store.db)", 0, 0, NULL },
+        { "--indicators", CLI_STRING, &indicators, "LIST", "indicators to score and weigh (default all)", 0, 0, NULL },
+        { "-n|--tiny-items", CLI_SIZE, &p.tiny.n, "N", "anchors in the tiny set (default 100)", 1, 1e6, NULL },
+        { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tiny_modes },
+        CLI_LEARN_OPTIONS(l),
+        CLI_DATA_OPTIONS(d),
+        CLI_OPT_END,
+    };
+    const struct cli_spec spec = {
+        "tmap run -m MODEL -d POOL --val VAL [--ratio 0.3] --out DIR",
+        "score -> tiny -> learn -> select -> report, reusing the store.", options, 0, 0,
+    };
+    size_t n_pos;
+    int rc = cli_parse(&spec, argc, argv, NULL, &n_pos);
+    if (rc >= 0)
+        return rc;
+    if (!p.model.path || !p.pool_path || !p.val_path || !p.out_dir)
+        return cli_usage_error(&spec, "needs -m MODEL, -d POOL, --val VAL and --out DIR");
+    struct tmap_error err = { 0 };
+    if (tmap_indicator_parse_list(indicators, &p.score.indicators, &err))
+        return cli_report(&err);
+    cli_learn_options_finish(&l);
+    p.learn = l.learn;
+    p.learn.on_eval = print_eval;
+    p.tiny.mode = tiny_mode == 1 ? TMAP_TINY_RANDOM : TMAP_TINY_ANCHORS;
+    p.tiny.seed = p.learn.seed;
+    p.score.notice = cli_notice;
+    p.score.progress = cli_progress;
+    if ((rc = cli_data_options_finish(&d, p.pool_path)) != 0)
+        return rc;
+    p.pool = d.pool;
+    tmap_backend_init(true);
+    struct tmap_run_summary s;
+    if (tmap_run(&p, &s, &err)) {
+        rc = cli_report(&err);
+    } else {
+        print_summary(&s, p.out_dir, p.learn.ratio);
+        tmap_run_summary_free(&s);
+    }
+    tmap_backend_free();
+    cli_data_options_free(&d);
+    return rc;
+}

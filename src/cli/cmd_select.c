@@ -1,0 +1,62 @@
+/*
+ * cmd_select.c - `tmap select`: scores + weights -> selected.jsonl (the
+ * records byte for byte) and, optionally, the full scores table with ranks,
+ * combined score and selected flag. No model needed.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+
+int cmd_select(int argc, char **argv)
+{
+    struct cli_data_options d;
+    cli_data_options_init(&d);
+    const char *pool_path = NULL, *scores_path = "scores.csv", *weights_path = "weights.json";
+    const char *out = "selected.jsonl", *table = NULL;
+    float ratio = 0.3f;
+    const struct cli_option options[] = {
+        { "-d|--data", CLI_STRING, &pool_path, "FILE", "the pool that was scored", 0, 0, NULL },
+        { "--scores", CLI_STRING, &scores_path, "CSV", "from tmap score (default scores.csv)", 0, 0, NULL },
+        { "--weights", CLI_STRING, &weights_path, "FILE", "from tmap learn (default weights.json)", 0, 0, NULL },
+        { "--ratio", CLI_FLOAT, &ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL },
+        { "-o|--out", CLI_STRING, &out, "FILE", "selected records (default selected.jsonl)", 0, 0, NULL },
+        { "--table", CLI_STRING, &table, "CSV", "also write scores with ranks, combined score, selected flag", 0, 0, NULL },
+        CLI_DATA_OPTIONS(d),
+        CLI_OPT_END,
+    };
+    const struct cli_spec spec = { "tmap select -d POOL --scores scores.csv --weights weights.json [--ratio 0.3] [-o selected.jsonl]",
+                                   NULL, options, 0, 0 };
+    size_t n_pos;
+    int rc = cli_parse(&spec, argc, argv, NULL, &n_pos);
+    if (rc >= 0)
+        return rc;
+    if (!pool_path)
+        return cli_usage_error(&spec, "no pool given (-d FILE)");
+    if ((rc = cli_data_options_finish(&d, pool_path)) != 0)
+        return rc;
+    struct tmap_error err = { 0 };
+    struct tmap_pool *pool = NULL;
+    struct tmap_scores *scores = NULL;
+    struct tmap_weights w = { 0 };
+    struct tmap_selection sel = { 0 };
+    enum tmap_status st = tmap_pool_load(pool_path, &d.pool, &pool, &err);
+    if (!st)
+        st = tmap_scores_read_csv(pool, scores_path, &scores, &err);
+    if (!st)
+        st = tmap_weights_read_json(weights_path, &w, &err);
+    if (!st)
+        st = tmap_select(pool, scores, &w, ratio, &sel, &err);
+    if (!st)
+        st = tmap_write_selected(pool, &sel, out, &err);
+    if (!st && table)
+        st = tmap_write_scores_full(pool, scores, &w, &sel, table, &err);
+    if (!st && !cli_quiet)
+        fprintf(stderr, "tmap: selected %zu of %zu records; wrote %s\n", sel.n, tmap_pool_size(pool), out);
+    rc = st ? cli_report(&err) : 0;
+    tmap_selection_free(&sel);
+    tmap_weights_free(&w);
+    tmap_scores_free(scores);
+    tmap_pool_free(pool);
+    cli_data_options_free(&d);
+    return rc;
+}

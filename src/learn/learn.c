@@ -1,0 +1,352 @@
+/*
+ * learn.c - `tmap learn` and `tmap select`: weights over the indicator
+ * columns, the subset they select, and the Bayesian search for the weights
+ * whose subset gives the best in-context-learning proxy (DESIGN.md
+ * sections 3 and 6; arXiv 2605.09665's contribution).
+ *
+ * The objective the search sees, for a candidate w: combine the percentile
+ * ranks with w, take the top ratio of the pool (O(N) quickselect), hash the
+ * selected rows, and ask the proxy with demonstrations drawn from that
+ * subset. A w whose subset was already judged reuses that value and spends
+ * no budget; so does a value the proxy's own memo serves.
+ */
+#include "indicators/scores.h"
+#include "search/search.h"
+#include "select/rank.h"
+#include "util/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct tmap_learn_params tmap_learn_default_params(void)
+{
+    struct tmap_learn_params p = {
+        .ratio = 0.3, .search = TMAP_LEARN_BO, .iters = 30, .seed = 42,
+        .proxy = tmap_proxy_default_params(),
+    };
+    /* Random draws look at the whole subset; the top k would judge only its
+     * first eight samples, which many weightings share. */
+    p.proxy.policy = TMAP_DEMOS_RANDOM;
+    p.proxy.draws = 2;
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Weights                                                                  */
+/* ------------------------------------------------------------------------ */
+
+void tmap_weights_free(struct tmap_weights *w)
+{
+    if (!w)
+        return;
+    for (size_t j = 0; w->names && j < w->d; j++)
+        free(w->names[j]);
+    free(w->names);
+    free(w->weights);
+    free(w->higher_is_better);
+    memset(w, 0, sizeof *w);
+}
+
+static bool weights_alloc(struct tmap_weights *w, size_t d)
+{
+    memset(w, 0, sizeof *w);
+    w->d = d;
+    w->names = calloc(d ? d : 1, sizeof *w->names);
+    w->weights = calloc(d ? d : 1, sizeof *w->weights);
+    w->higher_is_better = calloc(d ? d : 1, sizeof *w->higher_is_better);
+    w->proxy_value = NAN;
+    return w->names && w->weights && w->higher_is_better;
+}
+
+static bool column_has_values(const struct tmap_scores *s, size_t col)
+{
+    for (size_t i = 0; i < s->n_rows; i++)
+        if (!isnan(s->values[col * s->n_rows + i]))
+            return true;
+    return false;
+}
+
+/* Indicators keep their default direction; extra columns count as
+ * "higher is better" (a reward model's score, say). */
+static bool column_direction(const char *name)
+{
+    for (int j = 0; j < TMAP_IND_COUNT; j++)
+        if (strcmp(name, tmap_indicator_name((enum tmap_indicator)j)) == 0)
+            return tmap_indicator_higher_is_better((enum tmap_indicator)j);
+    return true;
+}
+
+enum tmap_status tmap_weights_uniform(const struct tmap_scores *s, struct tmap_weights *out,
+                                      struct tmap_error *err)
+{
+    size_t d = 0;
+    for (size_t j = 0; j < s->n_cols; j++)
+        d += column_has_values(s, j);
+    if (d == 0)
+        return tmap_fail(err, TMAP_ERR_DATA, "no score column holds a value: nothing to weigh");
+    if (!weights_alloc(out, d))
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for %zu weights", d);
+    for (size_t j = 0, k = 0; j < s->n_cols; j++) {
+        if (!column_has_values(s, j))
+            continue;
+        out->names[k] = strdup(s->names[j]);
+        if (!out->names[k]) {
+            tmap_weights_free(out);
+            return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for weights");
+        }
+        out->weights[k] = 1.0 / (double)d;
+        out->higher_is_better[k] = column_direction(s->names[j]);
+        k++;
+    }
+    return TMAP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ranks and selection                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Row order by sample id (strcmp): the tie-break that makes the same inputs
+ * select the same subset whatever order the file lists them in. */
+static const struct tmap_pool *sort_pool;
+
+static int compare_ids(const void *a, const void *b)
+{
+    struct tmap_record ra, rb;
+    tmap_pool_record(sort_pool, *(const size_t *)a, &ra);
+    tmap_pool_record(sort_pool, *(const size_t *)b, &rb);
+    return strcmp(ra.id, rb.id);
+}
+
+static uint32_t *id_order(const struct tmap_pool *pool)
+{
+    size_t n = tmap_pool_size(pool);
+    size_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    uint32_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!rows || !order) {
+        free(rows);
+        free(order);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        rows[i] = i;
+    sort_pool = pool;
+    qsort(rows, n, sizeof *rows, compare_ids);
+    for (size_t i = 0; i < n; i++)
+        order[rows[i]] = (uint32_t)i;
+    free(rows);
+    return order;
+}
+
+/* Percentile ranks of the weighted columns, column-major n x d. */
+static enum tmap_status rank_columns(const struct tmap_scores *s, const struct tmap_weights *w, double *u,
+                                     struct tmap_error *err)
+{
+    for (size_t j = 0; j < w->d; j++) {
+        size_t col = tmap_scores_find_column(s, w->names[j]);
+        if (col == SIZE_MAX)
+            return tmap_fail(err, TMAP_ERR_DATA, "the weights name column \"%s\", which the scores lack",
+                             w->names[j]);
+        enum tmap_status st = tmap_percentile_ranks(s->values + col * s->n_rows, s->n_rows,
+                                                    w->higher_is_better[j], u + j * s->n_rows, err);
+        if (st)
+            return st;
+    }
+    return TMAP_OK;
+}
+
+void tmap_selection_free(struct tmap_selection *s)
+{
+    if (!s)
+        return;
+    free(s->rows);
+    free(s->selected);
+    free(s->combined);
+    free(s->ranks);
+    memset(s, 0, sizeof *s);
+}
+
+enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
+                             const struct tmap_weights *w, double ratio, struct tmap_selection *out,
+                             struct tmap_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = scores->n_rows;
+    if (!(ratio > 0.0 && ratio <= 1.0))
+        return tmap_fail(err, TMAP_ERR_USAGE, "ratio %g must be in (0, 1]", ratio);
+    if (n != tmap_pool_size(pool))
+        return tmap_fail(err, TMAP_ERR_DATA, "%zu score rows for a pool of %zu records", n, tmap_pool_size(pool));
+    size_t cells = n ? n : 1;
+    out->n_rows = n;
+    out->rows = malloc(cells * sizeof *out->rows);
+    out->selected = calloc(cells, sizeof *out->selected);
+    out->combined = malloc(cells * sizeof *out->combined);
+    out->ranks = malloc(cells * (w->d ? w->d : 1) * sizeof *out->ranks);
+    uint32_t *order = id_order(pool);
+    enum tmap_status st = TMAP_OK;
+    if (!out->rows || !out->selected || !out->combined || !out->ranks || !order)
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory selecting from %zu samples", n);
+    if (!st)
+        st = rank_columns(scores, w, out->ranks, err);
+    if (!st) {
+        tmap_combine(out->ranks, n, w->d, w->weights, out->combined);
+        out->n = tmap_select_top(out->combined, order, n, ratio, out->rows);
+        for (size_t i = 0; i < out->n; i++)
+            out->selected[out->rows[i]] = true;
+    }
+    free(order);
+    if (st)
+        tmap_selection_free(out);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The search                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A seen subset and the proxy value it got. */
+struct memo_entry {
+    uint64_t hash;
+    double   value;
+};
+
+struct objective {
+    const struct tmap_pool         *pool;
+    struct tmap_proxy              *proxy;
+    const struct tmap_learn_params *p;
+    const double                   *u; /* ranks, n x d */
+    size_t                          n, d;
+    uint32_t                       *order;
+    double                         *s;
+    size_t                         *rows;
+    struct memo_entry              *memo;
+    size_t                          n_memo;
+    uint64_t                       *hashes; /* per evaluation, for the trace */
+    size_t                          n_evals, cap_evals;
+};
+
+static bool remember_hash(struct objective *o, uint64_t h)
+{
+    if (o->n_evals == o->cap_evals) {
+        size_t cap = o->cap_evals ? 2 * o->cap_evals : 64;
+        uint64_t *moved = realloc(o->hashes, cap * sizeof *moved);
+        if (!moved)
+            return false;
+        o->hashes = moved;
+        o->cap_evals = cap;
+    }
+    o->hashes[o->n_evals++] = h;
+    return true;
+}
+
+static enum tmap_status evaluate(const double *w, size_t d, void *ud, double *value, bool *reused,
+                                 struct tmap_error *err)
+{
+    struct objective *o = ud;
+    tmap_combine(o->u, o->n, d, w, o->s);
+    size_t k = tmap_select_top(o->s, o->order, o->n, o->p->ratio, o->rows);
+    uint64_t h = tmap_subset_hash(o->rows, k);
+    if (!remember_hash(o, h))
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
+    for (size_t i = 0; i < o->n_memo; i++) {
+        if (o->memo[i].hash == h) {
+            *value = o->memo[i].value;
+            *reused = true;
+            return TMAP_OK;
+        }
+    }
+    struct tmap_proxy_stats st;
+    enum tmap_status rc = tmap_proxy_eval(o->proxy, o->pool, o->rows, k, o->s, value, &st, err);
+    if (rc)
+        return rc;
+    *reused = st.from_memo;
+    struct memo_entry *moved = realloc(o->memo, (o->n_memo + 1) * sizeof *moved);
+    if (!moved)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
+    o->memo = moved;
+    o->memo[o->n_memo++] = (struct memo_entry){ h, *value };
+    return TMAP_OK;
+}
+
+void tmap_learn_result_free(struct tmap_learn_result *r)
+{
+    if (!r)
+        return;
+    tmap_weights_free(&r->weights);
+    for (size_t i = 0; r->trace && i < r->n_trace; i++)
+        free(r->trace[i].w);
+    free(r->trace);
+    memset(r, 0, sizeof *r);
+}
+
+/* Moves the search's result into the public one. */
+static enum tmap_status take_result(struct tmap_search_result *sr, const struct objective *o,
+                                    struct tmap_learn_result *out, struct tmap_error *err)
+{
+    out->trace = calloc(sr->n_trace ? sr->n_trace : 1, sizeof *out->trace);
+    if (!out->trace)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the search trace");
+    for (size_t i = 0; i < sr->n_trace; i++) {
+        out->trace[i] = (struct tmap_trace_entry){ sr->trace[i].w, sr->trace[i].value, sr->trace[i].reused,
+                                                   sr->trace[i].seconds, i < o->n_evals ? o->hashes[i] : 0 };
+        sr->trace[i].w = NULL;
+    }
+    out->n_trace = sr->n_trace;
+    out->n_spent = sr->n_spent;
+    out->best_posterior_mean = sr->best_posterior_mean;
+    memcpy(out->weights.weights, sr->best_w, sr->d * sizeof *sr->best_w);
+    out->weights.proxy_value = sr->best_value;
+    return TMAP_OK;
+}
+
+static enum tmap_search_method search_method(enum tmap_search_kind k)
+{
+    return k == TMAP_LEARN_RANDOM ? TMAP_SEARCH_RANDOM : k == TMAP_LEARN_GRID ? TMAP_SEARCH_GRID : TMAP_SEARCH_BO;
+}
+
+enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
+                            struct tmap_proxy *proxy, const struct tmap_learn_params *p,
+                            struct tmap_learn_result *out, struct tmap_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!(p->ratio > 0.0 && p->ratio <= 1.0))
+        return tmap_fail(err, TMAP_ERR_USAGE, "ratio %g must be in (0, 1]", p->ratio);
+    enum tmap_status st = tmap_weights_uniform(scores, &out->weights, err);
+    if (st)
+        return st;
+    size_t n = scores->n_rows, d = out->weights.d;
+    struct objective o = { .pool = pool, .proxy = proxy, .p = p, .n = n, .d = d };
+    double *u = malloc((n ? n : 1) * d * sizeof *u);
+    o.u = u;
+    o.order = id_order(pool);
+    o.s = malloc((n ? n : 1) * sizeof *o.s);
+    o.rows = malloc((n ? n : 1) * sizeof *o.rows);
+    if (!u || !o.order || !o.s || !o.rows)
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the weight search over %zu samples", n);
+    if (!st)
+        st = rank_columns(scores, &out->weights, u, err);
+
+    struct tmap_search_params sp = tmap_search_default_params();
+    sp.method = search_method(p->search);
+    sp.iters = p->iters;
+    sp.signed_weights = p->signed_weights;
+    sp.seed = p->seed;
+    sp.on_eval = p->on_eval;
+    sp.on_eval_user_data = p->on_eval_user_data;
+    struct tmap_search_result sr = { 0 };
+    if (!st)
+        st = tmap_search_run(d, &sp, evaluate, &o, &sr, err);
+    if (!st)
+        st = take_result(&sr, &o, out, err);
+    tmap_search_result_free(&sr);
+    free(u);
+    free(o.order);
+    free(o.s);
+    free(o.rows);
+    free(o.memo);
+    free(o.hashes);
+    if (st)
+        tmap_learn_result_free(out);
+    return st;
+}

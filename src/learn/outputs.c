@@ -1,0 +1,247 @@
+/*
+ * outputs.c - the files a run leaves (DESIGN.md section 7): selected.jsonl
+ * (records byte for byte), scores.csv (raw values, ranks, combined score,
+ * selected flag), weights.json and trace.csv; and reading scores.csv and
+ * weights.json back for `tmap select`.
+ *
+ * Every file is written to a temporary name beside its target and renamed
+ * into place, so a killed run never leaves a truncated output behind.
+ */
+#include "indicators/scores.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- atomic files ------------------------------------------------------- */
+
+struct out_file {
+    FILE *f;
+    char  tmp[4200];
+    const char *path;
+};
+
+static enum tmap_status out_open(struct out_file *o, const char *path, struct tmap_error *err)
+{
+    o->path = path;
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid());
+    o->f = fopen(o->tmp, "w");
+    if (!o->f)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    return TMAP_OK;
+}
+
+static enum tmap_status out_close(struct out_file *o, struct tmap_error *err)
+{
+    bool failed = ferror(o->f) != 0;
+    failed |= fclose(o->f) != 0;
+    if (failed || rename(o->tmp, o->path) != 0) {
+        unlink(o->tmp);
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", o->path, strerror(errno));
+    }
+    return TMAP_OK;
+}
+
+/* ---- selected.jsonl, scores.csv, trace.csv ----------------------------- */
+
+enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
+                                     const char *path, struct tmap_error *err)
+{
+    struct out_file o;
+    enum tmap_status st = out_open(&o, path, err);
+    if (st)
+        return st;
+    for (size_t i = 0; i < sel->n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(pool, sel->rows[i], &rec);
+        fwrite(rec.raw, 1, rec.raw_bytes, o.f);
+        fputc('\n', o.f);
+    }
+    return out_close(&o, err);
+}
+
+static void csv_field(FILE *f, const char *text)
+{
+    if (!strpbrk(text, ",\"\n\r")) {
+        fputs(text, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_number(FILE *f, double v)
+{
+    if (isnan(v))
+        fputc(',', f);
+    else
+        fprintf(f, ",%.17g", v);
+}
+
+enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const struct tmap_scores *s,
+                                        const struct tmap_weights *w, const struct tmap_selection *sel,
+                                        const char *path, struct tmap_error *err)
+{
+    struct out_file o;
+    enum tmap_status st = out_open(&o, path, err);
+    if (st)
+        return st;
+    size_t *cols = calloc(w->d ? w->d : 1, sizeof *cols);
+    if (!cols) {
+        fclose(o.f);
+        unlink(o.tmp);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory writing %s", path);
+    }
+    fputs("id", o.f);
+    for (size_t j = 0; j < w->d; j++) {
+        cols[j] = tmap_scores_find_column(s, w->names[j]);
+        fputc(',', o.f);
+        csv_field(o.f, w->names[j]);
+    }
+    for (size_t j = 0; j < w->d; j++) {
+        fputs(",rank_", o.f);
+        csv_field(o.f, w->names[j]);
+    }
+    fputs(",combined,selected\n", o.f);
+    for (size_t i = 0; i < s->n_rows; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(pool, i, &rec);
+        csv_field(o.f, rec.id);
+        for (size_t j = 0; j < w->d; j++)
+            csv_number(o.f, cols[j] == SIZE_MAX ? NAN : s->values[cols[j] * s->n_rows + i]);
+        for (size_t j = 0; j < w->d; j++)
+            csv_number(o.f, sel->ranks[j * s->n_rows + i]);
+        csv_number(o.f, sel->combined[i]);
+        fprintf(o.f, ",%d\n", sel->selected[i] ? 1 : 0);
+    }
+    free(cols);
+    return out_close(&o, err);
+}
+
+enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path, struct tmap_error *err)
+{
+    struct out_file o;
+    enum tmap_status st = out_open(&o, path, err);
+    if (st)
+        return st;
+    fputs("iteration", o.f);
+    for (size_t j = 0; j < r->weights.d; j++) {
+        fputs(",w_", o.f);
+        csv_field(o.f, r->weights.names[j]);
+    }
+    fputs(",proxy,reused,subset_hash,seconds\n", o.f);
+    for (size_t i = 0; i < r->n_trace; i++) {
+        const struct tmap_trace_entry *e = &r->trace[i];
+        fprintf(o.f, "%zu", i);
+        for (size_t j = 0; j < r->weights.d; j++)
+            fprintf(o.f, ",%.10g", e->w[j]);
+        fprintf(o.f, ",%.10g,%d,%016llx,%.3f\n", e->value, e->reused ? 1 : 0,
+                (unsigned long long)e->subset_hash, e->seconds);
+    }
+    return out_close(&o, err);
+}
+
+/* ---- weights.json -------------------------------------------------------- */
+
+enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const char *config_json,
+                                         const char *path, struct tmap_error *err)
+{
+    json_t *root = json_object(), *list = json_array();
+    for (size_t j = 0; j < w->d; j++) {
+        json_t *e = json_object();
+        json_object_set_new(e, "name", json_string(w->names[j]));
+        json_object_set_new(e, "direction", json_string(w->higher_is_better[j] ? "higher" : "lower"));
+        json_object_set_new(e, "weight", json_real(w->weights[j]));
+        json_array_append_new(list, e);
+    }
+    json_object_set_new(root, "tmap_version", json_string(tmap_version()));
+    json_object_set_new(root, "indicators", list);
+    json_object_set_new(root, "proxy_value", isnan(w->proxy_value) ? json_null() : json_real(w->proxy_value));
+    json_t *config = config_json ? json_loads(config_json, 0, NULL) : NULL;
+    json_object_set_new(root, "config", config ? config : json_object());
+    struct out_file o;
+    enum tmap_status st = out_open(&o, path, err);
+    if (!st) {
+        /* Sorted keys and fixed indentation: the same run gives the same bytes. */
+        if (json_dumpf(root, o.f, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) != 0)
+            fputc('\0', o.f); /* mark failure through ferror on a later write */
+        fputc('\n', o.f);
+        st = out_close(&o, err);
+    }
+    json_decref(root);
+    return st;
+}
+
+static enum tmap_status read_indicator(json_t *e, size_t j, const char *path, struct tmap_weights *w,
+                                       struct tmap_error *err)
+{
+    json_t *name = json_object_get(e, "name"), *weight = json_object_get(e, "weight");
+    json_t *dir = json_object_get(e, "direction");
+    if (!json_is_string(name) || !json_is_number(weight))
+        return tmap_fail(err, TMAP_ERR_DATA, "%s: indicator %zu needs a string name and a numeric weight", path, j);
+    w->names[j] = strdup(json_string_value(name));
+    w->weights[j] = json_number_value(weight);
+    w->higher_is_better[j] = !json_is_string(dir) || strcmp(json_string_value(dir), "lower") != 0;
+    return w->names[j] ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
+}
+
+enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *w, struct tmap_error *err)
+{
+    memset(w, 0, sizeof *w);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        return tmap_fail(err, errno == ENOENT ? TMAP_ERR_IO : TMAP_ERR_DATA, "%s:%d: %s", path, jerr.line, jerr.text);
+    json_t *list = json_object_get(root, "indicators");
+    enum tmap_status st = TMAP_OK;
+    size_t d = json_is_array(list) ? json_array_size(list) : 0;
+    if (d == 0)
+        st = tmap_fail(err, TMAP_ERR_DATA, "%s: no \"indicators\" list", path);
+    w->d = d;
+    w->names = calloc(d ? d : 1, sizeof *w->names);
+    w->weights = calloc(d ? d : 1, sizeof *w->weights);
+    w->higher_is_better = calloc(d ? d : 1, sizeof *w->higher_is_better);
+    if (!st && (!w->names || !w->weights || !w->higher_is_better))
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
+    for (size_t j = 0; j < d && !st; j++)
+        st = read_indicator(json_array_get(list, j), j, path, w, err);
+    json_t *pv = json_object_get(root, "proxy_value");
+    w->proxy_value = json_is_number(pv) ? json_number_value(pv) : NAN;
+    json_decref(root);
+    if (st)
+        tmap_weights_free(w);
+    return st;
+}
+
+/* ---- scores.csv back in -------------------------------------------------- */
+
+/* The raw columns of a scores file: every column but these. */
+static bool is_raw_column(const char *name)
+{
+    return strcmp(name, "id") != 0 && strcmp(name, "line") != 0 && strcmp(name, "hash") != 0 &&
+           strncmp(name, "rank_", 5) != 0 && strcmp(name, "combined") != 0 && strcmp(name, "selected") != 0;
+}
+
+enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, const char *path, struct tmap_scores **out,
+                                      struct tmap_error *err)
+{
+    *out = tmap_scores_create_empty(tmap_pool_size(pool));
+    if (!*out)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
+    enum tmap_status st = tmap_scores_merge_csv_columns(*out, pool, path, is_raw_column, err);
+    if (st) {
+        tmap_scores_free(*out);
+        *out = NULL;
+    }
+    return st;
+}

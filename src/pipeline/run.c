@@ -1,0 +1,293 @@
+/*
+ * run.c - `tmap run`, the main job: the whole pipeline of DESIGN.md
+ * section 1 in one call.
+ *
+ *   score  every pool sample (indicators; SQLite store)
+ *   tiny   ~100 weighted anchors of the validation data
+ *   learn  the indicator weights by Bayesian optimisation on the ICL proxy
+ *   select the top ratio by the learned combined score
+ *   write  selected.jsonl, scores.csv, weights.json, trace.csv, report.html
+ *
+ * One store (OUT_DIR/store.db unless named) keeps scores, embeddings and
+ * proxy values, so a rerun, or a run resumed after a kill, repeats no model
+ * work.
+ */
+#include "report/report.h"
+#include "util/error.h"
+
+#include "tmap.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct tmap_run_params tmap_run_default_params(void)
+{
+    struct tmap_run_params p = {
+        .model = tmap_model_default_params(),
+        .pool  = tmap_pool_default_params(),
+        .score = tmap_score_default_params(),
+        .tiny  = tmap_tiny_default_params(),
+        .learn = tmap_learn_default_params(),
+    };
+    p.model.n_seq = 8; /* the proxy keeps one sequence for the shared demonstrations */
+    return p;
+}
+
+void tmap_run_summary_free(struct tmap_run_summary *s)
+{
+    if (s)
+        tmap_weights_free(&s->weights);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Everything the run holds, freed in one place. */
+struct run_state {
+    const struct tmap_run_params *p;
+    char                store[4096];
+    struct tmap_pool   *pool, *val, *tiny_pool;
+    struct tmap_model  *model;
+    struct tmap_scores *scores;
+    struct tmap_tiny    tiny;
+    struct tmap_proxy  *proxy;
+    struct tmap_learn_result learned;
+    struct tmap_selection    sel;
+    char               *config;
+};
+
+static void free_state(struct run_state *r)
+{
+    tmap_selection_free(&r->sel);
+    tmap_learn_result_free(&r->learned);
+    tmap_proxy_free(r->proxy);
+    tmap_tiny_free(&r->tiny);
+    tmap_scores_free(r->scores);
+    tmap_model_free(r->model);
+    tmap_pool_free(r->tiny_pool);
+    tmap_pool_free(r->val);
+    tmap_pool_free(r->pool);
+    free(r->config);
+}
+
+static void out_path(const struct run_state *r, const char *name, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", r->p->out_dir, name);
+}
+
+static enum tmap_status make_out_dir(const char *dir, struct tmap_error *err)
+{
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot create the output folder: %s", dir, strerror(errno));
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return tmap_fail(err, TMAP_ERR_IO, "%s: exists and is not a folder", dir);
+    return TMAP_OK;
+}
+
+/* The configuration weights.json records: enough to rerun the same job. */
+static char *config_json(const struct run_state *r)
+{
+    const struct tmap_run_params *p = r->p;
+    struct tmap_model_info mi;
+    tmap_model_get_info(r->model, &mi);
+    const char *search[] = { "bo", "random", "grid" }, *policy[] = { "top", "random", "knn" };
+    const char *metric[] = { "loglik", "accuracy", "mc" };
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:I, s:b, s:I, s:{s:i, s:s, s:I, s:s}, s:I}",
+                          "model", p->model.path, "model_fingerprint", mi.fingerprint, "model_description",
+                          mi.description, "pool", p->pool_path, "val", p->val_path, "ratio", p->learn.ratio,
+                          "search", search[p->learn.search], "iters", (json_int_t)p->learn.iters,
+                          "signed", p->learn.signed_weights, "seed", (json_int_t)p->learn.seed, "proxy",
+                          "k", p->learn.proxy.k, "policy", policy[p->learn.proxy.policy], "draws",
+                          (json_int_t)p->learn.proxy.draws, "metric", metric[p->learn.proxy.metric],
+                          "tiny_items", (json_int_t)r->tiny.n);
+    char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(c);
+    return text;
+}
+
+static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
+{
+    const struct tmap_run_params *p = r->p;
+    enum tmap_status st = make_out_dir(p->out_dir, err);
+    if (!st)
+        st = tmap_pool_load(p->pool_path, &p->pool, &r->pool, err);
+    if (!st)
+        st = tmap_pool_load(p->val_path, &p->pool, &r->val, err);
+    if (!st)
+        st = tmap_model_load(&p->model, &r->model, err);
+    return st;
+}
+
+static enum tmap_status score_pool(struct run_state *r, struct tmap_run_summary *sum, struct tmap_error *err)
+{
+    struct tmap_score_params sp = r->p->score;
+    sp.store_path = r->store;
+    sp.val = r->val;
+    double t0 = now_seconds();
+    enum tmap_status st = tmap_score(r->pool, r->model, &sp, &r->scores, err);
+    sum->seconds_score = now_seconds() - t0;
+    if (!st)
+        tmap_scores_get_stats(r->scores, &sum->score_stats);
+    return st;
+}
+
+static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary *sum, struct tmap_error *err)
+{
+    struct tmap_tiny_params tp = r->p->tiny;
+    tp.store_path = r->store;
+    double t0 = now_seconds();
+    char path[4200];
+    out_path(r, "tiny.jsonl", path, sizeof path);
+    enum tmap_status st = tmap_tiny_select(r->val, r->model, &tp, &r->tiny, err);
+    if (!st)
+        st = tmap_tiny_write(&r->tiny, r->val, path, err);
+    if (!st)
+        st = tmap_pool_load(path, &r->p->pool, &r->tiny_pool, err);
+    sum->seconds_tiny = now_seconds() - t0;
+    return st;
+}
+
+static enum tmap_status learn_weights(struct run_state *r, struct tmap_run_summary *sum, struct tmap_error *err)
+{
+    struct tmap_proxy_params pp = r->p->learn.proxy;
+    pp.store_path = r->store;
+    double t0 = now_seconds();
+    enum tmap_status st = tmap_proxy_create(r->model, r->tiny_pool, NULL, &pp, &r->proxy, err);
+    if (!st)
+        st = tmap_learn(r->pool, r->scores, r->proxy, &r->p->learn, &r->learned, err);
+    sum->seconds_learn = now_seconds() - t0;
+    return st;
+}
+
+static enum tmap_status write_report(struct run_state *r, struct tmap_error *err)
+{
+    const struct tmap_weights *w = &r->learned.weights;
+    size_t n = r->scores ? tmap_scores_n_rows(r->scores) : 0;
+    double *raw = malloc((n ? n : 1) * (w->d ? w->d : 1) * sizeof *raw);
+    double *trace = calloc(r->learned.n_trace ? r->learned.n_trace : 1, sizeof *trace);
+    bool *reused = calloc(r->learned.n_trace ? r->learned.n_trace : 1, sizeof *reused);
+    enum tmap_status st = raw && trace && reused ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the report");
+    for (size_t j = 0; !st && j < w->d; j++) {
+        size_t col = tmap_scores_find_column(r->scores, w->names[j]);
+        for (size_t i = 0; i < n; i++)
+            raw[j * n + i] = tmap_scores_get(r->scores, i, col);
+    }
+    for (size_t i = 0; !st && i < r->learned.n_trace; i++) {
+        trace[i] = r->learned.trace[i].value;
+        reused[i] = r->learned.trace[i].reused;
+    }
+    struct tmap_model_info mi;
+    tmap_model_get_info(r->model, &mi);
+    char title[512], path[4200];
+    snprintf(title, sizeof title, "tmap: %s for %s", r->p->pool_path, mi.description);
+    out_path(r, "report.html", path, sizeof path);
+    struct tmap_report_input in = {
+        .title = title, .model_description = mi.description, .config_json = r->config,
+        .n_indicators = w->d, .names = (const char *const *)w->names, .weights = w->weights,
+        .n_rows = n, .raw = raw, .combined = r->sel.combined, .selected = r->sel.selected,
+        .n_trace = r->learned.n_trace, .trace_values = trace, .trace_reused = reused,
+        .best_value = w->proxy_value, .pool = r->pool, .n_examples = 5,
+    };
+    if (!st)
+        st = tmap_report_write_html(path, &in, err);
+    free(raw);
+    free(trace);
+    free(reused);
+    return st;
+}
+
+static enum tmap_status write_outputs(struct run_state *r, struct tmap_error *err)
+{
+    char path[4200];
+    r->config = config_json(r);
+    out_path(r, "selected.jsonl", path, sizeof path);
+    enum tmap_status st = tmap_write_selected(r->pool, &r->sel, path, err);
+    out_path(r, "scores.csv", path, sizeof path);
+    if (!st)
+        st = tmap_write_scores_full(r->pool, r->scores, &r->learned.weights, &r->sel, path, err);
+    out_path(r, "weights.json", path, sizeof path);
+    if (!st)
+        st = tmap_weights_write_json(&r->learned.weights, r->config, path, err);
+    out_path(r, "trace.csv", path, sizeof path);
+    if (!st)
+        st = tmap_trace_write_csv(&r->learned, path, err);
+    if (!st)
+        st = write_report(r, err);
+    return st;
+}
+
+/* Copies the learned weights out, names included. */
+static enum tmap_status copy_weights(const struct tmap_weights *from, struct tmap_weights *to, struct tmap_error *err)
+{
+    *to = *from;
+    to->names = calloc(from->d, sizeof *to->names);
+    to->weights = malloc(from->d * sizeof *to->weights);
+    to->higher_is_better = malloc(from->d * sizeof *to->higher_is_better);
+    if (!to->names || !to->weights || !to->higher_is_better)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    memcpy(to->weights, from->weights, from->d * sizeof *to->weights);
+    memcpy(to->higher_is_better, from->higher_is_better, from->d * sizeof *to->higher_is_better);
+    for (size_t j = 0; j < from->d; j++)
+        if (!(to->names[j] = strdup(from->names[j])))
+            return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    return TMAP_OK;
+}
+
+static void fill_summary(const struct run_state *r, struct tmap_run_summary *s)
+{
+    s->n_pool = tmap_pool_size(r->pool);
+    s->n_val = tmap_pool_size(r->val);
+    s->n_tiny = r->tiny.n;
+    s->n_selected = r->sel.n;
+    s->n_evaluations = r->learned.n_trace;
+    s->n_spent = r->learned.n_spent;
+    s->uniform_value = NAN;
+    size_t d = r->learned.weights.d;
+    /* The initial design evaluates the d vertices, then the uniform vector. */
+    if (r->learned.n_trace > d)
+        s->uniform_value = r->learned.trace[d].value;
+}
+
+enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summary *out, struct tmap_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!p->pool_path || !p->val_path || !p->out_dir || !p->model.path)
+        return tmap_fail(err, TMAP_ERR_USAGE, "a run needs a model, a pool, validation data and an output folder");
+    double t0 = now_seconds();
+    struct run_state r = { .p = p };
+    if (p->store_path)
+        snprintf(r.store, sizeof r.store, "%s", p->store_path);
+    else
+        snprintf(r.store, sizeof r.store, "%s/store.db", p->out_dir);
+    enum tmap_status st = load_inputs(&r, err);
+    if (!st)
+        st = score_pool(&r, out, err);
+    if (!st)
+        st = build_tiny(&r, out, err);
+    if (!st)
+        st = learn_weights(&r, out, err);
+    if (!st)
+        st = tmap_select(r.pool, r.scores, &r.learned.weights, p->learn.ratio, &r.sel, err);
+    if (!st)
+        st = write_outputs(&r, err);
+    if (!st) {
+        fill_summary(&r, out);
+        st = copy_weights(&r.learned.weights, &out->weights, err);
+    }
+    out->seconds_total = now_seconds() - t0;
+    free_state(&r);
+    if (st)
+        tmap_run_summary_free(out);
+    return st;
+}

@@ -1,0 +1,280 @@
+/*
+ * test_learn.c - selection, the weight search on the real proxy, the output
+ * files, and the whole run: counts are ceil(ratio x N), selected lines are
+ * the input lines byte for byte, the same seed gives the same bytes, and a
+ * reused subset spends no budget.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tmap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { N_POOL = 40, N_VAL = 12 };
+
+static char tmpdir[256], pool_path[512], val_path[512];
+static struct tmap_model *model;
+static struct tmap_pool *pool, *val;
+static struct tmap_scores *scores;
+
+static void copy_lines(const char *from, const char *to, int count)
+{
+    FILE *in = fopen(from, "r"), *out = fopen(to, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    char *line = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < count && getline(&line, &cap, in) >= 0; i++)
+        fputs(line, out);
+    free(line);
+    fclose(in);
+    fclose(out);
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc((size_t)len + 1, 1);
+    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    if (n)
+        *n = (size_t)len;
+    return b;
+}
+
+static void test_select_counts_and_bytes(void **state)
+{
+    (void)state;
+    struct tmap_weights w;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_weights_uniform(scores, &w, &err), TMAP_OK);
+    const double ratios[] = { 0.3, 0.1, 0.25, 1.0, 0.01 };
+    const size_t expect[] = { 12, 4, 10, 40, 1 };
+    for (int r = 0; r < 5; r++) {
+        struct tmap_selection sel;
+        assert_int_equal(tmap_select(pool, scores, &w, ratios[r], &sel, &err), TMAP_OK);
+        assert_int_equal(sel.n, expect[r]);
+        tmap_selection_free(&sel);
+    }
+    struct tmap_selection sel;
+    assert_int_equal(tmap_select(pool, scores, &w, 0.3, &sel, &err), TMAP_OK);
+    char out[600];
+    snprintf(out, sizeof out, "%s/selected.jsonl", tmpdir);
+    assert_int_equal(tmap_write_selected(pool, &sel, out, &err), TMAP_OK);
+    /* Every selected line is its input line, byte for byte. */
+    char *text = slurp(out, NULL), *line = text;
+    for (size_t i = 0; i < sel.n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(pool, sel.rows[i], &rec);
+        assert_memory_equal(line, rec.raw, rec.raw_bytes);
+        assert_int_equal(line[rec.raw_bytes], '\n');
+        line += rec.raw_bytes + 1;
+    }
+    assert_int_equal(*line, '\0');
+    /* The selected rows have the highest combined scores. */
+    double lowest_in = INFINITY, highest_out = -INFINITY;
+    for (size_t i = 0; i < N_POOL; i++) {
+        if (sel.selected[i])
+            lowest_in = fmin(lowest_in, sel.combined[i]);
+        else
+            highest_out = fmax(highest_out, sel.combined[i]);
+    }
+    assert_true(lowest_in >= highest_out);
+    free(text);
+    tmap_selection_free(&sel);
+
+    assert_int_equal(tmap_select(pool, scores, &w, 1.5, &sel, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "ratio 1.5"));
+    tmap_weights_free(&w);
+}
+
+static struct tmap_learn_result learn_once(uint64_t seed, size_t iters)
+{
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    struct tmap_pool *tiny;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_pool_load(val_path, &pp, &tiny, &err), TMAP_OK);
+    struct tmap_learn_params lp = tmap_learn_default_params();
+    lp.iters = iters;
+    lp.seed = seed;
+    lp.proxy.k = 2;
+    lp.proxy.draws = 1;
+    struct tmap_proxy *px;
+    assert_int_equal(tmap_proxy_create(model, tiny, NULL, &lp.proxy, &px, &err), TMAP_OK);
+    struct tmap_learn_result r;
+    if (tmap_learn(pool, scores, px, &lp, &r, &err))
+        fail_msg("%s", err.message);
+    tmap_proxy_free(px);
+    tmap_pool_free(tiny);
+    return r;
+}
+
+static void test_learn(void **state)
+{
+    (void)state;
+    struct tmap_learn_result a = learn_once(5, 8), b = learn_once(5, 8);
+    assert_int_equal(a.n_spent, 8);
+    assert_true(a.n_trace >= 8);
+    double sum = 0;
+    for (size_t j = 0; j < a.weights.d; j++) {
+        assert_true(a.weights.weights[j] >= 0);
+        sum += a.weights.weights[j];
+        assert_true(a.weights.weights[j] == b.weights.weights[j]); /* deterministic */
+    }
+    assert_true(fabs(sum - 1.0) < 1e-9);
+    size_t spent = 0;
+    for (size_t i = 0; i < a.n_trace; i++) {
+        spent += !a.trace[i].reused;
+        /* a reused entry names a subset an earlier entry already judged */
+        bool seen = false;
+        for (size_t k = 0; k < i && a.trace[i].reused && !seen; k++)
+            seen = a.trace[k].subset_hash == a.trace[i].subset_hash;
+        assert_true(!a.trace[i].reused || seen);
+    }
+    assert_int_equal(spent, a.n_spent);
+    /* The chosen weights were evaluated: their value is in the trace. */
+    bool found = false;
+    for (size_t i = 0; i < a.n_trace; i++)
+        found |= a.trace[i].value == a.weights.proxy_value;
+    assert_true(found);
+
+    char wpath[600], tpath[600];
+    snprintf(wpath, sizeof wpath, "%s/weights.json", tmpdir);
+    snprintf(tpath, sizeof tpath, "%s/trace.csv", tmpdir);
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_weights_write_json(&a.weights, "{\"seed\": 5}", wpath, &err), TMAP_OK);
+    assert_int_equal(tmap_trace_write_csv(&a, tpath, &err), TMAP_OK);
+    struct tmap_weights back;
+    assert_int_equal(tmap_weights_read_json(wpath, &back, &err), TMAP_OK);
+    assert_int_equal(back.d, a.weights.d);
+    for (size_t j = 0; j < back.d; j++) {
+        assert_string_equal(back.names[j], a.weights.names[j]);
+        assert_true(back.weights[j] == a.weights.weights[j]); /* 17 digits: exact */
+    }
+    char *trace = slurp(tpath, NULL);
+    size_t lines = 0;
+    for (char *c = trace; *c; c++)
+        lines += *c == '\n';
+    assert_int_equal(lines, a.n_trace + 1);
+    assert_non_null(strstr(trace, "iteration,w_loss,w_ifd"));
+    free(trace);
+    tmap_weights_free(&back);
+    tmap_learn_result_free(&a);
+    tmap_learn_result_free(&b);
+
+    assert_int_equal(tmap_weights_read_json("/nonexistent/w.json", &back, &err), TMAP_ERR_IO);
+    assert_non_null(strstr(err.message, "/nonexistent/w.json"));
+}
+
+static void run_into(const char *dir, struct tmap_run_summary *s)
+{
+    struct tmap_run_params p = tmap_run_default_params();
+    p.model.path = TMAP_TEST_MODEL;
+    p.model.n_ctx = 2048;
+    p.model.n_threads = 2;
+    p.model.n_batch = 512;
+    p.pool_path = pool_path;
+    p.val_path = val_path;
+    p.out_dir = dir;
+    p.tiny.n = 4;
+    p.learn.iters = 6;
+    p.learn.proxy.k = 2;
+    p.learn.proxy.draws = 1;
+    p.score.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_DIVERSITY) |
+                         (1u << TMAP_IND_LENGTH);
+    struct tmap_error err = { 0 };
+    if (tmap_run(&p, s, &err))
+        fail_msg("%s", err.message);
+}
+
+static void test_run_is_reproducible(void **state)
+{
+    (void)state;
+    char a[600], b[600], fa[700], fb[700];
+    snprintf(a, sizeof a, "%s/run-a", tmpdir);
+    snprintf(b, sizeof b, "%s/run-b", tmpdir);
+    struct tmap_run_summary sa, sb;
+    run_into(a, &sa);
+    run_into(b, &sb);
+    assert_int_equal(sa.n_selected, 12);
+    assert_int_equal(sa.weights.d, 4);
+    const char *files[] = { "selected.jsonl", "weights.json", "scores.csv", "tiny.jsonl", "report.html" };
+    for (int f = 0; f < 5; f++) {
+        snprintf(fa, sizeof fa, "%s/%s", a, files[f]);
+        snprintf(fb, sizeof fb, "%s/%s", b, files[f]);
+        size_t na, nb;
+        char *ta = slurp(fa, &na), *tb = slurp(fb, &nb);
+        if (f < 4) {
+            assert_int_equal(na, nb);
+            assert_memory_equal(ta, tb, na);
+        }
+        assert_true(na > 0);
+        free(ta);
+        free(tb);
+    }
+    tmap_run_summary_free(&sa);
+    tmap_run_summary_free(&sb);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-learn.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", tmpdir);
+    snprintf(val_path, sizeof val_path, "%s/val.jsonl", tmpdir);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", pool_path, N_POOL);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, N_VAL);
+    tmap_backend_init(true);
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = TMAP_TEST_MODEL;
+    mp.n_ctx = 2048;
+    mp.n_seq = 6;
+    mp.n_batch = 512;
+    mp.n_threads = 2;
+    struct tmap_error err = { 0 };
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    if (tmap_model_load(&mp, &model, &err) || tmap_pool_load(pool_path, &pp, &pool, &err) ||
+        tmap_pool_load(val_path, &pp, &val, &err))
+        return -1;
+    struct tmap_score_params sp = tmap_score_default_params();
+    sp.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_IFD) | (1u << TMAP_IND_STEPS) |
+                    (1u << TMAP_IND_NUMERACY) | (1u << TMAP_IND_LEXICAL);
+    return tmap_score(pool, model, &sp, &scores, &err) ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tmap_scores_free(scores);
+    tmap_pool_free(pool);
+    tmap_pool_free(val);
+    tmap_model_free(model);
+    tmap_backend_free();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_select_counts_and_bytes),
+        cmocka_unit_test(test_learn),
+        cmocka_unit_test(test_run_is_reproducible),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
