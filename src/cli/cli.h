@@ -58,6 +58,7 @@ enum cli_opt_kind {
     CLI_SIZE,   /* size_t, checked against [min, max] */
     CLI_U64,    /* uint64_t */
     CLI_FLOAT,  /* float, checked against [min, max] */
+    CLI_DOUBLE, /* double, checked against [min, max] */
     CLI_CHOICE, /* int: the index of the value in choices */
 };
 
@@ -136,7 +137,7 @@ extern const char *const cli_policy_choices[];
 extern const char *const cli_metric_choices[];
 
 #define CLI_LEARN_OPTIONS(l)                                                                       \
-    { "--ratio", CLI_FLOAT, &(l).learn.ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
+    { "--ratio", CLI_DOUBLE, &(l).learn.ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
     { "--iters", CLI_SIZE, &(l).learn.iters, "N", "proxy evaluations the search may spend (default 30)", 1, 100000, NULL }, \
     { "--search", CLI_CHOICE, &(l).search, "bo|random|grid", "how weights are searched (default bo)", 0, 0, cli_search_choices }, \
     { "--signed", CLI_FLAG, &(l).learn.signed_weights, NULL, "also learn directions (weights on the L1 sphere)", 0, 0, NULL }, \

@@ -13,12 +13,12 @@ int cmd_select(int argc, char **argv)
     cli_data_options_init(&d);
     const char *pool_path = NULL, *scores_path = "scores.csv", *weights_path = "weights.json";
     const char *out = "selected.jsonl", *table = NULL;
-    float ratio = 0.3f;
+    double ratio = 0.3;
     const struct cli_option options[] = {
         { "-d|--data", CLI_STRING, &pool_path, "FILE", "the pool that was scored", 0, 0, NULL },
         { "--scores", CLI_STRING, &scores_path, "CSV", "from tmap score (default scores.csv)", 0, 0, NULL },
         { "--weights", CLI_STRING, &weights_path, "FILE", "from tmap learn (default weights.json)", 0, 0, NULL },
-        { "--ratio", CLI_FLOAT, &ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL },
+        { "--ratio", CLI_DOUBLE, &ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL },
         { "-o|--out", CLI_STRING, &out, "FILE", "selected records (default selected.jsonl)", 0, 0, NULL },
         { "--table", CLI_STRING, &table, "CSV", "also write scores with ranks, combined score, selected flag", 0, 0, NULL },
         CLI_DATA_OPTIONS(d),

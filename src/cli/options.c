@@ -116,7 +116,7 @@ static int parse_number(const struct cli_spec *spec, const char *name, const cha
     double v = strtod(value, &end);
     if (errno || end == value || *end || !isfinite(v))
         return cli_usage_error(spec, "%s: '%s' is not a number", name, value);
-    if (o->kind != CLI_FLOAT && v != floor(v))
+    if (o->kind != CLI_FLOAT && o->kind != CLI_DOUBLE && v != floor(v))
         return cli_usage_error(spec, "%s: '%s' is not a whole number", name, value);
     bool ranged = o->kind != CLI_U64;
     if (ranged && (v < o->min || v > o->max))
@@ -173,6 +173,7 @@ static int set_option(const struct cli_spec *spec, const char *name, const struc
     case CLI_INT:
     case CLI_SIZE:
     case CLI_FLOAT:
+    case CLI_DOUBLE:
         rc = parse_number(spec, name, value, o, &v);
         if (rc >= 0)
             return rc;
@@ -180,6 +181,8 @@ static int set_option(const struct cli_spec *spec, const char *name, const struc
             *(int32_t *)o->target = (int32_t)v;
         else if (o->kind == CLI_SIZE)
             *(size_t *)o->target = (size_t)v;
+        else if (o->kind == CLI_DOUBLE)
+            *(double *)o->target = v;
         else
             *(float *)o->target = (float)v;
         return -1;

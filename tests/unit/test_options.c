@@ -17,6 +17,7 @@ struct parsed {
     struct tmap_model_params mp;
     uint64_t seed;
     float ratio;
+    double share;
     int mode;
     bool json;
     const char *pos[2];
@@ -33,6 +34,7 @@ static int parse(struct parsed *p, int argc, char **argv)
         CLI_MODEL_OPTIONS(p->mp),
         { "--seed", CLI_U64, &p->seed, "S", "seed", 0, 0, NULL },
         { "--ratio", CLI_FLOAT, &p->ratio, "X", "ratio", 0.0, 1.0, NULL },
+        { "--share", CLI_DOUBLE, &p->share, "X", "share", 0.0, 1.0, NULL },
         { "--mode", CLI_CHOICE, &p->mode, "M", "mode", 0, 0, modes },
         { "--json", CLI_FLAG, &p->json, NULL, "json", 0, 0, NULL },
         CLI_OPT_END,
@@ -81,6 +83,9 @@ static void test_values(void **state)
     assert_true(p.seed == UINT64_MAX); /* all 64 bits survive */
     assert_true(p.ratio > 0.2999f && p.ratio < 0.3001f);
     assert_int_equal(p.mode, 1);
+    /* A double option holds the value exactly as strtod reads it. */
+    assert_int_equal(PARSE(&p, "--share", "0.3", "a"), -1);
+    assert_true(p.share == 0.3);
 
     /* "--" ends options: a file may start with '-' */
     assert_int_equal(PARSE(&p, "--", "-odd-name.jsonl"), -1);
