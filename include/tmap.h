@@ -231,10 +231,19 @@ struct tmap_model_info {
 
 void tmap_model_get_info(const struct tmap_model *model, struct tmap_model_info *out);
 
-/* Tokens of text (BOS first when add_bos); *tokens is malloc'd, caller frees. */
+/* Tokens of text (BOS first when add_bos); *tokens is malloc'd, caller frees.
+ * Text that looks like a control token ("</s>", "<|im_start|>") stays text:
+ * data must never inject control tokens. */
 enum tmap_status tmap_model_tokenize(struct tmap_model *model, const char *text, bool add_bos,
                                      int32_t **tokens, int32_t *n_tokens,
                                      struct tmap_error *err);
+
+/* Tokens of a prompt laid out by tmap_model_format_prompt: with the chat
+ * template its control tokens ("<|im_start|>") are read as such, which the
+ * model was trained on; the plain template's text is tokenized as data. */
+enum tmap_status tmap_model_tokenize_prompt(struct tmap_model *model, const char *text,
+                                            enum tmap_template tmpl, int32_t **tokens,
+                                            int32_t *n_tokens, struct tmap_error *err);
 
 enum tmap_template {
     TMAP_TEMPLATE_PLAIN = 0, /* "Query: ...\nAnswer: " */

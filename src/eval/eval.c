@@ -262,7 +262,7 @@ static enum tmap_status prompt_tokens(struct eval_run *r, const struct tmap_samp
     enum tmap_status st = r->tmpl == TMAP_TEMPLATE_CHAT ? layout_chat(r, s, &text, err)
                                                         : layout_plain(r, s, &text, err);
     if (!st)
-        st = tmap_model_tokenize(r->m, text, true, tokens, n, err);
+        st = tmap_model_tokenize_prompt(r->m, text, r->tmpl, tokens, n, err);
     free(text);
     return st;
 }

@@ -142,7 +142,8 @@ enum tmap_status tmap_rater_prompt(const struct tmap_rater *r, const struct tmap
     enum tmap_status st = prompt_text(r, s, what, &text, err);
     if (st)
         return st;
-    st = tmap_model_tokenize(r->judge, text, true, tokens, n_tokens, err);
+    st = tmap_model_tokenize_prompt(r->judge, text, r->chat ? TMAP_TEMPLATE_CHAT : TMAP_TEMPLATE_PLAIN,
+                                    tokens, n_tokens, err);
     free(text);
     if (!st && *n_tokens > r->n_drop + 1)
         *n_tokens -= r->n_drop;

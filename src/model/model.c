@@ -282,8 +282,8 @@ enum tmap_status tmap_model_decode_prefix(struct tmap_model *m, const int32_t *t
 /* Text                                                                     */
 /* ------------------------------------------------------------------------ */
 
-enum tmap_status tmap_model_tokenize(struct tmap_model *m, const char *text, bool add_bos,
-                                     int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
+static enum tmap_status tokenize(struct tmap_model *m, const char *text, bool add_bos, bool special,
+                                 int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
 {
     *tokens   = NULL;
     *n_tokens = 0;
@@ -296,9 +296,7 @@ enum tmap_status tmap_model_tokenize(struct tmap_model *m, const char *text, boo
     int32_t *buf = malloc((size_t)cap * sizeof *buf);
     if (!buf)
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
-    /* parse_special=false: text from a data set must never turn into control
-     * tokens, whatever it contains. */
-    int32_t n = llama_tokenize(m->vocab, text, (int32_t)len, buf, cap, add_bos, false);
+    int32_t n = llama_tokenize(m->vocab, text, (int32_t)len, buf, cap, add_bos, special);
     if (n < 0) {
         free(buf);
         return tmap_fail(err, TMAP_ERR_MODEL, "tokenizer failed on a text of %zu bytes", len);
@@ -306,6 +304,24 @@ enum tmap_status tmap_model_tokenize(struct tmap_model *m, const char *text, boo
     *tokens   = buf;
     *n_tokens = n;
     return TMAP_OK;
+}
+
+enum tmap_status tmap_model_tokenize(struct tmap_model *m, const char *text, bool add_bos,
+                                     int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
+{
+    /* parse_special=false: text from a data set must never turn into control
+     * tokens, whatever it contains. */
+    return tokenize(m, text, add_bos, false, tokens, n_tokens, err);
+}
+
+enum tmap_status tmap_model_tokenize_prompt(struct tmap_model *m, const char *text, enum tmap_template tmpl,
+                                            int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
+{
+    /* A chat template's markers must be the model's control tokens; the
+     * user text inside them is parsed the same way, as llama.cpp's own
+     * server does: the price of using the model's template at all. */
+    bool chat = tmpl == TMAP_TEMPLATE_CHAT && llama_model_chat_template(m->model, NULL) != NULL;
+    return tokenize(m, text, true, chat, tokens, n_tokens, err);
 }
 
 static enum tmap_status format_plain(const struct tmap_sample *s, char **out, struct tmap_error *err)

@@ -498,7 +498,7 @@ static enum tmap_status build_prompts(struct tmap_proxy *px, const struct tmap_p
         char *text = NULL;
         st = layout(px, demos, chosen, k, &px->items[i].s, &text, err);
         if (!st)
-            st = tmap_model_tokenize(px->model, text, true, &pr->tokens[i], &pr->n[i], err);
+            st = tmap_model_tokenize_prompt(px->model, text, px->p.tmpl, &pr->tokens[i], &pr->n[i], err);
         free(text);
     }
     free(chosen);
