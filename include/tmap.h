@@ -238,17 +238,17 @@ enum tmap_status tmap_model_tokenize(struct tmap_model *model, const char *text,
                                      int32_t **tokens, int32_t *n_tokens,
                                      struct tmap_error *err);
 
+enum tmap_template {
+    TMAP_TEMPLATE_PLAIN = 0, /* "Query: ...\nAnswer: " */
+    TMAP_TEMPLATE_CHAT,      /* the model's own chat template */
+};
+
 /* Tokens of a prompt laid out by tmap_model_format_prompt: with the chat
  * template its control tokens ("<|im_start|>") are read as such, which the
  * model was trained on; the plain template's text is tokenized as data. */
 enum tmap_status tmap_model_tokenize_prompt(struct tmap_model *model, const char *text,
                                             enum tmap_template tmpl, int32_t **tokens,
                                             int32_t *n_tokens, struct tmap_error *err);
-
-enum tmap_template {
-    TMAP_TEMPLATE_PLAIN = 0, /* "Query: ...\nAnswer: " */
-    TMAP_TEMPLATE_CHAT,      /* the model's own chat template */
-};
 
 /* The text that precedes the response when the model reads this sample.
  * TMAP_TEMPLATE_CHAT on a model without a chat template falls back to plain
