@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "task/answer.h"
 #include "util/error.h"
+#include "util/random.h"
 #include "util/utf8.h"
 
 #include <jansson.h>
@@ -56,16 +57,6 @@ struct tmap_eval_params tmap_eval_default_params(void)
 /* Bootstrap                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* splitmix64: tiny, seedable with any value, and good enough to draw
- * resampling indices. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int compare_doubles(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -94,7 +85,7 @@ enum tmap_status tmap_bootstrap_mean_ci(const double *values, size_t n, size_t n
     for (size_t b = 0; b < n_resamples; b++) {
         double sum = 0.0;
         for (size_t i = 0; i < n; i++)
-            sum += values[next_random(&state) % n]; /* bias of % is below 1e-15 here */
+            sum += values[tmap_random_next(&state) % n]; /* bias of % is below 1e-15 here */
         means[b] = sum / (double)n;
     }
     qsort(means, n_resamples, sizeof *means, compare_doubles);

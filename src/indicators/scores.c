@@ -4,6 +4,7 @@
  * keyed by sample id.
  */
 #include "indicators/scores.h"
+#include "util/csv.h"
 #include "util/error.h"
 #include "util/grow.h"
 
@@ -113,22 +114,6 @@ static bool column_has_values(const struct tmap_scores *s, size_t col)
     return false;
 }
 
-/* Ids are the user's own text: quote them when CSV needs it. */
-static void write_csv_field(FILE *f, const char *text)
-{
-    if (!strpbrk(text, ",\"\n\r")) {
-        fputs(text, f);
-        return;
-    }
-    fputc('"', f);
-    for (const char *p = text; *p; p++) {
-        if (*p == '"')
-            fputc('"', f);
-        fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 enum tmap_status tmap_scores_write_csv(const struct tmap_scores *s, const struct tmap_pool *pool,
                                        const char *path, struct tmap_error *err)
 {
@@ -148,7 +133,7 @@ enum tmap_status tmap_scores_write_csv(const struct tmap_scores *s, const struct
     for (size_t i = 0; i < s->n_rows; i++) {
         struct tmap_record rec;
         tmap_pool_record(pool, i, &rec);
-        write_csv_field(f, rec.id);
+        tmap_csv_write_field(f, rec.id);
         fprintf(f, ",%zu,", rec.line);
         for (int b = 0; b < 16; b++)
             fprintf(f, "%02x", rec.hash[b]);

@@ -8,6 +8,7 @@
  * into place, so a killed run never leaves a truncated output behind.
  */
 #include "indicators/scores.h"
+#include "util/csv.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -65,20 +66,6 @@ enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct 
     return out_close(&o, err);
 }
 
-static void csv_field(FILE *f, const char *text)
-{
-    if (!strpbrk(text, ",\"\n\r")) {
-        fputs(text, f);
-        return;
-    }
-    fputc('"', f);
-    for (const char *p = text; *p; p++) {
-        if (*p == '"')
-            fputc('"', f);
-        fputc(*p, f);
-    }
-    fputc('"', f);
-}
 
 static void csv_number(FILE *f, double v)
 {
@@ -106,17 +93,17 @@ enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const stru
     for (size_t j = 0; j < w->d; j++) {
         cols[j] = tmap_scores_find_column(s, w->names[j]);
         fputc(',', o.f);
-        csv_field(o.f, w->names[j]);
+        tmap_csv_write_field(o.f, w->names[j]);
     }
     for (size_t j = 0; j < w->d; j++) {
         fputs(",rank_", o.f);
-        csv_field(o.f, w->names[j]);
+        tmap_csv_write_field(o.f, w->names[j]);
     }
     fputs(",combined,selected\n", o.f);
     for (size_t i = 0; i < s->n_rows; i++) {
         struct tmap_record rec;
         tmap_pool_record(pool, i, &rec);
-        csv_field(o.f, rec.id);
+        tmap_csv_write_field(o.f, rec.id);
         for (size_t j = 0; j < w->d; j++)
             csv_number(o.f, cols[j] == SIZE_MAX ? NAN : s->values[cols[j] * s->n_rows + i]);
         for (size_t j = 0; j < w->d; j++)
@@ -137,7 +124,7 @@ enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const c
     fputs("iteration", o.f);
     for (size_t j = 0; j < r->weights.d; j++) {
         fputs(",w_", o.f);
-        csv_field(o.f, r->weights.names[j]);
+        tmap_csv_write_field(o.f, r->weights.names[j]);
     }
     fputs(",proxy,reused,subset_hash,seconds\n", o.f);
     for (size_t i = 0; i < r->n_trace; i++) {

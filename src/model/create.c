@@ -11,6 +11,7 @@
  * the order in which llama.cpp creates tensors.
  */
 #include "util/error.h"
+#include "util/random.h"
 
 #include <ggml-backend.h>
 #include <ggml.h>
@@ -46,27 +47,12 @@ struct tmap_model_create_params tmap_model_create_default_params(void)
 /* Deterministic normal draws                                               */
 /* ------------------------------------------------------------------------ */
 
-/* splitmix64: tiny, well mixed, and ours to keep stable across platforms. */
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1]: never 0, so log() below is finite. */
-static double uniform01(uint64_t *state)
-{
-    return ((double)(splitmix64(state) >> 11) + 1.0) / 9007199254740992.0;
-}
-
 /* Box-Muller, both outputs used. */
 static void fill_normal(float *out, int64_t n, uint64_t *state, float std)
 {
     for (int64_t i = 0; i < n; i += 2) {
-        double r = sqrt(-2.0 * log(uniform01(state)));
-        double t = 6.283185307179586 * uniform01(state);
+        double r = sqrt(-2.0 * log(tmap_random_unit(state)));
+        double t = 6.283185307179586 * tmap_random_unit(state);
         out[i] = (float)(r * cos(t)) * std;
         if (i + 1 < n)
             out[i + 1] = (float)(r * sin(t)) * std;

@@ -21,6 +21,7 @@
 #include "store/store.h"
 #include "task/answer.h"
 #include "util/error.h"
+#include "util/random.h"
 
 #include "tmap.h"
 
@@ -191,14 +192,6 @@ enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_p
 /* Choosing demonstrations                                                  */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* The k highest-scored rows (ties: lower row first), best first; without
  * scores, the first k rows. k is small: selection by repeated scan. */
 static size_t pick_top(const size_t *rows, size_t n, const double *scores, size_t k, size_t *out)
@@ -222,25 +215,6 @@ static size_t pick_top(const size_t *rows, size_t n, const double *scores, size_
         }
         out[j] = rows[best];
     }
-    return k;
-}
-
-static size_t pick_random(const size_t *rows, size_t n, size_t k, uint64_t seed, size_t *out)
-{
-    k = k < n ? k : n;
-    size_t *perm = malloc(n * sizeof *perm);
-    if (!perm)
-        return 0;
-    memcpy(perm, rows, n * sizeof *perm);
-    uint64_t rng = seed;
-    for (size_t i = 0; i < k; i++) {
-        size_t j = i + (size_t)(next_random(&rng) % (n - i));
-        size_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-        out[i] = perm[i];
-    }
-    free(perm);
     return k;
 }
 
@@ -479,7 +453,7 @@ static size_t choose_demos(const struct tmap_proxy *px, size_t q, const size_t *
     size_t k = (size_t)px->p.k;
     switch (px->p.policy) {
     case TMAP_DEMOS_TOP:    return pick_top(rows, n_rows, scores, k, out);
-    case TMAP_DEMOS_RANDOM: return pick_random(rows, n_rows, k, seed, out);
+    case TMAP_DEMOS_RANDOM: return tmap_random_sample(rows, n_rows, k, seed, out);
     case TMAP_DEMOS_KNN:    return pick_knn(px, q, rows, n_rows, k, out);
     }
     return 0;

@@ -13,6 +13,7 @@
  * computed on the fly: n x k per round, never an n x n matrix.
  */
 #include "util/error.h"
+#include "util/random.h"
 
 #include "tmap.h"
 
@@ -40,20 +41,6 @@ void tmap_tiny_free(struct tmap_tiny *t)
     t->n = 0;
 }
 
-/* splitmix64: the seeded stream behind every random choice here. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *state)
-{
-    return (double)(next_random(state) >> 11) / 9007199254740992.0;
-}
-
 static double distance(const float *a, const float *b, int32_t dim)
 {
     double d = 0.0;
@@ -78,7 +65,7 @@ struct clustering {
  * its squared distance from the closest medoid chosen so far. */
 static void seed_medoids(struct clustering *c, uint64_t *rng)
 {
-    c->medoid[0] = (size_t)(next_random(rng) % c->n);
+    c->medoid[0] = (size_t)(tmap_random_next(rng) % c->n);
     for (size_t i = 0; i < c->n; i++)
         c->nearest[i] = distance(c->emb + i * c->dim, c->emb + c->medoid[0] * c->dim, c->dim);
     for (size_t m = 1; m < c->k; m++) {
@@ -87,7 +74,7 @@ static void seed_medoids(struct clustering *c, uint64_t *rng)
             total += c->nearest[i] * c->nearest[i];
         size_t pick = 0;
         if (total > 0.0) {
-            double target = uniform01(rng) * total, run = 0.0;
+            double target = tmap_random_unit(rng) * total, run = 0.0;
             for (pick = 0; pick + 1 < c->n; pick++) {
                 run += c->nearest[pick] * c->nearest[pick];
                 if (run > target)
@@ -181,25 +168,6 @@ out:
 
 /* ---- modes --------------------------------------------------------------- */
 
-/* A seeded partial Fisher-Yates shuffle: the first k of a permutation. */
-static void random_rows(size_t n, size_t k, uint64_t seed, size_t *out)
-{
-    size_t *perm = malloc(n * sizeof *perm);
-    if (!perm)
-        return;
-    for (size_t i = 0; i < n; i++)
-        perm[i] = i;
-    uint64_t rng = seed;
-    for (size_t i = 0; i < k; i++) {
-        size_t j = i + (size_t)(next_random(&rng) % (n - i));
-        size_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-        out[i] = perm[i];
-    }
-    free(perm);
-}
-
 /* Anchors in row order, so the tiny file reads like the validation file. */
 static void sort_by_row(struct tmap_tiny *t)
 {
@@ -234,7 +202,13 @@ enum tmap_status tmap_tiny_select(const struct tmap_pool *val, struct tmap_model
     enum tmap_status st = TMAP_OK;
     if (p->mode == TMAP_TINY_RANDOM || out->n == n) {
         /* Random mode, or the whole set asked for: equal weights. */
-        random_rows(n, out->n, p->seed, out->rows);
+        size_t *all = malloc(n * sizeof *all);
+        for (size_t i = 0; all && i < n; i++)
+            all[i] = i;
+        bool drawn = all && tmap_random_sample(all, n, out->n, p->seed, out->rows) == out->n;
+        free(all);
+        if (!drawn)
+            st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory drawing %zu of %zu items", out->n, n);
         for (size_t i = 0; i < out->n; i++)
             out->weights[i] = 1.0 / (double)out->n;
     } else {

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/random.h"
 
 /* OpenBLAS's own controls (its cblas.h would clash with GSL's gsl_cblas.h).
  * A fit's matrices are tens to hundreds of rows: BLAS threads only add
@@ -266,16 +267,6 @@ static void cb_fdf(const gsl_vector *t, void *p, double *f, gsl_vector *g)
 
 /* ---- fitting ------------------------------------------------------------ */
 
-/* splitmix64, for the random starts: a fixed generator, so a seed gives the
- * same fit on every platform. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
 /* Start 0 is a neutral guess (lengthscale half the spread of the inputs,
  * signal variance 1, noise 1% of var(y)); the others are uniform in the box
  * (within its inner 90%, where the logistic map is not flat). */
@@ -289,7 +280,7 @@ static void start_point(const struct fit_work *w, size_t start, double spread, u
         return;
     }
     for (size_t k = 0; k < N_HYPER; k++) {
-        double z = 0.05 + 0.9 * (double)(next_random(rng) >> 11) * 0x1.0p-53;
+        double z = 0.05 + 0.9 * (double)(tmap_random_next(rng) >> 11) * 0x1.0p-53;
         gsl_vector_set(t, k, log(z / (1.0 - z)));
     }
 }

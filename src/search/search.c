@@ -31,6 +31,7 @@
 
 #include "search/gp.h"
 #include "util/error.h"
+#include "util/random.h"
 #include "util/grow.h"
 
 #define N_REFINED      5    /* best points that get local perturbations */
@@ -51,25 +52,11 @@ struct run {
 
 /* ---- randomness --------------------------------------------------------- */
 
-static uint64_t next_u64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1]: never 0, so its log is finite. */
-static double uniform(uint64_t *state)
-{
-    return ((double)(next_u64(state) >> 11) + 1.0) * 0x1.0p-53;
-}
-
 /* Box-Muller; the second variate is dropped to keep the stream simple. */
 static double normal(uint64_t *state)
 {
-    double r = sqrt(-2.0 * log(uniform(state)));
-    return r * cos(2.0 * M_PI * uniform(state));
+    double r = sqrt(-2.0 * log(tmap_random_unit(state)));
+    return r * cos(2.0 * M_PI * tmap_random_unit(state));
 }
 
 /* Dirichlet(1) is uniform on the simplex: normalised exponentials. Signed
@@ -78,12 +65,12 @@ static void random_point(struct run *r, double *w)
 {
     double sum = 0.0;
     for (size_t k = 0; k < r->d; k++) {
-        w[k] = -log(uniform(&r->rng));
+        w[k] = -log(tmap_random_unit(&r->rng));
         sum += w[k];
     }
     for (size_t k = 0; k < r->d; k++) {
         w[k] /= sum;
-        if (r->p.signed_weights && (next_u64(&r->rng) & 1))
+        if (r->p.signed_weights && (tmap_random_next(&r->rng) & 1))
             w[k] = -w[k];
     }
 }
@@ -304,7 +291,7 @@ static enum tmap_status fit_gp(struct run *r, struct tmap_gp **gp, struct tmap_e
             y[i] = r->res.trace[i].value;
         }
         uint64_t seed = r->p.seed ^ (0x6770u + n);
-        st = tmap_gp_fit(x, y, n, d, next_u64(&seed), gp, err);
+        st = tmap_gp_fit(x, y, n, d, tmap_random_next(&seed), gp, err);
     }
     free(x);
     free(y);
