@@ -36,6 +36,6 @@ step "the model" "$tmap" info -m "$model"
 step "the pool: GSM8K train, first ${DEMO_POOL:-1000} records" "$tmap" data stats "$pool" -m "$model"
 step "the main job: score, tiny set, learn the weights, select 30%, report" \
     "$tmap" run -m "$model" -d "$pool" --val "$val" --out "$build/demo/out" \
-    --ratio 0.3 -n 40 --iters 20 -k 4 --draws 1 -c 1024 --seed 42 --quiet
+    --ratio 0.3 -n 40 --iters 20 -k 4 --draws 1 --seed 42 --quiet
 echo
 echo "demo done; open $build/demo/out/report.html"

@@ -459,6 +459,46 @@ static size_t choose_demos(const struct tmap_proxy *px, size_t q, const size_t *
     return 0;
 }
 
+/* Context an item needs after its prompt: its answer, its longest choice,
+ * or (generation) a share of the token budget. */
+static int32_t room_after_prompt(const struct tmap_proxy *px, size_t i)
+{
+    const struct tiny_item *it = &px->items[i];
+    if (px->p.metric == TMAP_METRIC_ACCURACY)
+        return px->p.max_tokens < 64 ? px->p.max_tokens : 64;
+    if (px->p.metric == TMAP_METRIC_MC) {
+        int32_t most = 0;
+        for (size_t c = 0; c < it->s.n_choices; c++)
+            most = it->n_choice[c] > most ? it->n_choice[c] : most;
+        return most;
+    }
+    return it->n_answer;
+}
+
+/* Item i's prompt with the first k of the chosen demonstrations; when it
+ * does not fit the context, the last demonstrations are left out until it
+ * does (k demonstrations of a long-answer pool can outgrow -c). The other
+ * items keep theirs: the shared prefix then simply ends earlier. */
+static enum tmap_status fitting_prompt(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *chosen,
+                                       size_t k, size_t i, int32_t **tokens, int32_t *n, struct tmap_error *err)
+{
+    struct tmap_model_info info;
+    tmap_model_get_info(px->model, &info);
+    int32_t limit = info.n_ctx - room_after_prompt(px, i);
+    for (;;) {
+        char *text = NULL;
+        enum tmap_status st = layout(px, demos, chosen, k, &px->items[i].s, &text, err);
+        if (!st)
+            st = tmap_model_tokenize_prompt(px->model, text, px->p.tmpl, tokens, n, err);
+        free(text);
+        if (st || *n <= limit || k == 0)
+            return st;
+        free(*tokens);
+        *tokens = NULL;
+        k--;
+    }
+}
+
 static enum tmap_status build_prompts(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                       size_t n_rows, const double *scores, uint64_t seed, struct prompts *pr,
                                       struct tmap_error *err)
@@ -469,11 +509,7 @@ static enum tmap_status build_prompts(struct tmap_proxy *px, const struct tmap_p
     enum tmap_status st = pr->tokens && pr->n && chosen ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < px->n && !st; i++) {
         size_t k = choose_demos(px, i, rows, n_rows, scores, seed, chosen);
-        char *text = NULL;
-        st = layout(px, demos, chosen, k, &px->items[i].s, &text, err);
-        if (!st)
-            st = tmap_model_tokenize_prompt(px->model, text, px->p.tmpl, &pr->tokens[i], &pr->n[i], err);
-        free(text);
+        st = fitting_prompt(px, demos, chosen, k, i, &pr->tokens[i], &pr->n[i], err);
     }
     free(chosen);
     bool share = px->p.share_prefix && px->p.policy != TMAP_DEMOS_KNN;

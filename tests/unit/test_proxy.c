@@ -298,6 +298,37 @@ static void test_memo(void **state)
     tmap_pool_free(tiny);
 }
 
+static void test_demos_trimmed_to_fit(void **state)
+{
+    (void)state;
+    /* Eight GSM8K demonstrations need ~1,500 tokens: in a 512-token context
+     * the proxy leaves out demonstrations instead of failing. */
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = TMAP_TEST_MODEL;
+    mp.n_ctx = 512;
+    mp.n_seq = 4;
+    mp.n_threads = 2;
+    struct tmap_model *small;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_load(&mp, &small, &err), TMAP_OK);
+    struct tmap_pool *tiny = tiny_pool(3);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.k = 8;
+    struct tmap_proxy *px;
+    assert_int_equal(tmap_proxy_create(small, tiny, NULL, &p, &px, &err), TMAP_OK);
+    size_t rows[N_DEMOS];
+    all_rows(rows, N_DEMOS);
+    double v;
+    struct tmap_proxy_stats st;
+    if (tmap_proxy_eval(px, demos, rows, N_DEMOS, NULL, &v, &st, &err))
+        fail_msg("%s", err.message);
+    assert_true(isfinite(v) && v < 0);
+    assert_int_equal(st.n_skipped, 0);
+    tmap_proxy_free(px);
+    tmap_pool_free(tiny);
+    tmap_model_free(small);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -367,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_top_by_hand),
         cmocka_unit_test(test_knn_by_hand),
         cmocka_unit_test(test_memo),
+        cmocka_unit_test(test_demos_trimmed_to_fit),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
