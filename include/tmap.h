@@ -632,6 +632,14 @@ enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_sco
                              struct tmap_selection *out, struct tmap_error *err);
 void tmap_selection_free(struct tmap_selection *s);
 
+/* Deita's diversity filter over a selection (DESIGN.md section 3): walk the
+ * pool by descending combined score and keep a sample unless its cosine
+ * similarity to an already kept one exceeds threshold, until as many as
+ * before are kept (or the pool runs out). emb: n_rows x dim, unit rows. */
+enum tmap_status tmap_selection_diversify(const struct tmap_pool *pool, struct tmap_selection *sel,
+                                          const float *emb, int32_t dim, double threshold,
+                                          struct tmap_error *err);
+
 /* Outputs (DESIGN.md section 7). selected.jsonl: the records byte for byte;
  * scores.csv: id, raw values, ranks, combined score, selected flag;
  * weights.json; trace.csv. */
@@ -659,6 +667,7 @@ struct tmap_run_params {
     struct tmap_score_params score;
     struct tmap_tiny_params  tiny;
     struct tmap_learn_params learn;
+    double                   diversity_threshold; /* > 0: apply the diversity filter */
 };
 
 struct tmap_run_params tmap_run_default_params(void);

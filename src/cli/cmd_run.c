@@ -55,6 +55,7 @@ int cmd_run(int argc, char **argv)
         { "--indicators", CLI_STRING, &indicators, "LIST", "indicators to score and weigh (default all)", 0, 0, NULL },
         { "-n|--tiny-items", CLI_SIZE, &p.tiny.n, "N", "anchors in the tiny set (default 100)", 1, 1e6, NULL },
         { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tiny_modes },
+        { "--diverse", CLI_DOUBLE, &p.diversity_threshold, "SIM", "drop a sample more similar than SIM (cosine) to a kept one", 0, 1, NULL },
         CLI_LEARN_OPTIONS(l),
         CLI_DATA_OPTIONS(d),
         CLI_OPT_END,

@@ -201,6 +201,22 @@ enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_sco
     return st;
 }
 
+enum tmap_status tmap_selection_diversify(const struct tmap_pool *pool, struct tmap_selection *sel,
+                                          const float *emb, int32_t dim, double threshold, struct tmap_error *err)
+{
+    if (!(threshold > -1.0 && threshold <= 1.0))
+        return tmap_fail(err, TMAP_ERR_USAGE, "similarity threshold %g must be in (-1, 1]", threshold);
+    uint32_t *order = id_order(pool);
+    if (!order)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the diversity filter");
+    sel->n = tmap_select_diverse(sel->combined, order, sel->n_rows, emb, dim, threshold, sel->n, sel->rows);
+    free(order);
+    memset(sel->selected, 0, sel->n_rows * sizeof *sel->selected);
+    for (size_t i = 0; i < sel->n; i++)
+        sel->selected[sel->rows[i]] = true;
+    return TMAP_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The search                                                               */
 /* ------------------------------------------------------------------------ */

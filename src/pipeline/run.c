@@ -170,6 +170,18 @@ static enum tmap_status learn_weights(struct run_state *r, struct tmap_run_summa
     return st;
 }
 
+/* The embeddings come from the store (scoring kept them): no model work. */
+static enum tmap_status diversify(struct run_state *r, struct tmap_error *err)
+{
+    float *emb = NULL;
+    int32_t dim = 0;
+    enum tmap_status st = tmap_embed_pool(r->pool, r->model, r->store, &emb, NULL, &dim, err);
+    if (!st)
+        st = tmap_selection_diversify(r->pool, &r->sel, emb, dim, r->p->diversity_threshold, err);
+    free(emb);
+    return st;
+}
+
 static enum tmap_status write_report(struct run_state *r, struct tmap_error *err)
 {
     const struct tmap_weights *w = &r->learned.weights;
@@ -279,6 +291,8 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
         st = learn_weights(&r, out, err);
     if (!st)
         st = tmap_select(r.pool, r.scores, &r.learned.weights, p->learn.ratio, &r.sel, err);
+    if (!st && p->diversity_threshold > 0.0)
+        st = diversify(&r, err);
     if (!st)
         st = write_outputs(&r, err);
     if (!st) {

@@ -49,6 +49,12 @@ expect_out "ETA"
 run "$TMAP" score "${common[@]}" --indicators loss -o notty.csv
 expect_true test "$(grep -c ETA "$WORK/.err")" -eq 0
 
+check "--judge and --embed-model load other models"
+run "$TMAP" score "${common[@]}" --indicators quality,diversity -o plain.csv
+run "$TMAP" score "${common[@]}" --indicators quality,diversity --judge "$MODEL" --embed-model "$MODEL" -o judged.csv
+expect_status 0
+expect_true cmp -s plain.csv judged.csv  # the same GGUF as judge and embedder: the same values
+
 check "relevance without --val says so"
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators relevance,steps -o r.csv
 expect_status 0

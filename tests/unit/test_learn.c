@@ -100,6 +100,36 @@ static void test_select_counts_and_bytes(void **state)
     tmap_weights_free(&w);
 }
 
+static void test_diversity_filter(void **state)
+{
+    (void)state;
+    struct tmap_weights w;
+    struct tmap_selection sel;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_weights_uniform(scores, &w, &err), TMAP_OK);
+    assert_int_equal(tmap_select(pool, scores, &w, 0.3, &sel, &err), TMAP_OK);
+    /* Four orthogonal directions: row i points along axis i % 4, so at a
+     * threshold of 0.5 only one row per direction can be kept. */
+    float emb[N_POOL * 4] = { 0 };
+    for (size_t i = 0; i < N_POOL; i++)
+        emb[i * 4 + i % 4] = 1.0f;
+    size_t best = 0;
+    for (size_t i = 1; i < N_POOL; i++)
+        if (sel.combined[i] > sel.combined[best])
+            best = i;
+    assert_int_equal(tmap_selection_diversify(pool, &sel, emb, 4, 0.5, &err), TMAP_OK);
+    assert_int_equal(sel.n, 4);
+    bool seen[4] = { 0 };
+    for (size_t i = 0; i < sel.n; i++) {
+        assert_false(seen[sel.rows[i] % 4]);
+        seen[sel.rows[i] % 4] = true;
+    }
+    assert_true(sel.selected[best]); /* the walk starts at the best sample */
+    assert_int_equal(tmap_selection_diversify(pool, &sel, emb, 4, 1.5, &err), TMAP_ERR_USAGE);
+    tmap_selection_free(&sel);
+    tmap_weights_free(&w);
+}
+
 static struct tmap_learn_result learn_once(uint64_t seed, size_t iters)
 {
     struct tmap_pool_params pp = tmap_pool_default_params();
@@ -273,6 +303,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select_counts_and_bytes),
+        cmocka_unit_test(test_diversity_filter),
         cmocka_unit_test(test_learn),
         cmocka_unit_test(test_run_is_reproducible),
     };
