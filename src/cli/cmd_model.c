@@ -66,6 +66,7 @@ int cmd_model(int argc, char **argv)
 {
     static const struct cli_subcommand subs[] = {
         { "create", model_create, "write a small random-init Llama GGUF" },
+        { "pretrain", cmd_model_pretrain, "create a small Llama and train it on data (the GSM8K base model)" },
     };
     return cli_run_subcommand("model", subs, sizeof subs / sizeof subs[0], argc, argv);
 }

@@ -1,0 +1,115 @@
+/*
+ * finetune.h - what the training modules share inside the library.
+ *
+ * finetune.c runs the training (llama_opt_init / llama_opt_epoch) and owns
+ * the schedule; corpus.c turns a pool into token sequences, the held-out
+ * split and the packed windows llama_opt_epoch reads; layers.c parses
+ * --train-layers; checkpoint.c writes models and the resume sidecar.
+ */
+#ifndef TMAP_TRAIN_FINETUNE_H
+#define TMAP_TRAIN_FINETUNE_H
+
+#include "tmap.h"
+
+#include <llama.h>
+
+/* ---- corpus.c ----------------------------------------------------------- */
+
+/* One record as the model reads it: prompt tokens (BOS first), response
+ * tokens, EOS. The EOS is trained but never scored (scoring stops at the
+ * response's last token). */
+struct ft_seq {
+    int32_t *tokens;
+    int32_t  n_prompt;
+    int32_t  n_response;
+    int32_t  n_tokens; /* prompt + response + EOS */
+};
+
+struct ft_corpus {
+    struct ft_seq *seqs;
+    size_t         n;
+    int64_t        n_tokens;
+};
+
+/* Tokenizes the records idx[0..n) of pool. */
+enum tmap_status ft_corpus_build(struct tmap_model *m, const struct tmap_pool *pool,
+                                 const size_t *idx, size_t n, struct ft_corpus *out,
+                                 struct tmap_error *err);
+void ft_corpus_free(struct ft_corpus *c);
+
+/* Splits records 0..n-1 into training and held-out ones: a seeded shuffle
+ * takes round(n * val_split) held-out records (at least one when val_split
+ * > 0 and n >= 2, never all); both lists come back in file order. */
+enum tmap_status ft_split(size_t n, float val_split, uint64_t seed, size_t **train, size_t *n_train,
+                          size_t **val, size_t *n_val, struct tmap_error *err);
+
+/* The order of the training records in an epoch, a function of (seed,
+ * epoch) alone so that a resumed run sees the order it would have seen. */
+size_t *ft_epoch_order(size_t n, uint64_t seed, int32_t epoch);
+
+/* Whole windows of n_ctx inputs the corpus packs into (each needs one more
+ * token as the last label). */
+int64_t ft_n_windows(const struct ft_corpus *c, int32_t n_ctx);
+
+/* Writes n_windows windows: the records in `order` (NULL = as stored)
+ * concatenated, inputs to data and the next tokens to labels, n_ctx each. */
+void ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int64_t n_windows,
+             int32_t *data, int32_t *labels);
+
+/* xxh3-128 over every record's content hash, as 32 hex digits: the same
+ * data gives the same value whatever the file is called. */
+void ft_pool_fingerprint(const struct tmap_pool *pool, char out[33]);
+
+/* ---- layers.c ----------------------------------------------------------- */
+
+struct ft_layers;
+
+/* Parses a --train-layers spec (see tmap.h); NULL or "" selects all. */
+enum tmap_status ft_layers_parse(const char *spec, struct ft_layers **out, struct tmap_error *err);
+bool ft_layers_match(const struct ft_layers *l, const char *tensor_name);
+void ft_layers_free(struct ft_layers *l);
+
+/* ---- checkpoint.c ------------------------------------------------------- */
+
+/* What llama.cpp's saver drops or changes and a saved model must keep. */
+struct ft_model_meta {
+    uint32_t    n_ctx_train;   /* llama_opt_init overwrites it with the window */
+    const char *chat_template; /* the saver does not write it; NULL = none */
+    int32_t     epochs;        /* recorded as tmap.finetune.epochs */
+};
+
+/* Fails early, naming path, when path cannot be created. */
+enum tmap_status ft_probe_writable(const char *path, struct tmap_error *err);
+
+/* Writes the model to path (atomically: beside it, then renamed). */
+enum tmap_status ft_save_model(struct llama_model *model, const char *path,
+                               const struct ft_model_meta *meta, struct tmap_error *err);
+
+/* STEM.ckpt-epochN.gguf and STEM.ckpt.json for an OUT path. */
+void ft_checkpoint_path(const char *out_path, int32_t epoch, char *buf, size_t size);
+void ft_sidecar_path(const char *out_path, char *buf, size_t size);
+
+/* What the sidecar records: enough to resume, and to refuse a resume whose
+ * data or split would differ. */
+struct ft_state {
+    int32_t  epoch;              /* epochs done */
+    int64_t  step;               /* optimiser steps done */
+    char     checkpoint[4200];   /* the checkpoint GGUF of that epoch */
+    char     base_model[4096];   /* realpath of the model training began from */
+    char     data_fingerprint[33];
+    size_t   n_records;
+    uint64_t seed;
+    float    val_split;
+    int32_t  n_ctx;
+    float    lr;
+    int32_t  n_epochs;
+    char     train_layers[256];
+    struct tmap_finetune_epoch *history; /* one per epoch done, malloc'd */
+    size_t   n_history;
+};
+
+enum tmap_status ft_state_write(const char *path, const struct ft_state *s, struct tmap_error *err);
+enum tmap_status ft_state_read(const char *path, struct ft_state *s, struct tmap_error *err);
+void ft_state_free(struct ft_state *s);
+
+#endif

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# tmap finetune and tmap model pretrain end to end on a 32-wide, 1-layer
+# model and 40 GSM8K records: epoch lines, checkpoints, resume, the same
+# bytes from the same command, and the errors.
+. "$(dirname "$0")/lib.sh"
+
+head -n 40 "$SRC/data/gsm8k/train.jsonl" > d40.jsonl
+head -n 10 "$SRC/data/gsm8k/test.jsonl" > t10.jsonl
+head -n 20 d40.jsonl > d20.jsonl
+"$TMAP" model create --quiet --out base.gguf --n-embd 32 --n-layer 1 --seed 3
+
+check "finetune writes the model, a checkpoint and epoch lines"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out ft.gguf --epochs 2 --lr 1e-2 -c 256 --val-split 0.2 \
+    --eval t10.jsonl -t 2
+expect_status 0
+expect_out "epoch     train       val  val_resp eval_resp"
+expect_true grep -qE '^    0         -   10\.[0-9]{4}   10\.[0-9]{4}   10\.[0-9]{4}' .out
+expect_true grep -qE '^    2 ' .out
+expect_err "trained 32 tensors on 32 records"
+expect_err "8 held out"
+expect_err "wrote ft.gguf"
+expect_true test -s ft.gguf
+expect_true test -s ft.ckpt-epoch2.gguf
+expect_true test ! -e ft.ckpt-epoch1.gguf
+expect_true grep -q '"epoch": 2' ft.ckpt.json
+# Not a terminal: no progress line, nothing but the summary on stderr.
+expect_true test "$(wc -l < .err)" -eq 1
+
+check "training lowers the loss, by the printed numbers"
+e0=$(awk '$1 == 0 { print $4 }' .out)
+e2=$(awk '$1 == 2 { print $4 }' .out)
+t1=$(awk '$1 == 1 { print $2 }' .out)
+t2=$(awk '$1 == 2 { print $2 }' .out)
+expect_true awk -v a="$e0" -v b="$e2" 'BEGIN { exit !(b < a - 3) }'
+expect_true awk -v a="$t1" -v b="$t2" 'BEGIN { exit !(b < a) }'
+run "$TMAP" info -m ft.gguf
+expect_out "context        2048 tokens (trained)"
+
+check "resume goes on from the checkpoint"
+run "$TMAP" finetune -q -m base.gguf -d d40.jsonl --out ft.gguf --epochs 3 --lr 1e-2 -c 256 --val-split 0.2 \
+    --eval t10.jsonl -t 2 --resume
+expect_status 0
+expect_no_err
+r2=$(awk '$1 == 2 { print $4 }' .out)
+expect_true test "$r2" = "$e2"          # epoch 2 as the checkpoint left it
+expect_true grep -qE '^    3 ' .out
+expect_true test "$(grep -cE '^ +[0-9]+ ' .out)" -eq 2
+run "$TMAP" finetune -q -m base.gguf -d d40.jsonl --out ft.gguf --epochs 3 --lr 1e-2 -c 256 --val-split 0.2 -t 2 --resume
+expect_status 1
+expect_err "ft.ckpt.json: the checkpoint has done 3 epochs; --epochs 3 leaves nothing to do"
+
+check "pretrain gives the same bytes for the same command"
+run "$TMAP" model pretrain -q -d d20.jsonl --out p1.gguf --n-embd 32 --n-layer 1 -c 256 --epochs 1 -t 2
+expect_status 0
+expect_true test -s p1.init.gguf
+run "$TMAP" model pretrain -q -d d20.jsonl --out p2.gguf --n-embd 32 --n-layer 1 -c 256 --epochs 1 -t 1
+expect_status 0
+expect_true cmp -s p1.gguf p2.gguf
+
+check "finetune errors"
+run "$TMAP" finetune -m base.gguf -d missing.jsonl --out x.gguf
+expect_status 3
+expect_err "missing.jsonl: cannot open"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out x.gguf --epochs 0
+expect_status 1
+expect_err "--epochs 0: must be at least 1"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out /nonexistent/dir/x.gguf
+expect_status 3
+expect_err "/nonexistent/dir/x.gguf: cannot write"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out x.gguf --train-layers 'attn,bogus'
+expect_status 1
+expect_err "--train-layers 'attn,bogus': 'bogus' matches no tensor of base.gguf"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out x.gguf --train-layers '1-0'
+expect_status 1
+expect_err "range '1-0' runs backwards"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out x.gguf -c 300
+expect_status 1
+expect_err "-c 300: the training window must be a multiple of 256"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out x.gguf --val-split 2
+expect_status 1
+expect_err "--val-split 2: must be in [0, 0.9]"
+run "$TMAP" finetune -d d40.jsonl --out x.gguf
+expect_status 1
+expect_err "no model given"
+run "$TMAP" finetune -m base.gguf --out x.gguf
+expect_status 1
+expect_err "no training data given (-d FILE)"
+run "$TMAP" finetune -m base.gguf -d d40.jsonl --out new.gguf --resume
+expect_status 3
+expect_err "new.ckpt.json: no checkpoint to resume from"
+expect_true test ! -e x.gguf
+
+check "pretrain errors"
+run "$TMAP" model pretrain --out p.gguf
+expect_status 1
+expect_err "no training data given (-d FILE)"
+run "$TMAP" model pretrain -d d40.jsonl --out /nonexistent/dir/p.gguf
+expect_status 3
+expect_err "/nonexistent/dir/p.init.gguf: cannot write"
+
+finish

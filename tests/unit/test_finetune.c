@@ -1,0 +1,485 @@
+/*
+ * test_finetune.c - training on a created 32-wide, 1-layer model and a few
+ * dozen GSM8K records: the loss falls (by numbers), the written GGUF loads
+ * and scores what training measured, resume goes on from the checkpoint,
+ * --train-layers trains only what it names, and bad inputs fail with the
+ * right status and a message naming the value at fault. Also: the recorded
+ * base model (build/models/gsm8k-base.gguf, when it exists) tells real
+ * GSM8K answers from shuffled ones.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tmap.h"
+
+#include <gguf.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+static char model_path[512]; /* the created model every test trains */
+static char data_path[512];  /* the first 40 GSM8K training records */
+static char eval_path[512];  /* the first 10 GSM8K test records */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void tmp_path(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", tmpdir, name);
+}
+
+/* The first n lines of a GSM8K file ("train" or "test"). */
+static int write_records(const char *path, const char *split, int n)
+{
+    char from[512];
+    snprintf(from, sizeof from, "%s/data/gsm8k/%s.jsonl", TMAP_SOURCE_DIR, split);
+    FILE *in = fopen(from, "r");
+    FILE *out = fopen(path, "w");
+    if (!in || !out)
+        return -1;
+    char line[1 << 14];
+    for (int i = 0; i < n && fgets(line, sizeof line, in); i++)
+        fputs(line, out);
+    fclose(in);
+    return fclose(out);
+}
+
+static struct tmap_pool *load_pool(const char *path)
+{
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    struct tmap_pool *pool = NULL;
+    struct tmap_error err = { 0 };
+    if (tmap_pool_load(path, &pp, &pool, &err))
+        fail_msg("pool %s: %s", path, err.message);
+    return pool;
+}
+
+/* The settings every test starts from: small enough for about a second an
+ * epoch on 2 cores. */
+static struct tmap_finetune_params params(const char *out)
+{
+    struct tmap_finetune_params p = tmap_finetune_default_params();
+    p.model.path = model_path;
+    p.model.n_ctx = 256;
+    p.model.n_threads = 2;
+    p.out_path = out;
+    p.lr = 1e-2f;
+    p.val_split = 0.2f;
+    p.seed = 11;
+    return p;
+}
+
+/* Collects the epoch lines a run reports. */
+struct epochs {
+    struct tmap_finetune_epoch e[16];
+    int n;
+    int64_t n_step_reports;
+};
+
+static void collect(const struct tmap_finetune_progress *p, void *user_data)
+{
+    struct epochs *ep = user_data;
+    if (!p->epoch_done) {
+        ep->n_step_reports++;
+        return;
+    }
+    if (ep->n < 16)
+        ep->e[ep->n++] = *p->epoch_done;
+}
+
+static struct tmap_finetune_result train_ok(const struct tmap_pool *pool, struct tmap_finetune_params *p,
+                                            struct epochs *ep)
+{
+    struct tmap_finetune_result r;
+    struct tmap_error err = { 0 };
+    p->progress = collect;
+    p->progress_user_data = ep;
+    if (tmap_finetune(pool, p, &r, &err))
+        fail_msg("finetune failed: %s", err.message);
+    return r;
+}
+
+/* Mean response loss of a pool's records under the model at path, as
+ * tmap_model_logprob scores them; with `shift`, record i's response is
+ * scored after record i+shift's prompt (answers shuffled). */
+static double scored_loss(const char *path, int32_t n_ctx, const struct tmap_pool *pool, size_t n,
+                          size_t shift)
+{
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = path;
+    mp.n_ctx = n_ctx;
+    mp.n_threads = 2;
+    struct tmap_model *m;
+    struct tmap_error err = { 0 };
+    if (tmap_model_load(&mp, &m, &err))
+        fail_msg("load %s: %s", path, err.message);
+    struct tmap_logprob_request *req = calloc(n, sizeof *req);
+    struct tmap_logprob_result *res = calloc(n, sizeof *res);
+    int32_t **bufs = calloc(2 * n, sizeof *bufs);
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_sample q, a;
+        char *prompt;
+        size_t qi = (i + shift) % n, ai = i;
+        assert_int_equal(tmap_pool_sample(pool, qi, &q, &err), TMAP_OK);
+        assert_int_equal(tmap_pool_sample(pool, ai, &a, &err), TMAP_OK);
+        assert_int_equal(tmap_model_format_prompt(m, &q, TMAP_TEMPLATE_PLAIN, &prompt, NULL, &err), TMAP_OK);
+        assert_int_equal(tmap_model_tokenize(m, prompt, true, &bufs[2 * i], &req[i].n_prompt, &err), TMAP_OK);
+        assert_int_equal(tmap_model_tokenize(m, a.response, false, &bufs[2 * i + 1], &req[i].n_response, &err),
+                         TMAP_OK);
+        req[i].prompt = bufs[2 * i];
+        req[i].response = bufs[2 * i + 1];
+        free(prompt);
+        tmap_sample_clear(&q);
+        tmap_sample_clear(&a);
+    }
+    assert_int_equal(tmap_model_logprob(m, req, n, res, &err), TMAP_OK);
+    double sum = 0;
+    int64_t tokens = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum -= res[i].sum_logprob;
+        tokens += res[i].n_tokens;
+    }
+    for (size_t i = 0; i < 2 * n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(req);
+    free(res);
+    tmap_model_free(m);
+    return sum / (double)tokens;
+}
+
+/* ---- training ----------------------------------------------------------- */
+
+static void test_loss_falls_and_model_scores(void **state)
+{
+    (void)state;
+    char out[512];
+    tmp_path(out, sizeof out, "loss.gguf");
+    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_finetune_params p = params(out);
+    p.n_epochs = 2;
+    struct tmap_pool *eval = load_pool(eval_path);
+    p.eval_pool = eval;
+    struct epochs ep = { 0 };
+    struct tmap_finetune_result r = train_ok(pool, &p, &ep);
+
+    assert_int_equal(r.n_train_records, 32);
+    assert_int_equal(r.n_val_records, 8);
+    assert_int_equal(r.first_epoch, 1);
+    assert_int_equal(r.n_trained_tensors, 32); /* all 34 but token_embd and rope_freqs */
+    assert_int_equal(ep.n, 3);                 /* before training, then 2 epochs */
+    assert_true(ep.n_step_reports >= 2 * r.n_train_windows);
+
+    /* A random model starts near log(32000) = 10.37 nats per token. */
+    assert_true(fabs(r.before.val_response_loss - log(32000.0)) < 0.1);
+    assert_true(fabs(r.before.val_loss - log(32000.0)) < 0.1);
+    assert_true(isnan(r.before.train_loss));
+    /* Training loss falls epoch over epoch, and far below the start. */
+    double t1 = ep.e[1].train_loss, t2 = ep.e[2].train_loss;
+    if (!(t1 < 9.0 && t2 < t1 - 0.5))
+        fail_msg("train losses %.4f %.4f", t1, t2);
+    assert_true(r.last.val_response_loss < r.before.val_response_loss - 3.0);
+    assert_true(r.last.val_loss < r.before.val_loss - 1.0); /* prompts included: less to learn */
+    assert_true(r.last.eval_response_loss < r.before.eval_response_loss - 3.0);
+    assert_int_equal(r.last.n_steps, r.n_train_windows);
+    assert_int_equal(r.last.n_tokens, r.n_train_windows * 256);
+    /* The schedule ends at lr * lr_min. */
+    assert_true(fabs(r.last.lr - 1e-3) < 1e-6);
+
+    /* The file holds the trained weights: scored again it gives the loss
+     * training reported (the same scoring path and its 256-token context,
+     * which drops the prompt's start on the longest records)... */
+    double again = scored_loss(out, 256, eval, tmap_pool_size(eval), 0);
+    if (fabs(again - r.last.eval_response_loss) > 1e-3)
+        fail_msg("written model scores %.5f, training reported %.5f", again, r.last.eval_response_loss);
+    /* ...and keeps the base model's context (llama_opt_init had set it to
+     * the window). */
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = out;
+    mp.n_ctx = 256;
+    struct tmap_model *m;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_load(&mp, &m, &err), TMAP_OK);
+    struct tmap_model_info info;
+    tmap_model_get_info(m, &info);
+    assert_int_equal(info.n_ctx_train, 2048);
+    tmap_model_free(m);
+    char sidecar[512];
+    tmp_path(sidecar, sizeof sidecar, "loss.ckpt.json");
+    assert_int_equal(access(sidecar, F_OK), 0);
+    tmap_pool_free(eval);
+    tmap_pool_free(pool);
+}
+
+static void test_resume_continues(void **state)
+{
+    (void)state;
+    char out[512], ckpt1[512], ckpt2[512];
+    tmp_path(out, sizeof out, "resume.gguf");
+    tmp_path(ckpt1, sizeof ckpt1, "resume.ckpt-epoch1.gguf");
+    tmp_path(ckpt2, sizeof ckpt2, "resume.ckpt-epoch2.gguf");
+    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_finetune_params p = params(out);
+    p.n_epochs = 1;
+    struct epochs first = { 0 };
+    struct tmap_finetune_result a = train_ok(pool, &p, &first);
+    assert_int_equal(access(ckpt1, F_OK), 0);
+
+    p.n_epochs = 2;
+    p.resume = true;
+    struct epochs second = { 0 };
+    struct tmap_finetune_result b = train_ok(pool, &p, &second);
+    assert_int_equal(b.first_epoch, 2);
+    assert_int_equal(b.before.epoch, 1);
+    assert_int_equal(b.last.epoch, 2);
+    /* It starts from the checkpoint's weights, not the base model's... */
+    if (fabs(b.before.val_response_loss - a.last.val_response_loss) > 1e-4)
+        fail_msg("resumed from %.5f, the checkpoint had %.5f", b.before.val_response_loss, a.last.val_response_loss);
+    /* ...and its epoch trains on from there, well below where epoch 1 began. */
+    if (!(b.last.train_loss < a.last.train_loss - 0.5))
+        fail_msg("epoch 2 train loss %.4f after epoch 1's %.4f", b.last.train_loss, a.last.train_loss);
+    assert_int_equal(access(ckpt2, F_OK), 0);
+    assert_int_equal(access(ckpt1, F_OK), -1); /* replaced */
+
+    /* Nothing left to do, and a resume that would change the split. */
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_finetune(pool, &p, NULL, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "resume.ckpt.json: the checkpoint has done 2 epochs; --epochs 2"));
+    p.n_epochs = 3;
+    p.seed = 12;
+    assert_int_equal(tmap_finetune(pool, &p, NULL, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "the checkpoint used --seed 11 --val-split 0.2 -c 256"));
+    tmap_pool_free(pool);
+}
+
+/* Bytes of tensor `name` in a GGUF file. */
+static void *tensor_bytes(const char *path, const char *name, size_t *n)
+{
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    assert_non_null(g);
+    int64_t t = gguf_find_tensor(g, name);
+    assert_true(t >= 0);
+    *n = gguf_get_tensor_size(g, t);
+    size_t at = gguf_get_data_offset(g) + gguf_get_tensor_offset(g, t);
+    gguf_free(g);
+    void *buf = malloc(*n);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)at, SEEK_SET), 0);
+    assert_int_equal(fread(buf, 1, *n, f), *n);
+    fclose(f);
+    return buf;
+}
+
+static bool tensor_same(const char *a, const char *b, const char *name)
+{
+    size_t na, nb;
+    void *x = tensor_bytes(a, name, &na), *y = tensor_bytes(b, name, &nb);
+    bool same = na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static void test_train_layers(void **state)
+{
+    (void)state;
+    char out[512];
+    tmp_path(out, sizeof out, "layers.gguf");
+    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_finetune_params p = params(out);
+    p.train_layers = "output,ffn_down";
+    struct epochs ep = { 0 };
+    struct tmap_finetune_result r = train_ok(pool, &p, &ep);
+    /* output.weight, output_norm.weight, blk.0.ffn_down.{weight,bias,scale,input_scale} */
+    assert_int_equal(r.n_trained_tensors, 6);
+    assert_false(tensor_same(model_path, out, "output.weight"));
+    assert_false(tensor_same(model_path, out, "blk.0.ffn_down.weight"));
+    assert_true(tensor_same(model_path, out, "blk.0.attn_q.weight"));
+    assert_true(tensor_same(model_path, out, "blk.0.ffn_up.weight"));
+    assert_true(tensor_same(model_path, out, "token_embd.weight"));
+
+    int32_t n = 0;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_finetune_check_layers(model_path, "0", &n, &err), TMAP_OK);
+    assert_int_equal(n, 30); /* every blk.0 tensor */
+    assert_int_equal(tmap_finetune_check_layers(model_path, "attn", &n, &err), TMAP_OK);
+    assert_int_equal(n, 17); /* attn_norm; attn_q/k/v/output weight, bias, scale, input_scale */
+    tmap_pool_free(pool);
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void expect_fail(const struct tmap_pool *pool, const struct tmap_finetune_params *p,
+                        enum tmap_status status, const char *text)
+{
+    struct tmap_error err = { 0 };
+    enum tmap_status st = tmap_finetune(pool, p, NULL, &err);
+    if (st != status || !strstr(err.message, text))
+        fail_msg("status %d (wanted %d), message: %s (wanted: %s)", st, status, err.message, text);
+}
+
+static void test_bad_inputs(void **state)
+{
+    (void)state;
+    char out[512];
+    tmp_path(out, sizeof out, "bad.gguf");
+    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_finetune_params p = params(out);
+
+    p.n_epochs = 0;
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "--epochs 0: must be at least 1");
+    p = params("/nonexistent/dir/out.gguf");
+    expect_fail(pool, &p, TMAP_ERR_IO, "/nonexistent/dir/out.gguf: cannot write");
+    p = params(out);
+    p.model.n_ctx = 100;
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "-c 100: the training window must be a multiple of 256");
+    p = params(out);
+    p.lr = -1.0f;
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "--lr -1: must be a positive number");
+    p.lr = 1e-3f;
+    p.val_split = 0.95f;
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "--val-split 0.95");
+
+    p = params(out);
+    p.train_layers = "0,,output";
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "--train-layers '0,,output': an empty item");
+    p.train_layers = "3-1";
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "range '3-1' runs backwards");
+    p.train_layers = "attn,nosuch";
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "'nosuch' matches no tensor of");
+    p.train_layers = "2-5";
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "has no layer in 2-5");
+    p.train_layers = "ffn-up";
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "'ffn-up' is not a layer range N-M");
+    p.train_layers = "token_embd";
+    expect_fail(pool, &p, TMAP_ERR_USAGE, "selects no tensor llama.cpp can train");
+
+    p = params(out);
+    p.model.path = "/nonexistent/model.gguf";
+    expect_fail(pool, &p, TMAP_ERR_IO, "/nonexistent/model.gguf: cannot open");
+    p = params(out);
+    p.resume = true;
+    expect_fail(pool, &p, TMAP_ERR_IO, "bad.ckpt.json: no checkpoint to resume from");
+    assert_int_equal(access(out, F_OK), -1);
+
+    /* Too little data for one window. */
+    char one[512];
+    tmp_path(one, sizeof one, "one.jsonl");
+    assert_int_equal(write_records(one, "train", 1), 0);
+    struct tmap_pool *tiny = load_pool(one);
+    p = params(out);
+    p.val_split = 0.0f;
+    expect_fail(tiny, &p, TMAP_ERR_DATA, "one.jsonl: the 1 training records hold");
+    tmap_pool_free(tiny);
+
+    /* A record whose response has no tokens. */
+    char empty[512];
+    tmp_path(empty, sizeof empty, "empty.jsonl");
+    FILE *f = fopen(empty, "w");
+    fputs("{\"question\": \"What is 2+2?\", \"answer\": \"\"}\n", f);
+    fclose(f);
+    struct tmap_pool *blank = load_pool(empty);
+    expect_fail(blank, &p, TMAP_ERR_DATA, "empty.jsonl:1: record 1: the response has no tokens");
+    tmap_pool_free(blank);
+
+    /* A sidecar that is not one. */
+    char sidecar[512];
+    tmp_path(sidecar, sizeof sidecar, "bad.ckpt.json");
+    f = fopen(sidecar, "w");
+    fputs("{\"epoch\": ", f);
+    fclose(f);
+    p.resume = true;
+    expect_fail(pool, &p, TMAP_ERR_DATA, "bad.ckpt.json:1: not valid JSON");
+    f = fopen(sidecar, "w");
+    fputs("{\"epoch\": 1}", f);
+    fclose(f);
+    expect_fail(pool, &p, TMAP_ERR_DATA, "bad.ckpt.json: not a tmap checkpoint sidecar");
+    tmap_pool_free(pool);
+}
+
+/* ---- the recorded base model -------------------------------------------- */
+
+/* build/models/gsm8k-base.gguf beside the test models' folder. */
+static bool base_model_path(char *buf, size_t n)
+{
+    const char *env = getenv("TMAP_BASE_MODEL");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", TMAP_TEST_MODEL);
+    char *build = dirname(dirname(dir));
+    snprintf(buf, n, "%s/models/gsm8k-base.gguf", build);
+    if (env)
+        snprintf(buf, n, "%s", env);
+    return access(buf, R_OK) == 0;
+}
+
+static void test_base_model_tells_real_from_shuffled(void **state)
+{
+    (void)state;
+    char path[600];
+    if (!base_model_path(path, sizeof path))
+        skip(); /* made by `tmap model pretrain` (docs/base-model.md) */
+    struct tmap_pool *test = load_pool(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl");
+    size_t n = 200;
+    double real = scored_loss(path, 1024, test, n, 0);
+    double shuffled = scored_loss(path, 1024, test, n, 1); /* each answer after the next question */
+    print_message("base model, first %zu GSM8K test records: real %.4f, shuffled %.4f nats/token\n", n, real,
+                  shuffled);
+    assert_true(real < shuffled - 0.05);
+    tmap_pool_free(test);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-finetune.XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    tmap_backend_init(true);
+    tmp_path(model_path, sizeof model_path, "base.gguf");
+    tmp_path(data_path, sizeof data_path, "gsm8k-40.jsonl");
+    struct tmap_model_create_params cp = tmap_model_create_default_params();
+    cp.n_embd = 32;
+    cp.n_layer = 1;
+    cp.seed = 5;
+    struct tmap_error err = { 0 };
+    if (tmap_model_create(model_path, &cp, &err) != TMAP_OK)
+        return -1;
+    tmp_path(eval_path, sizeof eval_path, "gsm8k-test-10.jsonl");
+    if (write_records(eval_path, "test", 10) != 0)
+        return -1;
+    return write_records(data_path, "train", 40);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        return -1;
+    tmap_backend_free();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loss_falls_and_model_scores),
+        cmocka_unit_test(test_resume_continues),
+        cmocka_unit_test(test_train_layers),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_base_model_tells_real_from_shuffled),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
