@@ -149,7 +149,9 @@ static void make_keys(struct scorer *sc)
     enum tmap_template et = sc->embedder == sc->model ? sc->tmpl : TMAP_TEMPLATE_PLAIN;
     snprintf(sc->key_model, sizeof sc->key_model, "%s/%s", mi.fingerprint, template_name(sc->tmpl));
     snprintf(sc->key_judge, sizeof sc->key_judge, "%s/rating-v1", ji.fingerprint);
-    snprintf(sc->key_embed, sizeof sc->key_embed, "%s/%s", ei.fingerprint, template_name(et));
+    /* "e2": embeddings pool the hidden states of the scored positions; the
+     * version keeps vectors of another definition out of the same store. */
+    snprintf(sc->key_embed, sizeof sc->key_embed, "%s/%s/e2", ei.fingerprint, template_name(et));
     sc->dim = ei.n_embd;
 }
 

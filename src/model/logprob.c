@@ -12,9 +12,10 @@
  *
  * Only positions whose next token is a response token ask for logits, and
  * the last token of a sample is not decoded at all unless choices or an
- * embedding need it. Embedding requests switch the context to embeddings
- * mode, where llama.cpp outputs every position: callers keep them in
- * calls of their own so plain scoring never pays for that.
+ * embedding need it. An embedding is the mean of the final hidden states
+ * over the last prompt token and every response token, the positions that
+ * are outputs anyway (read through model.c's eval callback), so it costs
+ * nothing beyond the scoring pass itself.
  */
 #include "model/logsumexp.h"
 #include "model/model.h"
@@ -110,7 +111,7 @@ struct run {
     struct output_ref                 *refs;
     const float                      **row_logits; /* per batch row: its logits, when read */
     double                            *row_norm;   /* ... and their log-sum-exp */
-    bool                               embeddings; /* every position is an output */
+    bool                               embeddings; /* some request wants one: capture hidden states */
     const int32_t                     *prefix;     /* shared by every request, or NULL */
     int32_t                            n_prefix;
     int32_t                            n_slots;    /* n_seq, less the prefix's sequence 0 */
@@ -152,7 +153,7 @@ static bool wants_output(const struct tmap_logprob_request *q, const struct plan
         return true; /* predicts a response token */
     if (q->n_choices > 0 && pos == last)
         return true;
-    return q->embedding && pos >= 1;
+    return q->embedding && pos + 1 >= p->n_prompt;
 }
 
 /* Fills the batch from every busy slot in turn; returns the token count. */
@@ -183,11 +184,12 @@ static int32_t fill_batch(struct run *r)
     return n;
 }
 
-static void collect_row(struct run *r, int32_t i)
+static void collect_row(struct run *r, int32_t i, int32_t output_row)
 {
     const struct output_ref *ref = &r->refs[i];
     struct slot *sl = &r->slots[ref->slot];
     const struct tmap_logprob_request *q = &r->requests[sl->request];
+    const struct planned *p = &r->plans[sl->request];
     struct tmap_logprob_result *res = &r->results[sl->request];
 
     if (r->row_logits[i]) {
@@ -201,8 +203,8 @@ static void collect_row(struct run *r, int32_t i)
                 q->choice_logprobs[c] = (double)logits[q->choices[c]] - norm;
         }
     }
-    if (q->embedding && ref->pos >= 1) {
-        const float *h = llama_get_embeddings_ith(r->m->ctx, i);
+    if (q->embedding && ref->pos + 1 >= p->n_prompt) {
+        const float *h = r->m->hidden + (size_t)output_row * (size_t)r->m->info.n_embd;
         for (int32_t d = 0; d < r->m->info.n_embd; d++)
             sl->pooled[d] += h[d];
     }
@@ -231,10 +233,10 @@ static void collect_outputs(struct run *r)
     for (int32_t i = 0; i < n; i++)
         if (r->row_logits[i])
             r->row_norm[i] = tmap_log_sum_exp(r->row_logits[i], n_vocab);
-    /* In embeddings mode every row exists, but only flagged ones matter. */
-    for (int32_t i = 0; i < n; i++)
+    /* Output rows come in batch order: the k-th flagged token is hidden row k. */
+    for (int32_t i = 0, row = 0; i < n; i++)
         if (r->batch.logits[i])
-            collect_row(r, i);
+            collect_row(r, i, row++);
 }
 
 /* Mean over the pooled positions, then unit length (cosine = dot product). */
@@ -270,7 +272,7 @@ static enum tmap_status run_all(struct run *r, struct tmap_error *err)
     enum tmap_status st = TMAP_OK;
     if (r->n_prefix > 0 && (st = tmap_model_decode_prefix(r->m, r->prefix, r->n_prefix, err)))
         return st;
-    llama_set_embeddings(r->m->ctx, r->embeddings);
+    r->m->capture = r->embeddings;
     for (;;) {
         assign_free_slots(r);
         if (fill_batch(r) == 0)
@@ -281,7 +283,7 @@ static enum tmap_status run_all(struct run *r, struct tmap_error *err)
         collect_outputs(r);
         release_finished_slots(r);
     }
-    llama_set_embeddings(r->m->ctx, false);
+    r->m->capture = false;
     llama_memory_clear(llama_get_memory(r->m->ctx), true);
     return st;
 }

@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "util/error.h"
 
+#include <ggml-backend.h>
 #include <gguf.h>
 #include <xxhash.h>
 
@@ -148,6 +149,32 @@ static void fill_info(struct tmap_model *m, uint64_t file_bytes)
     info->has_chat_template = llama_model_chat_template(m->model, NULL) != NULL;
 }
 
+/* Embeddings without llama.cpp's embeddings mode: that mode makes every
+ * position an output and so computes vocabulary logits for every token,
+ * which on a small model costs 20x the layers themselves. Instead the
+ * scheduler's eval callback copies the final-norm hidden states
+ * ("result_norm") of the output rows the scoring pass asks for anyway. */
+static bool capture_hidden(struct ggml_tensor *t, bool ask, void *user_data)
+{
+    struct tmap_model *m = user_data;
+    if (ask)
+        return m->capture && strcmp(t->name, "result_norm") == 0;
+    size_t rows = (size_t)t->ne[1], width = (size_t)t->ne[0];
+    if (t->type != GGML_TYPE_F32 || width != (size_t)m->info.n_embd)
+        return true;
+    if (m->n_hidden + rows > m->cap_hidden) {
+        size_t cap = 2 * (m->n_hidden + rows);
+        float *moved = realloc(m->hidden, cap * width * sizeof *moved);
+        if (!moved)
+            return false; /* cancels the decode: reported as its failure */
+        m->hidden = moved;
+        m->cap_hidden = cap;
+    }
+    ggml_backend_tensor_get(t, m->hidden + m->n_hidden * width, 0, rows * width * sizeof(float));
+    m->n_hidden += rows;
+    return true;
+}
+
 static enum tmap_status open_context(struct tmap_model *m, const struct tmap_model_params *p,
                                      struct tmap_error *err)
 {
@@ -162,6 +189,8 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     cp.n_seq_max       = (uint32_t)p->n_seq;
     cp.kv_unified      = true; /* see model.h */
     cp.pooling_type    = LLAMA_POOLING_TYPE_NONE; /* tmap pools hidden states itself */
+    cp.cb_eval         = capture_hidden;
+    cp.cb_eval_user_data = m;
     cp.n_threads       = p->n_threads ? p->n_threads : default_threads();
     cp.n_threads_batch = cp.n_threads;
     cp.no_perf         = true;
@@ -226,6 +255,7 @@ void tmap_model_free(struct tmap_model *m)
         return;
     if (m->ctx)
         llama_free(m->ctx);
+    free(m->hidden);
     if (m->model)
         llama_model_free(m->model);
     free(m);
@@ -244,6 +274,7 @@ void tmap_model_get_counters(const struct tmap_model *m, struct tmap_model_count
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,
                                    struct tmap_error *err)
 {
+    m->n_hidden = 0;
     int rc = llama_decode(m->ctx, batch);
     m->counters.n_decode_calls++;
     m->counters.n_tokens_decoded += (uint64_t)batch.n_tokens;

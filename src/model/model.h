@@ -24,9 +24,16 @@ struct tmap_model {
     struct tmap_model_info    info;
     struct tmap_model_counters counters;
     int32_t                    n_threads; /* as llama.cpp runs; tmap's own loops reuse it */
+    /* Hidden states read during decode (see capture_hidden in model.c):
+     * while capture is set, the final-norm rows of every output token of a
+     * llama_decode call land here, in batch order. */
+    bool                       capture;
+    float                     *hidden;
+    size_t                     n_hidden, cap_hidden; /* rows */
 };
 
-/* Decodes a batch, counting calls and tokens; names the model on failure. */
+/* Decodes a batch, counting calls and tokens; names the model on failure.
+ * With m->capture set, m->hidden holds the batch's output rows afterwards. */
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,
                                    struct tmap_error *err);
 
