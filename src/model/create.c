@@ -11,6 +11,7 @@
  * the order in which llama.cpp creates tensors.
  */
 #include "util/error.h"
+#include "util/file.h"
 #include "util/random.h"
 
 #include <ggml-backend.h>
@@ -181,19 +182,6 @@ static struct gguf_context *build_metadata(const struct tmap_model_create_params
     return g;
 }
 
-/* Copies bytes [offset, end) of `from` to the end of `to`. */
-static bool append_tail(FILE *from, long offset, FILE *to)
-{
-    char buf[1 << 16];
-    size_t n;
-    if (fseek(from, offset, SEEK_SET) != 0)
-        return false;
-    while ((n = fread(buf, 1, sizeof buf, from)) > 0)
-        if (fwrite(buf, 1, n, to) != n)
-            return false;
-    return !ferror(from);
-}
-
 /* llama.cpp's model saver writes the tokenizer but not its chat template.
  * Add it by writing new metadata and appending the unchanged tensor data
  * block; tensor offsets are relative to that block, so they stay valid. */
@@ -212,7 +200,7 @@ static bool add_chat_template(const char *path, const char *chat_template)
     gguf_free(g);
     FILE *from = ok ? fopen(path, "rb") : NULL;
     FILE *to = from ? fopen(next, "ab") : NULL;
-    ok = to && append_tail(from, (long)data_offset, to);
+    ok = to && tmap_file_append_tail(from, (long)data_offset, to);
     if (to && fclose(to) != 0)
         ok = false;
     if (from)

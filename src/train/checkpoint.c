@@ -16,6 +16,7 @@
  */
 #include "train/finetune.h"
 #include "util/error.h"
+#include "util/file.h"
 
 #include <errno.h>
 #include <gguf.h>
@@ -68,19 +69,6 @@ enum tmap_status ft_probe_writable(const char *path, struct tmap_error *err)
 /* Models                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Copies bytes [offset, end) of `from` to the end of `to`. */
-static bool append_tail(FILE *from, long offset, FILE *to)
-{
-    char buf[1 << 16];
-    size_t n;
-    if (fseek(from, offset, SEEK_SET) != 0)
-        return false;
-    while ((n = fread(buf, 1, sizeof buf, from)) > 0)
-        if (fwrite(buf, 1, n, to) != n)
-            return false;
-    return !ferror(from);
-}
-
 /* gguf_write_to_file reports a short write only in the log: check that the
  * file holds every tensor's bytes. */
 static bool file_complete(const struct gguf_context *g, const char *path)
@@ -121,7 +109,7 @@ static bool rewrite(const char *saved, const char *next, const struct ft_model_m
     gguf_free(g);
     FILE *from = ok ? fopen(saved, "rb") : NULL;
     FILE *to = from ? fopen(next, "ab") : NULL;
-    ok = to && append_tail(from, (long)data_offset, to);
+    ok = to && tmap_file_append_tail(from, (long)data_offset, to);
     if (to && fclose(to) != 0)
         ok = false;
     if (from)
