@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
 #include "tmap.h"
 
 #include <math.h>
@@ -23,36 +24,6 @@ static char tmpdir[256], pool_path[512], val_path[512];
 static struct tmap_model *model;
 static struct tmap_pool *pool, *val;
 static struct tmap_scores *scores;
-
-static void copy_lines(const char *from, const char *to, int count)
-{
-    FILE *in = fopen(from, "r"), *out = fopen(to, "w");
-    assert_non_null(in);
-    assert_non_null(out);
-    char *line = NULL;
-    size_t cap = 0;
-    for (int i = 0; i < count && getline(&line, &cap, in) >= 0; i++)
-        fputs(line, out);
-    free(line);
-    fclose(in);
-    fclose(out);
-}
-
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc((size_t)len + 1, 1);
-    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    if (n)
-        *n = (size_t)len;
-    return b;
-}
 
 static void test_select_counts_and_bytes(void **state)
 {
@@ -266,8 +237,8 @@ static int setup(void **state)
         return -1;
     snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", tmpdir);
     snprintf(val_path, sizeof val_path, "%s/val.jsonl", tmpdir);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", pool_path, N_POOL);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, N_VAL);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", pool_path, 0, N_POOL);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, 0, N_VAL);
     tmap_backend_init(true);
     struct tmap_model_params mp = tmap_model_default_params();
     mp.path = TMAP_TEST_MODEL;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
 #include "tmap.h"
 
 #include <math.h>
@@ -22,20 +23,6 @@ enum { N_DEMOS = 24, N_VAL = 30 };
 static char tmpdir[256], demos_path[512], val_path[512];
 static struct tmap_model *model;
 static struct tmap_pool *demos, *val;
-
-static void copy_lines(const char *from, const char *to, int count)
-{
-    FILE *in = fopen(from, "r"), *out = fopen(to, "w");
-    assert_non_null(in);
-    assert_non_null(out);
-    char *line = NULL;
-    size_t cap = 0;
-    for (int i = 0; i < count && getline(&line, &cap, in) >= 0; i++)
-        fputs(line, out);
-    free(line);
-    fclose(in);
-    fclose(out);
-}
 
 static struct tmap_pool *load_pool(const char *path)
 {
@@ -120,7 +107,7 @@ static struct tmap_pool *tiny_pool(size_t n)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/tiny%zu.jsonl", tmpdir, n);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", path, (int)n);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", path, 0, (int)n);
     return load_pool(path);
 }
 
@@ -361,8 +348,8 @@ static int setup(void **state)
         return -1;
     snprintf(demos_path, sizeof demos_path, "%s/demos.jsonl", tmpdir);
     snprintf(val_path, sizeof val_path, "%s/val.jsonl", tmpdir);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", demos_path, N_DEMOS);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, N_VAL);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", demos_path, 0, N_DEMOS);
+    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, 0, N_VAL);
     tmap_backend_init(true);
     struct tmap_model_params mp = tmap_model_default_params();
     mp.path = TMAP_TEST_MODEL;

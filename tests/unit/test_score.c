@@ -14,6 +14,7 @@
 #include "indicators/rating.h"
 #include "indicators/text.h"
 #include "store/store.h"
+#include "helpers.h"
 #include "tmap.h"
 
 #include <math.h>
@@ -33,21 +34,6 @@ static struct tmap_model *model;
 static struct tmap_pool *pool, *val;
 
 /* ---- fixtures ----------------------------------------------------------- */
-
-static void copy_lines(const char *from, const char *to, int first, int count)
-{
-    FILE *in = fopen(from, "r"), *out = fopen(to, "w");
-    assert_non_null(in);
-    assert_non_null(out);
-    char *line = NULL;
-    size_t cap = 0;
-    for (int i = 0; getline(&line, &cap, in) >= 0 && i < first + count; i++)
-        if (i >= first)
-            fputs(line, out);
-    free(line);
-    fclose(in);
-    fclose(out);
-}
 
 static struct tmap_model *load_model(int32_t n_ctx, int32_t n_seq)
 {
@@ -274,19 +260,6 @@ static void test_rater_expected(void **state)
 
 /* ---- the store ---------------------------------------------------------- */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc((size_t)n + 1, 1);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    return b;
-}
-
 static void write_scores(const struct tmap_scores *s, const char *name, char *path, size_t n)
 {
     snprintf(path, n, "%s/%s", tmpdir, name);
@@ -319,7 +292,7 @@ static void test_rerun_served_from_store(void **state)
 
     write_scores(first, "first.csv", a, sizeof a);
     write_scores(second, "second.csv", b, sizeof b);
-    char *ta = slurp(a), *tb = slurp(b);
+    char *ta = slurp(a, NULL), *tb = slurp(b, NULL);
     assert_string_equal(ta, tb);
     assert_non_null(strstr(ta, "id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy\n"));
     free(ta);
@@ -398,7 +371,7 @@ static void test_kill_resumes(void **state)
     struct tmap_scores *whole = score(&fresh);
     write_scores(resumed, "resumed.csv", a, sizeof a);
     write_scores(whole, "whole.csv", b, sizeof b);
-    char *ta = slurp(a), *tb = slurp(b);
+    char *ta = slurp(a, NULL), *tb = slurp(b, NULL);
     assert_string_equal(ta, tb);
     free(ta);
     free(tb);
