@@ -5,7 +5,12 @@
  * and the same threads, in one run. The ratio says what tmap's own work
  * (parsing, tokenizing, log-softmax, bookkeeping) costs on top of the engine.
  *
- * usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS]
+ * The arms alternate for several rounds and the median ratio is reported:
+ * on a shared 2-core machine the speed of either arm alone drifts by 30%
+ * from one second to the next, and whichever arm ran first also paid for
+ * the cold caches.
+ *
+ * usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS] [ROUNDS]
  */
 #include "tmap.h"
 
@@ -128,11 +133,13 @@ static double raw_decode(struct llama_context *ctx, const struct sequence *seqs,
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS]\n");
+        fprintf(stderr, "usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS] [ROUNDS]\n");
         return 1;
     }
     size_t n = argc > 3 ? (size_t)atol(argv[3]) : 256;
     int32_t threads = argc > 4 ? atoi(argv[4]) : 2;
+    int rounds = argc > 5 ? atoi(argv[5]) : 3;
+    rounds = rounds < 1 ? 1 : rounds > 15 ? 15 : rounds;
     tmap_backend_init(true);
     struct tmap_error err = { 0 };
     struct tmap_pool_params pp = tmap_pool_default_params();
@@ -169,13 +176,6 @@ int main(int argc, char **argv)
     struct tmap_score_params sp = tmap_score_default_params();
     sp.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_IFD);
     sp.batch_samples = n; /* one batch, as the raw loop sees it */
-    struct tmap_scores *scores;
-    double t0 = now_seconds();
-    if (tmap_score(subpool, model, &sp, &scores, &err))
-        die("tmap_score", &err);
-    double t_tmap = now_seconds() - t0;
-    struct tmap_score_stats st;
-    tmap_scores_get_stats(scores, &st);
 
     /* Raw llama_decode on a context of the same shape. */
     size_t n_seqs;
@@ -191,24 +191,51 @@ int main(int argc, char **argv)
     cp.kv_unified = true;
     cp.n_threads = cp.n_threads_batch = threads;
     cp.no_perf = true;
-    struct llama_context *ctx = llama_init_from_model(lm, cp);
+    struct llama_context *ctx = lm ? llama_init_from_model(lm, cp) : NULL;
     if (!lm || !ctx)
         die("loading the raw context", NULL);
-    double t_raw = raw_decode(ctx, seqs, n_seqs, info.n_seq, info.n_batch);
 
-    printf("bench_score: %s (%d wide, %d layers), %zu GSM8K samples, loss + ifd, %d threads\n", argv[1],
-           info.n_embd, info.n_layer, n, threads);
-    printf("  tokens: tmap %llu, raw %llu\n", (unsigned long long)st.n_tokens, (unsigned long long)n_tokens);
-    printf("  raw llama_decode : %8.0f tokens/s  (%.2f s)\n", (double)n_tokens / t_raw, t_raw);
-    printf("  tmap score       : %8.0f tokens/s  (%.2f s)\n", (double)st.n_tokens / t_tmap, t_tmap);
-    printf("  ratio tmap / raw : %.2f\n", ((double)st.n_tokens / t_tmap) / ((double)n_tokens / t_raw));
+    printf("bench_score: %s (%d wide, %d layers), %zu GSM8K samples, loss + ifd, %d threads, %d rounds\n",
+           argv[1], info.n_embd, info.n_layer, n, threads, rounds);
+    double ratios[15];
+    uint64_t tmap_tokens = 0;
+    for (int round = 0; round < rounds; round++) {
+        struct tmap_scores *scores;
+        double t0 = now_seconds();
+        if (tmap_score(subpool, model, &sp, &scores, &err))
+            die("tmap_score", &err);
+        double t_tmap = now_seconds() - t0;
+        struct tmap_score_stats st;
+        tmap_scores_get_stats(scores, &st);
+        tmap_scores_free(scores);
+        tmap_tokens = st.n_tokens;
+
+        llama_memory_clear(llama_get_memory(ctx), true);
+        double t_raw = raw_decode(ctx, seqs, n_seqs, info.n_seq, info.n_batch);
+
+        double tmap_rate = (double)st.n_tokens / t_tmap, raw_rate = (double)n_tokens / t_raw;
+        ratios[round] = tmap_rate / raw_rate;
+        printf("  round %d: raw llama_decode %8.0f tokens/s (%.2f s), tmap score %8.0f tokens/s (%.2f s), "
+               "ratio %.2f\n",
+               round + 1, raw_rate, t_raw, tmap_rate, t_tmap, ratios[round]);
+    }
+    printf("  tokens: tmap %llu, raw %llu\n", (unsigned long long)tmap_tokens, (unsigned long long)n_tokens);
+    /* Median of the rounds (insertion sort: at most 15). */
+    for (int i = 1; i < rounds; i++)
+        for (int j = i; j > 0 && ratios[j - 1] > ratios[j]; j--) {
+            double t = ratios[j];
+            ratios[j] = ratios[j - 1];
+            ratios[j - 1] = t;
+        }
+    double median = rounds % 2 ? ratios[rounds / 2] : 0.5 * (ratios[rounds / 2 - 1] + ratios[rounds / 2]);
+    printf("  ratio tmap / raw : %.2f (median of %d rounds; lowest %.2f, highest %.2f)\n", median, rounds,
+           ratios[0], ratios[rounds - 1]);
 
     for (size_t i = 0; i < n_seqs; i++)
         free(seqs[i].tokens);
     free(seqs);
     llama_free(ctx);
     llama_model_free(lm);
-    tmap_scores_free(scores);
     tmap_model_free(model);
     tmap_pool_free(subpool);
     tmap_pool_free(pool);
