@@ -3,9 +3,8 @@
  * dozen GSM8K records: the loss falls (by numbers), the written GGUF loads
  * and scores what training measured, resume goes on from the checkpoint,
  * --train-layers trains only what it names, and bad inputs fail with the
- * right status and a message naming the value at fault. Also: the recorded
- * base model (build/models/gsm8k-base.gguf, when it exists) tells real
- * GSM8K answers from shuffled ones.
+ * right status and a message naming the value at fault. (The recorded base
+ * model's check, real vs shuffled answers, is tests/cli/base_model.sh.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +15,6 @@
 #include "tmap.h"
 
 #include <gguf.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,11 +104,9 @@ static struct tmap_finetune_result train_ok(const struct tmap_pool *pool, struct
     return r;
 }
 
-/* Mean response loss of a pool's records under the model at path, as
- * tmap_model_logprob scores them; with `shift`, record i's response is
- * scored after record i+shift's prompt (answers shuffled). */
-static double scored_loss(const char *path, int32_t n_ctx, const struct tmap_pool *pool, size_t n,
-                          size_t shift)
+/* Mean response loss of a pool's first n records under the model at path,
+ * as tmap_model_logprob scores them. */
+static double scored_loss(const char *path, int32_t n_ctx, const struct tmap_pool *pool, size_t n)
 {
     struct tmap_model_params mp = tmap_model_default_params();
     mp.path = path;
@@ -124,20 +120,17 @@ static double scored_loss(const char *path, int32_t n_ctx, const struct tmap_poo
     struct tmap_logprob_result *res = calloc(n, sizeof *res);
     int32_t **bufs = calloc(2 * n, sizeof *bufs);
     for (size_t i = 0; i < n; i++) {
-        struct tmap_sample q, a;
+        struct tmap_sample s;
         char *prompt;
-        size_t qi = (i + shift) % n, ai = i;
-        assert_int_equal(tmap_pool_sample(pool, qi, &q, &err), TMAP_OK);
-        assert_int_equal(tmap_pool_sample(pool, ai, &a, &err), TMAP_OK);
-        assert_int_equal(tmap_model_format_prompt(m, &q, TMAP_TEMPLATE_PLAIN, &prompt, NULL, &err), TMAP_OK);
+        assert_int_equal(tmap_pool_sample(pool, i, &s, &err), TMAP_OK);
+        assert_int_equal(tmap_model_format_prompt(m, &s, TMAP_TEMPLATE_PLAIN, &prompt, NULL, &err), TMAP_OK);
         assert_int_equal(tmap_model_tokenize(m, prompt, true, &bufs[2 * i], &req[i].n_prompt, &err), TMAP_OK);
-        assert_int_equal(tmap_model_tokenize(m, a.response, false, &bufs[2 * i + 1], &req[i].n_response, &err),
+        assert_int_equal(tmap_model_tokenize(m, s.response, false, &bufs[2 * i + 1], &req[i].n_response, &err),
                          TMAP_OK);
         req[i].prompt = bufs[2 * i];
         req[i].response = bufs[2 * i + 1];
         free(prompt);
-        tmap_sample_clear(&q);
-        tmap_sample_clear(&a);
+        tmap_sample_clear(&s);
     }
     assert_int_equal(tmap_model_logprob(m, req, n, res, &err), TMAP_OK);
     double sum = 0;
@@ -196,7 +189,7 @@ static void test_loss_falls_and_model_scores(void **state)
     /* The file holds the trained weights: scored again it gives the loss
      * training reported (the same scoring path and its 256-token context,
      * which drops the prompt's start on the longest records)... */
-    double again = scored_loss(out, 256, eval, tmap_pool_size(eval), 0);
+    double again = scored_loss(out, 256, eval, tmap_pool_size(eval));
     if (fabs(again - r.last.eval_response_loss) > 1e-3)
         fail_msg("written model scores %.5f, training reported %.5f", again, r.last.eval_response_loss);
     /* ...and keeps the base model's context (llama_opt_init had set it to
@@ -406,37 +399,6 @@ static void test_bad_inputs(void **state)
     tmap_pool_free(pool);
 }
 
-/* ---- the recorded base model -------------------------------------------- */
-
-/* build/models/gsm8k-base.gguf beside the test models' folder. */
-static bool base_model_path(char *buf, size_t n)
-{
-    const char *env = getenv("TMAP_BASE_MODEL");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s", TMAP_TEST_MODEL);
-    char *build = dirname(dirname(dir));
-    snprintf(buf, n, "%s/models/gsm8k-base.gguf", build);
-    if (env)
-        snprintf(buf, n, "%s", env);
-    return access(buf, R_OK) == 0;
-}
-
-static void test_base_model_tells_real_from_shuffled(void **state)
-{
-    (void)state;
-    char path[600];
-    if (!base_model_path(path, sizeof path))
-        skip(); /* made by `tmap model pretrain` (docs/base-model.md) */
-    struct tmap_pool *test = load_pool(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl");
-    size_t n = 200;
-    double real = scored_loss(path, 1024, test, n, 0);
-    double shuffled = scored_loss(path, 1024, test, n, 1); /* each answer after the next question */
-    print_message("base model, first %zu GSM8K test records: real %.4f, shuffled %.4f nats/token\n", n, real,
-                  shuffled);
-    assert_true(real < shuffled - 0.05);
-    tmap_pool_free(test);
-}
-
 /* ---- setup -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -479,7 +441,6 @@ int main(void)
         cmocka_unit_test(test_resume_continues),
         cmocka_unit_test(test_train_layers),
         cmocka_unit_test(test_bad_inputs),
-        cmocka_unit_test(test_base_model_tells_real_from_shuffled),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
