@@ -439,9 +439,11 @@ enum tmap_status tmap_scores_merge_csv(struct tmap_scores *scores, const struct 
 enum tmap_status tmap_scores_write_csv(const struct tmap_scores *scores, const struct tmap_pool *pool,
                                        const char *path, struct tmap_error *err);
 
-/* What scoring will cost, before doing it: tokens and passes from
- * tokenizing everything, and a time estimate from decoding a short
- * calibration slice. */
+/* What scoring will cost, before doing it: the tokens and passes a run
+ * would decode (everything tokenized, the context-overflow policy applied,
+ * the validation set's embeddings included, what the store holds left
+ * out), and a time from running the first batch's passes on growing slices
+ * until one takes a second (nothing is stored). */
 struct tmap_score_plan {
     size_t   n_samples;
     size_t   n_cached;         /* already in the store */

@@ -24,6 +24,7 @@
 #include "indicators/rating.h"
 #include "indicators/scores.h"
 #include "indicators/text.h"
+#include "model/model.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -715,51 +716,92 @@ enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *mod
 /* Dry run                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void count_item(const struct scorer *sc, const struct item *it, struct tmap_score_plan *plan)
+static void count_pass(struct tmap_model *m, int32_t n_prompt, int32_t n_response, bool extras,
+                       struct tmap_score_plan *plan)
 {
-    bool emb_main = it->want_emb && sc->embedder == sc->model;
-    if (it->prompt) {
-        plan->n_tokens += (uint64_t)(it->n_prompt + it->n_response - (emb_main ? 0 : 1));
-        plan->n_passes++;
-    }
-    if (it->missing & BIT(TMAP_IND_IFD)) {
-        plan->n_tokens += (uint64_t)it->n_response;
-        plan->n_passes++;
-    }
-    for (int r = 0; r < 2; r++)
-        if (it->rating[r]) {
-            plan->n_tokens += (uint64_t)it->n_rating[r];
-            plan->n_passes++;
-        }
-    if (it->eprompt) {
-        plan->n_tokens += (uint64_t)(it->n_eprompt + it->n_eresponse);
-        plan->n_passes++;
-    }
-    plan->n_cached += !(it->missing & PER_SAMPLE) && !it->want_emb;
+    plan->n_tokens += (uint64_t)tmap_model_logprob_cost(m, n_prompt, n_response, extras);
+    plan->n_passes++;
 }
 
-/* Times the main pass of up to 16 samples that need one. */
-static enum tmap_status calibrate(struct scorer *sc, struct item *items, size_t n, struct tmap_score_plan *plan)
+/* The passes add_requests would ask for: the main one, ifd's, the two
+ * ratings (prompt only, choices read), another embedder's; validation rows
+ * (t->scores NULL) have only their embedding pass. */
+static void count_item(const struct scorer *sc, const struct target *t, const struct item *it,
+                       struct tmap_score_plan *plan)
 {
-    struct tmap_logprob_request req[16];
-    struct tmap_logprob_result res[16];
-    size_t k = 0;
-    uint64_t tokens = 0;
-    for (size_t i = 0; i < n && k < 16; i++) {
-        if (!items[i].prompt)
-            continue;
-        req[k] = (struct tmap_logprob_request){ .prompt = items[i].prompt, .n_prompt = items[i].n_prompt,
-                                               .response = items[i].response, .n_response = items[i].n_response };
-        tokens += (uint64_t)(items[i].n_prompt + items[i].n_response - 1);
-        k++;
+    bool emb_main = it->want_emb && sc->embedder == sc->model;
+    if (it->prompt)
+        count_pass(sc->model, it->n_prompt, it->n_response, emb_main, plan);
+    if (it->missing & BIT(TMAP_IND_IFD))
+        count_pass(sc->model, 1, it->n_response, false, plan);
+    for (int r = 0; r < 2; r++)
+        if (it->rating[r])
+            count_pass(sc->judge, it->n_rating[r], 0, true, plan);
+    if (it->eprompt)
+        count_pass(sc->embedder, it->n_eprompt, it->n_eresponse, true, plan);
+    if (t->scores)
+        plan->n_cached += !(it->missing & PER_SAMPLE) && !it->want_emb;
+}
+
+/*
+ * Times model_work - the very passes the run will make - on growing slices
+ * of the first batch: one sample untimed (the first decode allocates and
+ * first touches llama.cpp's buffers, which cost as much as a small slice:
+ * timing 16 samples from cold made the estimate 2.7x too long), then 4, 8,
+ * 16... samples until a slice takes a second or the batch is used up. The
+ * last slice's rate is the estimate: it is the largest, and warm.
+ */
+static enum tmap_status calibrate(struct scorer *sc, struct target *t, struct item *items, size_t n,
+                                  struct tmap_score_plan *plan)
+{
+    size_t begin = 0, size = 1;
+    while (begin < n) {
+        size_t count = n - begin < size ? n - begin : size;
+        uint64_t before = work_so_far(sc).n_tokens_decoded;
+        double t0 = now_seconds();
+        enum tmap_status st = model_work(sc, t, items + begin, count);
+        if (st)
+            return st;
+        double dt = now_seconds() - t0;
+        uint64_t tokens = work_so_far(sc).n_tokens_decoded - before;
+        /* The untimed sample stands in only when nothing else is left. */
+        if (tokens > 0 && dt > 0 && (begin > 0 || plan->tokens_per_second == 0))
+            plan->tokens_per_second = (double)tokens / dt;
+        begin += count;
+        if (begin > count && dt >= 1.0)
+            break;
+        size = begin == count ? 4 : size * 2;
     }
-    if (k == 0)
-        return TMAP_OK;
-    double t0 = now_seconds();
-    enum tmap_status st = tmap_model_logprob(sc->model, req, k, res, sc->err);
-    double dt = now_seconds() - t0;
-    if (!st && dt > 0)
-        plan->tokens_per_second = (double)tokens / dt;
+    return TMAP_OK;
+}
+
+/* Counts the work for every row of a target; calibrates on its first batch
+ * when asked. */
+static enum tmap_status plan_target(struct scorer *sc, struct target *t, bool calibrate_first,
+                                    struct tmap_score_plan *plan)
+{
+    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    enum tmap_status st = t->embed ? alloc_embeddings(sc, t) : TMAP_OK;
+    for (size_t begin = 0; begin < n && !st; begin += b) {
+        size_t count = n - begin < b ? n - begin : b;
+        struct item *items = calloc(count, sizeof *items);
+        st = items ? load_items(sc, t, begin, items, count)
+                   : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory planning a batch of %zu", count);
+        for (size_t i = 0; i < count && !st; i++) {
+            st = prepare_item(sc, &items[i]);
+            if (!st)
+                count_item(sc, t, &items[i], plan);
+        }
+        if (!st && begin == 0 && calibrate_first)
+            st = calibrate(sc, t, items, count, plan);
+        for (size_t i = 0; items && i < count; i++)
+            free_item(&items[i]);
+        free(items);
+    }
+    free(t->emb);
+    free(t->has_emb);
+    t->emb = NULL;
+    t->has_emb = NULL;
     return st;
 }
 
@@ -770,34 +812,21 @@ enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model
     memset(plan, 0, sizeof *plan);
     struct scorer sc;
     enum tmap_status st = open_scorer(&sc, model, p, err);
-    size_t n = tmap_pool_size(pool), b = p->batch_samples;
+    size_t n = tmap_pool_size(pool);
     struct tmap_scores *scores = st ? NULL : tmap_scores_create(n);
     if (!st && !scores)
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory planning %zu samples", n);
     uint32_t mask = p->val ? p->indicators : p->indicators & ~BIT(TMAP_IND_RELEVANCE);
-    struct target t = { .pool = pool, .scores = scores, .mask = mask, .embed = (mask & NEIGHBOUR) != 0 };
-    if (!st && t.embed)
-        st = alloc_embeddings(&sc, &t);
-    for (size_t begin = 0; begin < n && !st; begin += b) {
-        size_t count = n - begin < b ? n - begin : b;
-        struct item *items = calloc(count, sizeof *items);
-        st = items ? load_items(&sc, &t, begin, items, count) : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; i < count && !st; i++) {
-            st = prepare_item(&sc, &items[i]);
-            if (!st)
-                count_item(&sc, &items[i], plan);
-        }
-        if (!st && begin == 0)
-            st = calibrate(&sc, items, count, plan);
-        for (size_t i = 0; items && i < count; i++)
-            free_item(&items[i]);
-        free(items);
-    }
+    struct target tp = { .pool = pool, .scores = scores, .mask = mask, .embed = (mask & NEIGHBOUR) != 0 };
+    if (!st)
+        st = plan_target(&sc, &tp, true, plan);
+    /* Relevance also embeds the validation set: its tokens count too. */
+    struct target tv = { .pool = p->val, .embed = true };
+    if (!st && (mask & BIT(TMAP_IND_RELEVANCE)))
+        st = plan_target(&sc, &tv, false, plan);
     plan->n_samples = n;
     if (plan->tokens_per_second > 0)
         plan->seconds = (double)plan->n_tokens / plan->tokens_per_second;
-    free(t.emb);
-    free(t.has_emb);
     tmap_scores_free(scores);
     tmap_store_close(sc.store);
     return st;

@@ -301,6 +301,38 @@ static void test_rerun_served_from_store(void **state)
     tmap_scores_free(second);
 }
 
+/* The dry run's counts are the run's: the same tokens (validation
+ * embeddings included), a measured speed, nothing written to the store;
+ * after the run, everything is cached and nothing is left to decode. */
+static void test_plan_matches_run(void **state)
+{
+    (void)state;
+    char db[512];
+    snprintf(db, sizeof db, "%s/plan.db", tmpdir);
+    struct tmap_score_params p = tmap_score_default_params();
+    p.indicators = TMAP_IND_ALL;
+    p.val = val;
+    p.store_path = db;
+    p.batch_samples = 16;
+    struct tmap_score_plan plan;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_score_plan(pool, model, &p, &plan, &err), TMAP_OK);
+    assert_int_equal(plan.n_samples, N_POOL);
+    assert_int_equal(plan.n_cached, 0);
+    assert_true(plan.tokens_per_second > 0 && plan.seconds > 0);
+
+    struct tmap_scores *s = score(&p);
+    struct tmap_score_stats st;
+    tmap_scores_get_stats(s, &st);
+    assert_int_equal(st.n_computed, N_POOL); /* the plan stored nothing */
+    assert_int_equal(plan.n_tokens, st.n_tokens);
+    tmap_scores_free(s);
+
+    assert_int_equal(tmap_score_plan(pool, model, &p, &plan, &err), TMAP_OK);
+    assert_int_equal(plan.n_cached, N_POOL);
+    assert_int_equal(plan.n_tokens, 0);
+}
+
 /* Has the store committed the loss of this pool row? */
 static bool row_committed(struct tmap_store *store, const char *key, size_t row)
 {
@@ -514,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_diversity_relevance_brute_force),
         cmocka_unit_test(test_ratings),
         cmocka_unit_test(test_rerun_served_from_store),
+        cmocka_unit_test(test_plan_matches_run),
         cmocka_unit_test(test_kill_resumes),
         cmocka_unit_test(test_overflow_skips),
         cmocka_unit_test(test_relevance_without_val),
