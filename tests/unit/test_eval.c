@@ -6,12 +6,15 @@
  * prefers, accuracy on records whose gold is the model's own output, the
  * predictions file, and the errors.
  */
+#define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
 #include "task/answer.h"
 #include "tmap.h"
 
@@ -26,21 +29,6 @@ static struct tmap_model *model; /* 4 sequences */
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static struct tmap_model *load_model(const char *path, int32_t n_ctx, int32_t n_seq)
-{
-    struct tmap_model_params p = tmap_model_default_params();
-    p.path = path;
-    p.n_ctx = n_ctx;
-    p.n_batch = 256;
-    p.n_seq = n_seq;
-    p.n_threads = 2;
-    struct tmap_model *m = NULL;
-    struct tmap_error err = { 0 };
-    if (tmap_model_load(&p, &m, &err))
-        fail_msg("%s", err.message);
-    return m;
-}
-
 static void tmp_path(char *out, size_t n, const char *name)
 {
     snprintf(out, n, "%s/%s", tmpdir, name);
@@ -50,31 +38,16 @@ static struct tmap_pool *write_pool(const char *name, const char *text)
 {
     char path[512];
     tmp_path(path, sizeof path, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    struct tmap_pool_params pp = tmap_pool_default_params();
-    struct tmap_pool *pool = NULL;
-    struct tmap_error err = { 0 };
-    if (tmap_pool_load(path, &pp, &pool, &err))
-        fail_msg("%s", err.message);
-    return pool;
+    test_write_file(path, text);
+    return test_load_pool(path);
 }
 
-/* The first n records of a bundled GSM8K file as a pool. */
-static struct tmap_pool *gsm8k_pool(const char *file, const char *name, int n)
+/* The first n records of a bundled GSM8K split as a pool. */
+static struct tmap_pool *gsm8k_pool(const char *split, const char *name, int n)
 {
-    char from[512], *line = NULL, text[65536] = "";
-    size_t cap = 0;
-    snprintf(from, sizeof from, "%s/data/gsm8k/%s", TMAP_SOURCE_DIR, file);
-    FILE *in = fopen(from, "r");
-    assert_non_null(in);
-    for (int i = 0; i < n && getline(&line, &cap, in) > 0; i++)
-        strncat(text, line, sizeof text - strlen(text) - 1);
-    free(line);
-    fclose(in);
-    return write_pool(name, text);
+    char path[512];
+    test_gsm8k_slice(path, sizeof path, tmpdir, name, split, n);
+    return test_load_pool(path);
 }
 
 static struct tmap_eval_result evaluate(struct tmap_model *m, const struct tmap_pool *test,
@@ -160,9 +133,9 @@ static void test_bootstrap(void **state)
 static void test_loglik_by_hand(void **state)
 {
     (void)state;
-    struct tmap_pool *test = gsm8k_pool("test.jsonl", "ll_test.jsonl", 6);
-    struct tmap_pool *demos = gsm8k_pool("train.jsonl", "ll_demos.jsonl", 3);
-    struct tmap_model *one = load_model(TMAP_TEST_MODEL, 1024, 1);
+    struct tmap_pool *test = gsm8k_pool("test", "ll_test.jsonl", 6);
+    struct tmap_pool *demos = gsm8k_pool("train", "ll_demos.jsonl", 3);
+    struct tmap_model *one = test_load_model(TMAP_TEST_MODEL, 1024, 256, 1);
     struct tmap_eval_params p = tmap_eval_default_params();
     p.metric = TMAP_METRIC_LOGLIK;
     for (size_t k = 0; k <= 2; k += 2) {
@@ -214,7 +187,7 @@ static void test_chat_layout(void **state)
                        "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
     struct tmap_error err = { 0 };
     assert_int_equal(tmap_model_create(path, &cp, &err), TMAP_OK);
-    struct tmap_model *chat = load_model(path, 512, 3);
+    struct tmap_model *chat = test_load_model(path, 512, 256, 3);
     struct tmap_pool *test = write_pool("chat_test.jsonl",
                                         "{\"prompt\": \"What is 2+2?\", \"response\": \"4\"}\n"
                                         "{\"prompt\": \"What is 3+3?\", \"response\": \"It is 6.\"}\n");
@@ -311,7 +284,7 @@ static void test_mc_forced(void **state)
     tmap_eval_result_free(&r);
 
     /* Records without choices cannot be scored as multiple choice. */
-    struct tmap_pool *gsm = gsm8k_pool("test.jsonl", "mc_gsm.jsonl", 2);
+    struct tmap_pool *gsm = gsm8k_pool("test", "mc_gsm.jsonl", 2);
     struct tmap_error err = { 0 };
     assert_int_equal(tmap_eval_run(model, gsm, NULL, &p, &r, &err), TMAP_ERR_DATA);
     assert_non_null(strstr(err.message, "mc_gsm.jsonl:1: record 1 has no choices"));
@@ -385,7 +358,7 @@ static void test_accuracy_forced(void **state)
 
     /* GSM8K records compare numbers: whatever the model wrote, the
      * extracted answer is tmap_extract_answer's and the gold is "####"'s. */
-    struct tmap_pool *gsm = gsm8k_pool("test.jsonl", "acc_gsm.jsonl", 3);
+    struct tmap_pool *gsm = gsm8k_pool("test", "acc_gsm.jsonl", 3);
     r = evaluate(model, gsm, NULL, &p);
     for (size_t i = 0; i < 3; i++) {
         char *out = generate_by_hand(gsm, i, 12), want[256];
@@ -413,7 +386,7 @@ static void test_skipped_items(void **state)
 {
     (void)state;
     /* 64 tokens per sequence: a long question cannot be read whole. */
-    struct tmap_model *small = load_model(TMAP_TEST_MODEL, 64, 2);
+    struct tmap_model *small = test_load_model(TMAP_TEST_MODEL, 64, 256, 2);
     char text[1024] = "{\"prompt\": \"Hi\", \"response\": \"Hello\"}\n{\"prompt\": \"";
     for (int i = 0; i < 70; i++)
         strcat(text, "apple "); /* one token each: 70 of them */
@@ -472,7 +445,7 @@ static void test_predictions_file(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    struct tmap_pool *test = gsm8k_pool("test.jsonl", "err_test.jsonl", 2);
+    struct tmap_pool *test = gsm8k_pool("test", "err_test.jsonl", 2);
     struct tmap_eval_params p = tmap_eval_default_params();
     struct tmap_eval_result r;
     struct tmap_error err = { 0 };
@@ -503,28 +476,16 @@ static void test_errors(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-eval.XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (!test_begin_group(tmpdir, sizeof tmpdir, "eval"))
         return -1;
-    tmap_backend_init(true);
-    struct tmap_model_params p = tmap_model_default_params();
-    p.path = TMAP_TEST_MODEL;
-    p.n_ctx = 1024;
-    p.n_batch = 256;
-    p.n_seq = 4;
-    p.n_threads = 2;
-    struct tmap_error err = { 0 };
-    return tmap_model_load(&p, &model, &err) ? -1 : 0;
+    model = test_load_model(TMAP_TEST_MODEL, 1024, 256, 4);
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    tmap_model_free(model);
-    tmap_backend_free();
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_end_group(model, tmpdir);
 }
 
 int main(void)

@@ -6,12 +6,15 @@
  * right status and a message naming the value at fault. (The recorded base
  * model's check, real vs shuffled answers, is tests/cli/base_model.sh.)
  */
+#define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
 #include "tmap.h"
 
 #include <gguf.h>
@@ -31,32 +34,6 @@ static char eval_path[512];  /* the first 10 GSM8K test records */
 static void tmp_path(char *buf, size_t n, const char *name)
 {
     snprintf(buf, n, "%s/%s", tmpdir, name);
-}
-
-/* The first n lines of a GSM8K file ("train" or "test"). */
-static int write_records(const char *path, const char *split, int n)
-{
-    char from[512];
-    snprintf(from, sizeof from, "%s/data/gsm8k/%s.jsonl", TMAP_SOURCE_DIR, split);
-    FILE *in = fopen(from, "r");
-    FILE *out = fopen(path, "w");
-    if (!in || !out)
-        return -1;
-    char line[1 << 14];
-    for (int i = 0; i < n && fgets(line, sizeof line, in); i++)
-        fputs(line, out);
-    fclose(in);
-    return fclose(out);
-}
-
-static struct tmap_pool *load_pool(const char *path)
-{
-    struct tmap_pool_params pp = tmap_pool_default_params();
-    struct tmap_pool *pool = NULL;
-    struct tmap_error err = { 0 };
-    if (tmap_pool_load(path, &pp, &pool, &err))
-        fail_msg("pool %s: %s", path, err.message);
-    return pool;
 }
 
 /* The settings every test starts from: small enough for about a second an
@@ -108,14 +85,8 @@ static struct tmap_finetune_result train_ok(const struct tmap_pool *pool, struct
  * as tmap_model_logprob scores them. */
 static double scored_loss(const char *path, int32_t n_ctx, const struct tmap_pool *pool, size_t n)
 {
-    struct tmap_model_params mp = tmap_model_default_params();
-    mp.path = path;
-    mp.n_ctx = n_ctx;
-    mp.n_threads = 2;
-    struct tmap_model *m;
+    struct tmap_model *m = test_load_model(path, n_ctx, 2048, 4); /* default batch, sequences */
     struct tmap_error err = { 0 };
-    if (tmap_model_load(&mp, &m, &err))
-        fail_msg("load %s: %s", path, err.message);
     struct tmap_logprob_request *req = calloc(n, sizeof *req);
     struct tmap_logprob_result *res = calloc(n, sizeof *res);
     int32_t **bufs = calloc(2 * n, sizeof *bufs);
@@ -155,10 +126,10 @@ static void test_loss_falls_and_model_scores(void **state)
     (void)state;
     char out[512];
     tmp_path(out, sizeof out, "loss.gguf");
-    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_pool *pool = test_load_pool(data_path);
     struct tmap_finetune_params p = params(out);
     p.n_epochs = 2;
-    struct tmap_pool *eval = load_pool(eval_path);
+    struct tmap_pool *eval = test_load_pool(eval_path);
     p.eval_pool = eval;
     struct epochs ep = { 0 };
     struct tmap_finetune_result r = train_ok(pool, &p, &ep);
@@ -218,7 +189,7 @@ static void test_resume_continues(void **state)
     tmp_path(out, sizeof out, "resume.gguf");
     tmp_path(ckpt1, sizeof ckpt1, "resume.ckpt-epoch1.gguf");
     tmp_path(ckpt2, sizeof ckpt2, "resume.ckpt-epoch2.gguf");
-    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_pool *pool = test_load_pool(data_path);
     struct tmap_finetune_params p = params(out);
     p.n_epochs = 1;
     struct epochs first = { 0 };
@@ -287,7 +258,7 @@ static void test_train_layers(void **state)
     (void)state;
     char out[512];
     tmp_path(out, sizeof out, "layers.gguf");
-    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_pool *pool = test_load_pool(data_path);
     struct tmap_finetune_params p = params(out);
     p.train_layers = "output,ffn_down";
     struct epochs ep = { 0 };
@@ -325,7 +296,7 @@ static void test_bad_inputs(void **state)
     (void)state;
     char out[512];
     tmp_path(out, sizeof out, "bad.gguf");
-    struct tmap_pool *pool = load_pool(data_path);
+    struct tmap_pool *pool = test_load_pool(data_path);
     struct tmap_finetune_params p = params(out);
 
     p.n_epochs = 0;
@@ -366,9 +337,8 @@ static void test_bad_inputs(void **state)
 
     /* Too little data for one window. */
     char one[512];
-    tmp_path(one, sizeof one, "one.jsonl");
-    assert_int_equal(write_records(one, "train", 1), 0);
-    struct tmap_pool *tiny = load_pool(one);
+    test_gsm8k_slice(one, sizeof one, tmpdir, "one.jsonl", "train", 1);
+    struct tmap_pool *tiny = test_load_pool(one);
     p = params(out);
     p.val_split = 0.0f;
     expect_fail(tiny, &p, TMAP_ERR_DATA, "one.jsonl: the 1 training records hold");
@@ -380,7 +350,7 @@ static void test_bad_inputs(void **state)
     FILE *f = fopen(empty, "w");
     fputs("{\"question\": \"What is 2+2?\", \"answer\": \"\"}\n", f);
     fclose(f);
-    struct tmap_pool *blank = load_pool(empty);
+    struct tmap_pool *blank = test_load_pool(empty);
     expect_fail(blank, &p, TMAP_ERR_DATA, "empty.jsonl:1: record 1: the response has no tokens");
     tmap_pool_free(blank);
 
@@ -404,12 +374,9 @@ static void test_bad_inputs(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-finetune.XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (!test_begin_group(tmpdir, sizeof tmpdir, "finetune"))
         return -1;
-    tmap_backend_init(true);
     tmp_path(model_path, sizeof model_path, "base.gguf");
-    tmp_path(data_path, sizeof data_path, "gsm8k-40.jsonl");
     struct tmap_model_create_params cp = tmap_model_create_default_params();
     cp.n_embd = 32;
     cp.n_layer = 1;
@@ -417,21 +384,15 @@ static int setup(void **state)
     struct tmap_error err = { 0 };
     if (tmap_model_create(model_path, &cp, &err) != TMAP_OK)
         return -1;
-    tmp_path(eval_path, sizeof eval_path, "gsm8k-test-10.jsonl");
-    if (write_records(eval_path, "test", 10) != 0)
-        return -1;
-    return write_records(data_path, "train", 40);
+    test_gsm8k_slice(eval_path, sizeof eval_path, tmpdir, "gsm8k-test-10.jsonl", "test", 10);
+    test_gsm8k_slice(data_path, sizeof data_path, tmpdir, "gsm8k-40.jsonl", "train", 40);
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        return -1;
-    tmap_backend_free();
-    return 0;
+    return test_end_group(NULL, tmpdir);
 }
 
 int main(void)

@@ -16,33 +16,21 @@
  * to the first step where they were within 1e-4, and wholly when there is
  * no such step (the usual case).
  */
+#define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
 #include "model/model.h"
 #include "tmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static struct tmap_model *load(int32_t n_ctx, int32_t n_batch, int32_t n_seq)
-{
-    struct tmap_model_params p = tmap_model_default_params();
-    p.path = TMAP_TEST_MODEL;
-    p.n_ctx = n_ctx;
-    p.n_batch = n_batch;
-    p.n_seq = n_seq;
-    p.n_threads = 2;
-    struct tmap_error err = { 0 };
-    struct tmap_model *m = NULL;
-    if (tmap_model_load(&p, &m, &err))
-        fail_msg("load failed: %s", err.message);
-    return m;
-}
 
 static uint64_t calls(const struct tmap_model *m)
 {
@@ -224,8 +212,8 @@ static void test_batched_equals_one_by_one(void **state)
     /* 3 sequences for 7 queries: slots are refilled as requests end, and a
      * 32-token batch makes long prompts span calls shared with other
      * slots' generated tokens. */
-    struct tmap_model *batched = load(256, 32, 3);
-    struct tmap_model *single = load(256, 512, 1);
+    struct tmap_model *batched = test_load_model(TMAP_TEST_MODEL, 256, 32, 3);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 256, 512, 1);
     struct prompts p;
     make_prompts(batched, &p);
     struct tmap_generate_params gp = tmap_generate_default_params();
@@ -251,8 +239,8 @@ static void test_batched_equals_one_by_one(void **state)
 static void test_shared_prefix_equals_unshared(void **state)
 {
     (void)state;
-    struct tmap_model *shared = load(256, 64, 4);
-    struct tmap_model *single = load(256, 512, 1);
+    struct tmap_model *shared = test_load_model(TMAP_TEST_MODEL, 256, 64, 4);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 256, 512, 1);
     struct prompts p;
     make_prompts(shared, &p);
     struct tmap_generate_params gp = tmap_generate_default_params();
@@ -288,7 +276,7 @@ static void test_shared_prefix_equals_unshared(void **state)
 static void test_stop_strings(void **state)
 {
     (void)state;
-    struct tmap_model *m = load(256, 128, 2);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 256, 128, 2);
     struct prompts p;
     make_prompts(m, &p);
     struct tmap_generate_params gp = tmap_generate_default_params();
@@ -331,7 +319,7 @@ static void test_stop_strings(void **state)
 static void test_max_tokens(void **state)
 {
     (void)state;
-    struct tmap_model *m = load(256, 512, 1);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 256, 512, 1);
     struct prompts p;
     make_prompts(m, &p);
     struct tmap_generate_params gp = tmap_generate_default_params();
@@ -363,7 +351,7 @@ static void test_context_bounds_output(void **state)
 {
     (void)state;
     /* 64 tokens per sequence: prefix + prompt + output stay within it. */
-    struct tmap_model *m = load(64, 512, 2);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 64, 512, 2);
     int32_t prompt[70];
     prompt[0] = 1;
     for (int i = 1; i < 70; i++)
@@ -398,8 +386,8 @@ static void test_context_bounds_output(void **state)
 static void test_one_call_per_step(void **state)
 {
     (void)state;
-    struct tmap_model *batched = load(256, 512, 4);
-    struct tmap_model *single = load(256, 512, 1);
+    struct tmap_model *batched = test_load_model(TMAP_TEST_MODEL, 256, 512, 4);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 256, 512, 1);
     struct prompts p;
     make_prompts(batched, &p);
     struct tmap_generate_params gp = tmap_generate_default_params();
@@ -443,7 +431,7 @@ static void test_one_call_per_step(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    struct tmap_model *m = load(64, 64, 2);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 64, 64, 2);
     int32_t prompt[] = { 1, 450, 451 };
     struct tmap_generate_request req[] = { { prompt, 3 }, { prompt, 0 } };
     struct tmap_generate_params gp = tmap_generate_default_params();

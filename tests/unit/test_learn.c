@@ -4,6 +4,8 @@
  * the input lines byte for byte, the same seed gives the same bytes, and a
  * reused subset spends no budget.
  */
+#define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -103,10 +105,8 @@ static void test_diversity_filter(void **state)
 
 static struct tmap_learn_result learn_once(uint64_t seed, size_t iters)
 {
-    struct tmap_pool_params pp = tmap_pool_default_params();
-    struct tmap_pool *tiny;
+    struct tmap_pool *tiny = test_load_pool(val_path);
     struct tmap_error err = { 0 };
-    assert_int_equal(tmap_pool_load(val_path, &pp, &tiny, &err), TMAP_OK);
     struct tmap_learn_params lp = tmap_learn_default_params();
     lp.iters = iters;
     lp.seed = seed;
@@ -232,25 +232,14 @@ static void test_run_is_reproducible(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-learn.XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (!test_begin_group(tmpdir, sizeof tmpdir, "learn"))
         return -1;
-    snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", tmpdir);
-    snprintf(val_path, sizeof val_path, "%s/val.jsonl", tmpdir);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", pool_path, 0, N_POOL);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, 0, N_VAL);
-    tmap_backend_init(true);
-    struct tmap_model_params mp = tmap_model_default_params();
-    mp.path = TMAP_TEST_MODEL;
-    mp.n_ctx = 2048;
-    mp.n_seq = 6;
-    mp.n_batch = 512;
-    mp.n_threads = 2;
+    test_gsm8k_slice(pool_path, sizeof pool_path, tmpdir, "pool.jsonl", "train", N_POOL);
+    test_gsm8k_slice(val_path, sizeof val_path, tmpdir, "val.jsonl", "test", N_VAL);
+    model = test_load_model(TMAP_TEST_MODEL, 2048, 512, 6);
+    pool = test_load_pool(pool_path);
+    val = test_load_pool(val_path);
     struct tmap_error err = { 0 };
-    struct tmap_pool_params pp = tmap_pool_default_params();
-    if (tmap_model_load(&mp, &model, &err) || tmap_pool_load(pool_path, &pp, &pool, &err) ||
-        tmap_pool_load(val_path, &pp, &val, &err))
-        return -1;
     struct tmap_score_params sp = tmap_score_default_params();
     sp.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_IFD) | (1u << TMAP_IND_STEPS) |
                     (1u << TMAP_IND_NUMERACY) | (1u << TMAP_IND_LEXICAL);
@@ -263,11 +252,7 @@ static int teardown(void **state)
     tmap_scores_free(scores);
     tmap_pool_free(pool);
     tmap_pool_free(val);
-    tmap_model_free(model);
-    tmap_backend_free();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_end_group(model, tmpdir);
 }
 
 int main(void)

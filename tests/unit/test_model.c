@@ -4,12 +4,15 @@
  * one-sequence-at-a-time decoding, the context-overflow policy, and
  * deterministic model creation.
  */
+#define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
 #include "tmap.h"
 
 #include <math.h>
@@ -20,22 +23,6 @@
 
 static char tmpdir[256];
 
-static struct tmap_model *load(int32_t n_ctx, int32_t n_batch, int32_t n_seq)
-{
-    struct tmap_model_params p = tmap_model_default_params();
-    p.path = TMAP_TEST_MODEL;
-    p.n_ctx = n_ctx;
-    p.n_batch = n_batch;
-    p.n_seq = n_seq;
-    p.n_threads = 2;
-    struct tmap_error err = { 0 };
-    struct tmap_model *m = NULL;
-    enum tmap_status st = tmap_model_load(&p, &m, &err);
-    if (st)
-        fail_msg("load failed: %s", err.message);
-    return m;
-}
-
 static int32_t *tokenize(struct tmap_model *m, const char *text, bool bos, int32_t *n)
 {
     int32_t *t;
@@ -44,20 +31,12 @@ static int32_t *tokenize(struct tmap_model *m, const char *text, bool bos, int32
     return t;
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* ---- loading ------------------------------------------------------------ */
 
 static void test_info(void **state)
 {
     (void)state;
-    struct tmap_model *m = load(256, 128, 2);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 256, 128, 2);
     struct tmap_model_info in;
     tmap_model_get_info(m, &in);
     assert_string_equal(in.arch, "llama");
@@ -87,7 +66,7 @@ static void test_load_errors(void **state)
 
     char path[512];
     snprintf(path, sizeof path, "%s/not-a-model.gguf", tmpdir);
-    write_file(path, "{\"question\": \"this is JSON, not GGUF\"}\n");
+    test_write_file(path, "{\"question\": \"this is JSON, not GGUF\"}\n");
     p.path = path;
     assert_int_equal(tmap_model_load(&p, &m, &err), TMAP_ERR_MODEL);
     assert_non_null(strstr(err.message, "not a GGUF file"));
@@ -107,7 +86,7 @@ static void test_load_errors(void **state)
 static void test_tokenize(void **state)
 {
     (void)state;
-    struct tmap_model *m = load(128, 64, 1);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 128, 64, 1);
     int32_t n_bos, n_plain;
     int32_t *with_bos = tokenize(m, "Natalia sold 48 clips.", true, &n_bos);
     int32_t *plain = tokenize(m, "Natalia sold 48 clips.", false, &n_plain);
@@ -130,7 +109,7 @@ static void test_tokenize(void **state)
 static void test_format_prompt(void **state)
 {
     (void)state;
-    struct tmap_model *m = load(128, 64, 1);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 128, 64, 1);
     struct tmap_turn turns[] = { { "user", "What is 2+2?" } };
     struct tmap_sample s = { .id = "1", .prompt = "What is 2+2?", .response = "4",
                              .turns = turns, .n_turns = 1, .answer_index = -1 };
@@ -217,8 +196,8 @@ static void test_batched_equals_sequential(void **state)
     /* Batched: 4 sequences side by side, 48-token decode calls, so samples
      * share calls and long ones span several. Reference: one sample at a
      * time, each in a single call. */
-    struct tmap_model *batched = load(256, 48, 4);
-    struct tmap_model *single = load(256, 512, 1);
+    struct tmap_model *batched = test_load_model(TMAP_TEST_MODEL, 256, 48, 4);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 256, 512, 1);
     struct tokenized t;
     tokenize_texts(batched, &t);
 
@@ -265,7 +244,7 @@ static void test_random_model_is_near_uniform(void **state)
     /* A random-init model with std 0.02 barely prefers any token: the mean
      * loss must sit close to log(32000) = 10.37 nats. Catches a wrong
      * softmax or a wrong target token. */
-    struct tmap_model *m = load(256, 256, 2);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 256, 256, 2);
     struct tokenized t;
     tokenize_texts(m, &t);
     struct tmap_logprob_result r[N_TEXTS];
@@ -288,8 +267,8 @@ static void test_random_model_is_near_uniform(void **state)
 static void test_embeddings(void **state)
 {
     (void)state;
-    struct tmap_model *batched = load(256, 48, 4);
-    struct tmap_model *single = load(256, 512, 1);
+    struct tmap_model *batched = test_load_model(TMAP_TEST_MODEL, 256, 48, 4);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 256, 512, 1);
     struct tokenized t, plain;
     tokenize_texts(batched, &t);
     tokenize_texts(batched, &plain);
@@ -339,7 +318,7 @@ static void test_choices(void **state)
     (void)state;
     /* The next-token log-probabilities of a few candidate tokens must equal
      * teacher-forced scoring of each candidate as a one-token response. */
-    struct tmap_model *m = load(256, 64, 3);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 256, 64, 3);
     int32_t n;
     int32_t *prompt = tokenize(m, "Rate this answer from 1 to 6. Score:", true, &n);
     const int32_t choices[] = { 29896, 29906, 29941, 29946, 29945, 29953 };
@@ -365,7 +344,7 @@ static void test_shared_prefix_equals_naive(void **state)
 {
     (void)state;
     /* Few-shot layout: a demonstration block shared by every query. */
-    struct tmap_model *m = load(512, 64, 4);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 512, 64, 4);
     int32_t n_prefix;
     int32_t *prefix = tokenize(m, "Query: What is 2+3?\nAnswer: 2+3 = 5\n#### 5\n\n"
                                   "Query: What is 10-4?\nAnswer: 10-4 = 6\n#### 6\n\n", true, &n_prefix);
@@ -405,7 +384,7 @@ static void test_shared_prefix_equals_naive(void **state)
     assert_int_equal(naive_tokens - shared_tokens, (uint64_t)n_prefix * (N_TEXTS - 1));
 
     /* A query that does not fit after the prefix is skipped, never cut. */
-    struct tmap_model *small = load(n_prefix + 8, 64, 2);
+    struct tmap_model *small = test_load_model(TMAP_TEST_MODEL, n_prefix + 8, 64, 2);
     assert_int_equal(tmap_model_logprob_shared(small, prefix, n_prefix, shared, 1, rs, &err), TMAP_OK);
     assert_int_equal(rs[0].fit, TMAP_FIT_SKIPPED);
     tmap_model_free(small);
@@ -419,7 +398,7 @@ static void test_shared_prefix_equals_naive(void **state)
 static void test_overflow_policy(void **state)
 {
     (void)state;
-    struct tmap_model *m = load(32, 64, 2);
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 32, 64, 2);
     int32_t prompt[40], response[10], long_response[40];
     for (int i = 0; i < 40; i++)
         prompt[i] = i == 0 ? 1 : 100 + i;
@@ -459,19 +438,6 @@ static void test_overflow_policy(void **state)
 
 /* ---- creation ----------------------------------------------------------- */
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
-
 static void test_create_deterministic(void **state)
 {
     (void)state;
@@ -490,7 +456,7 @@ static void test_create_deterministic(void **state)
     assert_int_equal(tmap_model_create(c, &p, &err), TMAP_OK);
 
     size_t na, nb, nc;
-    unsigned char *da = slurp(a, &na), *db = slurp(b, &nb), *dc = slurp(c, &nc);
+    char *da = slurp(a, &na), *db = slurp(b, &nb), *dc = slurp(c, &nc);
     assert_int_equal(na, nb);
     assert_memory_equal(da, db, na);
     assert_int_equal(na, nc);
@@ -527,22 +493,13 @@ static void test_create_errors(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-model.XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    tmap_backend_init(true);
-    return 0;
+    return test_begin_group(tmpdir, sizeof tmpdir, "model") ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        return -1;
-    tmap_backend_free();
-    return 0;
+    return test_end_group(NULL, tmpdir);
 }
 
 int main(void)

@@ -4,6 +4,8 @@
  * naive ones, values equal a hand-built computation, knn uses the true
  * nearest demonstrations, and the memo serves repeats with no model work.
  */
+#define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,16 +25,6 @@ enum { N_DEMOS = 24, N_VAL = 30 };
 static char tmpdir[256], demos_path[512], val_path[512];
 static struct tmap_model *model;
 static struct tmap_pool *demos, *val;
-
-static struct tmap_pool *load_pool(const char *path)
-{
-    struct tmap_pool_params pp = tmap_pool_default_params();
-    struct tmap_pool *p = NULL;
-    struct tmap_error err = { 0 };
-    if (tmap_pool_load(path, &pp, &p, &err))
-        fail_msg("%s", err.message);
-    return p;
-}
 
 static void all_rows(size_t *rows, size_t n)
 {
@@ -83,7 +75,7 @@ static void test_tiny_anchors(void **state)
     char path[600];
     snprintf(path, sizeof path, "%s/tiny.jsonl", tmpdir);
     assert_int_equal(tmap_tiny_write(&a, val, path, &err), TMAP_OK);
-    struct tmap_pool *tiny = load_pool(path);
+    struct tmap_pool *tiny = test_load_pool(path);
     assert_int_equal(tmap_pool_size(tiny), 6);
     double w[6];
     assert_int_equal(tmap_tiny_weights(tiny, w, &err), TMAP_OK);
@@ -108,7 +100,7 @@ static struct tmap_pool *tiny_pool(size_t n)
     char path[600];
     snprintf(path, sizeof path, "%s/tiny%zu.jsonl", tmpdir, n);
     copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", path, 0, (int)n);
-    return load_pool(path);
+    return test_load_pool(path);
 }
 
 static double eval(struct tmap_proxy *px, const double *scores, struct tmap_proxy_stats *st)
@@ -289,15 +281,10 @@ static void test_demos_trimmed_to_fit(void **state)
 {
     (void)state;
     /* Eight GSM8K demonstrations need ~1,500 tokens: in a 512-token context
-     * the proxy leaves out demonstrations instead of failing. */
-    struct tmap_model_params mp = tmap_model_default_params();
-    mp.path = TMAP_TEST_MODEL;
-    mp.n_ctx = 512;
-    mp.n_seq = 4;
-    mp.n_threads = 2;
-    struct tmap_model *small;
+     * the proxy leaves out demonstrations instead of failing. (2048 and 4:
+     * the library's default batch and sequences.) */
+    struct tmap_model *small = test_load_model(TMAP_TEST_MODEL, 512, 2048, 4);
     struct tmap_error err = { 0 };
-    assert_int_equal(tmap_model_load(&mp, &small, &err), TMAP_OK);
     struct tmap_pool *tiny = tiny_pool(3);
     struct tmap_proxy_params p = tmap_proxy_default_params();
     p.k = 8;
@@ -343,25 +330,13 @@ static void test_errors(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-proxy.XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (!test_begin_group(tmpdir, sizeof tmpdir, "proxy"))
         return -1;
-    snprintf(demos_path, sizeof demos_path, "%s/demos.jsonl", tmpdir);
-    snprintf(val_path, sizeof val_path, "%s/val.jsonl", tmpdir);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", demos_path, 0, N_DEMOS);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, 0, N_VAL);
-    tmap_backend_init(true);
-    struct tmap_model_params mp = tmap_model_default_params();
-    mp.path = TMAP_TEST_MODEL;
-    mp.n_ctx = 2048;
-    mp.n_seq = 6;
-    mp.n_batch = 512;
-    mp.n_threads = 2;
-    struct tmap_error err = { 0 };
-    if (tmap_model_load(&mp, &model, &err))
-        return -1;
-    demos = load_pool(demos_path);
-    val = load_pool(val_path);
+    test_gsm8k_slice(demos_path, sizeof demos_path, tmpdir, "demos.jsonl", "train", N_DEMOS);
+    test_gsm8k_slice(val_path, sizeof val_path, tmpdir, "val.jsonl", "test", N_VAL);
+    model = test_load_model(TMAP_TEST_MODEL, 2048, 512, 6);
+    demos = test_load_pool(demos_path);
+    val = test_load_pool(val_path);
     return 0;
 }
 
@@ -370,11 +345,7 @@ static int teardown(void **state)
     (void)state;
     tmap_pool_free(demos);
     tmap_pool_free(val);
-    tmap_model_free(model);
-    tmap_backend_free();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_end_group(model, tmpdir);
 }
 
 int main(void)

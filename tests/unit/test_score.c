@@ -5,6 +5,8 @@
  * the store serving a rerun with no model work, a SIGKILL mid-run losing at
  * most the batch in flight, the context-overflow skip, and --extra columns.
  */
+#define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,31 +36,6 @@ static struct tmap_model *model;
 static struct tmap_pool *pool, *val;
 
 /* ---- fixtures ----------------------------------------------------------- */
-
-static struct tmap_model *load_model(int32_t n_ctx, int32_t n_seq)
-{
-    struct tmap_model_params p = tmap_model_default_params();
-    p.path = TMAP_TEST_MODEL;
-    p.n_ctx = n_ctx;
-    p.n_seq = n_seq;
-    p.n_batch = 512;
-    p.n_threads = 2;
-    struct tmap_model *m = NULL;
-    struct tmap_error err = { 0 };
-    if (tmap_model_load(&p, &m, &err))
-        fail_msg("%s", err.message);
-    return m;
-}
-
-static struct tmap_pool *load_pool(const char *path)
-{
-    struct tmap_pool_params pp = tmap_pool_default_params();
-    struct tmap_pool *p = NULL;
-    struct tmap_error err = { 0 };
-    if (tmap_pool_load(path, &pp, &p, &err))
-        fail_msg("%s", err.message);
-    return p;
-}
 
 static struct tmap_scores *score(const struct tmap_score_params *p)
 {
@@ -99,7 +76,7 @@ static void test_loss_ifd_length_text(void **state)
                    (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_NUMERACY) | (1u << TMAP_IND_LEXICAL);
     p.batch_samples = 16;
     struct tmap_scores *s = score(&p);
-    struct tmap_model *single = load_model(512, 1);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 512, 512, 1);
     struct tmap_error err = { 0 };
     for (size_t i = 0; i < N_POOL; i += 7) {
         int32_t *prompt, np, *response, nr;
@@ -133,7 +110,7 @@ static void test_loss_ifd_length_text(void **state)
 /* Embeddings computed one sample at a time, as the reference. */
 static float *reference_embeddings(const struct tmap_pool *from, size_t n)
 {
-    struct tmap_model *single = load_model(512, 1);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 512, 512, 1);
     float *emb = calloc(n * DIM, sizeof *emb);
     struct tmap_error err = { 0 };
     for (size_t i = 0; i < n; i++) {
@@ -416,7 +393,7 @@ static void test_kill_resumes(void **state)
 static void test_overflow_skips(void **state)
 {
     (void)state;
-    struct tmap_model *small = load_model(64, 2);
+    struct tmap_model *small = test_load_model(TMAP_TEST_MODEL, 64, 512, 2);
     struct tmap_score_params p = tmap_score_default_params();
     p.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_LENGTH);
     p.notice = count_notice;
@@ -456,14 +433,6 @@ static void test_relevance_without_val(void **state)
     tmap_scores_free(s);
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_extra_columns(void **state)
 {
     (void)state;
@@ -473,7 +442,7 @@ static void test_extra_columns(void **state)
     char path[512];
     struct tmap_error err = { 0 };
     snprintf(path, sizeof path, "%s/extra.csv", tmpdir);
-    write_text(path, "id,reward,\"odd, name\"\n3,0.25,1\n1,-2,\n");
+    test_write_file(path, "id,reward,\"odd, name\"\n3,0.25,1\n1,-2,\n");
     assert_int_equal(tmap_scores_merge_csv(s, pool, path, &err), TMAP_OK);
     size_t reward = tmap_scores_find_column(s, "reward");
     size_t odd = tmap_scores_find_column(s, "odd, name");
@@ -483,13 +452,13 @@ static void test_extra_columns(void **state)
     assert_true(isnan(tmap_scores_get(s, 0, odd)));
     assert_true(isnan(tmap_scores_get(s, 1, reward)));
 
-    write_text(path, "id,other\n999,1\n");
+    test_write_file(path, "id,other\n999,1\n");
     assert_int_equal(tmap_scores_merge_csv(s, pool, path, &err), TMAP_ERR_DATA);
     assert_non_null(strstr(err.message, "extra.csv:2: id \"999\" is not in"));
-    write_text(path, "id,third\n2,abc\n");
+    test_write_file(path, "id,third\n2,abc\n");
     assert_int_equal(tmap_scores_merge_csv(s, pool, path, &err), TMAP_ERR_DATA);
     assert_non_null(strstr(err.message, "extra.csv:2: \"abc\" is not a number"));
-    write_text(path, "name,x\n");
+    test_write_file(path, "name,x\n");
     assert_int_equal(tmap_scores_merge_csv(s, pool, path, &err), TMAP_ERR_DATA);
     assert_non_null(strstr(err.message, "extra.csv:1: the header must be id,NAME"));
     tmap_scores_free(s);
@@ -511,17 +480,13 @@ static void test_indicator_list(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/tmap-test-score.XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (!test_begin_group(tmpdir, sizeof tmpdir, "score"))
         return -1;
-    snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", tmpdir);
-    snprintf(val_path, sizeof val_path, "%s/val.jsonl", tmpdir);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl", pool_path, 0, N_POOL);
-    copy_lines(TMAP_SOURCE_DIR "/data/gsm8k/test.jsonl", val_path, 0, N_VAL);
-    tmap_backend_init(true);
-    model = load_model(512, 4);
-    pool = load_pool(pool_path);
-    val = load_pool(val_path);
+    test_gsm8k_slice(pool_path, sizeof pool_path, tmpdir, "pool.jsonl", "train", N_POOL);
+    test_gsm8k_slice(val_path, sizeof val_path, tmpdir, "val.jsonl", "test", N_VAL);
+    model = test_load_model(TMAP_TEST_MODEL, 512, 512, 4);
+    pool = test_load_pool(pool_path);
+    val = test_load_pool(val_path);
     return 0;
 }
 
@@ -530,11 +495,7 @@ static int teardown(void **state)
     (void)state;
     tmap_pool_free(pool);
     tmap_pool_free(val);
-    tmap_model_free(model);
-    tmap_backend_free();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_end_group(model, tmpdir);
 }
 
 int main(void)
