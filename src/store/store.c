@@ -88,9 +88,11 @@ static enum tmap_status store_fail(const struct tmap_store *s, int rc, struct tm
 
 /* Steps a bound statement once and makes it ready for the next use; returns
  * SQLite's code (SQLITE_DONE or SQLITE_ROW on success). */
-static int run(sqlite3_stmt *st)
+/* Steps a statement whose bindings returned bind_rc, then readies it for
+ * reuse; a failed binding is returned as it is, with nothing run. */
+static int run(sqlite3_stmt *st, int bind_rc)
 {
-    int rc = sqlite3_step(st);
+    int rc = bind_rc == SQLITE_OK ? sqlite3_step(st) : bind_rc;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
@@ -262,13 +264,13 @@ void tmap_store_close(struct tmap_store *store)
 
 enum tmap_status tmap_store_begin(struct tmap_store *store, struct tmap_error *err)
 {
-    int rc = run(store->stmt[STMT_BEGIN]);
+    int rc = run(store->stmt[STMT_BEGIN], SQLITE_OK);
     return rc == SQLITE_DONE ? TMAP_OK : store_fail(store, rc, err, "cannot begin a batch");
 }
 
 enum tmap_status tmap_store_commit(struct tmap_store *store, struct tmap_error *err)
 {
-    int rc = run(store->stmt[STMT_COMMIT]);
+    int rc = run(store->stmt[STMT_COMMIT], SQLITE_OK);
     return rc == SQLITE_DONE ? TMAP_OK : store_fail(store, rc, err, "cannot commit a batch");
 }
 
@@ -277,7 +279,7 @@ void tmap_store_rollback(struct tmap_store *store)
     if (!store || !store->db || sqlite3_get_autocommit(store->db))
         return;
     if (store->stmt[STMT_ROLLBACK])
-        run(store->stmt[STMT_ROLLBACK]);
+        run(store->stmt[STMT_ROLLBACK], SQLITE_OK);
     else
         exec(store, "ROLLBACK");
 }
@@ -320,10 +322,7 @@ enum tmap_status tmap_store_put_value(struct tmap_store *store, const char *mode
         rc = sqlite3_bind_text(st, 3, indicator, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = bind_value(st, 4, value);
-    if (rc == SQLITE_OK)
-        rc = run(st);
-    else
-        sqlite3_clear_bindings(st);
+    rc = run(st, rc);
     if (rc == SQLITE_DONE)
         return TMAP_OK;
     char hex[33];
@@ -394,10 +393,7 @@ enum tmap_status tmap_store_put_embedding(struct tmap_store *store, const char *
     int rc = bind_key(st, model, sample);
     if (rc == SQLITE_OK)
         rc = bind_embedding(st, vec, dim);
-    if (rc == SQLITE_OK)
-        rc = run(st);
-    else
-        sqlite3_clear_bindings(st);
+    rc = run(st, rc);
     if (rc == SQLITE_DONE)
         return TMAP_OK;
     return tmap_fail(err, status_of(rc), "%s: cannot store the embedding of sample %s: %s",
@@ -432,10 +428,7 @@ enum tmap_status tmap_store_put_proxy(struct tmap_store *store, const char *key,
     int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = bind_value(st, 2, value);
-    if (rc == SQLITE_OK)
-        rc = run(st);
-    else
-        sqlite3_clear_bindings(st);
+    rc = run(st, rc);
     if (rc == SQLITE_DONE)
         return TMAP_OK;
     return tmap_fail(err, status_of(rc), "%s: cannot store proxy value '%s': %s", store->path,
