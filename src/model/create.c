@@ -182,29 +182,19 @@ static struct gguf_context *build_metadata(const struct tmap_model_create_params
     return g;
 }
 
-/* llama.cpp's model saver writes the tokenizer but not its chat template.
- * Add it by writing new metadata and appending the unchanged tensor data
- * block; tensor offsets are relative to that block, so they stay valid. */
+/* llama.cpp's model saver writes the tokenizer but not its chat template:
+ * add it to the metadata, keeping the tensor data as it is. */
 static bool add_chat_template(const char *path, const char *chat_template)
 {
     struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
     struct gguf_context *g = gguf_init_from_file(path, gp);
     if (!g)
         return false;
-    size_t data_offset = gguf_get_data_offset(g);
     gguf_set_val_str(g, "tokenizer.chat_template", chat_template);
-
     char next[4200];
     snprintf(next, sizeof next, "%s.meta", path);
-    bool ok = gguf_write_to_file(g, next, true);
+    bool ok = tmap_gguf_write_edited(g, path, next);
     gguf_free(g);
-    FILE *from = ok ? fopen(path, "rb") : NULL;
-    FILE *to = from ? fopen(next, "ab") : NULL;
-    ok = to && tmap_file_append_tail(from, (long)data_offset, to);
-    if (to && fclose(to) != 0)
-        ok = false;
-    if (from)
-        fclose(from);
     ok = ok && rename(next, path) == 0;
     if (!ok)
         unlink(next);

@@ -103,17 +103,9 @@ static bool rewrite(const char *saved, const char *next, const struct ft_model_m
     if (!g)
         return false;
     bool ok = file_complete(g, saved);
-    size_t data_offset = gguf_get_data_offset(g);
     set_meta(g, meta);
-    ok = ok && gguf_write_to_file(g, next, true);
+    ok = ok && tmap_gguf_write_edited(g, saved, next);
     gguf_free(g);
-    FILE *from = ok ? fopen(saved, "rb") : NULL;
-    FILE *to = from ? fopen(next, "ab") : NULL;
-    ok = to && tmap_file_append_tail(from, (long)data_offset, to);
-    if (to && fclose(to) != 0)
-        ok = false;
-    if (from)
-        fclose(from);
     return ok;
 }
 
