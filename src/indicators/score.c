@@ -446,25 +446,33 @@ static enum tmap_status store_batch(struct scorer *sc, struct target *t, struct 
     return st;
 }
 
-static enum tmap_status model_work(struct scorer *sc, struct target *t, struct item *items, size_t n)
+/* The model each request list goes to. */
+static struct tmap_model *list_model(const struct scorer *sc, int list)
 {
-    struct request_list lists[N_LISTS];
+    return list == LIST_RATING ? sc->judge : list == LIST_EMBEDDER ? sc->embedder : sc->model;
+}
+
+/* Every request the items need, in their lists; the lists are allocated
+ * here and freed by the caller (list_free) whatever is returned. */
+static enum tmap_status build_lists(struct scorer *sc, struct target *t, struct item *items, size_t n,
+                                    struct request_list lists[N_LISTS])
+{
     bool ok = true;
     for (int k = 0; k < N_LISTS; k++)
         ok &= list_alloc(&lists[k], n * 2 + 1);
-    enum tmap_status st = ok ? TMAP_OK : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch");
-    for (size_t i = 0; i < n && !st; i++)
+    if (!ok)
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch");
+    for (size_t i = 0; i < n; i++)
         add_requests(sc, t, &items[i], lists);
-    if (!st)
-        st = run_list(sc, sc->model, &lists[LIST_MAIN_EMB]);
-    if (!st)
-        st = run_list(sc, sc->model, &lists[LIST_MAIN]);
-    if (!st)
-        st = run_list(sc, sc->model, &lists[LIST_UNCOND]);
-    if (!st)
-        st = run_list(sc, sc->judge, &lists[LIST_RATING]);
-    if (!st)
-        st = run_list(sc, sc->embedder, &lists[LIST_EMBEDDER]);
+    return TMAP_OK;
+}
+
+static enum tmap_status model_work(struct scorer *sc, struct target *t, struct item *items, size_t n)
+{
+    struct request_list lists[N_LISTS];
+    enum tmap_status st = build_lists(sc, t, items, n, lists);
+    for (int k = 0; k < N_LISTS && !st; k++)
+        st = run_list(sc, list_model(sc, k), &lists[k]);
     for (int k = 0; k < N_LISTS; k++)
         list_free(&lists[k]);
     return st;
@@ -716,31 +724,24 @@ enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *mod
 /* Dry run                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void count_pass(struct tmap_model *m, int32_t n_prompt, int32_t n_response, bool extras,
-                       struct tmap_score_plan *plan)
+/* Tokens and passes of the requests a batch's items make: the very lists
+ * model_work would decode, each costed by the model layer's overflow
+ * policy. */
+static enum tmap_status count_batch(struct scorer *sc, struct target *t, struct item *items, size_t n,
+                                    struct tmap_score_plan *plan)
 {
-    plan->n_tokens += (uint64_t)tmap_model_logprob_cost(m, n_prompt, n_response, extras);
-    plan->n_passes++;
-}
-
-/* The passes add_requests would ask for: the main one, ifd's, the two
- * ratings (prompt only, choices read), another embedder's; validation rows
- * (t->scores NULL) have only their embedding pass. */
-static void count_item(const struct scorer *sc, const struct target *t, const struct item *it,
-                       struct tmap_score_plan *plan)
-{
-    bool emb_main = it->want_emb && sc->embedder == sc->model;
-    if (it->prompt)
-        count_pass(sc->model, it->n_prompt, it->n_response, emb_main, plan);
-    if (it->missing & BIT(TMAP_IND_IFD))
-        count_pass(sc->model, 1, it->n_response, false, plan);
-    for (int r = 0; r < 2; r++)
-        if (it->rating[r])
-            count_pass(sc->judge, it->n_rating[r], 0, true, plan);
-    if (it->eprompt)
-        count_pass(sc->embedder, it->n_eprompt, it->n_eresponse, true, plan);
-    if (t->scores)
-        plan->n_cached += !(it->missing & PER_SAMPLE) && !it->want_emb;
+    struct request_list lists[N_LISTS];
+    enum tmap_status st = build_lists(sc, t, items, n, lists);
+    for (int k = 0; k < N_LISTS && !st; k++)
+        for (size_t i = 0; i < lists[k].n; i++) {
+            plan->n_tokens += (uint64_t)tmap_model_logprob_cost(list_model(sc, k), &lists[k].req[i]);
+            plan->n_passes++;
+        }
+    for (int k = 0; k < N_LISTS; k++)
+        list_free(&lists[k]);
+    for (size_t i = 0; i < n && t->scores; i++)
+        plan->n_cached += !(items[i].missing & PER_SAMPLE) && !items[i].want_emb;
+    return st;
 }
 
 /*
@@ -787,11 +788,10 @@ static enum tmap_status plan_target(struct scorer *sc, struct target *t, bool ca
         struct item *items = calloc(count, sizeof *items);
         st = items ? load_items(sc, t, begin, items, count)
                    : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory planning a batch of %zu", count);
-        for (size_t i = 0; i < count && !st; i++) {
+        for (size_t i = 0; i < count && !st; i++)
             st = prepare_item(sc, &items[i]);
-            if (!st)
-                count_item(sc, t, &items[i], plan);
-        }
+        if (!st)
+            st = count_batch(sc, t, items, count, plan);
         if (!st && begin == 0 && calibrate_first)
             st = calibrate(sc, t, items, count, plan);
         for (size_t i = 0; items && i < count; i++)

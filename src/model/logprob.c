@@ -71,12 +71,10 @@ static enum tmap_fit plan(const struct tmap_logprob_request *r, int32_t n_ctx, s
     return TMAP_FIT_TRUNCATED;
 }
 
-int32_t tmap_model_logprob_cost(const struct tmap_model *m, int32_t n_prompt, int32_t n_response,
-                                bool extras)
+int32_t tmap_model_logprob_cost(const struct tmap_model *m, const struct tmap_logprob_request *r)
 {
-    struct tmap_logprob_request r = { .n_prompt = n_prompt, .n_response = n_response, .n_choices = extras };
     struct planned p;
-    if (plan(&r, m->info.n_ctx, &p) == TMAP_FIT_SKIPPED)
+    if (plan(r, m->info.n_ctx, &p) == TMAP_FIT_SKIPPED)
         return 0;
     return planned_len(&p) - (p.feed_last ? 0 : 1);
 }

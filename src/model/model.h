@@ -45,11 +45,10 @@ enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batc
 enum tmap_status tmap_model_decode_prefix(struct tmap_model *m, const int32_t *tokens, int32_t n,
                                           struct tmap_error *err);
 
-/* Positions tmap_model_logprob decodes for a request of these lengths
- * (extras: it reads choices or an embedding) under its overflow policy;
- * 0 when it would skip the request. Dry runs count with it. */
-int32_t tmap_model_logprob_cost(const struct tmap_model *m, int32_t n_prompt, int32_t n_response,
-                                bool extras);
+/* Positions tmap_model_logprob decodes for this request (without a shared
+ * prefix) under its overflow policy; 0 when it would skip the request.
+ * Dry runs count with it. */
+int32_t tmap_model_logprob_cost(const struct tmap_model *m, const struct tmap_logprob_request *r);
 
 /* The last error line llama.cpp logged, or "" (added to our messages). */
 const char *tmap_llama_last_error(void);
