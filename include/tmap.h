@@ -224,6 +224,13 @@ struct tmap_model_info {
     int32_t  n_layer;
     int32_t  n_head;
     bool     has_chat_template;
+    /* What the model knows, when tmap trained it (tmap finetune or model
+     * pretrain record it in the GGUF's tmap.train.* keys); "" and NAN when
+     * it did not. A created, untrained model says "random init". */
+    char     trained_on[160];      /* "train.jsonl (first 5473 of 7473 records), 4 epochs" */
+    char     eval_on[160];         /* the held-out data of eval_*: "test.jsonl (1319 records)" */
+    double   eval_response_loss;   /* nats per response token on eval_on, after training */
+    double   eval_response_bpb;    /* the same in bits per byte of response text */
     int32_t  n_ctx;   /* per sequence, as loaded */
     int32_t  n_batch;
     int32_t  n_seq;
@@ -521,6 +528,10 @@ struct tmap_proxy_params {
     int32_t               k;            /* demonstrations (8) */
     enum tmap_demo_policy policy;
     size_t                draws;        /* random policy: draws averaged (2) */
+    /* Random policy: the tiny set is split into this many groups, each with
+     * demonstrations of its own (1). One group judges a subset by k of its
+     * records; g groups by g*k, at the cost of g shared prefixes. */
+    size_t                groups;
     enum tmap_metric      metric;
     enum tmap_template    tmpl;
     uint64_t              seed;
@@ -539,6 +550,11 @@ enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_p
                                    const double *weights, const struct tmap_proxy_params *params,
                                    struct tmap_proxy **out, struct tmap_error *err);
 void tmap_proxy_free(struct tmap_proxy *proxy);
+
+/* The seed of the random policy's draws (params.seed at creation). A new
+ * seed draws other demonstrations; the memo keeps values per seed. */
+uint64_t tmap_proxy_seed(const struct tmap_proxy *proxy);
+void     tmap_proxy_set_seed(struct tmap_proxy *proxy, uint64_t seed);
 
 struct tmap_proxy_stats {
     uint64_t n_tokens;  /* decoded for this evaluation */
@@ -588,6 +604,9 @@ struct tmap_learn_params {
     bool                     signed_weights; /* also learn directions (sum |w| = 1) */
     uint64_t                 seed;
     struct tmap_proxy_params proxy;          /* default: random policy, 2 draws */
+    size_t                   n_random;       /* baselines: random subsets of the selection's size (5) */
+    size_t                   n_redraws;      /* baselines: fresh demonstration draws of the learned subset (4) */
+    bool                     keep_duplicates; /* let exact duplicates (same content hash) in twice (false) */
     /* After every evaluation (reused = served from the memo, no budget). */
     void (*on_eval)(size_t i, const double *w, size_t d, double value, bool reused, void *user_data);
     void *on_eval_user_data;
@@ -603,12 +622,42 @@ struct tmap_trace_entry {
     uint64_t subset_hash;
 };
 
+/* How the learned weights compare with what a user could have had without
+ * them; every run measures it through the same proxy and memo (DESIGN.md
+ * section 6). */
+enum tmap_verdict {
+    TMAP_VERDICT_UNKNOWN = 0, /* not measured (fewer than 2 random subsets) */
+    TMAP_VERDICT_BEATS,       /* better than random subsets by at least 2 sd of the noise */
+    TMAP_VERDICT_WITHIN,      /* within 2 sd: no better than random, as far as the proxy can tell */
+    TMAP_VERDICT_LOSES,       /* worse than random subsets by at least 2 sd */
+};
+
+struct tmap_baselines {
+    double  equal;       /* proxy at equal weights */
+    double *single;      /* proxy with each indicator alone, in weights.names order */
+    size_t  d;
+    double *random;      /* proxy on random subsets of the selection's size (seeded) */
+    size_t  n_random;
+    double *redraws;     /* proxy on the learned subset under fresh demonstration draws: its noise */
+    size_t  n_redraws;
+    double  random_mean, random_sd;   /* sample sd */
+    double  learned_mean, learned_sd; /* over the redraws (the search's own value is a maximum, biased up) */
+    double  z;           /* (learned_mean - random_mean) / sqrt(learned_sd^2 + random_sd^2) */
+    enum tmap_verdict verdict;
+};
+
+/* One line for people: "learned -2.41 +/- 0.01 vs random -2.63 +/- 0.04:
+ * 5.5 sd better: beats random subsets by more than the noise". */
+void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size);
+
 struct tmap_learn_result {
     struct tmap_weights      weights; /* the evaluated w with the best posterior mean */
     double                   best_posterior_mean;
     struct tmap_trace_entry *trace;
     size_t                   n_trace;
     size_t                   n_spent;
+    struct tmap_baselines    baselines;
+    size_t                   n_duplicates; /* pool rows kept out of every selection as exact duplicates */
 };
 
 /* Learns the weights of the columns of scores that hold values, judging
@@ -623,14 +672,19 @@ void tmap_learn_result_free(struct tmap_learn_result *r);
 struct tmap_selection {
     size_t  n_rows;   /* pool size */
     size_t  n;        /* selected */
+    size_t  n_duplicates; /* rows kept out as exact duplicates of another (same content hash) */
     size_t *rows;     /* selected rows, ascending */
     bool   *selected; /* per row */
     double *combined; /* per row */
     double *ranks;    /* column-major n_rows x weights.d */
 };
 
+/* Exact duplicates (the same content hash) enter once: the copy with the
+ * lowest sample id stands for all, unless keep_duplicates. The selection
+ * is ceil(ratio * n) rows, fewer only when the pool has fewer distinct
+ * records. */
 enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
-                             const struct tmap_weights *weights, double ratio,
+                             const struct tmap_weights *weights, double ratio, bool keep_duplicates,
                              struct tmap_selection *out, struct tmap_error *err);
 void tmap_selection_free(struct tmap_selection *s);
 
@@ -650,8 +704,8 @@ enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct 
 enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const struct tmap_scores *scores,
                                         const struct tmap_weights *w, const struct tmap_selection *sel,
                                         const char *path, struct tmap_error *err);
-enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const char *config_json,
-                                         const char *path, struct tmap_error *err);
+enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const struct tmap_baselines *baselines,
+                                         const char *config_json, const char *path, struct tmap_error *err);
 enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *out, struct tmap_error *err);
 enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path,
                                       struct tmap_error *err);
@@ -676,8 +730,11 @@ struct tmap_run_params tmap_run_default_params(void);
 
 struct tmap_run_summary {
     size_t              n_pool, n_val, n_tiny, n_selected;
+    size_t              n_duplicates;   /* exact duplicates kept out of the selection */
+    struct tmap_model_info model;       /* which model, and what it was trained on */
     struct tmap_weights weights;        /* learned */
-    double              uniform_value;  /* proxy at equal weights (first design point) */
+    struct tmap_baselines baselines;    /* what the learned weights are measured against */
+    double              uniform_value;  /* proxy at equal weights (= baselines.equal) */
     size_t              n_evaluations, n_spent;
     double              seconds_score, seconds_tiny, seconds_learn, seconds_total;
     struct tmap_score_stats score_stats;
@@ -794,7 +851,7 @@ struct tmap_model_create_params {
     int32_t     n_ctx;
     uint64_t    seed;
     float       init_std;      /* standard deviation of the weight matrices */
-    const char *vocab_path;    /* vocab-only GGUF, NULL = the bundled Llama-2 one */
+    const char *vocab_path;    /* vocab-only GGUF or SentencePiece .vocab (BPE, byte fallback), NULL = the bundled Llama-2 GGUF */
     const char *chat_template; /* stored as tokenizer.chat_template, NULL = none */
 };
 
@@ -802,6 +859,22 @@ struct tmap_model_create_params tmap_model_create_default_params(void);
 
 enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model_create_params *params,
                                    struct tmap_error *err);
+
+/* Storing weights in another type (llama_model_quantize). */
+struct tmap_model_quantize_params {
+    const char *type;      /* "f32", "f16", "bf16", "q8_0", "q4_k_m", ... (tmap_quant_type_names) */
+    int32_t     n_threads; /* 0 = all cores */
+};
+
+struct tmap_model_quantize_params tmap_model_quantize_default_params(void);
+
+/* The type names tmap_model_quantize takes, comma-separated. */
+const char *tmap_quant_type_names(void);
+
+/* Writes out_path: in_path's metadata and tokenizer with its weight
+ * matrices stored as params->type (1-d tensors stay F32). */
+enum tmap_status tmap_model_quantize(const char *in_path, const char *out_path,
+                                     const struct tmap_model_quantize_params *params, struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
@@ -811,9 +884,12 @@ enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model
  *
  * Each record is laid out as scoring reads it: BOS, the plain-template
  * prompt (tmap_model_format_prompt), the response, then EOS so the model
- * learns to stop. Records are packed end to end into windows of n_ctx
- * tokens, one optimiser step (AdamW) per window; a window may start or end
- * inside a record, and attention crosses record boundaries within a window
+ * learns to stop. Records are packed into windows of n_ctx tokens, one
+ * optimiser step (AdamW) per window. Every window starts at the start of a
+ * record and holds whole records; its tail is the beginning of the next
+ * record, which then opens the next window whole, so no record is trained
+ * only in pieces (one longer than a window is cut into window-sized
+ * chunks). Attention crosses record boundaries within a window
  * (llama_opt_epoch trains one sequence per window and takes no mask).
  *
  * Loss: llama_opt_epoch sets a one-hot label at every position of every
@@ -831,8 +907,9 @@ enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model
  * estimates: ggml-opt keeps them private, so the optimiser restarts from zero
  * moments (with its bias correction restarted too).
  *
- * llama.cpp never trains token_embd.weight (a FIXME in llama_opt_init) nor
- * tensors that are not F32. */
+ * llama.cpp trains F32 tensors only. Unpatched, it never trains
+ * token_embd, attn_k or attn_v; the llama.cpp tmap builds carries the fix
+ * (scripts/llama-patches/README.md), and the result says which ran. */
 
 /* Losses of one epoch in mean nats per token; NAN where not measured. */
 struct tmap_finetune_epoch {
@@ -842,6 +919,9 @@ struct tmap_finetune_epoch {
     double  val_response_loss;  /* held-out records, response tokens only, as scoring reads them */
     double  eval_response_loss; /* params.eval_pool, response tokens only */
     int64_t n_val_response_tokens, n_eval_response_tokens;
+    /* The same response losses in bits per byte of response text (UTF-8),
+     * which compares models with different vocabularies. */
+    double  val_response_bpb, eval_response_bpb;
     double  lr;                 /* learning rate of the epoch's last step */
     int64_t n_steps;            /* optimiser steps: one per training window */
     int64_t n_tokens;           /* training tokens (n_steps * n_ctx) */
@@ -871,6 +951,7 @@ struct tmap_finetune_params {
     float       warmup;              /* fraction of all steps spent in linear warmup */
     float       weight_decay;        /* AdamW's decoupled weight decay */
     float       val_split;           /* fraction of records held out, [0, 0.9] */
+    size_t      n_first;             /* train on the pool's first n_first records only, 0 = all */
     uint64_t    seed;                /* held-out records and the per-epoch order */
     const char *train_layers;        /* which tensors train, NULL = all (see tmap_finetune_check_layers) */
     bool        resume;              /* go on from STEM.ckpt.json */
@@ -889,6 +970,8 @@ struct tmap_finetune_result {
     int64_t n_train_windows, n_val_windows;
     int32_t n_ctx;                     /* the window */
     int32_t n_trained_tensors;
+    bool    llama_patched;             /* false: this llama.cpp lacks tmap's training patch, so token_embd,
+                                          attn_k and attn_v did not train (scripts/llama-patches) */
     double  seconds;                   /* the whole call */
 };
 

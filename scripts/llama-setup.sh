@@ -35,9 +35,13 @@ case "$gpu" in
     *)    echo "llama-setup: unknown variant '$gpu' (cpu or cuda)" >&2; exit 1 ;;
 esac
 
-# The key changes whenever the version or a flag changes, so two variants
-# never overwrite each other and a stale build is never reused.
-flag_hash=$(printf '%s\n' "${flags[@]}" | sha256sum | cut -c1-10)
+# tmap's patches to llama.cpp's training (scripts/llama-patches/README.md):
+# without them attn_k, attn_v and token_embd never train.
+patches=("$(cd "$(dirname "$0")" && pwd)"/llama-patches/*.patch)
+
+# The key changes whenever the version, a flag or a patch changes, so two
+# variants never overwrite each other and a stale build is never reused.
+flag_hash=$( { printf '%s\n' "${flags[@]}"; cat "${patches[@]}"; } | sha256sum | cut -c1-10)
 cache=${TMAP_CACHE:-$HOME/.cache/tmap}
 prefix="$cache/llama/node-llama-cpp-$npm_version-$gpu-$flag_hash"
 
@@ -54,6 +58,9 @@ echo "llama-setup: fetching node-llama-cpp@$npm_version from the npm registry" >
 (cd "$work" && npm pack --silent "node-llama-cpp@$npm_version" >/dev/null)
 tar -xzf "$work/node-llama-cpp-$npm_version.tgz" -C "$work" package/llama/gitRelease.bundle
 git clone --quiet "$work/package/llama/gitRelease.bundle" "$work/src" 2>/dev/null
+for p in "${patches[@]}"; do
+    git -C "$work/src" apply "$p" || { echo "llama-setup: cannot apply $p" >&2; exit 1; }
+done
 
 echo "llama-setup: building llama.cpp ($gpu) into $prefix" >&2
 cmake -S "$work/src" -B "$work/build" "${flags[@]}" >"$work/configure.log" 2>&1 \
@@ -70,6 +77,7 @@ cmake -DCMAKE_INSTALL_PREFIX="$prefix" -P "$work/build/cmake_install.cmake" >/de
 mkdir -p "$prefix/share/tmap/vocab"
 cp "$work/src/models/ggml-vocab-llama-spm.gguf" "$prefix/share/tmap/vocab/"
 git -C "$work/src" log -1 --format=%H > "$prefix/share/tmap/llama-commit"
+for p in "${patches[@]}"; do basename "$p"; done > "$prefix/share/tmap/llama-patches"
 echo "$(( $(date +%s) - start ))" > "$prefix/.build-seconds"
 touch "$prefix/.complete"
 echo "llama-setup: done in $(( $(date +%s) - start )) s" >&2

@@ -27,8 +27,8 @@ static void print_loss(double v)
 
 static void print_header(void)
 {
-    printf("%5s %9s %9s %9s %9s %9s %8s %7s\n", "epoch", "train", "val", "val_resp", "eval_resp", "lr",
-           "tok/s", "seconds");
+    printf("%5s %9s %9s %9s %9s %9s %9s %8s %7s\n", "epoch", "train", "val", "val_resp", "eval_resp",
+           "eval_bpb", "lr", "tok/s", "seconds");
 }
 
 static void print_epoch(const struct tmap_finetune_epoch *e)
@@ -38,6 +38,7 @@ static void print_epoch(const struct tmap_finetune_epoch *e)
     print_loss(e->val_loss);
     print_loss(e->val_response_loss);
     print_loss(e->eval_response_loss);
+    print_loss(e->eval_response_bpb);
     if (isfinite(e->lr))
         printf(" %9.2e", e->lr);
     else
@@ -88,6 +89,9 @@ static void on_progress(const struct tmap_finetune_progress *p, void *user_data)
 
 static void print_summary(const struct tmap_finetune_result *r, const char *out)
 {
+    if (!r->llama_patched)
+        fprintf(stderr, "tmap: warning: this llama.cpp lacks tmap's training patch: token_embd, attn_k and attn_v "
+                "did not train (scripts/llama-patches/README.md)\n");
     if (cli_quiet)
         return;
     fprintf(stderr, "tmap: trained %d tensors on %zu records (%lld windows of %d tokens), %zu held out; "
@@ -141,6 +145,7 @@ static int run(struct tmap_finetune_params *fp, const char *data_path, const cha
     { "--weight-decay", CLI_FLOAT, &(fp).weight_decay, "X", "AdamW weight decay (default 0)", -1e6, 1e6, NULL }, \
     { "--train-layers", CLI_STRING, &(fp).train_layers, "SPEC", "train only these: layers N or N-M, name parts (attn,ffn,output), comma list", 0, 0, NULL }, \
     { "--val-split", CLI_FLOAT, &(fp).val_split, "F", "hold out this fraction of records (by --seed)", -1e6, 1e6, NULL }, \
+    { "--first", CLI_SIZE, &(fp).n_first, "N", "train on the first N records of DATA only; the rest stay unseen (default: all)", 0, 1e12, NULL }, \
     { "--seed", CLI_U64, &(fp).seed, "S", "held-out records and data order (default 42)", 0, 0, NULL },       \
     { "--eval", CLI_STRING, &(eval), "FILE", "also report the response loss on this data, every epoch", 0, 0, NULL }, \
     { "--resume", CLI_FLAG, &(fp).resume, NULL, "go on from OUT's last checkpoint (STEM.ckpt.json)", 0, 0, NULL }
@@ -214,28 +219,35 @@ int cmd_model_pretrain(int argc, char **argv)
     struct tmap_model_create_params cp = tmap_model_create_default_params();
     struct tmap_finetune_params fp = tmap_finetune_default_params();
     const char *data = NULL, *eval = NULL;
-    /* The recorded base model (docs/base-model.md): see there for why. */
-    cp.n_embd = 64;
+    /* The shipped base model (docs/base-model.md): see there for why. */
+    cp.n_embd = 128;
     cp.n_layer = 4;
-    fp.n_epochs = 1;
+    cp.vocab_path = TMAP_GSM8K_VOCAB;
+    fp.n_epochs = 5;
     fp.lr = 3e-3f;
     fp.model.n_ctx = 512;
     const struct cli_option options[] = {
         { "-d|--data", CLI_STRING, &data, "FILE", "training records (data/gsm8k/train.jsonl)", 0, 0, NULL },
         { "-o|--out", CLI_STRING, &fp.out_path, "FILE", "where to write the trained GGUF", 0, 0, NULL },
-        { "--n-embd", CLI_INT, &cp.n_embd, "N", "width (default 64)", 8, 65536, NULL },
+        { "--n-embd", CLI_INT, &cp.n_embd, "N", "width (default 128)", 8, 65536, NULL },
         { "--n-layer", CLI_INT, &cp.n_layer, "N", "layers (default 4)", 1, 1024, NULL },
         { "--n-head", CLI_INT, &cp.n_head, "N", "attention heads (default 4)", 1, 1024, NULL },
+        { "--n-ff", CLI_INT, &cp.n_ff, "N", "feed-forward width (default about 8/3 n_embd)", 0, 1 << 20, NULL },
+        { "--std", CLI_FLOAT, &cp.init_std, "X", "standard deviation of the initial weights (default 0.02)", 1e-6, 10, NULL },
+        { "--vocab", CLI_STRING, &cp.vocab_path, "FILE", "tokenizer: a vocab-only GGUF or a SentencePiece .vocab (spm_train, BPE, --byte_fallback); default models/gsm8k-2k.vocab", 0, 0, NULL },
         { "--init-seed", CLI_U64, &cp.seed, "S", "seed of the initial weights (default 42)", 0, 0, NULL },
         TRAIN_OPTIONS(fp, eval),
         TRAIN_MODEL_OPTIONS(fp.model),
         CLI_OPT_END,
     };
     const struct cli_spec spec = {
-        "tmap model pretrain -d data/gsm8k/train.jsonl --out FILE [--eval data/gsm8k/test.jsonl] [--epochs 1]",
+        "tmap model pretrain -d data/gsm8k/train.jsonl --first 5473 --out FILE [--eval data/gsm8k/test.jsonl]",
         "Creates a small random-init Llama (as `tmap model create`, written to STEM.init.gguf) and trains\n"
-        "it from scratch on the data with `tmap finetune`'s training. The defaults are the recorded GSM8K\n"
-        "base model of docs/base-model.md: the same command gives the same bytes.",
+        "it from scratch on the data with `tmap finetune`'s training. The defaults are those of the shipped\n"
+        "GSM8K base model, models/gsm8k-base.gguf (docs/base-model.md): 128 wide, 4 layers, the 2,048-piece\n"
+        "SentencePiece vocabulary models/gsm8k-2k.vocab, 512-token windows (its context), 5 epochs at\n"
+        "lr 3e-3. With --eval the saved model\n"
+        "records its held-out response loss (tmap info shows it). The same command gives the same bytes.",
         options, 0, 0,
     };
     size_t n_pos;
@@ -247,6 +259,10 @@ int cmd_model_pretrain(int argc, char **argv)
     if (!fp.out_path)
         return cli_usage_error(&spec, "no output file given (--out FILE.gguf)");
     cp.n_head_kv = cp.n_head;
+    /* A model trained from scratch on windows of -c tokens has never seen a
+     * position past them: that is its context, and scoring and the proxy
+     * must not go further (the proxy leaves out demonstrations to fit). */
+    cp.n_ctx = fp.model.n_ctx;
 
     char init[4200];
     init_path(fp.out_path, init, sizeof init);

@@ -3,6 +3,7 @@
  */
 #include "cli/cli.h"
 
+#include <math.h>
 #include <stdio.h>
 
 static void print_text(const struct tmap_model_info *in, const char *path)
@@ -18,6 +19,11 @@ static void print_text(const struct tmap_model_info *in, const char *path)
     printf("width          %d (heads %d)\n", in->n_embd, in->n_head);
     printf("chat template  %s\n", in->has_chat_template ? "yes" : "no (prompts use the plain template)");
     printf("fingerprint    %s\n", in->fingerprint);
+    if (in->trained_on[0])
+        printf("trained on     %s\n", in->trained_on);
+    if (in->eval_on[0])
+        printf("held-out loss  %.3f bits/byte, %.4f nats/token (response tokens of %s)\n", in->eval_response_bpb,
+               in->eval_response_loss, in->eval_on);
 }
 
 static void print_json(const struct tmap_model_info *in, const char *path)
@@ -29,10 +35,22 @@ static void print_json(const struct tmap_model_info *in, const char *path)
     printf(", \"description\": ");
     cli_print_json_string(in->description);
     printf(", \"n_params\": %llu, \"file_bytes\": %llu, \"n_vocab\": %d, \"n_ctx_train\": %d, "
-           "\"n_layer\": %d, \"n_embd\": %d, \"n_head\": %d, \"chat_template\": %s, \"fingerprint\": \"%s\"}\n",
+           "\"n_layer\": %d, \"n_embd\": %d, \"n_head\": %d, \"chat_template\": %s, \"fingerprint\": \"%s\"",
            (unsigned long long)in->n_params, (unsigned long long)in->file_bytes, in->n_vocab,
            in->n_ctx_train, in->n_layer, in->n_embd, in->n_head,
            in->has_chat_template ? "true" : "false", in->fingerprint);
+    printf(", \"trained_on\": ");
+    cli_print_json_string(in->trained_on);
+    printf(", \"eval_on\": ");
+    cli_print_json_string(in->eval_on);
+    if (isfinite(in->eval_response_loss))
+        printf(", \"eval_response_loss\": %.6f", in->eval_response_loss);
+    else
+        printf(", \"eval_response_loss\": null");
+    if (isfinite(in->eval_response_bpb))
+        printf(", \"eval_response_bpb\": %.6f}\n", in->eval_response_bpb);
+    else
+        printf(", \"eval_response_bpb\": null}\n");
 }
 
 int cmd_info(int argc, char **argv)

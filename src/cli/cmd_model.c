@@ -1,7 +1,9 @@
 /*
  * cmd_model.c - `tmap model create`: a small random-init Llama with the
- * Llama-2 tokenizer, the same bytes for the same arguments. Tests and the
- * demo use these, since no weights can be downloaded.
+ * Llama-2 tokenizer (or another vocabulary), the same bytes for the same
+ * arguments; tests and the demo use these, since no weights can be
+ * downloaded. `tmap model quantize`: llama.cpp's quantizer. `tmap model
+ * pretrain` lives with the training commands in cmd_finetune.c.
  */
 #include "cli/cli.h"
 
@@ -30,7 +32,7 @@ static int model_create(int argc, char **argv)
         { "--ctx", CLI_INT, &p.n_ctx, "N", "trained context length (default 2048)", 16, 1 << 20, NULL },
         { "--seed", CLI_U64, &p.seed, "S", "random seed (default 42)", 0, 0, NULL },
         { "--std", CLI_FLOAT, &p.init_std, "X", "weight standard deviation (default 0.02)", 1e-6, 10, NULL },
-        { "--vocab", CLI_STRING, &p.vocab_path, "FILE", "vocab-only GGUF (default: the bundled Llama-2 one)", 0, 0, NULL },
+        { "--vocab", CLI_STRING, &p.vocab_path, "FILE", "tokenizer: a vocab-only GGUF or a SentencePiece .vocab (default: the bundled Llama-2 GGUF)", 0, 0, NULL },
         { "--chat-template", CLI_STRING, &p.chat_template, "T", "store a chat template: 'chatml' or template text", 0, 0, NULL },
         CLI_OPT_END,
     };
@@ -62,11 +64,43 @@ static int model_create(int argc, char **argv)
     return rc;
 }
 
+static int model_quantize(int argc, char **argv)
+{
+    struct tmap_model_quantize_params p = tmap_model_quantize_default_params();
+    char type_help[512];
+    snprintf(type_help, sizeof type_help, "weight type: %s (default q8_0)", tmap_quant_type_names());
+    const struct cli_option options[] = {
+        { "--type", CLI_STRING, &p.type, "T", type_help, 0, 0, NULL },
+        { "-t|--threads", CLI_INT, &p.n_threads, "N", "threads (0 = all cores)", 0, 1024, NULL },
+        CLI_OPT_END,
+    };
+    const struct cli_spec spec = {
+        "tmap model quantize IN.gguf OUT.gguf [--type q8_0]",
+        "Stores a model's weights in another type with llama.cpp's llama_model_quantize: f16 or q8_0\n"
+        "to make it small, f32 to fine-tune it (llama.cpp trains F32 weights only), a k-quant to run it.\n"
+        "Norms and other 1-d tensors stay F32. The metadata and tokenizer are kept.",
+        options, 2, 2,
+    };
+    const char *pos[2];
+    size_t n_pos;
+    int rc = cli_parse(&spec, argc, argv, pos, &n_pos);
+    if (rc >= 0)
+        return rc;
+    tmap_backend_init(true);
+    struct tmap_error err = { 0 };
+    rc = tmap_model_quantize(pos[0], pos[1], &p, &err) ? cli_report(&err) : 0;
+    tmap_backend_free();
+    if (rc == 0 && !cli_quiet)
+        fprintf(stderr, "tmap: wrote %s (%s)\n", pos[1], p.type);
+    return rc;
+}
+
 int cmd_model(int argc, char **argv)
 {
     static const struct cli_subcommand subs[] = {
         { "create", model_create, "write a small random-init Llama GGUF" },
         { "pretrain", cmd_model_pretrain, "create a small Llama and train it on data (the GSM8K base model)" },
+        { "quantize", model_quantize, "store a model's weights as f16, q8_0, a k-quant or f32" },
     };
     return cli_run_subcommand("model", subs, sizeof subs / sizeof subs[0], argc, argv);
 }

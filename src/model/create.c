@@ -10,6 +10,7 @@
  * model seed and a hash of the tensor's name, so the bytes do not depend on
  * the order in which llama.cpp creates tensors.
  */
+#include "model/model.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/random.h"
@@ -176,6 +177,8 @@ static struct gguf_context *build_metadata(const struct tmap_model_create_params
     gguf_set_val_u32(g, "llama.rope.dimension_count", (uint32_t)(p->n_embd / p->n_head));
     gguf_set_val_f32(g, "llama.rope.freq_base", 10000.0f);
     gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    /* Marks a model that knows nothing (tmap info, tmap run's summary). */
+    gguf_set_val_u64(g, "tmap.create.seed", p->seed);
     int64_t tok = gguf_find_key(vocab, "tokenizer.ggml.tokens");
     if (tok >= 0)
         gguf_set_val_u32(g, "llama.vocab_size", (uint32_t)gguf_get_arr_n(vocab, tok));
@@ -211,14 +214,10 @@ enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model
     if (!vocab_path)
         vocab_path = TMAP_DEFAULT_VOCAB;
 
-    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
-    struct gguf_context *vocab = gguf_init_from_file(vocab_path, gp);
-    if (!vocab)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot read the vocabulary GGUF", vocab_path);
-    if (gguf_find_key(vocab, "tokenizer.ggml.tokens") < 0) {
-        gguf_free(vocab);
-        return tmap_fail(err, TMAP_ERR_MODEL, "%s: has no tokenizer.ggml.tokens", vocab_path);
-    }
+    struct gguf_context *vocab;
+    st = tmap_vocab_read(vocab_path, &vocab, err);
+    if (st)
+        return st;
     struct gguf_context *meta = build_metadata(p, vocab);
     gguf_free(vocab);
     if (!meta)

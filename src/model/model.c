@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,30 @@ static enum tmap_status check_params(const struct tmap_model_params *p, struct t
     return TMAP_OK;
 }
 
+static double meta_double(const struct llama_model *model, const char *key)
+{
+    char buf[64];
+    return llama_model_meta_val_str(model, key, buf, sizeof buf) > 0 ? strtod(buf, NULL) : NAN;
+}
+
+/* The tmap.train.* keys training writes (train/checkpoint.c), and
+ * tmap.create.seed, which marks a created model that never trained. */
+static void read_training_record(const struct llama_model *model, struct tmap_model_info *info)
+{
+    info->trained_on[0] = info->eval_on[0] = '\0';
+    if (llama_model_meta_val_str(model, "tmap.train.data", info->trained_on, sizeof info->trained_on) < 0) {
+        char seed[32];
+        if (llama_model_meta_val_str(model, "tmap.create.seed", seed, sizeof seed) > 0)
+            snprintf(info->trained_on, sizeof info->trained_on, "nothing: random init (tmap model create)");
+        else
+            info->trained_on[0] = '\0';
+    }
+    if (llama_model_meta_val_str(model, "tmap.train.eval.data", info->eval_on, sizeof info->eval_on) < 0)
+        info->eval_on[0] = '\0';
+    info->eval_response_loss = meta_double(model, "tmap.train.eval.response_loss");
+    info->eval_response_bpb  = meta_double(model, "tmap.train.eval.response_bpb");
+}
+
 static void fill_info(struct tmap_model *m, uint64_t file_bytes)
 {
     struct tmap_model_info *info = &m->info;
@@ -147,6 +172,7 @@ static void fill_info(struct tmap_model *m, uint64_t file_bytes)
     info->n_layer           = llama_model_n_layer(m->model);
     info->n_head            = llama_model_n_head(m->model);
     info->has_chat_template = llama_model_chat_template(m->model, NULL) != NULL;
+    read_training_record(m->model, info);
 }
 
 /* Embeddings without llama.cpp's embeddings mode: that mode makes every

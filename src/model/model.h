@@ -50,6 +50,12 @@ enum tmap_status tmap_model_decode_prefix(struct tmap_model *m, const int32_t *t
  * Dry runs count with it. */
 int32_t tmap_model_logprob_cost(const struct tmap_model *m, const struct tmap_logprob_request *r);
 
+/* Reads a tokenizer for a created model (vocab.c): a vocab-only GGUF, or a
+ * SentencePiece `.vocab` file (spm_train, BPE, --byte_fallback) turned into
+ * the same tokenizer.* keys. The caller frees *out with gguf_free. */
+struct gguf_context;
+enum tmap_status tmap_vocab_read(const char *path, struct gguf_context **out, struct tmap_error *err);
+
 /* The last error line llama.cpp logged, or "" (added to our messages). */
 const char *tmap_llama_last_error(void);
 

@@ -93,6 +93,14 @@ static void set_meta(struct gguf_context *g, const struct ft_model_meta *meta)
     if (meta->chat_template)
         gguf_set_val_str(g, "tokenizer.chat_template", meta->chat_template);
     gguf_set_val_u32(g, "tmap.finetune.epochs", (uint32_t)meta->epochs);
+    if (meta->data_desc)
+        gguf_set_val_str(g, "tmap.train.data", meta->data_desc);
+    if (meta->eval_desc && isfinite(meta->eval_response_loss)) {
+        gguf_set_val_str(g, "tmap.train.eval.data", meta->eval_desc);
+        gguf_set_val_f32(g, "tmap.train.eval.response_loss", (float)meta->eval_response_loss);
+        if (isfinite(meta->eval_response_bpb))
+            gguf_set_val_f32(g, "tmap.train.eval.response_bpb", (float)meta->eval_response_bpb);
+    }
 }
 
 /* Rewrites `saved` (llama.cpp's output) into `next` with meta applied. */
@@ -156,12 +164,14 @@ static double float_value(float v)
 
 static json_t *epoch_to_json(const struct tmap_finetune_epoch *e)
 {
-    return json_pack("{s:i, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:f}",
+    return json_pack("{s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:f}",
                      "epoch", (int)e->epoch,
                      "train_loss", real_or_null(e->train_loss),
                      "val_loss", real_or_null(e->val_loss),
                      "val_response_loss", real_or_null(e->val_response_loss),
                      "eval_response_loss", real_or_null(e->eval_response_loss),
+                     "val_response_bpb", real_or_null(e->val_response_bpb),
+                     "eval_response_bpb", real_or_null(e->eval_response_bpb),
                      "lr", real_or_null(e->lr),
                      "n_steps", (json_int_t)e->n_steps,
                      "n_tokens", (json_int_t)e->n_tokens,
@@ -176,6 +186,8 @@ static void epoch_from_json(const json_t *o, struct tmap_finetune_epoch *e)
     e->val_loss           = real_or_nan(json_object_get(o, "val_loss"));
     e->val_response_loss  = real_or_nan(json_object_get(o, "val_response_loss"));
     e->eval_response_loss = real_or_nan(json_object_get(o, "eval_response_loss"));
+    e->val_response_bpb   = real_or_nan(json_object_get(o, "val_response_bpb"));
+    e->eval_response_bpb  = real_or_nan(json_object_get(o, "eval_response_bpb"));
     e->lr                 = real_or_nan(json_object_get(o, "lr"));
     e->n_steps            = (int64_t)json_integer_value(json_object_get(o, "n_steps"));
     e->n_tokens           = (int64_t)json_integer_value(json_object_get(o, "n_tokens"));

@@ -5,9 +5,15 @@
  * Packing, not padding: llama_opt_epoch trains on fixed windows of n_ctx
  * tokens and labels every position, so padding would train the model to
  * predict padding. Records are laid end to end instead (each starts with
- * BOS and ends with EOS, which mark the boundaries), and the few tokens past
- * the last whole window are left out of that epoch; the per-epoch shuffle
- * makes them different tokens each epoch.
+ * BOS and ends with EOS, which mark the boundaries), and every window starts
+ * at the start of a record. Laid end to end across window edges, about half
+ * of GSM8K's records would be cut in two at 512 tokens, their answers
+ * trained without their questions: the link from question to answer is
+ * what the base model must learn, and scoring always reads a record from
+ * its first token. So whole records fill a window, a record from a little
+ * further on fills its tail where one fits, and the rest of the tail is the
+ * beginning of the next record (trained again, whole, in the next window).
+ * Only a record longer than a window is cut, into window-sized chunks.
  */
 #include "model/model.h"
 #include "train/finetune.h"
@@ -53,6 +59,7 @@ static enum tmap_status tokenize_sample(struct tmap_model *m, const char *path, 
         out->n_prompt   = np;
         out->n_response = nr;
         out->n_tokens   = np + nr + n_eos;
+        out->n_response_bytes = (int64_t)strlen(s->response);
     }
     free(pt);
     free(rt);
@@ -177,43 +184,123 @@ size_t *ft_epoch_order(size_t n, uint64_t seed, int32_t epoch)
 /* Windows                                                                  */
 /* ------------------------------------------------------------------------ */
 
-int64_t ft_n_windows(const struct ft_corpus *c, int32_t n_ctx)
+/* How far ahead the packer looks for a record that fills a window's tail. */
+#define PACK_LOOKAHEAD 64
+
+/* A window holds n_ctx inputs and one more token for the last label: a
+ * slice of n_ctx + 1 tokens. A record is laid out as chunks: tokens
+ * [j * n_ctx, j * n_ctx + n_ctx + 1), the last one shorter; a record that
+ * fits a window is one chunk. */
+struct chunk {
+    size_t  rec;
+    int32_t from, n;
+};
+
+static size_t count_chunks(const struct ft_corpus *c, int32_t n_ctx)
 {
-    return c->n_tokens > 0 ? (c->n_tokens - 1) / n_ctx : 0;
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++)
+        k += c->seqs[i].n_tokens > n_ctx + 1 ? (size_t)(c->seqs[i].n_tokens - 2) / (size_t)n_ctx + 1 : 1;
+    return k;
 }
 
-/* Copies n tokens of the stream (the records end to end, in order),
- * starting `skip` tokens in. */
-static void copy_stream(const struct ft_corpus *c, const size_t *order, int64_t skip, int32_t *out,
-                        int64_t n)
+static void list_chunks(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, struct chunk *out)
 {
-    int64_t at = 0;
-    for (size_t i = 0; i < c->n && at < n; i++) {
-        const struct ft_seq *s = &c->seqs[order ? order[i] : i];
-        int64_t from = skip < s->n_tokens ? skip : s->n_tokens;
-        skip -= from;
-        int64_t take = s->n_tokens - from;
-        if (take > n - at)
-            take = n - at;
-        memcpy(out + at, s->tokens + from, (size_t)take * sizeof *out);
-        at += take;
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        size_t rec = order ? order[i] : i;
+        int32_t len = c->seqs[rec].n_tokens;
+        for (int32_t from = 0;; from += n_ctx) {
+            int32_t n = len - from < n_ctx + 1 ? len - from : n_ctx + 1;
+            out[k++] = (struct chunk){ rec, from, n };
+            if (from + n >= len)
+                break;
+        }
     }
 }
 
-void ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int64_t n_windows,
-             int32_t *data, int32_t *labels)
+/* Places the chunks into windows: every window starts at the start of a
+ * chunk; whole chunks go in while they fit, in order, then the first of the
+ * next PACK_LOOKAHEAD that fits the tail; what is left is filled with the
+ * beginning of the next chunk, which then starts the following window in
+ * full (the last window's tail repeats the epoch's first chunks, so every
+ * record is trained whole each epoch). Returns the number of windows;
+ * writes them when slices != NULL. */
+static int64_t place(const struct ft_corpus *c, struct chunk *ch, size_t n_chunks, int32_t n_ctx,
+                     int32_t *slices, bool *taken)
 {
-    /* Window w holds inputs stream[w*n_ctx, (w+1)*n_ctx) and the labels one
-     * token further on: every window's data are contiguous in the stream. */
-    copy_stream(c, order, 0, data, n_windows * n_ctx);
-    copy_stream(c, order, 1, labels, n_windows * n_ctx);
+    int64_t w = 0;
+    size_t next = 0; /* the first chunk not yet placed */
+    const int32_t cap = n_ctx + 1;
+    while (next < n_chunks) {
+        int32_t *out = slices ? slices + w * cap : NULL;
+        int32_t fill = 0;
+        for (size_t j = next; j < n_chunks && j < next + PACK_LOOKAHEAD && fill < cap; j++) {
+            if (taken[j] || ch[j].n > cap - fill)
+                continue;
+            if (out)
+                memcpy(out + fill, c->seqs[ch[j].rec].tokens + ch[j].from, (size_t)ch[j].n * sizeof *out);
+            fill += ch[j].n;
+            taken[j] = true;
+        }
+        while (next < n_chunks && taken[next])
+            next++;
+        /* The tail: the start of the next chunk, which then opens the next
+         * window whole; in the last window, the epoch's first chunks again. */
+        for (size_t k = next < n_chunks ? next : 0; fill < cap && k < n_chunks; k++) {
+            int32_t n = ch[k].n < cap - fill ? ch[k].n : cap - fill;
+            if (out)
+                memcpy(out + fill, c->seqs[ch[k].rec].tokens + ch[k].from, (size_t)n * sizeof *out);
+            fill += n;
+        }
+        if (fill < cap)
+            break; /* the whole corpus is shorter than a window */
+        w++;
+    }
+    return w;
 }
 
-void ft_pool_fingerprint(const struct tmap_pool *pool, char out[33])
+/* place() over the corpus in this order; slices NULL counts only. */
+static int64_t pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int32_t *slices)
+{
+    size_t n = count_chunks(c, n_ctx);
+    struct chunk *ch = malloc((n ? n : 1) * sizeof *ch);
+    bool *taken = calloc(n ? n : 1, sizeof *taken);
+    int64_t w = -1;
+    if (ch && taken) {
+        list_chunks(c, order, n_ctx, ch);
+        w = place(c, ch, n, n_ctx, slices, taken);
+    }
+    free(ch);
+    free(taken);
+    return w;
+}
+
+int64_t ft_n_windows(const struct ft_corpus *c, const size_t *order, int32_t n_ctx)
+{
+    return c->n ? pack(c, order, n_ctx, NULL) : 0;
+}
+
+bool ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int64_t n_windows,
+             int32_t *data, int32_t *labels)
+{
+    const int32_t cap = n_ctx + 1;
+    int32_t *slices = malloc((size_t)(n_windows ? n_windows : 1) * (size_t)cap * sizeof *slices);
+    if (!slices)
+        return false;
+    bool ok = pack(c, order, n_ctx, slices) == n_windows;
+    for (int64_t w = 0; ok && w < n_windows; w++) {
+        memcpy(data + w * n_ctx, slices + w * cap, (size_t)n_ctx * sizeof *data);
+        memcpy(labels + w * n_ctx, slices + w * cap + 1, (size_t)n_ctx * sizeof *labels);
+    }
+    free(slices);
+    return ok;
+}
+
+void ft_pool_fingerprint(const struct tmap_pool *pool, size_t n, char out[33])
 {
     XXH3_state_t *st = XXH3_createState();
     XXH3_128bits_reset(st);
-    size_t n = tmap_pool_size(pool);
     XXH3_128bits_update(st, &n, sizeof n);
     for (size_t i = 0; i < n; i++) {
         struct tmap_record r;

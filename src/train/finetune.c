@@ -50,6 +50,7 @@ struct tmap_finetune_params tmap_finetune_default_params(void)
         .warmup       = 0.05f,
         .weight_decay = 0.0f,
         .val_split    = 0.0f,
+        .n_first      = 0,
         .seed         = 42,
         .train_layers = NULL,
         .resume       = false,
@@ -74,12 +75,19 @@ struct run {
     struct llama_context              *tctx;
     struct ft_layers                  *layers;
     int32_t                            n_trained;
+    /* The tensors the optimiser trains, and ggml-opt's context once the
+     * first step has reported it: see clear_gradients. */
+    const struct ggml_tensor         **params;
+    size_t                             n_params;
+    ggml_opt_context_t                 opt_ctx;
     uint32_t                           n_ctx_train; /* as loaded, before llama_opt_init changes it */
     char                              *chat_template;
     size_t                            *train_idx, *val_idx;
     size_t                             n_train, n_val;
     struct ft_corpus                   train, val, eval;
     char                               data_fingerprint[33];
+    size_t                             n_records; /* the pool's, or its first n_first */
+    char                               data_desc[256], eval_desc[256]; /* the training record's */
     int64_t                            total_steps, warmup_steps;
     struct ft_state                    state; /* epochs and steps done, history: the sidecar */
     double                             lr_now;
@@ -99,6 +107,7 @@ static void epoch_init(struct tmap_finetune_epoch *e, int32_t epoch)
     memset(e, 0, sizeof *e);
     e->epoch = epoch;
     e->train_loss = e->val_loss = e->val_response_loss = e->eval_response_loss = e->lr = NAN;
+    e->val_response_bpb = e->eval_response_bpb = NAN;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -142,7 +151,7 @@ static enum tmap_status check_resume(const struct run *r, const char *sidecar, s
     if (strcmp(s->base_model, r->base_real) != 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "%s: the checkpoint was trained from %s, not %s", sidecar,
                          s->base_model, r->base_real);
-    if (strcmp(s->data_fingerprint, r->data_fingerprint) != 0 || s->n_records != tmap_pool_size(r->pool))
+    if (strcmp(s->data_fingerprint, r->data_fingerprint) != 0 || s->n_records != r->n_records)
         return tmap_fail(err, TMAP_ERR_DATA, "%s: not the data the checkpoint was trained on (%zu records, fingerprint %s)",
                          tmap_pool_path(r->pool), s->n_records, s->data_fingerprint);
     if (s->seed != r->p->seed || s->val_split != r->p->val_split || s->n_ctx != r->n_ctx)
@@ -199,9 +208,54 @@ static enum tmap_status load_model(struct run *r, struct tmap_error *err)
     return TMAP_OK;
 }
 
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* The data part of the training record a saved model carries. */
+static void describe_data(struct run *r)
+{
+    size_t total = tmap_pool_size(r->pool);
+    const char *name = base_name(tmap_pool_path(r->pool));
+    int len = r->n_records < total
+                  ? snprintf(r->data_desc, sizeof r->data_desc, "%s (first %zu of %zu records", name, r->n_records, total)
+                  : snprintf(r->data_desc, sizeof r->data_desc, "%s (%zu records", name, r->n_records);
+    if (len > 0 && (size_t)len < sizeof r->data_desc)
+        snprintf(r->data_desc + len, sizeof r->data_desc - (size_t)len, r->n_val ? ", %zu held out)" : ")", r->n_val);
+    if (r->p->eval_pool)
+        snprintf(r->eval_desc, sizeof r->eval_desc, "%s (%zu records)", base_name(tmap_pool_path(r->p->eval_pool)),
+                 tmap_pool_size(r->p->eval_pool));
+}
+
+/* What a model saved after `epochs` epochs records (checkpoint.c). */
+static struct ft_model_meta model_meta(const struct run *r, int32_t epochs, const struct tmap_finetune_epoch *e,
+                                       char *data, size_t size)
+{
+    snprintf(data, size, "%s, %d epoch%s", r->data_desc, epochs, epochs == 1 ? "" : "s");
+    struct ft_model_meta meta = {
+        .n_ctx_train = r->n_ctx_train, .chat_template = r->chat_template, .epochs = epochs,
+        .data_desc = data, .eval_desc = r->p->eval_pool ? r->eval_desc : NULL,
+        .eval_response_loss = e->eval_response_loss, .eval_response_bpb = e->eval_response_bpb,
+    };
+    return meta;
+}
+
+/* Training windows in this epoch's order (-1: out of memory). */
+static int64_t epoch_windows(const struct run *r, int32_t epoch)
+{
+    size_t *order = ft_epoch_order(r->train.n, r->p->seed, epoch);
+    int64_t n = order ? ft_n_windows(&r->train, order, r->n_ctx) : -1;
+    free(order);
+    return n;
+}
+
 static enum tmap_status build_corpora(struct run *r, struct tmap_error *err)
 {
     size_t n = tmap_pool_size(r->pool);
+    if (r->p->n_first > 0 && r->p->n_first < n)
+        n = r->p->n_first; /* the rest of the file stays unseen */
     enum tmap_status st = ft_split(n, r->p->val_split, r->p->seed, &r->train_idx, &r->n_train, &r->val_idx,
                                    &r->n_val, err);
     if (!st)
@@ -212,11 +266,15 @@ static enum tmap_status build_corpora(struct run *r, struct tmap_error *err)
         st = ft_corpus_build(r->m, r->p->eval_pool, NULL, tmap_pool_size(r->p->eval_pool), &r->eval, err);
     if (st)
         return st;
-    ft_pool_fingerprint(r->pool, r->data_fingerprint);
+    r->n_records = n;
+    ft_pool_fingerprint(r->pool, n, r->data_fingerprint);
+    describe_data(r);
     r->res->n_train_records = r->n_train;
     r->res->n_val_records   = r->n_val;
-    r->res->n_train_windows = ft_n_windows(&r->train, r->n_ctx);
-    r->res->n_val_windows   = ft_n_windows(&r->val, r->n_ctx);
+    r->res->n_train_windows = epoch_windows(r, r->state.epoch + 1);
+    r->res->n_val_windows   = ft_n_windows(&r->val, NULL, r->n_ctx);
+    if (r->res->n_train_windows < 0 || r->res->n_val_windows < 0)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory packing %zu records", n);
     if (r->res->n_train_windows < 1)
         return tmap_fail(err, TMAP_ERR_DATA,
                          "%s: the %zu training records hold %lld tokens, not one window of %d (lower -c)",
@@ -240,26 +298,64 @@ static double lr_at(const struct run *r, int64_t step)
     return low + (peak - low) * 0.5 * (1.0 + cos(PI * t));
 }
 
+/* Zeroes the gradient accumulators before a step computes into them.
+ *
+ * llama.cpp rebuilds its training graph every step (ggml-opt's non-static
+ * mode), and ggml-opt then gives each trained tensor a persistent gradient
+ * accumulator that the backward pass adds into. It zeroes them once, when
+ * they are allocated, and never again: its per-period reset looks for the
+ * gradient graph after the previous step has already dropped it. Left so,
+ * step t follows the sum of every gradient since step 1, an optimiser with
+ * momentum 1: a 2-layer model learned a copy task to 1.9 nats/token in 666
+ * steps, where zeroed accumulators learn it to near 0, and learning rates
+ * that suit real training diverged. ggml-opt asks for the optimiser's
+ * parameters just before it computes a step, with that step's graph in
+ * place, so the accumulators are found through it and zeroed here. Where a
+ * later ggml zeroes them itself, this costs one memset per tensor. */
+static void clear_gradients(struct run *r)
+{
+    if (!r->opt_ctx || ggml_opt_static_graphs(r->opt_ctx))
+        return; /* the first step's are fresh; static graphs keep no accumulators */
+    for (size_t i = 0; i < r->n_params; i++) {
+        struct ggml_tensor *acc = ggml_opt_grad_acc(r->opt_ctx, (struct ggml_tensor *)r->params[i]);
+        if (acc)
+            ggml_backend_tensor_memset(acc, 0, 0, ggml_nbytes(acc));
+    }
+}
+
 /* ggml-opt calls this once before every optimiser step. */
 static struct ggml_opt_optimizer_params optimizer_params(void *user_data)
 {
     struct run *r = user_data;
+    clear_gradients(r);
     struct ggml_opt_optimizer_params o = ggml_opt_get_default_optimizer_params(NULL);
     r->lr_now = lr_at(r, r->state.step);
     o.adamw.alpha = (float)r->lr_now;
     o.adamw.wd    = r->p->weight_decay;
+    if (getenv("TMAP_EXP_BETA2"))
+        o.adamw.beta2 = (float)atof(getenv("TMAP_EXP_BETA2"));
     r->state.step++;
     return o;
 }
 
 /* llama_opt_init's param_filter. llama.cpp asks only about F32 tensors,
- * and skips token_embd and rope_freqs after asking: those are not counted. */
+ * and skips rope_freqs after asking: it is not counted. Unpatched, it never
+ * asks about token_embd (scripts/llama-patches/README.md), which is how a
+ * run tells that attn_k, attn_v and token_embd will not train. */
 static bool param_filter(const struct ggml_tensor *t, void *user_data)
 {
     struct run *r = user_data;
     bool take = ft_layers_match(r->layers, t->name);
-    if (take && strcmp(t->name, "token_embd.weight") != 0 && strcmp(t->name, "rope_freqs.weight") != 0)
+    if (strcmp(t->name, "token_embd.weight") == 0)
+        r->res->llama_patched = true;
+    if (take && strcmp(t->name, "rope_freqs.weight") != 0) {
+        const struct ggml_tensor **grown = realloc(r->params, (r->n_params + 1) * sizeof *grown);
+        if (grown) { /* out of memory here only costs the gradient clearing: see n_params below */
+            r->params = grown;
+            r->params[r->n_params++] = t;
+        }
         r->n_trained++;
+    }
     return take;
 }
 
@@ -300,11 +396,13 @@ static enum tmap_status init_optimizer(struct run *r, struct tmap_error *err)
     };
     llama_opt_init(r->tctx, r->m->model, op);
     r->res->n_trained_tensors = r->n_trained;
+    if (r->n_params != (size_t)r->n_trained)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory listing the %d tensors to train", r->n_trained);
     if (r->n_trained > 0)
         return TMAP_OK;
     if (r->layers)
         return tmap_fail(err, TMAP_ERR_USAGE, "--train-layers '%s' selects no tensor llama.cpp can train in %s "
-                         "(token_embd and non-F32 tensors never train)", r->p->train_layers, r->load_path);
+                         "(rope_freqs and non-F32 tensors never train; nor token_embd in an unpatched llama.cpp)", r->p->train_layers, r->load_path);
     return tmap_fail(err, TMAP_ERR_MODEL, "%s: no tensor llama.cpp can train (it trains F32 tensors only, "
                      "not quantized or F16 ones)", r->load_path);
 }
@@ -313,11 +411,13 @@ static enum tmap_status init_optimizer(struct run *r, struct tmap_error *err)
 /* Measuring                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Mean nats per response token, as scoring computes it. */
-static enum tmap_status response_loss(struct run *r, const struct ft_corpus *c, double *loss,
+/* Mean nats per response token, as scoring computes it, and bits per byte
+ * of the response text of the same records (a record the context cannot
+ * hold is left out of both). */
+static enum tmap_status response_loss(struct run *r, const struct ft_corpus *c, double *loss, double *bpb,
                                       int64_t *n_tokens, struct tmap_error *err)
 {
-    *loss = NAN;
+    *loss = *bpb = NAN;
     *n_tokens = 0;
     if (c->n == 0)
         return TMAP_OK;
@@ -334,12 +434,17 @@ static enum tmap_status response_loss(struct run *r, const struct ft_corpus *c, 
     if (!st)
         st = tmap_model_logprob(r->m, req, c->n, res, err);
     double sum = 0.0;
+    int64_t n_bytes = 0;
     for (size_t i = 0; !st && i < c->n; i++) {
         sum -= res[i].sum_logprob;
         *n_tokens += res[i].n_tokens;
+        if (res[i].n_tokens > 0)
+            n_bytes += c->seqs[i].n_response_bytes;
     }
     if (!st && *n_tokens > 0)
         *loss = sum / (double)*n_tokens;
+    if (!st && n_bytes > 0)
+        *bpb = sum / (double)n_bytes / log(2.0);
     free(req);
     free(res);
     return st;
@@ -361,19 +466,22 @@ static void val_window_loss(struct run *r, double *loss)
     if (nv < 1)
         return;
     ggml_opt_dataset_t ds = ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, r->n_ctx, r->n_ctx, nv, 1);
-    ft_pack(&r->val, NULL, r->n_ctx, nv, ggml_opt_dataset_data(ds)->data, ggml_opt_dataset_labels(ds)->data);
-    ggml_opt_result_t rv = ggml_opt_result_init();
-    llama_opt_epoch(r->tctx, ds, NULL, rv, 0, NULL, NULL);
-    read_loss(rv, loss);
-    ggml_opt_result_free(rv);
+    if (ft_pack(&r->val, NULL, r->n_ctx, nv, ggml_opt_dataset_data(ds)->data, ggml_opt_dataset_labels(ds)->data)) {
+        ggml_opt_result_t rv = ggml_opt_result_init();
+        llama_opt_epoch(r->tctx, ds, NULL, rv, 0, NULL, NULL);
+        read_loss(rv, loss);
+        ggml_opt_result_free(rv);
+    }
     ggml_opt_dataset_free(ds);
 }
 
 static enum tmap_status measure(struct run *r, struct tmap_finetune_epoch *e, struct tmap_error *err)
 {
-    enum tmap_status st = response_loss(r, &r->val, &e->val_response_loss, &e->n_val_response_tokens, err);
+    enum tmap_status st = response_loss(r, &r->val, &e->val_response_loss, &e->val_response_bpb,
+                                        &e->n_val_response_tokens, err);
     if (!st)
-        st = response_loss(r, &r->eval, &e->eval_response_loss, &e->n_eval_response_tokens, err);
+        st = response_loss(r, &r->eval, &e->eval_response_loss, &e->eval_response_bpb,
+                           &e->n_eval_response_tokens, err);
     return st;
 }
 
@@ -401,12 +509,12 @@ static _Thread_local struct run *active_run;
 static void on_batch(bool train, ggml_opt_context_t opt_ctx, ggml_opt_dataset_t dataset,
                      ggml_opt_result_t result, int64_t ibatch, int64_t ibatch_max, int64_t t_start_us)
 {
-    (void)opt_ctx;
     (void)dataset;
     (void)t_start_us;
     struct run *r = active_run;
     if (!train || !r)
         return;
+    r->opt_ctx = opt_ctx;
     if (ibatch == ibatch_max)
         r->t_train_end = now_seconds();
     double loss = NAN;
@@ -418,15 +526,23 @@ static void on_batch(bool train, ggml_opt_context_t opt_ctx, ggml_opt_dataset_t 
  * held-out windows, in one llama_opt_epoch call. */
 static enum tmap_status train_epoch(struct run *r, struct tmap_finetune_epoch *e, struct tmap_error *err)
 {
-    int64_t nt = r->res->n_train_windows, nv = r->res->n_val_windows;
+    int64_t nv = r->res->n_val_windows;
     size_t *order = ft_epoch_order(r->train.n, r->p->seed, r->epoch);
-    if (!order)
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory ordering %zu records", r->train.n);
-    ggml_opt_dataset_t ds = ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, r->n_ctx, r->n_ctx, nt + nv, 1);
-    int32_t *data = ggml_opt_dataset_data(ds)->data, *labels = ggml_opt_dataset_labels(ds)->data;
-    ft_pack(&r->train, order, r->n_ctx, nt, data, labels);
-    ft_pack(&r->val, NULL, r->n_ctx, nv, data + nt * r->n_ctx, labels + nt * r->n_ctx);
+    int64_t nt = order ? ft_n_windows(&r->train, order, r->n_ctx) : -1;
+    ggml_opt_dataset_t ds = nt > 0 ? ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, r->n_ctx, r->n_ctx, nt + nv, 1)
+                                   : NULL;
+    bool packed = false;
+    if (ds) {
+        int32_t *data = ggml_opt_dataset_data(ds)->data, *labels = ggml_opt_dataset_labels(ds)->data;
+        packed = ft_pack(&r->train, order, r->n_ctx, nt, data, labels) &&
+                 ft_pack(&r->val, NULL, r->n_ctx, nv, data + nt * r->n_ctx, labels + nt * r->n_ctx);
+    }
     free(order);
+    if (!packed) {
+        if (ds)
+            ggml_opt_dataset_free(ds);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory packing %zu records", r->train.n);
+    }
 
     ggml_opt_result_t rt = ggml_opt_result_init(), rv = ggml_opt_result_init();
     r->t_start = r->t_train_end = now_seconds();
@@ -452,7 +568,8 @@ static enum tmap_status save_checkpoint(struct run *r, const struct tmap_finetun
     ft_checkpoint_path(r->p->out_path, r->epoch, path, sizeof path);
     ft_checkpoint_path(r->p->out_path, r->state.epoch, old, sizeof old);
     ft_sidecar_path(r->p->out_path, sidecar, sizeof sidecar);
-    struct ft_model_meta meta = { r->n_ctx_train, r->chat_template, r->epoch };
+    char data[320];
+    struct ft_model_meta meta = model_meta(r, r->epoch, e, data, sizeof data);
     enum tmap_status st = ft_save_model(r->m->model, path, &meta, err);
     if (st)
         return st;
@@ -476,7 +593,7 @@ static void fill_state(struct run *r)
     struct ft_state *s = &r->state;
     snprintf(s->base_model, sizeof s->base_model, "%s", r->base_real);
     snprintf(s->data_fingerprint, sizeof s->data_fingerprint, "%s", r->data_fingerprint);
-    s->n_records = tmap_pool_size(r->pool);
+    s->n_records = r->n_records;
     s->seed      = r->p->seed;
     s->val_split = r->p->val_split;
     s->n_ctx     = r->n_ctx;
@@ -504,7 +621,14 @@ static enum tmap_status train_all(struct run *r, struct tmap_error *err)
 {
     if (!r->p->resume)
         remove_stale_checkpoint(r);
-    r->total_steps  = (int64_t)r->p->n_epochs * r->res->n_train_windows;
+    /* The schedule spans every epoch's windows, before a resume's too. */
+    r->total_steps = 0;
+    for (int32_t ep = 1; ep <= r->p->n_epochs; ep++) {
+        int64_t n = epoch_windows(r, ep);
+        if (n < 0)
+            return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory packing %zu records", r->train.n);
+        r->total_steps += n;
+    }
     r->warmup_steps = (int64_t)(r->p->warmup * (double)r->total_steps);
     r->res->first_epoch = r->state.epoch + 1;
     r->epoch = r->state.epoch;
@@ -531,7 +655,8 @@ static enum tmap_status train_all(struct run *r, struct tmap_error *err)
         report(r, e, e->n_steps, e->n_steps, e->train_loss);
     }
     r->epoch = r->p->n_epochs;
-    struct ft_model_meta meta = { r->n_ctx_train, r->chat_template, r->p->n_epochs };
+    char data[320];
+    struct ft_model_meta meta = model_meta(r, r->p->n_epochs, &r->res->last, data, sizeof data);
     return ft_save_model(r->m->model, r->p->out_path, &meta, err);
 }
 
@@ -551,6 +676,7 @@ static void run_free(struct run *r)
     free(r->train_idx);
     free(r->val_idx);
     free(r->chat_template);
+    free(r->params);
     ft_state_free(&r->state);
 }
 

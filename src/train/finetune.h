@@ -23,6 +23,7 @@ struct ft_seq {
     int32_t  n_prompt;
     int32_t  n_response;
     int32_t  n_tokens; /* prompt + response + EOS */
+    int64_t  n_response_bytes; /* of the response text, for bits per byte */
 };
 
 struct ft_corpus {
@@ -47,18 +48,20 @@ enum tmap_status ft_split(size_t n, float val_split, uint64_t seed, size_t **tra
  * epoch) alone so that a resumed run sees the order it would have seen. */
 size_t *ft_epoch_order(size_t n, uint64_t seed, int32_t epoch);
 
-/* Whole windows of n_ctx inputs the corpus packs into (each needs one more
- * token as the last label). */
-int64_t ft_n_windows(const struct ft_corpus *c, int32_t n_ctx);
+/* Windows of n_ctx inputs the corpus packs into with the records in
+ * `order` (NULL = as stored); the count depends a little on the order. -1
+ * when out of memory. */
+int64_t ft_n_windows(const struct ft_corpus *c, const size_t *order, int32_t n_ctx);
 
-/* Writes n_windows windows: the records in `order` (NULL = as stored)
- * concatenated, inputs to data and the next tokens to labels, n_ctx each. */
-void ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int64_t n_windows,
+/* Writes the n_windows windows of that packing (corpus.c says how records
+ * are laid out): inputs to data and the next tokens to labels, n_ctx each.
+ * False when out of memory or n_windows is not the packing's count. */
+bool ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int64_t n_windows,
              int32_t *data, int32_t *labels);
 
-/* xxh3-128 over every record's content hash, as 32 hex digits: the same
- * data gives the same value whatever the file is called. */
-void ft_pool_fingerprint(const struct tmap_pool *pool, char out[33]);
+/* xxh3-128 over the content hashes of the pool's first n records, as 32 hex
+ * digits: the same data gives the same value whatever the file is called. */
+void ft_pool_fingerprint(const struct tmap_pool *pool, size_t n, char out[33]);
 
 /* ---- layers.c ----------------------------------------------------------- */
 
@@ -76,6 +79,12 @@ struct ft_model_meta {
     uint32_t    n_ctx_train;   /* llama_opt_init overwrites it with the window */
     const char *chat_template; /* the saver does not write it; NULL = none */
     int32_t     epochs;        /* recorded as tmap.finetune.epochs */
+    /* The training record (tmap.train.*, read back into tmap_model_info):
+     * file names, not paths, so the bytes do not depend on where the data
+     * lives. eval_desc NULL: no eval data. */
+    const char *data_desc;
+    const char *eval_desc;
+    double      eval_response_loss, eval_response_bpb;
 };
 
 /* Fails early, naming path, when path cannot be created. */

@@ -9,7 +9,8 @@
  *             output matrix and output_norm (not blk.K.attn_output), and
  *             "blk.1.ffn" one layer's feed-forward.
  * The filter is what llama_opt_init's param_filter asks; llama.cpp itself
- * still skips token_embd and tensors that are not F32.
+ * still skips rope_freqs and tensors that are not F32 (and token_embd, when
+ * built without scripts/llama-patches).
  */
 #include "train/finetune.h"
 #include "util/error.h"
