@@ -6,6 +6,7 @@
 #   make build    build/tmap
 #   make asan     every test under AddressSanitizer + UBSan
 #   make bench    the benchmarks under bench/
+#   make fidelity the closed loop: tmap's selection fine-tuned against random (SEED=1)
 #
 # GPU=cuda builds llama.cpp with CUDA; TMAP_LLAMA_DIR=/prefix uses your own
 # llama.cpp install instead. CI=true turns warnings into errors.
@@ -22,7 +23,7 @@ PREFIX_FILE = $(BUILD)/.llama-prefix
 # target-specific value reaches their setup prerequisite too.
 test asan: SETUP_FLAGS = --test
 
-.PHONY: all setup build test demo bench asan clean
+.PHONY: all setup build test demo bench fidelity asan clean
 
 all: build
 
@@ -45,6 +46,13 @@ demo: build
 
 bench: build
 	@scripts/bench.sh $(BUILD)
+
+# The closed loop (docs/fidelity.md): SEED picks the corruption and the
+# random arms; run it on a second seed before trusting a change of default.
+SEED ?= 1
+fidelity: build
+	$(BUILD)/bench/bench_fidelity --model models/gsm8k-base.gguf --data data/gsm8k/train.jsonl \
+	    --test data/gsm8k/test.jsonl --out $(BUILD)/fidelity-seed$(SEED) --seed $(SEED)
 
 asan: setup
 	@mkdir -p $(BUILD)-asan

@@ -145,7 +145,11 @@ extern const char *const cli_metric_choices[];
     { "-k", CLI_INT, &(l).learn.proxy.k, "K", "demonstrations per proxy prompt (default 8)", 1, 1000, NULL }, \
     { "--policy", CLI_CHOICE, &(l).policy, "top|random|knn", "how demonstrations are drawn (default random)", 0, 0, cli_policy_choices }, \
     { "--draws", CLI_SIZE, &(l).learn.proxy.draws, "M", "random policy: draws averaged (default 2)", 1, 1000, NULL }, \
-    { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, cli_metric_choices }
+    { "--groups", CLI_SIZE, &(l).learn.proxy.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL }, \
+    { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, cli_metric_choices }, \
+    { "--baselines", CLI_SIZE, &(l).learn.n_random, "R", "random subsets of the same size the learned weights must beat (default 5; 0 = none)", 0, 1000, NULL }, \
+    { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }, \
+    { "--keep-duplicates", CLI_FLAG, &(l).learn.keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL }
 
 void cli_learn_options_init(struct cli_learn_options *l);
 void cli_learn_options_finish(struct cli_learn_options *l);

@@ -46,7 +46,7 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
     if (!st)
         st = tmap_learn(in.pool, in.scores, in.proxy, &l->learn, &res, &err);
     if (!st)
-        st = tmap_weights_write_json(&res.weights, NULL, weights_path, &err);
+        st = tmap_weights_write_json(&res.weights, &res.baselines, NULL, weights_path, &err);
     if (!st)
         st = tmap_trace_write_csv(&res, trace_path, &err);
     if (!st) {
@@ -54,6 +54,11 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
             printf("%-12s %.4f\n", res.weights.names[j], res.weights.weights[j]);
         printf("proxy %.6f after %zu evaluations (%zu spent); wrote %s and %s\n", res.weights.proxy_value,
                res.n_trace, res.n_spent, weights_path, trace_path);
+        char line[256];
+        tmap_baselines_describe(&res.baselines, line, sizeof line);
+        printf("baselines: %s\n", line);
+        if (res.n_duplicates)
+            printf("exact duplicates kept out of every selection: %zu\n", res.n_duplicates);
     }
     int rc = st ? cli_report(&err) : 0;
     tmap_learn_result_free(&res);

@@ -80,6 +80,7 @@ int cmd_proxy(int argc, char **argv)
         { "-k", CLI_INT, &o.pp.k, "K", "demonstrations per prompt (default 8)", 1, 1000, NULL },
         { "--policy", CLI_CHOICE, &o.policy, "top|random|knn", "how demonstrations are drawn (default top: file order)", 0, 0, policy_choices },
         { "--draws", CLI_SIZE, &o.pp.draws, "M", "random policy: draws averaged (default 2)", 1, 1000, NULL },
+        { "--groups", CLI_SIZE, &o.pp.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL },
         { "--metric", CLI_CHOICE, &o.metric, "loglik|accuracy|mc", "what is measured (default loglik)", 0, 0, metric_choices },
         { "--template", CLI_CHOICE, &o.tmpl, "plain|chat", "prompt layout (default plain)", 0, 0, template_choices },
         { "--max-tokens", CLI_INT, &o.pp.max_tokens, "N", "accuracy: tokens generated per item (default 256)", 1, 1 << 20, NULL },

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static void print_eval(size_t i, const double *w, size_t d, double value, bool reused, void *ud)
 {
@@ -18,17 +19,44 @@ static void print_eval(size_t i, const double *w, size_t d, double value, bool r
                 reused ? " (same subset: reused, no budget)" : "");
 }
 
-static void print_summary(const struct tmap_run_summary *s, const char *out_dir, double ratio)
+/* Which model, and whether it knows the task: a run on a model that knows
+ * nothing is a smoke test, and says so. */
+static void print_model(const struct tmap_model_info *m, const char *path)
 {
-    printf("\n%-28s %zu records\n", "pool", s->n_pool);
+    const char *base = strrchr(path, '/');
+    printf("\n%-28s %s (%s, %d wide, %d layers, %d-token vocabulary)\n", "model", base ? base + 1 : path, m->arch,
+           m->n_embd, m->n_layer, m->n_vocab);
+    if (m->eval_on[0] && isfinite(m->eval_response_loss))
+        printf("%-28s held-out loss %.3f bits/byte, %.4f nats/token on %s\n", "what it knows", m->eval_response_bpb,
+               m->eval_response_loss, m->eval_on);
+    if (m->trained_on[0])
+        printf("%-28s %s\n", "trained on", m->trained_on);
+    else
+        printf("%-28s no training record in the model (not trained by tmap)\n", "trained on");
+}
+
+static void print_summary(const struct tmap_run_summary *s, const char *model_path, const char *out_dir, double ratio)
+{
+    print_model(&s->model, model_path);
+    printf("%-28s %zu records\n", "pool", s->n_pool);
     printf("%-28s %zu items -> %zu anchors\n", "validation", s->n_val, s->n_tiny);
     printf("%-28s %zu computed, %zu from the store, %.1f s\n", "scoring", s->score_stats.n_computed,
            s->score_stats.n_from_store, s->seconds_score);
     printf("%-28s %zu evaluations (%zu spent), %.1f s\n", "weight search", s->n_evaluations, s->n_spent,
            s->seconds_learn);
-    printf("%-28s %.6f\n", "proxy, equal weights", s->uniform_value);
-    printf("%-28s %.6f\n", "proxy, learned weights", s->weights.proxy_value);
-    printf("%-28s %zu (%.0f%%)\n", "selected", s->n_selected, ratio * 100.0);
+    const struct tmap_baselines *b = &s->baselines;
+    printf("%-28s %.6f\n", "proxy, equal weights", b->equal);
+    printf("%-28s %.6f (search), %.6f +/- %.6f over %zu fresh draws\n", "proxy, learned weights",
+           s->weights.proxy_value, b->learned_mean, b->learned_sd, b->n_redraws);
+    printf("%-28s %.6f +/- %.6f over %zu subsets\n", "proxy, random subsets", b->random_mean, b->random_sd,
+           b->n_random);
+    char verdict[256];
+    tmap_baselines_describe(b, verdict, sizeof verdict);
+    printf("%-28s %s\n", "baseline", verdict);
+    printf("%-28s %zu (%.0f%%)", "selected", s->n_selected, ratio * 100.0);
+    if (s->n_duplicates)
+        printf("; %zu exact duplicates kept out", s->n_duplicates);
+    printf("\n");
     printf("\n%-14s %s\n", "indicator", "weight");
     for (size_t j = 0; j < s->weights.d; j++)
         printf("%-14s %+.4f\n", s->weights.names[j], s->weights.weights[j]);
@@ -88,7 +116,7 @@ int cmd_run(int argc, char **argv)
     if (tmap_run(&p, &s, &err)) {
         rc = cli_report(&err);
     } else {
-        print_summary(&s, p.out_dir, p.learn.ratio);
+        print_summary(&s, p.model.path, p.out_dir, p.learn.ratio);
         tmap_run_summary_free(&s);
     }
     tmap_backend_free();

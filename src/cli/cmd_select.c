@@ -14,6 +14,7 @@ int cmd_select(int argc, char **argv)
     const char *pool_path = NULL, *scores_path = "scores.csv", *weights_path = "weights.json";
     const char *out = "selected.jsonl", *table = NULL;
     double ratio = 0.3;
+    bool keep_duplicates = false;
     const struct cli_option options[] = {
         { "-d|--data", CLI_STRING, &pool_path, "FILE", "the pool that was scored", 0, 0, NULL },
         { "--scores", CLI_STRING, &scores_path, "CSV", "from tmap score (default scores.csv)", 0, 0, NULL },
@@ -21,6 +22,7 @@ int cmd_select(int argc, char **argv)
         { "--ratio", CLI_DOUBLE, &ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL },
         { "-o|--out", CLI_STRING, &out, "FILE", "selected records (default selected.jsonl)", 0, 0, NULL },
         { "--table", CLI_STRING, &table, "CSV", "also write scores with ranks, combined score, selected flag", 0, 0, NULL },
+        { "--keep-duplicates", CLI_FLAG, &keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL },
         CLI_DATA_OPTIONS(d),
         CLI_OPT_END,
     };
@@ -45,13 +47,14 @@ int cmd_select(int argc, char **argv)
     if (!st)
         st = tmap_weights_read_json(weights_path, &w, &err);
     if (!st)
-        st = tmap_select(pool, scores, &w, ratio, &sel, &err);
+        st = tmap_select(pool, scores, &w, ratio, keep_duplicates, &sel, &err);
     if (!st)
         st = tmap_write_selected(pool, &sel, out, &err);
     if (!st && table)
         st = tmap_write_scores_full(pool, scores, &w, &sel, table, &err);
     if (!st && !cli_quiet)
-        fprintf(stderr, "tmap: selected %zu of %zu records; wrote %s\n", sel.n, tmap_pool_size(pool), out);
+        fprintf(stderr, "tmap: selected %zu of %zu records (%zu exact duplicates kept out); wrote %s\n", sel.n,
+                tmap_pool_size(pool), sel.n_duplicates, out);
     rc = st ? cli_report(&err) : 0;
     tmap_selection_free(&sel);
     tmap_weights_free(&w);

@@ -14,8 +14,10 @@
 #include "search/search.h"
 #include "select/rank.h"
 #include "util/error.h"
+#include "util/random.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,7 +26,8 @@ struct tmap_learn_params tmap_learn_default_params(void)
 {
     struct tmap_learn_params p = {
         .ratio = 0.3, .search = TMAP_LEARN_BO, .iters = 30, .seed = 42,
-        .proxy = tmap_proxy_default_params(),
+        .proxy = tmap_proxy_default_params(), .n_random = 5, .n_redraws = 4,
+        .keep_duplicates = false,
     };
     /* Random draws look at the whole subset; the top k would judge only its
      * first eight samples, which many weightings share. */
@@ -139,6 +142,69 @@ static uint32_t *id_order(const struct tmap_pool *pool)
     return order;
 }
 
+/* Exact duplicates: rows whose content hash an earlier row in id order
+ * already has. Identical records get identical scores from every built-in
+ * indicator, so which copy stands for them only needs to be fixed once:
+ * the lowest id. NULL when out of memory; *n_dup counts them. */
+struct hash_row {
+    const uint8_t *hash;
+    uint32_t       order;
+    size_t         row;
+};
+
+static int compare_hash_rows(const void *a, const void *b)
+{
+    const struct hash_row *x = a, *y = b;
+    int c = memcmp(x->hash, y->hash, 16);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+static bool *duplicate_rows(const struct tmap_pool *pool, const uint32_t *order, size_t *n_dup)
+{
+    size_t n = tmap_pool_size(pool);
+    bool *dup = calloc(n ? n : 1, sizeof *dup);
+    struct hash_row *hr = malloc((n ? n : 1) * sizeof *hr);
+    *n_dup = 0;
+    if (!dup || !hr) {
+        free(dup);
+        free(hr);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(pool, i, &rec);
+        hr[i] = (struct hash_row){ rec.hash, order[i], i };
+    }
+    qsort(hr, n, sizeof *hr, compare_hash_rows);
+    for (size_t i = 1; i < n; i++) {
+        if (memcmp(hr[i].hash, hr[i - 1].hash, 16) == 0) {
+            dup[hr[i].row] = true;
+            (*n_dup)++;
+        }
+    }
+    free(hr);
+    return dup;
+}
+
+/* The top ratio of s, duplicates left out: they rank below every other row
+ * (NaN), so they can only reach the top when distinct rows run out, and
+ * are dropped then. */
+static size_t select_distinct(const double *s, double *work, const bool *dup, const uint32_t *order, size_t n,
+                              double ratio, size_t *rows)
+{
+    const double *use = s;
+    if (dup) {
+        for (size_t i = 0; i < n; i++)
+            work[i] = dup[i] ? NAN : s[i];
+        use = work;
+    }
+    size_t k = tmap_select_top(use, order, n, ratio, rows), kept = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!dup || !dup[rows[i]])
+            rows[kept++] = rows[i];
+    return kept;
+}
+
 /* Percentile ranks of the weighted columns, column-major n x d. */
 static enum tmap_status rank_columns(const struct tmap_scores *s, const struct tmap_weights *w, double *u,
                                      struct tmap_error *err)
@@ -168,8 +234,8 @@ void tmap_selection_free(struct tmap_selection *s)
 }
 
 enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
-                             const struct tmap_weights *w, double ratio, struct tmap_selection *out,
-                             struct tmap_error *err)
+                             const struct tmap_weights *w, double ratio, bool keep_duplicates,
+                             struct tmap_selection *out, struct tmap_error *err)
 {
     memset(out, 0, sizeof *out);
     size_t n = scores->n_rows;
@@ -184,17 +250,22 @@ enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_sco
     out->combined = malloc(cells * sizeof *out->combined);
     out->ranks = malloc(cells * (w->d ? w->d : 1) * sizeof *out->ranks);
     uint32_t *order = id_order(pool);
+    bool *dup = order && !keep_duplicates ? duplicate_rows(pool, order, &out->n_duplicates) : NULL;
+    double *work = malloc(cells * sizeof *work);
     enum tmap_status st = TMAP_OK;
-    if (!out->rows || !out->selected || !out->combined || !out->ranks || !order)
+    if (!out->rows || !out->selected || !out->combined || !out->ranks || !order || !work ||
+        (!keep_duplicates && !dup))
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory selecting from %zu samples", n);
     if (!st)
         st = rank_columns(scores, w, out->ranks, err);
     if (!st) {
         tmap_combine(out->ranks, n, w->d, w->weights, out->combined);
-        out->n = tmap_select_top(out->combined, order, n, ratio, out->rows);
+        out->n = select_distinct(out->combined, work, dup, order, n, ratio, out->rows);
         for (size_t i = 0; i < out->n; i++)
             out->selected[out->rows[i]] = true;
     }
+    free(work);
+    free(dup);
     free(order);
     if (st)
         tmap_selection_free(out);
@@ -234,7 +305,8 @@ struct objective {
     const double                   *u; /* ranks, n x d */
     size_t                          n, d;
     uint32_t                       *order;
-    double                         *s;
+    bool                           *dup;  /* exact duplicates, kept out (NULL: keep them) */
+    double                         *s, *work;
     size_t                         *rows;
     struct memo_entry              *memo;
     size_t                          n_memo;
@@ -261,7 +333,7 @@ static enum tmap_status evaluate(const double *w, size_t d, void *ud, double *va
 {
     struct objective *o = ud;
     tmap_combine(o->u, o->n, d, w, o->s);
-    size_t k = tmap_select_top(o->s, o->order, o->n, o->p->ratio, o->rows);
+    size_t k = select_distinct(o->s, o->work, o->dup, o->order, o->n, o->p->ratio, o->rows);
     uint64_t h = tmap_subset_hash(o->rows, k);
     if (!remember_hash(o, h))
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
@@ -289,6 +361,9 @@ void tmap_learn_result_free(struct tmap_learn_result *r)
 {
     if (!r)
         return;
+    free(r->baselines.single);
+    free(r->baselines.random);
+    free(r->baselines.redraws);
     tmap_weights_free(&r->weights);
     for (size_t i = 0; r->trace && i < r->n_trace; i++)
         free(r->trace[i].w);
@@ -316,6 +391,154 @@ static enum tmap_status take_result(struct tmap_search_result *sr, const struct 
     return TMAP_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Baselines                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void mean_sd(const double *v, size_t n, double *mean, double *sd)
+{
+    double m = 0.0, ss = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m += v[i];
+    m = n ? m / (double)n : NAN;
+    for (size_t i = 0; i < n; i++)
+        ss += (v[i] - m) * (v[i] - m);
+    *mean = m;
+    *sd = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0;
+}
+
+/* The proxy value of a weighting, through the search's own memo. */
+static enum tmap_status value_at(struct objective *o, const double *w, double *value, struct tmap_error *err)
+{
+    bool reused;
+    return evaluate(w, o->d, o, value, &reused, err);
+}
+
+/* Equal weights and each indicator alone: the search's initial design, so
+ * the memo serves them at no cost. */
+static enum tmap_status design_baselines(struct objective *o, struct tmap_baselines *b, struct tmap_error *err)
+{
+    size_t d = o->d;
+    double *w = malloc(d * sizeof *w);
+    if (!w)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
+    for (size_t j = 0; j < d; j++)
+        w[j] = 1.0 / (double)d;
+    enum tmap_status st = value_at(o, w, &b->equal, err);
+    for (size_t j = 0; j < d && !st; j++) {
+        memset(w, 0, d * sizeof *w);
+        w[j] = 1.0;
+        st = value_at(o, w, &b->single[j], err);
+    }
+    free(w);
+    return st;
+}
+
+/* Random subsets of the size the learned weights select, drawn from the
+ * whole pool as a user without tmap would (duplicates included), each
+ * listed in row order as selections are. */
+static int compare_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+static enum tmap_status random_baselines(struct objective *o, size_t k, struct tmap_baselines *b,
+                                         struct tmap_error *err)
+{
+    size_t *all = malloc((o->n ? o->n : 1) * sizeof *all);
+    if (!all)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
+    for (size_t i = 0; i < o->n; i++)
+        all[i] = i;
+    /* The top policy ranks a subset's demonstrations by score: equal weights
+     * give a neutral order. */
+    double *w = malloc(o->d * sizeof *w);
+    enum tmap_status st = w ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
+    for (size_t j = 0; !st && j < o->d; j++)
+        w[j] = 1.0 / (double)o->d;
+    if (!st)
+        tmap_combine(o->u, o->n, o->d, w, o->s);
+    for (size_t r = 0; r < b->n_random && !st; r++) {
+        uint64_t seed = o->p->seed ^ (0x72616e646f6dULL + r); /* "random" + r: apart from the search's streams */
+        size_t got = tmap_random_sample(all, o->n, k, seed, o->rows);
+        qsort(o->rows, got, sizeof *o->rows, compare_size);
+        st = tmap_proxy_eval(o->proxy, o->pool, o->rows, got, o->s, &b->random[r], NULL, err);
+    }
+    free(w);
+    free(all);
+    return st;
+}
+
+/* The learned subset under fresh demonstration draws: how much the proxy
+ * moves for reasons that are not the data. */
+static enum tmap_status redraw_baselines(struct objective *o, const double *best_w, struct tmap_baselines *b,
+                                         struct tmap_error *err)
+{
+    tmap_combine(o->u, o->n, o->d, best_w, o->s);
+    size_t k = select_distinct(o->s, o->work, o->dup, o->order, o->n, o->p->ratio, o->rows);
+    uint64_t seed = tmap_proxy_seed(o->proxy);
+    enum tmap_status st = TMAP_OK;
+    for (size_t i = 0; i < b->n_redraws && !st; i++) {
+        tmap_proxy_set_seed(o->proxy, seed + 1000 * (i + 1)); /* past the draws one evaluation makes */
+        st = tmap_proxy_eval(o->proxy, o->pool, o->rows, k, o->s, &b->redraws[i], NULL, err);
+    }
+    tmap_proxy_set_seed(o->proxy, seed);
+    return st;
+}
+
+static void judge(struct tmap_baselines *b)
+{
+    mean_sd(b->random, b->n_random, &b->random_mean, &b->random_sd);
+    mean_sd(b->redraws, b->n_redraws, &b->learned_mean, &b->learned_sd);
+    b->z = NAN;
+    b->verdict = TMAP_VERDICT_UNKNOWN;
+    if (b->n_random < 2 || b->n_redraws < 1)
+        return;
+    double noise = sqrt(b->learned_sd * b->learned_sd + b->random_sd * b->random_sd);
+    double diff = b->learned_mean - b->random_mean;
+    b->z = noise > 0.0 ? diff / noise : (diff > 0.0 ? INFINITY : diff < 0.0 ? -INFINITY : 0.0);
+    b->verdict = b->z >= 2.0 ? TMAP_VERDICT_BEATS : b->z <= -2.0 ? TMAP_VERDICT_LOSES : TMAP_VERDICT_WITHIN;
+}
+
+static enum tmap_status run_baselines(struct objective *o, size_t k, struct tmap_learn_result *out,
+                                      struct tmap_error *err)
+{
+    struct tmap_baselines *b = &out->baselines;
+    b->d = o->d;
+    b->n_random = o->p->n_random;
+    b->n_redraws = o->p->n_redraws;
+    b->single = calloc(o->d ? o->d : 1, sizeof *b->single);
+    b->random = calloc(b->n_random ? b->n_random : 1, sizeof *b->random);
+    b->redraws = calloc(b->n_redraws ? b->n_redraws : 1, sizeof *b->redraws);
+    if (!b->single || !b->random || !b->redraws)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
+    enum tmap_status st = design_baselines(o, b, err);
+    if (!st && k > 0)
+        st = random_baselines(o, k, b, err);
+    if (!st && k > 0)
+        st = redraw_baselines(o, out->weights.weights, b, err);
+    if (!st)
+        judge(b);
+    return st;
+}
+
+void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size)
+{
+    if (b->verdict == TMAP_VERDICT_UNKNOWN) {
+        snprintf(buf, size, "not measured: needs at least 2 random subsets and 1 redraw");
+        return;
+    }
+    static const char *const words[] = {
+        [TMAP_VERDICT_BEATS] = "beats random subsets by more than the noise",
+        [TMAP_VERDICT_WITHIN] = "does NOT beat random subsets by more than the noise",
+        [TMAP_VERDICT_LOSES] = "does WORSE than random subsets, by more than the noise",
+    };
+    double z = b->z;
+    snprintf(buf, size, "learned %.4f +/- %.4f vs random %.4f +/- %.4f: %.1f sd %s: %s", b->learned_mean,
+             b->learned_sd, b->random_mean, b->random_sd, fabs(z), z >= 0 ? "better" : "worse", words[b->verdict]);
+}
+
 static enum tmap_search_method search_method(enum tmap_search_kind k)
 {
     return k == TMAP_LEARN_RANDOM ? TMAP_SEARCH_RANDOM : k == TMAP_LEARN_GRID ? TMAP_SEARCH_GRID : TMAP_SEARCH_BO;
@@ -337,8 +560,11 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
     o.u = u;
     o.order = id_order(pool);
     o.s = malloc((n ? n : 1) * sizeof *o.s);
+    o.work = malloc((n ? n : 1) * sizeof *o.work);
     o.rows = malloc((n ? n : 1) * sizeof *o.rows);
-    if (!u || !o.order || !o.s || !o.rows)
+    if (o.order && !p->keep_duplicates)
+        o.dup = duplicate_rows(pool, o.order, &out->n_duplicates);
+    if (!u || !o.order || !o.s || !o.work || !o.rows || (!p->keep_duplicates && !o.dup))
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the weight search over %zu samples", n);
     if (!st)
         st = rank_columns(scores, &out->weights, u, err);
@@ -355,10 +581,18 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
         st = tmap_search_run(d, &sp, evaluate, &o, &sr, err);
     if (!st)
         st = take_result(&sr, &o, out, err);
+    if (!st) {
+        size_t k = tmap_select_count(p->ratio, n); /* the selection's size: */
+        if (k > n - out->n_duplicates)
+            k = n - out->n_duplicates;                /* fewer only when distinct records run out */
+        st = run_baselines(&o, k, out, err);
+    }
     tmap_search_result_free(&sr);
     free(u);
     free(o.order);
+    free(o.dup);
     free(o.s);
+    free(o.work);
     free(o.rows);
     free(o.memo);
     free(o.hashes);

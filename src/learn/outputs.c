@@ -140,8 +140,35 @@ enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const c
 
 /* ---- weights.json -------------------------------------------------------- */
 
-enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const char *config_json,
-                                         const char *path, struct tmap_error *err)
+/* The baselines as weights.json records them; single values by name. */
+static json_t *baselines_json(const struct tmap_weights *w, const struct tmap_baselines *b)
+{
+    json_t *o = json_object(), *single = json_object(), *random = json_array(), *redraws = json_array();
+    for (size_t j = 0; j < b->d && j < w->d; j++)
+        json_object_set_new(single, w->names[j], json_real(b->single[j]));
+    for (size_t i = 0; i < b->n_random; i++)
+        json_array_append_new(random, json_real(b->random[i]));
+    for (size_t i = 0; i < b->n_redraws; i++)
+        json_array_append_new(redraws, json_real(b->redraws[i]));
+    static const char *const verdicts[] = { "unknown", "beats_random", "within_noise", "worse_than_random" };
+    char sentence[256];
+    tmap_baselines_describe(b, sentence, sizeof sentence);
+    json_object_set_new(o, "equal_weights", json_real(b->equal));
+    json_object_set_new(o, "single_indicator", single);
+    json_object_set_new(o, "random_subsets", random);
+    json_object_set_new(o, "learned_redraws", redraws);
+    json_object_set_new(o, "random_mean", isfinite(b->random_mean) ? json_real(b->random_mean) : json_null());
+    json_object_set_new(o, "random_sd", json_real(b->random_sd));
+    json_object_set_new(o, "learned_mean", isfinite(b->learned_mean) ? json_real(b->learned_mean) : json_null());
+    json_object_set_new(o, "learned_sd", json_real(b->learned_sd));
+    json_object_set_new(o, "z", isfinite(b->z) ? json_real(b->z) : json_null());
+    json_object_set_new(o, "verdict", json_string(verdicts[b->verdict]));
+    json_object_set_new(o, "summary", json_string(sentence));
+    return o;
+}
+
+enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const struct tmap_baselines *baselines,
+                                         const char *config_json, const char *path, struct tmap_error *err)
 {
     json_t *root = json_object(), *list = json_array();
     for (size_t j = 0; j < w->d; j++) {
@@ -154,6 +181,8 @@ enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const cha
     json_object_set_new(root, "tmap_version", json_string(tmap_version()));
     json_object_set_new(root, "indicators", list);
     json_object_set_new(root, "proxy_value", isnan(w->proxy_value) ? json_null() : json_real(w->proxy_value));
+    if (baselines)
+        json_object_set_new(root, "baselines", baselines_json(w, baselines));
     json_t *config = config_json ? json_loads(config_json, 0, NULL) : NULL;
     json_object_set_new(root, "config", config ? config : json_object());
     struct out_file o;

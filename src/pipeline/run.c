@@ -41,8 +41,13 @@ struct tmap_run_params tmap_run_default_params(void)
 
 void tmap_run_summary_free(struct tmap_run_summary *s)
 {
-    if (s)
-        tmap_weights_free(&s->weights);
+    if (!s)
+        return;
+    tmap_weights_free(&s->weights);
+    free(s->baselines.single);
+    free(s->baselines.random);
+    free(s->baselines.redraws);
+    memset(&s->baselines, 0, sizeof s->baselines);
 }
 
 static double now_seconds(void)
@@ -103,13 +108,14 @@ static char *config_json(const struct run_state *r)
     tmap_model_get_info(r->model, &mi);
     const char *search[] = { "bo", "random", "grid" }, *policy[] = { "top", "random", "knn" };
     const char *metric[] = { "loglik", "accuracy", "mc" };
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:I, s:b, s:I, s:{s:i, s:s, s:I, s:s}, s:I}",
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:I, s:b, s:I, s:{s:i, s:s, s:I, s:I, s:s}, s:I}",
                           "model", p->model.path, "model_fingerprint", mi.fingerprint, "model_description",
                           mi.description, "pool", p->pool_path, "val", p->val_path, "ratio", p->learn.ratio,
                           "search", search[p->learn.search], "iters", (json_int_t)p->learn.iters,
                           "signed", p->learn.signed_weights, "seed", (json_int_t)p->learn.seed, "proxy",
                           "k", p->learn.proxy.k, "policy", policy[p->learn.proxy.policy], "draws",
-                          (json_int_t)p->learn.proxy.draws, "metric", metric[p->learn.proxy.metric],
+                          (json_int_t)p->learn.proxy.draws, "groups", (json_int_t)p->learn.proxy.groups,
+                          "metric", metric[p->learn.proxy.metric],
                           "tiny_items", (json_int_t)r->tiny.n);
     char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(c);
@@ -204,7 +210,15 @@ static enum tmap_status write_report(struct run_state *r, struct tmap_error *err
     char title[512], path[4200];
     snprintf(title, sizeof title, "tmap: %s for %s", r->p->pool_path, mi.description);
     out_path(r, "report.html", path, sizeof path);
+    char knowledge[512];
+    if (mi.eval_on[0] && isfinite(mi.eval_response_loss))
+        snprintf(knowledge, sizeof knowledge, "held-out loss %.3f bits/byte (%.4f nats/token) on %s; trained on %s",
+                 mi.eval_response_bpb, mi.eval_response_loss, mi.eval_on, mi.trained_on);
+    else
+        snprintf(knowledge, sizeof knowledge, "%s", mi.trained_on[0] ? mi.trained_on
+                                                   : "unknown: the model carries no training record");
     struct tmap_report_input in = {
+        .baselines = &r->learned.baselines, .n_duplicates = r->sel.n_duplicates, .model_knowledge = knowledge,
         .title = title, .model_description = mi.description, .config_json = r->config,
         .n_indicators = w->d, .names = (const char *const *)w->names, .weights = w->weights,
         .n_rows = n, .raw = raw, .combined = r->sel.combined, .selected = r->sel.selected,
@@ -230,7 +244,7 @@ static enum tmap_status write_outputs(struct run_state *r, struct tmap_error *er
         st = tmap_write_scores_full(r->pool, r->scores, &r->learned.weights, &r->sel, path, err);
     out_path(r, "weights.json", path, sizeof path);
     if (!st)
-        st = tmap_weights_write_json(&r->learned.weights, r->config, path, err);
+        st = tmap_weights_write_json(&r->learned.weights, &r->learned.baselines, r->config, path, err);
     out_path(r, "trace.csv", path, sizeof path);
     if (!st)
         st = tmap_trace_write_csv(&r->learned, path, err);
@@ -256,19 +270,37 @@ static enum tmap_status copy_weights(const struct tmap_weights *from, struct tma
     return TMAP_OK;
 }
 
+static double *copy_values(const double *v, size_t n)
+{
+    double *c = malloc((n ? n : 1) * sizeof *c);
+    if (c && n)
+        memcpy(c, v, n * sizeof *c);
+    return c;
+}
+
+static enum tmap_status copy_baselines(const struct tmap_baselines *from, struct tmap_baselines *to,
+                                       struct tmap_error *err)
+{
+    *to = *from;
+    to->single = copy_values(from->single, from->d);
+    to->random = copy_values(from->random, from->n_random);
+    to->redraws = copy_values(from->redraws, from->n_redraws);
+    if (!to->single || !to->random || !to->redraws)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    return TMAP_OK;
+}
+
 static void fill_summary(const struct run_state *r, struct tmap_run_summary *s)
 {
+    tmap_model_get_info(r->model, &s->model);
+    s->n_duplicates = r->sel.n_duplicates;
     s->n_pool = tmap_pool_size(r->pool);
     s->n_val = tmap_pool_size(r->val);
     s->n_tiny = r->tiny.n;
     s->n_selected = r->sel.n;
     s->n_evaluations = r->learned.n_trace;
     s->n_spent = r->learned.n_spent;
-    s->uniform_value = NAN;
-    size_t d = r->learned.weights.d;
-    /* The initial design evaluates the d vertices, then the uniform vector. */
-    if (r->learned.n_trace > d)
-        s->uniform_value = r->learned.trace[d].value;
+    s->uniform_value = r->learned.baselines.equal;
 }
 
 enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summary *out, struct tmap_error *err)
@@ -290,7 +322,7 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
     if (!st)
         st = learn_weights(&r, out, err);
     if (!st)
-        st = tmap_select(r.pool, r.scores, &r.learned.weights, p->learn.ratio, &r.sel, err);
+        st = tmap_select(r.pool, r.scores, &r.learned.weights, p->learn.ratio, p->learn.keep_duplicates, &r.sel, err);
     if (!st && p->diversity_threshold > 0.0)
         st = diversify(&r, err);
     if (!st)
@@ -298,6 +330,8 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
     if (!st) {
         fill_summary(&r, out);
         st = copy_weights(&r.learned.weights, &out->weights, err);
+        if (!st)
+            st = copy_baselines(&r.learned.baselines, &out->baselines, err);
     }
     out->seconds_total = now_seconds() - t0;
     free_state(&r);

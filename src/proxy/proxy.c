@@ -35,7 +35,7 @@
 struct tmap_proxy_params tmap_proxy_default_params(void)
 {
     struct tmap_proxy_params p = {
-        .k = 8, .policy = TMAP_DEMOS_TOP, .draws = 2, .metric = TMAP_METRIC_LOGLIK,
+        .k = 8, .policy = TMAP_DEMOS_TOP, .draws = 2, .groups = 1, .metric = TMAP_METRIC_LOGLIK,
         .tmpl = TMAP_TEMPLATE_PLAIN, .seed = 42, .share_prefix = true, .max_tokens = 256,
     };
     return p;
@@ -98,6 +98,16 @@ void tmap_proxy_free(struct tmap_proxy *px)
     free(px->demo_emb);
     tmap_store_close(px->store);
     free(px);
+}
+
+uint64_t tmap_proxy_seed(const struct tmap_proxy *px)
+{
+    return px->p.seed;
+}
+
+void tmap_proxy_set_seed(struct tmap_proxy *px, uint64_t seed)
+{
+    px->p.seed = seed;
 }
 
 static enum tmap_status prepare_item(struct tmap_proxy *px, size_t i, struct tmap_error *err)
@@ -326,10 +336,15 @@ static enum tmap_status layout(struct tmap_proxy *px, const struct tmap_pool *de
 /* One set of prompts through the model                                     */
 /* ------------------------------------------------------------------------ */
 
+/* Prompts of a set of tiny items: tokens[j] is item[j]'s. A draw builds
+ * them for every item, then scores them group by group (each group of the
+ * random policy has its own demonstrations, so its own shared prefix). */
 struct prompts {
-    int32_t **tokens;
-    int32_t  *n;
-    int32_t   shared; /* tokens every prompt starts with (decoded once) */
+    int32_t     **tokens;
+    int32_t      *n;
+    int32_t       shared; /* tokens every prompt of the set starts with (decoded once) */
+    const size_t *item;   /* tiny item of each prompt */
+    size_t        m;
 };
 
 static void free_prompts(struct prompts *pr, size_t n)
@@ -341,8 +356,9 @@ static void free_prompts(struct prompts *pr, size_t n)
 }
 
 /* Longest common token prefix, leaving every prompt at least one token. */
-static int32_t common_prefix(const struct prompts *pr, size_t n)
+static int32_t common_prefix(const struct prompts *pr)
 {
+    size_t n = pr->m;
     if (n < 2)
         return 0;
     int32_t l = pr->n[0] - 1;
@@ -358,16 +374,18 @@ static int32_t common_prefix(const struct prompts *pr, size_t n)
 static enum tmap_status score_loglik(struct tmap_proxy *px, const struct prompts *pr, double *values,
                                      struct tmap_error *err)
 {
-    struct tmap_logprob_request *req = calloc(px->n, sizeof *req);
-    struct tmap_logprob_result *res = calloc(px->n, sizeof *res);
+    struct tmap_logprob_request *req = calloc(pr->m, sizeof *req);
+    struct tmap_logprob_result *res = calloc(pr->m, sizeof *res);
     enum tmap_status st = req && res ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < px->n && !st; i++)
-        req[i] = (struct tmap_logprob_request){ .prompt = pr->tokens[i] + pr->shared, .n_prompt = pr->n[i] - pr->shared,
-                                               .response = px->items[i].answer, .n_response = px->items[i].n_answer };
+    for (size_t j = 0; j < pr->m && !st; j++) {
+        const struct tiny_item *it = &px->items[pr->item[j]];
+        req[j] = (struct tmap_logprob_request){ .prompt = pr->tokens[j] + pr->shared, .n_prompt = pr->n[j] - pr->shared,
+                                               .response = it->answer, .n_response = it->n_answer };
+    }
     if (!st)
-        st = tmap_model_logprob_shared(px->model, pr->tokens[0], pr->shared, req, px->n, res, err);
-    for (size_t i = 0; i < px->n && !st; i++)
-        values[i] = res[i].n_tokens > 0 ? res[i].sum_logprob / res[i].n_tokens : NAN;
+        st = tmap_model_logprob_shared(px->model, pr->tokens[0], pr->shared, req, pr->m, res, err);
+    for (size_t j = 0; j < pr->m && !st; j++)
+        values[pr->item[j]] = res[j].n_tokens > 0 ? res[j].sum_logprob / res[j].n_tokens : NAN;
     free(req);
     free(res);
     return st;
@@ -390,21 +408,21 @@ static bool is_correct(const struct tiny_item *it, const char *output)
 static enum tmap_status score_accuracy(struct tmap_proxy *px, const struct prompts *pr, double *values,
                                        struct tmap_error *err)
 {
-    struct tmap_generate_request *req = calloc(px->n, sizeof *req);
-    char **outputs = calloc(px->n, sizeof *outputs);
+    struct tmap_generate_request *req = calloc(pr->m, sizeof *req);
+    char **outputs = calloc(pr->m, sizeof *outputs);
     enum tmap_status st = req && outputs ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < px->n && !st; i++)
-        req[i] = (struct tmap_generate_request){ pr->tokens[i] + pr->shared, pr->n[i] - pr->shared };
+    for (size_t j = 0; j < pr->m && !st; j++)
+        req[j] = (struct tmap_generate_request){ pr->tokens[j] + pr->shared, pr->n[j] - pr->shared };
     struct tmap_generate_params gp = tmap_generate_default_params();
     gp.max_tokens = px->p.max_tokens;
     gp.stops = stops;
     gp.n_stops = sizeof stops / sizeof stops[0];
     if (!st)
-        st = tmap_model_generate(px->model, pr->tokens[0], pr->shared, req, px->n, &gp, outputs, err);
-    for (size_t i = 0; i < px->n; i++) {
+        st = tmap_model_generate(px->model, pr->tokens[0], pr->shared, req, pr->m, &gp, outputs, err);
+    for (size_t j = 0; j < pr->m; j++) {
         if (!st)
-            values[i] = is_correct(&px->items[i], outputs[i]) ? 1.0 : 0.0;
-        free(outputs[i]);
+            values[pr->item[j]] = is_correct(&px->items[pr->item[j]], outputs[j]) ? 1.0 : 0.0;
+        free(outputs[j]);
     }
     free(req);
     free(outputs);
@@ -417,24 +435,26 @@ static enum tmap_status score_mc(struct tmap_proxy *px, const struct prompts *pr
                                  struct tmap_error *err)
 {
     size_t total = 0;
-    for (size_t i = 0; i < px->n; i++)
-        total += px->items[i].s.n_choices;
+    for (size_t j = 0; j < pr->m; j++)
+        total += px->items[pr->item[j]].s.n_choices;
     struct tmap_logprob_request *req = calloc(total ? total : 1, sizeof *req);
     struct tmap_logprob_result *res = calloc(total ? total : 1, sizeof *res);
     enum tmap_status st = req && res ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
-    for (size_t i = 0, q = 0; i < px->n && !st; i++)
-        for (size_t c = 0; c < px->items[i].s.n_choices; c++, q++)
-            req[q] = (struct tmap_logprob_request){ .prompt = pr->tokens[i] + pr->shared, .n_prompt = pr->n[i] - pr->shared,
-                                                   .response = px->items[i].choice[c], .n_response = px->items[i].n_choice[c] };
+    for (size_t j = 0, q = 0; j < pr->m && !st; j++) {
+        const struct tiny_item *it = &px->items[pr->item[j]];
+        for (size_t c = 0; c < it->s.n_choices; c++, q++)
+            req[q] = (struct tmap_logprob_request){ .prompt = pr->tokens[j] + pr->shared, .n_prompt = pr->n[j] - pr->shared,
+                                                   .response = it->choice[c], .n_response = it->n_choice[c] };
+    }
     if (!st)
         st = tmap_model_logprob_shared(px->model, pr->tokens[0], pr->shared, req, total, res, err);
-    for (size_t i = 0, q = 0; i < px->n && !st; i++) {
-        const struct tiny_item *it = &px->items[i];
+    for (size_t j = 0, q = 0; j < pr->m && !st; j++) {
+        const struct tiny_item *it = &px->items[pr->item[j]];
         size_t best = 0;
         for (size_t c = 0; c < it->s.n_choices; c++)
             if (res[q + c].sum_logprob > res[q + best].sum_logprob)
                 best = c;
-        values[i] = res[q + best].fit == TMAP_FIT_SKIPPED ? NAN : (int)best == it->s.answer_index;
+        values[pr->item[j]] = res[q + best].fit == TMAP_FIT_SKIPPED ? NAN : (int)best == it->s.answer_index;
         q += it->s.n_choices;
     }
     free(req);
@@ -446,14 +466,24 @@ static enum tmap_status score_mc(struct tmap_proxy *px, const struct prompts *pr
 /* Evaluations                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* The demonstrations of tiny item q for this draw. */
+/* Groups of the tiny set a draw gives demonstrations of their own: the
+ * random policy's `groups`, never more than the items. */
+static size_t n_groups(const struct tmap_proxy *px)
+{
+    size_t g = px->p.policy == TMAP_DEMOS_RANDOM && px->p.groups > 1 ? px->p.groups : 1;
+    return g < px->n ? g : (px->n ? px->n : 1);
+}
+
+/* The demonstrations of tiny item q for this draw. Item q is in group
+ * q mod groups; group 0 draws with the seed itself, so one group draws
+ * what the proxy always drew. */
 static size_t choose_demos(const struct tmap_proxy *px, size_t q, const size_t *rows, size_t n_rows,
                            const double *scores, uint64_t seed, size_t *out)
 {
-    size_t k = (size_t)px->p.k;
+    size_t k = (size_t)px->p.k, g = q % n_groups(px);
     switch (px->p.policy) {
     case TMAP_DEMOS_TOP:    return pick_top(rows, n_rows, scores, k, out);
-    case TMAP_DEMOS_RANDOM: return tmap_random_sample(rows, n_rows, k, seed, out);
+    case TMAP_DEMOS_RANDOM: return tmap_random_sample(rows, n_rows, k, g ? seed ^ (0x67726f7570ULL * g) : seed, out);
     case TMAP_DEMOS_KNN:    return pick_knn(px, q, rows, n_rows, k, out);
     }
     return 0;
@@ -512,8 +542,35 @@ static enum tmap_status build_prompts(struct tmap_proxy *px, const struct tmap_p
         st = fitting_prompt(px, demos, chosen, k, i, &pr->tokens[i], &pr->n[i], err);
     }
     free(chosen);
+    return st;
+}
+
+/* Scores one group's prompts: those of items g, g + groups, ... with their
+ * own shared prefix. */
+static enum tmap_status score_group(struct tmap_proxy *px, const struct prompts *all, size_t g, size_t groups,
+                                    double *values, struct tmap_error *err)
+{
+    size_t m = (px->n - g + groups - 1) / groups;
+    size_t *item = malloc((m ? m : 1) * sizeof *item);
+    struct prompts pr = { .tokens = malloc((m ? m : 1) * sizeof *pr.tokens), .n = malloc((m ? m : 1) * sizeof *pr.n),
+                          .item = item, .m = m };
+    enum tmap_status st = item && pr.tokens && pr.n ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    for (size_t j = 0; !st && j < m; j++) {
+        item[j] = g + j * groups;
+        pr.tokens[j] = all->tokens[item[j]];
+        pr.n[j] = all->n[item[j]];
+    }
     bool share = px->p.share_prefix && px->p.policy != TMAP_DEMOS_KNN;
-    pr->shared = !st && share ? common_prefix(pr, px->n) : 0;
+    pr.shared = !st && share ? common_prefix(&pr) : 0;
+    if (!st && px->p.metric == TMAP_METRIC_LOGLIK)
+        st = score_loglik(px, &pr, values, err);
+    else if (!st && px->p.metric == TMAP_METRIC_ACCURACY)
+        st = score_accuracy(px, &pr, values, err);
+    else if (!st)
+        st = score_mc(px, &pr, values, err);
+    free(item);
+    free(pr.tokens);
+    free(pr.n);
     return st;
 }
 
@@ -526,12 +583,9 @@ static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool 
     double *values = calloc(px->n ? px->n : 1, sizeof *values);
     enum tmap_status st = values ? build_prompts(px, demos, rows, n_rows, scores, seed, &pr, err)
                                  : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
-    if (!st && px->p.metric == TMAP_METRIC_LOGLIK)
-        st = score_loglik(px, &pr, values, err);
-    else if (!st && px->p.metric == TMAP_METRIC_ACCURACY)
-        st = score_accuracy(px, &pr, values, err);
-    else if (!st)
-        st = score_mc(px, &pr, values, err);
+    size_t groups = n_groups(px);
+    for (size_t g = 0; g < groups && !st; g++)
+        st = score_group(px, &pr, g, groups, values, err);
     double sum = 0.0, wsum = 0.0;
     for (size_t i = 0; i < px->n && !st; i++) {
         if (isnan(values[i])) {
@@ -570,6 +624,11 @@ static void memo_key(const struct tmap_proxy *px, const struct tmap_pool *demos,
     int32_t config[] = { 1 /* key version */, px->p.k, (int32_t)px->p.policy, (int32_t)px->p.metric,
                          (int32_t)px->p.tmpl, (int32_t)px->p.draws, px->p.max_tokens };
     XXH3_128bits_update(h, config, sizeof config);
+    /* One group draws as the proxy always drew: its values keep their keys. */
+    if (n_groups(px) > 1) {
+        int32_t groups = (int32_t)n_groups(px);
+        XXH3_128bits_update(h, &groups, sizeof groups);
+    }
     XXH3_128bits_update(h, &px->p.seed, sizeof px->p.seed);
     XXH3_128bits_update(h, info.fingerprint, 32);
     XXH3_128bits_update(h, px->tiny_hash, sizeof px->tiny_hash);

@@ -443,6 +443,104 @@ static void chart_weights(struct html *h, const struct tmap_report_input *in)
     svg_close(h);
 }
 
+/* ---- chart 1b: baselines ------------------------------------------------ */
+
+/* One row of the baselines chart: a label and its values (one dot each),
+ * with a mean and a +/- 1 sd bar when there is more than one value. */
+struct baseline_row {
+    const char   *label;
+    const double *v;
+    size_t        n;
+    const char   *cls;
+};
+
+static void baseline_dots(struct html *h, const struct baseline_row *r, const struct scale *x, double y)
+{
+    double mean = 0, ss = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!isfinite(r->v[i]))
+            continue;
+        putf(h, "<circle class=\"%s\" r=\"4\"", r->cls);
+        put_attr(h, "cx", at_within(x, r->v[i]));
+        put_attr(h, "cy", y);
+        put_s(h, "><title>");
+        put_esc(h, r->label);
+        put_s(h, ": ");
+        put_num(h, r->v[i], 5);
+        put_s(h, "</title></circle>\n");
+        mean += r->v[i];
+        m++;
+    }
+    if (m < 2)
+        return;
+    mean /= (double)m;
+    for (size_t i = 0; i < r->n; i++)
+        if (isfinite(r->v[i]))
+            ss += (r->v[i] - mean) * (r->v[i] - mean);
+    double sd = sqrt(ss / (double)(m - 1));
+    svg_line(h, "sdbar", at_within(x, mean - sd), y + 9, at_within(x, mean + sd), y + 9);
+    svg_line(h, "meanmark", at_within(x, mean), y + 4, at_within(x, mean), y + 14);
+}
+
+static void chart_baselines(struct html *h, const struct tmap_report_input *in)
+{
+    const struct tmap_baselines *b = in->baselines;
+    size_t d = b ? b->d : 0, n_rows = 4 + d;
+    const int left = 190, right = 24, top = 16, row_h = 26, bottom = 40;
+    const int ht = top + bottom + row_h * (int)n_rows;
+    svg_open(h, "chart-baselines", CHART_W, ht, "proxy values of the learned weights and the baselines");
+    if (!b || b->verdict == TMAP_VERDICT_UNKNOWN) {
+        svg_note(h, CHART_W / 2.0, ht / 2.0, "no baselines were measured");
+        svg_close(h);
+        return;
+    }
+    struct baseline_row *rows = calloc(n_rows, sizeof *rows);
+    char (*names)[64] = calloc(d ? d : 1, sizeof *names);
+    if (!rows || !names) {
+        free(rows);
+        free(names);
+        svg_note(h, CHART_W / 2.0, ht / 2.0, "out of memory drawing the baselines");
+        svg_close(h);
+        return;
+    }
+    rows[0] = (struct baseline_row){ "learned, fresh draws", b->redraws, b->n_redraws, "learned" };
+    rows[1] = (struct baseline_row){ "learned, as searched", &in->best_value, 1, "learned" };
+    rows[2] = (struct baseline_row){ "random subsets", b->random, b->n_random, "random" };
+    rows[3] = (struct baseline_row){ "equal weights", &b->equal, 1, "other" };
+    for (size_t j = 0; j < d; j++) {
+        snprintf(names[j], sizeof names[j], "%s alone", j < in->n_indicators ? name_of(in, j) : "?");
+        rows[4 + j] = (struct baseline_row){ names[j], &b->single[j], 1, "other" };
+    }
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t i = 0; i < rows[r].n; i++)
+            if (isfinite(rows[r].v[i])) {
+                lo = fmin(lo, rows[r].v[i]);
+                hi = fmax(hi, rows[r].v[i]);
+            }
+    if (!(lo <= hi))
+        lo = hi = 0;
+    struct scale x = { lo, hi, left, CHART_W - right };
+    struct ticks t = axis_range(&x.lo, &x.hi, 6);
+    for (int k = 0; k < t.count; k++) {
+        double v = t.first + k * t.step, px = at(&x, v);
+        svg_line(h, "grid", px, top, px, ht - bottom);
+        text_begin(h, px, ht - bottom + 16, "tick", "middle");
+        put_num(h, v, t.decimals);
+        put_s(h, "</text>\n");
+    }
+    for (size_t r = 0; r < n_rows; r++) {
+        double y = top + row_h * ((double)r + 0.5);
+        svg_label(h, left - 10, y + 4, "end", 0, rows[r].label, 26);
+        baseline_dots(h, &rows[r], &x, y);
+    }
+    svg_text(h, (left + CHART_W - right) / 2.0, ht - 6, "tick", "middle", "proxy value (higher is better)");
+    free(rows);
+    free(names);
+    svg_close(h);
+}
+
 /* ---- chart 2: search convergence ----------------------------------------- */
 
 /* Finite range of the trace and the chosen value; false when there is none. */
@@ -1313,6 +1411,8 @@ static const char page_css[] =
     ".cut{stroke:#c53030;stroke-width:1.5;stroke-dasharray:4 3}\n"
     ".na{fill:#e2e8f0}\n.cellv{font-size:11px}\nsvg .cellv.dark{fill:#fff}\n"
     ".legend-bar{stroke:#a0aec0}\n"
+    "circle.learned{fill:#2f855a}\ncircle.random{fill:#a0aec0;stroke:#4a5568}\ncircle.other{fill:#3182ce}\n"
+    ".sdbar{stroke:#4a5568;stroke-width:2}\n.meanmark{stroke:#1a202c;stroke-width:2}\n"
     "table{border-collapse:collapse;width:100%;background:#fff;font-size:.82em}\n"
     "th,td{border:1px solid #d9dee5;padding:4px 6px;vertical-align:top;text-align:left}\n"
     "th{background:#edf0f4}\ntd.num{text-align:right;white-space:nowrap}\n"
@@ -1385,6 +1485,21 @@ static void section_summary(struct html *h, const struct tmap_report_input *in)
     putf(h, "%zu evaluation%s, %zu reused", in->n_trace, in->n_trace == 1 ? "" : "s",
          count_true(in->trace_reused, in->n_trace));
     stat_end(h);
+    if (in->baselines) {
+        char line[256];
+        tmap_baselines_describe(in->baselines, line, sizeof line);
+        stat_begin(h, "against random subsets");
+        put_esc(h, line);
+        stat_end(h);
+    }
+    stat_begin(h, "exact duplicates kept out");
+    putf(h, "%zu", in->n_duplicates);
+    stat_end(h);
+    if (in->model_knowledge) {
+        stat_begin(h, "what the model knows");
+        put_esc(h, in->model_knowledge);
+        stat_end(h);
+    }
     stat_begin(h, "missing values");
     size_t missing = count_missing(in);
     putf(h, "%zu (", missing);
@@ -1409,6 +1524,12 @@ static void page_charts(struct html *h, const struct tmap_report_input *in)
     figure(h, "Learned weights",
            "One bar per indicator; a negative weight (signed search) hangs below the axis.",
            chart_weights, in);
+    figure(h, "Baselines",
+           "Proxy value of the learned weights against what could be had without them, all through "
+           "the same proxy and memo: the learned subset under fresh demonstration draws (its noise), "
+           "its value as the search saw it (a maximum, so biased up), random subsets of the same size, "
+           "equal weights and each indicator alone. Bars: mean +/- 1 sd.",
+           chart_baselines, in);
     figure(h, "Search convergence",
            "Proxy value of each evaluation in search order (higher is better). Hollow points were "
            "served from the memo because their weights selected an already evaluated subset; the "

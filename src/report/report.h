@@ -39,6 +39,9 @@ struct tmap_report_input {
     double best_value;              /* proxy value of the chosen weights, NaN = unknown */
     const struct tmap_pool *pool;   /* sample text for the tables, may be NULL */
     size_t n_examples;              /* best and worst samples to show, each (0 = no tables) */
+    const struct tmap_baselines *baselines; /* what the learned weights are measured against, may be NULL */
+    size_t n_duplicates;            /* exact duplicates kept out of the selection */
+    const char *model_knowledge;    /* "held-out loss ... on ...", or a warning; may be NULL */
 };
 
 /* Everything empty, best_value NaN, n_examples TMAP_REPORT_DEFAULT_EXAMPLES. */

@@ -1,7 +1,9 @@
 /*
- * stats.c - length summaries for `tmap data stats` and the pool report.
+ * stats.c - length summaries for `tmap data stats`, rank correlation, and
+ * the two-level bootstrap of bench/fidelity (stats.h).
  */
 #include "util/stats.h"
+#include "util/random.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@ static int compare_doubles(const void *a, const void *b)
 
 /* Type 7 quantile of sorted[0..n), n > 0: the point at fraction p of the way
  * from the first to the last order statistic. */
-static double quantile_sorted(const double *sorted, size_t n, double p)
+double tmap_quantile_sorted(const double *sorted, size_t n, double p)
 {
     double h = (double)(n - 1) * p;
     size_t lo = (size_t)floor(h);
@@ -34,10 +36,123 @@ void tmap_length_summarise(double *values, size_t n, struct tmap_length_summary 
     for (size_t i = 0; i < n; i++)
         sum += values[i];
     out->min = values[0];
-    out->p25 = quantile_sorted(values, n, 0.25);
-    out->p50 = quantile_sorted(values, n, 0.50);
-    out->p75 = quantile_sorted(values, n, 0.75);
-    out->p95 = quantile_sorted(values, n, 0.95);
+    out->p25 = tmap_quantile_sorted(values, n, 0.25);
+    out->p50 = tmap_quantile_sorted(values, n, 0.50);
+    out->p75 = tmap_quantile_sorted(values, n, 0.75);
+    out->p95 = tmap_quantile_sorted(values, n, 0.95);
     out->max = values[n - 1];
     out->mean = sum / (double)n;
+}
+
+/* ---- rank correlation ---------------------------------------------------- */
+
+struct ranked_value {
+    double v;
+    size_t i;
+};
+
+static int compare_ranked(const void *a, const void *b)
+{
+    const struct ranked_value *x = a, *y = b;
+    return (x->v > y->v) - (x->v < y->v);
+}
+
+/* 1-based ranks of v[0..n), ties averaged. */
+static bool average_ranks(const double *v, size_t n, double *rank)
+{
+    struct ranked_value *r = malloc(n * sizeof *r);
+    if (!r)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        r[i] = (struct ranked_value){ v[i], i };
+    qsort(r, n, sizeof *r, compare_ranked);
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && r[j + 1].v == r[i].v)
+            j++;
+        double avg = 0.5 * (double)(i + j) + 1.0;
+        for (size_t k = i; k <= j; k++)
+            rank[r[k].i] = avg;
+        i = j + 1;
+    }
+    free(r);
+    return true;
+}
+
+double tmap_spearman(const double *x, const double *y, size_t n)
+{
+    if (n < 2)
+        return NAN;
+    double *rx = malloc(n * sizeof *rx), *ry = malloc(n * sizeof *ry);
+    double rho = NAN;
+    if (rx && ry && average_ranks(x, n, rx) && average_ranks(y, n, ry)) {
+        double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
+        for (size_t i = 0; i < n; i++) {
+            mx += rx[i];
+            my += ry[i];
+        }
+        mx /= (double)n;
+        my /= (double)n;
+        for (size_t i = 0; i < n; i++) {
+            sxy += (rx[i] - mx) * (ry[i] - my);
+            sxx += (rx[i] - mx) * (rx[i] - mx);
+            syy += (ry[i] - my) * (ry[i] - my);
+        }
+        rho = sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
+    }
+    free(rx);
+    free(ry);
+    return rho;
+}
+
+/* ---- the two-level bootstrap --------------------------------------------- */
+
+/* Mean of the drawn rows at the drawn items. */
+static double drawn_mean(const double *m, const size_t *rows, size_t n_rows, const size_t *items, size_t n_items)
+{
+    double sum = 0.0;
+    for (size_t r = 0; r < n_rows; r++) {
+        const double *row = m + rows[r] * n_items;
+        for (size_t i = 0; i < n_items; i++)
+            sum += row[items[i]];
+    }
+    return sum / ((double)n_rows * (double)n_items);
+}
+
+bool tmap_bootstrap_two_level_diff(const double *a, size_t n_a, const double *b, size_t n_b, size_t n_items,
+                                   size_t n_resamples, uint64_t seed, double *diff, double *low, double *high)
+{
+    *diff = *low = *high = NAN;
+    if (!n_a || !n_b || !n_items || !n_resamples)
+        return false;
+    size_t *items = malloc(n_items * sizeof *items), *ra = malloc(n_a * sizeof *ra), *rb = malloc(n_b * sizeof *rb);
+    double *stat = malloc(n_resamples * sizeof *stat);
+    bool ok = items && ra && rb && stat;
+    if (ok) {
+        for (size_t i = 0; i < n_items; i++)
+            items[i] = i;
+        for (size_t r = 0; r < n_a; r++)
+            ra[r] = r;
+        for (size_t r = 0; r < n_b; r++)
+            rb[r] = r;
+        *diff = drawn_mean(a, ra, n_a, items, n_items) - drawn_mean(b, rb, n_b, items, n_items);
+        uint64_t state = seed;
+        for (size_t s = 0; s < n_resamples; s++) {
+            for (size_t i = 0; i < n_items; i++)
+                items[i] = (size_t)(tmap_random_next(&state) % n_items);
+            for (size_t r = 0; r < n_a; r++)
+                ra[r] = (size_t)(tmap_random_next(&state) % n_a);
+            for (size_t r = 0; r < n_b; r++)
+                rb[r] = (size_t)(tmap_random_next(&state) % n_b);
+            stat[s] = drawn_mean(a, ra, n_a, items, n_items) - drawn_mean(b, rb, n_b, items, n_items);
+        }
+        qsort(stat, n_resamples, sizeof *stat, compare_doubles);
+        *low = tmap_quantile_sorted(stat, n_resamples, 0.025);
+        *high = tmap_quantile_sorted(stat, n_resamples, 0.975);
+    }
+    free(items);
+    free(ra);
+    free(rb);
+    free(stat);
+    return ok;
 }

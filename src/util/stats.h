@@ -1,5 +1,7 @@
 /*
- * stats.h - summaries of length distributions (tmap data stats).
+ * stats.h - the statistics tmap reports: length summaries (tmap data
+ * stats), quantiles, rank correlation, and the bootstrap intervals that
+ * bench/fidelity puts on the difference between two fine-tuned arms.
  */
 #ifndef TMAP_UTIL_STATS_H
 #define TMAP_UTIL_STATS_H
@@ -10,5 +12,25 @@
  * values in place. Quantiles interpolate linearly between order statistics
  * (Hyndman and Fan's type 7, R's and NumPy's default). All zeros when n == 0. */
 void tmap_length_summarise(double *values, size_t n, struct tmap_length_summary *out);
+
+/* Type-7 quantile (R's and NumPy's default) of sorted[0..n), n > 0. */
+double tmap_quantile_sorted(const double *sorted, size_t n, double p);
+
+/* Spearman's rank correlation of x and y (n pairs, ties given their
+ * average rank); NaN when n < 2 or either side is constant. */
+double tmap_spearman(const double *x, const double *y, size_t n);
+
+/* A difference of two arms' mean losses with a 95% interval that covers
+ * both the test items and the seeds. a holds n_a rows (one per seed of arm
+ * A: a fine-tuning seed, or a subset draw x fine-tuning seed) of n_items
+ * per-item values, row-major; b likewise n_b rows. Each of n_resamples
+ * resamples draws the items with replacement, the same items for both arms
+ * (paired: item difficulty cancels), and each arm's rows with replacement
+ * (seed to seed variation counts); the statistic is mean(a) - mean(b) over
+ * the drawn rows and items. *diff is the statistic on the data itself,
+ * [*low, *high] the 2.5% and 97.5% quantiles. Returns false when out of
+ * memory or a count is 0. */
+bool tmap_bootstrap_two_level_diff(const double *a, size_t n_a, const double *b, size_t n_b, size_t n_items,
+                                   size_t n_resamples, uint64_t seed, double *diff, double *low, double *high);
 
 #endif

@@ -37,12 +37,12 @@ static void test_select_counts_and_bytes(void **state)
     const size_t expect[] = { 12, 4, 10, 40, 1 };
     for (int r = 0; r < 5; r++) {
         struct tmap_selection sel;
-        assert_int_equal(tmap_select(pool, scores, &w, ratios[r], &sel, &err), TMAP_OK);
+        assert_int_equal(tmap_select(pool, scores, &w, ratios[r], false, &sel, &err), TMAP_OK);
         assert_int_equal(sel.n, expect[r]);
         tmap_selection_free(&sel);
     }
     struct tmap_selection sel;
-    assert_int_equal(tmap_select(pool, scores, &w, 0.3, &sel, &err), TMAP_OK);
+    assert_int_equal(tmap_select(pool, scores, &w, 0.3, false, &sel, &err), TMAP_OK);
     char out[600];
     snprintf(out, sizeof out, "%s/selected.jsonl", tmpdir);
     assert_int_equal(tmap_write_selected(pool, &sel, out, &err), TMAP_OK);
@@ -68,7 +68,7 @@ static void test_select_counts_and_bytes(void **state)
     free(text);
     tmap_selection_free(&sel);
 
-    assert_int_equal(tmap_select(pool, scores, &w, 1.5, &sel, &err), TMAP_ERR_USAGE);
+    assert_int_equal(tmap_select(pool, scores, &w, 1.5, false, &sel, &err), TMAP_ERR_USAGE);
     assert_non_null(strstr(err.message, "ratio 1.5"));
     tmap_weights_free(&w);
 }
@@ -80,7 +80,7 @@ static void test_diversity_filter(void **state)
     struct tmap_selection sel;
     struct tmap_error err = { 0 };
     assert_int_equal(tmap_weights_uniform(scores, &w, &err), TMAP_OK);
-    assert_int_equal(tmap_select(pool, scores, &w, 0.3, &sel, &err), TMAP_OK);
+    assert_int_equal(tmap_select(pool, scores, &w, 0.3, false, &sel, &err), TMAP_OK);
     /* Four orthogonal directions: row i points along axis i % 4, so at a
      * threshold of 0.5 only one row per direction can be kept. */
     float emb[N_POOL * 4] = { 0 };
@@ -101,6 +101,60 @@ static void test_diversity_filter(void **state)
     assert_int_equal(tmap_selection_diversify(pool, &sel, emb, 4, 1.5, &err), TMAP_ERR_USAGE);
     tmap_selection_free(&sel);
     tmap_weights_free(&w);
+}
+
+/* A pool whose rows 5, 6 and 9 repeat rows 0, 3 and 0 exactly (same
+ * content, so same scores), and whose row 7 differs from row 1 only in its
+ * id: ids are not content, so it is a duplicate too. */
+static void test_duplicates_enter_once(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/dups.jsonl", tmpdir);
+    FILE *f = fopen(path, "w");
+    const char *q[] = { "What is 2+3?", "What is 7*6?", "Name a prime.", "What is 10-4?", "What is 9/3?" };
+    const char *a[] = { "2+3=5\\n#### 5", "7*6=42\\nSo 42.\\n#### 42", "Two.\\n#### 2", "10-4=6\\n#### 6",
+                        "9/3=3\\n#### 3" };
+    int src[] = { 0, 1, 2, 3, 4, 0, 3, 1, 2, 0 };
+    for (int i = 0; i < 10; i++)
+        fprintf(f, "{\"id\": \"r%d\", \"question\": \"%s\", \"answer\": \"%s\"}\n", i, q[src[i] % 5],
+                i == 8 ? "Three.\\n#### 3" : a[src[i]]);
+    fclose(f);
+    struct tmap_pool *dp = test_load_pool(path);
+    struct tmap_error err = { 0 };
+    struct tmap_score_params sp = tmap_score_default_params();
+    sp.indicators = (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_NUMERACY);
+    struct tmap_scores *ds;
+    assert_int_equal(tmap_score(dp, model, &sp, &ds, &err), TMAP_OK);
+    struct tmap_weights w;
+    assert_int_equal(tmap_weights_uniform(ds, &w, &err), TMAP_OK);
+
+    /* 10 rows, 4 duplicates (5, 6, 7, 9): 6 distinct contents. */
+    struct tmap_selection sel;
+    assert_int_equal(tmap_select(dp, ds, &w, 0.5, false, &sel, &err), TMAP_OK);
+    assert_int_equal(sel.n_duplicates, 4);
+    assert_int_equal(sel.n, 5);
+    for (size_t i = 0; i < sel.n; i++)
+        for (size_t k = i + 1; k < sel.n; k++) {
+            struct tmap_record ra, rb;
+            tmap_pool_record(dp, sel.rows[i], &ra);
+            tmap_pool_record(dp, sel.rows[k], &rb);
+            assert_true(memcmp(ra.hash, rb.hash, 16) != 0);
+        }
+    assert_false(sel.selected[5] || sel.selected[6] || sel.selected[7] || sel.selected[9]);
+    tmap_selection_free(&sel);
+    /* Asked for more than there are distinct records: all 6 and no more. */
+    assert_int_equal(tmap_select(dp, ds, &w, 1.0, false, &sel, &err), TMAP_OK);
+    assert_int_equal(sel.n, 6);
+    tmap_selection_free(&sel);
+    /* keep_duplicates: the old behaviour, every row eligible. */
+    assert_int_equal(tmap_select(dp, ds, &w, 1.0, true, &sel, &err), TMAP_OK);
+    assert_int_equal(sel.n, 10);
+    assert_int_equal(sel.n_duplicates, 0);
+    tmap_selection_free(&sel);
+    tmap_weights_free(&w);
+    tmap_scores_free(ds);
+    tmap_pool_free(dp);
 }
 
 static struct tmap_learn_result learn_once(uint64_t seed, size_t iters)
@@ -155,7 +209,7 @@ static void test_learn(void **state)
     snprintf(wpath, sizeof wpath, "%s/weights.json", tmpdir);
     snprintf(tpath, sizeof tpath, "%s/trace.csv", tmpdir);
     struct tmap_error err = { 0 };
-    assert_int_equal(tmap_weights_write_json(&a.weights, "{\"seed\": 5}", wpath, &err), TMAP_OK);
+    assert_int_equal(tmap_weights_write_json(&a.weights, &a.baselines, "{\"seed\": 5}", wpath, &err), TMAP_OK);
     assert_int_equal(tmap_trace_write_csv(&a, tpath, &err), TMAP_OK);
     struct tmap_weights back;
     assert_int_equal(tmap_weights_read_json(wpath, &back, &err), TMAP_OK);
@@ -177,6 +231,73 @@ static void test_learn(void **state)
 
     assert_int_equal(tmap_weights_read_json("/nonexistent/w.json", &back, &err), TMAP_ERR_IO);
     assert_non_null(strstr(err.message, "/nonexistent/w.json"));
+}
+
+static double trace_value_at(const struct tmap_learn_result *r, const double *w)
+{
+    for (size_t i = 0; i < r->n_trace; i++)
+        if (memcmp(r->trace[i].w, w, r->weights.d * sizeof *w) == 0)
+            return r->trace[i].value;
+    return NAN;
+}
+
+/* Every learn measures itself: equal weights and each indicator alone (the
+ * search's own values, from its memo), random subsets, fresh draws of the
+ * learned subset, and a verdict that follows from them. */
+static void test_baselines(void **state)
+{
+    (void)state;
+    struct tmap_learn_result a = learn_once(5, 8), b = learn_once(5, 8);
+    const struct tmap_baselines *bl = &a.baselines;
+    size_t d = a.weights.d;
+    assert_int_equal(bl->d, d);
+    assert_int_equal(bl->n_random, 5);
+    assert_int_equal(bl->n_redraws, 4);
+    double *w = calloc(d, sizeof *w);
+    for (size_t j = 0; j < d; j++)
+        w[j] = 1.0 / (double)d;
+    assert_true(bl->equal == trace_value_at(&a, w));
+    for (size_t j = 0; j < d; j++) {
+        memset(w, 0, d * sizeof *w);
+        w[j] = 1.0;
+        assert_true(bl->single[j] == trace_value_at(&a, w));
+    }
+    free(w);
+    /* Random subsets differ from each other and from the learned subset's
+     * value; redraws are other demonstrations, so other values. */
+    double mean = 0, ss = 0;
+    for (size_t i = 0; i < bl->n_random; i++) {
+        assert_true(isfinite(bl->random[i]) && bl->random[i] < 0);
+        mean += bl->random[i];
+    }
+    mean /= (double)bl->n_random;
+    for (size_t i = 0; i < bl->n_random; i++)
+        ss += (bl->random[i] - mean) * (bl->random[i] - mean);
+    assert_true(fabs(bl->random_mean - mean) < 1e-12);
+    assert_true(fabs(bl->random_sd - sqrt(ss / (double)(bl->n_random - 1))) < 1e-12);
+    assert_true(bl->random_sd > 0);
+    assert_true(bl->redraws[0] != bl->redraws[1]);
+    double z = (bl->learned_mean - bl->random_mean) /
+               sqrt(bl->learned_sd * bl->learned_sd + bl->random_sd * bl->random_sd);
+    assert_true(fabs(bl->z - z) < 1e-9);
+    enum tmap_verdict v = z >= 2 ? TMAP_VERDICT_BEATS : z <= -2 ? TMAP_VERDICT_LOSES : TMAP_VERDICT_WITHIN;
+    assert_int_equal(bl->verdict, v);
+    char line[256];
+    tmap_baselines_describe(bl, line, sizeof line);
+    assert_non_null(strstr(line, "vs random"));
+    assert_non_null(strstr(line, v == TMAP_VERDICT_BEATS ? "beats random subsets" : "random subsets"));
+    /* Deterministic, like the rest of the search. */
+    for (size_t i = 0; i < bl->n_random; i++)
+        assert_true(bl->random[i] == b.baselines.random[i]);
+    for (size_t i = 0; i < bl->n_redraws; i++)
+        assert_true(bl->redraws[i] == b.baselines.redraws[i]);
+    tmap_learn_result_free(&a);
+    tmap_learn_result_free(&b);
+
+    /* Without random subsets there is no verdict, and it says so. */
+    struct tmap_baselines none = { .n_random = 0 };
+    tmap_baselines_describe(&none, line, sizeof line);
+    assert_non_null(strstr(line, "not measured"));
 }
 
 static void run_into(const char *dir, struct tmap_run_summary *s)
@@ -260,7 +381,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select_counts_and_bytes),
         cmocka_unit_test(test_diversity_filter),
+        cmocka_unit_test(test_duplicates_enter_once),
         cmocka_unit_test(test_learn),
+        cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_run_is_reproducible),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,920 @@
+/*
+ * fidelity.c - bench/fidelity: does a tmap selection fine-tune better than
+ * a random subset of the same size? The closed loop the ICL proxy stands in
+ * for, run for real on the shipped base model (docs/fidelity.md).
+ *
+ *   1. a pool of GSM8K train records the base model never saw, with known
+ *      corruption injected (corrupt.c) and labelled;
+ *   2. `tmap run` on it: scores, tiny set, learned weights, selection;
+ *   3. arms of the same share: tmap's selection, random subsets, random
+ *      subsets with tmap's token count, equal weights, each indicator
+ *      alone, and the whole pool;
+ *   4. each arm fine-tunes the base model with identical settings, on
+ *      several data-order seeds (`tmap finetune`'s code);
+ *   5. each fine-tuned model is scored on held-out GSM8K test records (none
+ *      in the tiny set): mean response loss per item;
+ *   6. per arm: loss, the difference to random with a 95% interval over
+ *      items and seeds (util/stats.c), token count, corruption shares; and
+ *      Spearman between the proxy value of each subset and its fine-tuned
+ *      held-out log-likelihood.
+ *
+ * Writes OUT/fidelity.md (the table), OUT/arms.csv, OUT/fidelity.html (the
+ * plots, inline SVG) and prints the table.
+ */
+#include "corrupt.h"
+
+#include "util/random.h"
+#include "util/stats.h"
+
+#include "tmap.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- settings ------------------------------------------------------------ */
+
+struct settings {
+    const char *model, *data, *test, *out;
+    size_t      pool_first;   /* 1-based line of the pool's first record in data */
+    size_t      pool_size;
+    double      corrupt_rate;
+    uint64_t    seed;         /* corruption, random arms, the run */
+    size_t      n_random;     /* random arms (and as many token-matched ones) */
+    size_t      n_ft_seeds;   /* data-order seeds per arm */
+    int32_t     epochs;
+    float       lr;
+    size_t      n_val;        /* test records 1..n_val feed the tiny set */
+    size_t      n_heldout;    /* test records after them: the held-out evaluation */
+    int32_t     n_threads;
+    double      ratio;
+    size_t      n_bootstrap;
+    bool        pool_only;    /* write the corrupted pool and stop (make demo's pool) */
+};
+
+static struct settings default_settings(void)
+{
+    struct settings s = {
+        .model = NULL, .data = NULL, .test = NULL, .out = NULL,
+        .pool_first = 5474, .pool_size = 1000, .corrupt_rate = 0.2, .seed = 1,
+        .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 1e-3f,
+        .n_val = 300, .n_heldout = 500, .n_threads = 0, .ratio = 0.3, .n_bootstrap = 2000,
+    };
+    return s;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double t_start;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[%6.0f s] ", now_seconds() - t_start);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void die(const char *what, const struct tmap_error *err)
+{
+    fprintf(stderr, "bench_fidelity: %s: %s\n", what, err ? err->message : strerror(errno));
+    exit(1);
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+/* Lines [first, first + n) of path (1-based), without newlines. */
+static char **read_lines(const char *path, size_t first, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        die(path, NULL);
+    char **lines = calloc(n, sizeof *lines), *buf = NULL;
+    size_t cap = 0, got = 0;
+    ssize_t len;
+    for (size_t line = 1; got < n && (len = getline(&buf, &cap, f)) >= 0; line++) {
+        if (line < first)
+            continue;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            buf[--len] = '\0';
+        lines[got++] = strdup(buf);
+    }
+    free(buf);
+    fclose(f);
+    if (got < n) {
+        fprintf(stderr, "bench_fidelity: %s: has %zu lines from line %zu, %zu wanted\n", path, got, first, n);
+        exit(1);
+    }
+    return lines;
+}
+
+static void write_lines(const char *path, char *const *lines, size_t n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die(path, NULL);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s\n", lines[i]);
+    if (fclose(f) != 0)
+        die(path, NULL);
+}
+
+static void path_in(const struct settings *s, const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s", s->out, name);
+}
+
+/* ---- arms ---------------------------------------------------------------- */
+
+enum arm_kind { ARM_TMAP, ARM_RANDOM, ARM_TOKENS, ARM_EQUAL, ARM_SINGLE, ARM_FULL };
+
+/* Proxy settings the bench judges side by side against the same fine-tuned
+ * arms: the first is what tmap run used (its defaults); the others are
+ * candidates a default change must be justified by (docs/fidelity.md). */
+struct variant {
+    const char           *name;
+    enum tmap_demo_policy policy;
+    size_t                draws, groups;
+};
+
+static const struct variant variants[] = {
+    { "default (random, 2 draws)", TMAP_DEMOS_RANDOM, 2, 1 },
+    { "random, 8 draws", TMAP_DEMOS_RANDOM, 8, 1 },
+    { "random, 2 draws x 10 groups", TMAP_DEMOS_RANDOM, 2, 10 },
+    { "random, 4 draws x 25 groups", TMAP_DEMOS_RANDOM, 4, 25 },
+    { "knn", TMAP_DEMOS_KNN, 1, 1 },
+};
+#define N_VARIANTS (sizeof variants / sizeof variants[0])
+
+struct arm {
+    char          name[64];
+    enum arm_kind kind;
+    size_t       *rows;
+    size_t        n;
+    int64_t       tokens;
+    size_t        bad[FID_N_KINDS];
+    double        proxy;       /* as the search computes it */
+    double        proxy_mean;  /* over the fresh draws too */
+    double        proxy_v[N_VARIANTS];
+    double       *loss;        /* n_ft_seeds x n_heldout, per item */
+    double        mean_loss;
+    double        diff, low, high;          /* against random, with its interval */
+    double        diff_t, low_t, high_t;    /* against token-matched random */
+};
+
+struct bench {
+    struct settings     s;
+    struct tmap_pool   *pool, *heldout, *tiny;
+    struct fid_record  *rec;
+    int64_t            *rec_tokens; /* training tokens per pool record */
+    struct tmap_scores *scores;
+    struct tmap_weights learned, learned_signed;
+    struct arm         *arms;
+    size_t              n_arms, cap_arms;
+    double             *base_loss;  /* n_heldout */
+    double              base_mean;
+    double              seconds_run, seconds_ft, seconds_eval;
+    struct tmap_baselines baselines, baselines_signed;
+    double              spearman, spearman_mean;
+    size_t              n_spearman;
+    double              spearman_v[N_VARIANTS], seconds_v[N_VARIANTS]; /* per variant: rho, s per evaluation */
+};
+
+static struct arm *add_arm(struct bench *b, const char *name, enum arm_kind kind, const size_t *rows, size_t n)
+{
+    if (b->n_arms == b->cap_arms) {
+        b->cap_arms = b->cap_arms ? 2 * b->cap_arms : 32;
+        b->arms = realloc(b->arms, b->cap_arms * sizeof *b->arms);
+    }
+    struct arm *a = &b->arms[b->n_arms++];
+    memset(a, 0, sizeof *a);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->kind = kind;
+    a->rows = malloc((n ? n : 1) * sizeof *a->rows);
+    memcpy(a->rows, rows, n * sizeof *rows);
+    a->n = n;
+    for (size_t i = 0; i < n; i++) {
+        a->tokens += b->rec_tokens[rows[i]];
+        a->bad[b->rec[rows[i]].kind]++;
+    }
+    /* A duplicate is only harm when its original is in the subset too. */
+    a->bad[FID_DUPLICATE] = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct fid_record *r = &b->rec[rows[i]];
+        if (r->kind != FID_DUPLICATE)
+            continue;
+        for (size_t k = 0; k < n; k++)
+            if (rows[k] == r->source) {
+                a->bad[FID_DUPLICATE]++;
+                break;
+            }
+    }
+    return a;
+}
+
+static size_t n_corrupt(const struct arm *a)
+{
+    size_t k = 0;
+    for (int j = FID_WRONG_ANSWER; j < FID_N_KINDS; j++)
+        k += a->bad[j];
+    return k;
+}
+
+/* ---- the pool ------------------------------------------------------------ */
+
+static void make_pool(struct bench *b)
+{
+    const struct settings *s = &b->s;
+    char **lines = read_lines(s->data, s->pool_first, s->pool_size);
+    b->rec = calloc(s->pool_size, sizeof *b->rec);
+    char msg[256];
+    if (fid_corrupt((const char *const *)lines, s->pool_size, s->corrupt_rate, s->seed, b->rec, msg, sizeof msg))
+        fprintf(stderr, "bench_fidelity: %s: %s\n", s->data, msg), exit(1);
+    char **out = malloc(s->pool_size * sizeof *out);
+    for (size_t i = 0; i < s->pool_size; i++)
+        out[i] = b->rec[i].line;
+    char path[4200];
+    path_in(s, "pool.jsonl", path, sizeof path);
+    write_lines(path, out, s->pool_size);
+    free(out);
+    path_in(s, "labels.csv", path, sizeof path);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "line,kind,source_line\n");
+    for (size_t i = 0; i < s->pool_size; i++)
+        fprintf(f, "%zu,%s,%zu\n", i + 1, fid_kind_name(b->rec[i].kind), b->rec[i].source + 1);
+    fclose(f);
+    for (size_t i = 0; i < s->pool_size; i++)
+        free(lines[i]);
+    free(lines);
+
+    /* Validation (the tiny set's source) and held-out records: disjoint. */
+    char **val = read_lines(s->test, 1, s->n_val), **held = read_lines(s->test, s->n_val + 1, s->n_heldout);
+    path_in(s, "val.jsonl", path, sizeof path);
+    write_lines(path, val, s->n_val);
+    path_in(s, "heldout.jsonl", path, sizeof path);
+    write_lines(path, held, s->n_heldout);
+    for (size_t i = 0; i < s->n_val; i++)
+        free(val[i]);
+    for (size_t i = 0; i < s->n_heldout; i++)
+        free(held[i]);
+    free(val);
+    free(held);
+}
+
+static struct tmap_model_params model_params(const struct bench *b, const char *path)
+{
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = path;
+    mp.n_threads = b->s.n_threads;
+    mp.n_seq = 8;
+    return mp;
+}
+
+/* Tokens each pool record trains on: BOS, prompt, response, EOS. */
+static void count_tokens(struct bench *b)
+{
+    struct tmap_error err = { 0 };
+    struct tmap_model_params mp = model_params(b, b->s.model);
+    struct tmap_model *m;
+    if (tmap_model_load(&mp, &m, &err))
+        die(b->s.model, &err);
+    size_t n = tmap_pool_size(b->pool);
+    b->rec_tokens = calloc(n, sizeof *b->rec_tokens);
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_sample smp;
+        char *prompt = NULL;
+        int32_t *pt = NULL, *rt = NULL, np = 0, nr = 0;
+        if (tmap_pool_sample(b->pool, i, &smp, &err) ||
+            tmap_model_format_prompt(m, &smp, TMAP_TEMPLATE_PLAIN, &prompt, NULL, &err) ||
+            tmap_model_tokenize(m, prompt, true, &pt, &np, &err) ||
+            tmap_model_tokenize(m, smp.response, false, &rt, &nr, &err))
+            die("tokenizing the pool", &err);
+        b->rec_tokens[i] = np + nr + 1;
+        free(prompt);
+        free(pt);
+        free(rt);
+        tmap_sample_clear(&smp);
+    }
+    tmap_model_free(m);
+}
+
+/* ---- tmap run ------------------------------------------------------------ */
+
+/* One tmap run into OUT/NAME, its scores shared through the first run's
+ * store; --signed lets the search learn directions too. */
+static void run_once(struct bench *b, const char *name, bool signed_weights, struct tmap_weights *learned,
+                     struct tmap_baselines *baselines)
+{
+    const struct settings *s = &b->s;
+    char pool[4200], val[4200], out[4200], store[4200];
+    path_in(s, "pool.jsonl", pool, sizeof pool);
+    path_in(s, "val.jsonl", val, sizeof val);
+    path_in(s, name, out, sizeof out);
+    path_in(s, "run/store.db", store, sizeof store);
+    struct tmap_run_params p = tmap_run_default_params();
+    p.model = model_params(b, s->model);
+    p.pool_path = pool;
+    p.val_path = val;
+    p.out_dir = out;
+    p.store_path = store;
+    p.learn.ratio = s->ratio;
+    p.learn.seed = s->seed;
+    p.learn.signed_weights = signed_weights;
+    p.learn.proxy.seed = s->seed;
+    p.tiny.seed = s->seed;
+    struct tmap_run_summary sum;
+    struct tmap_error err = { 0 };
+    double t0 = now_seconds();
+    say("tmap run%s on %s (%zu records)", signed_weights ? " --signed" : "", pool, s->pool_size);
+    if (tmap_run(&p, &sum, &err))
+        die("tmap run", &err);
+    b->seconds_run += now_seconds() - t0;
+    char line[256];
+    tmap_baselines_describe(&sum.baselines, line, sizeof line);
+    say("tmap run%s done in %.0f s: %s", signed_weights ? " --signed" : "", now_seconds() - t0, line);
+    *baselines = sum.baselines; /* arrays now owned here */
+    memset(&sum.baselines, 0, sizeof sum.baselines);
+    *learned = sum.weights;
+    memset(&sum.weights, 0, sizeof sum.weights);
+    tmap_run_summary_free(&sum);
+}
+
+static void run_tmap(struct bench *b)
+{
+    const struct settings *s = &b->s;
+    char path[4300];
+    path_in(s, "run", path, sizeof path);
+    mkdir(path, 0777); /* the store lives here from the first run on */
+    run_once(b, "run", false, &b->learned, &b->baselines);
+    run_once(b, "run-signed", true, &b->learned_signed, &b->baselines_signed);
+
+    struct tmap_error err = { 0 };
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    path_in(s, "pool.jsonl", path, sizeof path);
+    if (tmap_pool_load(path, &pp, &b->pool, &err))
+        die(path, &err);
+    path_in(s, "run/scores.csv", path, sizeof path);
+    if (tmap_scores_read_csv(b->pool, path, &b->scores, &err))
+        die(path, &err);
+    path_in(s, "run/tiny.jsonl", path, sizeof path);
+    if (tmap_pool_load(path, &pp, &b->tiny, &err))
+        die(path, &err);
+    path_in(s, "heldout.jsonl", path, sizeof path);
+    if (tmap_pool_load(path, &pp, &b->heldout, &err))
+        die(path, &err);
+}
+
+/* The selection a weighting makes, as tmap select makes it. */
+static void select_with(struct bench *b, const char *name, enum arm_kind kind, const double *w)
+{
+    struct tmap_weights ww = b->learned; /* names and directions (the same in both runs); these weights */
+    ww.weights = (double *)w;
+    struct tmap_selection sel;
+    struct tmap_error err = { 0 };
+    if (tmap_select(b->pool, b->scores, &ww, b->s.ratio, false, &sel, &err))
+        die("tmap select", &err);
+    add_arm(b, name, kind, sel.rows, sel.n);
+    tmap_selection_free(&sel);
+}
+
+static int compare_size(const void *x, const void *y)
+{
+    size_t a = *(const size_t *)x, c = *(const size_t *)y;
+    return (a > c) - (a < c);
+}
+
+static void make_arms(struct bench *b)
+{
+    size_t n = tmap_pool_size(b->pool), d = b->learned.d;
+    select_with(b, "tmap", ARM_TMAP, b->learned.weights);
+    select_with(b, "tmap --signed", ARM_TMAP, b->learned_signed.weights);
+    const struct arm *tm = &b->arms[0];
+    size_t k = tm->n;
+    int64_t target = tm->tokens;
+    size_t *all = malloc(n * sizeof *all), *rows = malloc(n * sizeof *rows);
+    for (size_t i = 0; i < n; i++)
+        all[i] = i;
+    for (size_t r = 0; r < b->s.n_random; r++) {
+        char name[64];
+        size_t got = tmap_random_sample(all, n, k, b->s.seed * 1000 + r, rows);
+        qsort(rows, got, sizeof *rows, compare_size);
+        snprintf(name, sizeof name, "random-%zu", r + 1);
+        add_arm(b, name, ARM_RANDOM, rows, got);
+    }
+    for (size_t r = 0; r < b->s.n_random; r++) {
+        /* Random records until the token count reaches tmap's. */
+        char name[64];
+        size_t got = tmap_random_sample(all, n, n, b->s.seed * 2000 + r, rows), m = 0;
+        int64_t t = 0;
+        while (m < got && t < target)
+            t += b->rec_tokens[rows[m++]];
+        qsort(rows, m, sizeof *rows, compare_size);
+        snprintf(name, sizeof name, "tokens-%zu", r + 1);
+        add_arm(b, name, ARM_TOKENS, rows, m);
+    }
+    double *w = calloc(d, sizeof *w);
+    for (size_t j = 0; j < d; j++)
+        w[j] = 1.0 / (double)d;
+    select_with(b, "equal weights", ARM_EQUAL, w);
+    for (size_t j = 0; j < d; j++) {
+        char name[64];
+        memset(w, 0, d * sizeof *w);
+        w[j] = 1.0;
+        snprintf(name, sizeof name, "%s alone", b->learned.names[j]);
+        select_with(b, name, ARM_SINGLE, w);
+    }
+    add_arm(b, "full pool", ARM_FULL, all, n);
+    free(w);
+    free(all);
+    free(rows);
+}
+
+/* ---- proxy values -------------------------------------------------------- */
+
+/* Each arm's proxy value as the run's search computes it (same model, tiny
+ * set, settings and store), its mean over the run's fresh draws, and its
+ * value under each variant, timed. */
+static void proxy_values(struct bench *b)
+{
+    const struct settings *s = &b->s;
+    struct tmap_error err = { 0 };
+    struct tmap_model_params mp = model_params(b, s->model);
+    struct tmap_model *m;
+    if (tmap_model_load(&mp, &m, &err))
+        die(s->model, &err);
+    char store[4200];
+    path_in(s, "run/store.db", store, sizeof store);
+    size_t n = tmap_pool_size(b->pool);
+    double *order = calloc(n, sizeof *order); /* the top policy's order: file order */
+    for (size_t i = 0; i < n; i++)
+        order[i] = -(double)i;
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+        struct tmap_learn_params lp = tmap_learn_default_params();
+        lp.proxy.seed = s->seed;
+        lp.proxy.store_path = store;
+        lp.proxy.policy = variants[v].policy;
+        lp.proxy.draws = variants[v].draws;
+        lp.proxy.groups = variants[v].groups;
+        struct tmap_proxy *px;
+        if (tmap_proxy_create(m, b->tiny, NULL, &lp.proxy, &px, &err))
+            die("the proxy", &err);
+        double seconds = 0;
+        size_t evals = 0;
+        for (size_t a = 0; a < b->n_arms; a++) {
+            struct arm *arm = &b->arms[a];
+            if (arm->kind == ARM_FULL)
+                continue;
+            /* The default variant: the run's own seed, then its redraws. */
+            size_t draws = v == 0 ? 1 + lp.n_redraws : 1;
+            double sum = 0.0;
+            for (size_t r = 0; r < draws; r++) {
+                double val;
+                struct tmap_proxy_stats st;
+                tmap_proxy_set_seed(px, s->seed + (r ? 1000 * r : 0));
+                if (tmap_proxy_eval(px, b->pool, arm->rows, arm->n, order, &val, &st, &err))
+                    die("the proxy", &err);
+                if (!st.from_memo) {
+                    seconds += st.seconds;
+                    evals++;
+                }
+                if (r == 0)
+                    arm->proxy_v[v] = val;
+                sum += val;
+            }
+            if (v == 0) {
+                arm->proxy = arm->proxy_v[0];
+                arm->proxy_mean = sum / (double)draws;
+            }
+        }
+        b->seconds_v[v] = evals ? seconds / (double)evals : NAN;
+        tmap_proxy_free(px);
+        say("proxy variant %-30s %.2f s per evaluation", variants[v].name, b->seconds_v[v]);
+    }
+    free(order);
+    tmap_model_free(m);
+}
+
+/* ---- fine-tuning and held-out loss --------------------------------------- */
+
+/* Mean response loss (nats/token) of each held-out item under the model. */
+static void heldout_losses(struct bench *b, const char *model_path, double *loss)
+{
+    struct tmap_error err = { 0 };
+    struct tmap_model_params mp = model_params(b, model_path);
+    struct tmap_model *m;
+    if (tmap_model_load(&mp, &m, &err))
+        die(model_path, &err);
+    size_t n = tmap_pool_size(b->heldout);
+    struct tmap_logprob_request *req = calloc(n, sizeof *req);
+    struct tmap_logprob_result *res = calloc(n, sizeof *res);
+    int32_t **bufs = calloc(2 * n, sizeof *bufs);
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_sample smp;
+        char *prompt = NULL;
+        if (tmap_pool_sample(b->heldout, i, &smp, &err) ||
+            tmap_model_format_prompt(m, &smp, TMAP_TEMPLATE_PLAIN, &prompt, NULL, &err) ||
+            tmap_model_tokenize(m, prompt, true, &bufs[2 * i], &req[i].n_prompt, &err) ||
+            tmap_model_tokenize(m, smp.response, false, &bufs[2 * i + 1], &req[i].n_response, &err))
+            die("tokenizing the held-out records", &err);
+        req[i].prompt = bufs[2 * i];
+        req[i].response = bufs[2 * i + 1];
+        free(prompt);
+        tmap_sample_clear(&smp);
+    }
+    if (tmap_model_logprob(m, req, n, res, &err))
+        die(model_path, &err);
+    for (size_t i = 0; i < n; i++)
+        loss[i] = res[i].n_tokens > 0 ? -res[i].sum_logprob / (double)res[i].n_tokens : NAN;
+    for (size_t i = 0; i < 2 * n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(req);
+    free(res);
+    tmap_model_free(m);
+}
+
+static void remove_model(const char *path)
+{
+    char stem[4200], p[4300];
+    snprintf(stem, sizeof stem, "%.*s", (int)(strlen(path) - 5), path); /* without .gguf */
+    unlink(path);
+    snprintf(p, sizeof p, "%s.ckpt.json", stem);
+    unlink(p);
+    for (int e = 1; e <= 100; e++) {
+        snprintf(p, sizeof p, "%s.ckpt-epoch%d.gguf", stem, e);
+        unlink(p);
+    }
+}
+
+static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
+{
+    const struct settings *s = &b->s;
+    size_t n_items = tmap_pool_size(b->heldout);
+    a->loss = calloc(s->n_ft_seeds * n_items, sizeof *a->loss);
+    char subset[4200], tuned[4200];
+    snprintf(subset, sizeof subset, "%s/arms/%02zu.jsonl", s->out, idx);
+    char **lines = malloc((a->n ? a->n : 1) * sizeof *lines);
+    for (size_t i = 0; i < a->n; i++)
+        lines[i] = b->rec[a->rows[i]].line;
+    write_lines(subset, lines, a->n);
+    free(lines);
+    struct tmap_error err = { 0 };
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    struct tmap_pool *data;
+    if (tmap_pool_load(subset, &pp, &data, &err))
+        die(subset, &err);
+    for (size_t seed = 0; seed < s->n_ft_seeds; seed++) {
+        snprintf(tuned, sizeof tuned, "%s/arms/%02zu-seed%zu.gguf", s->out, idx, seed + 1);
+        struct tmap_finetune_params fp = tmap_finetune_default_params();
+        fp.model.path = s->model;
+        fp.model.n_threads = s->n_threads;
+        fp.model.n_ctx = 1024;
+        fp.out_path = tuned;
+        fp.n_epochs = s->epochs;
+        fp.lr = s->lr;
+        fp.seed = 100 + seed;
+        double t0 = now_seconds();
+        if (tmap_finetune(data, &fp, NULL, &err))
+            die(subset, &err);
+        double t1 = now_seconds();
+        b->seconds_ft += t1 - t0;
+        heldout_losses(b, tuned, a->loss + seed * n_items);
+        b->seconds_eval += now_seconds() - t1;
+        remove_model(tuned);
+    }
+    tmap_pool_free(data);
+    double sum = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < s->n_ft_seeds * n_items; i++)
+        if (isfinite(a->loss[i])) {
+            sum += a->loss[i];
+            m++;
+        }
+    a->mean_loss = sum / (double)m;
+    say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f", a->name, a->n,
+        (long long)a->tokens, n_corrupt(a), a->mean_loss);
+}
+
+/* Rows of every arm of one kind, stacked: the reference of a comparison. */
+static double *stack_kind(const struct bench *b, enum arm_kind kind, size_t *n_rows)
+{
+    size_t n_items = tmap_pool_size(b->heldout), per = b->s.n_ft_seeds, k = 0;
+    for (size_t a = 0; a < b->n_arms; a++)
+        k += b->arms[a].kind == kind;
+    double *m = malloc((k ? k : 1) * per * n_items * sizeof *m);
+    size_t r = 0;
+    for (size_t a = 0; a < b->n_arms; a++)
+        if (b->arms[a].kind == kind) {
+            memcpy(m + r * n_items, b->arms[a].loss, per * n_items * sizeof *m);
+            r += per;
+        }
+    *n_rows = r;
+    return m;
+}
+
+static void compare_arms(struct bench *b)
+{
+    size_t n_items = tmap_pool_size(b->heldout), nr, nt;
+    double *rnd = stack_kind(b, ARM_RANDOM, &nr), *tok = stack_kind(b, ARM_TOKENS, &nt);
+    for (size_t a = 0; a < b->n_arms; a++) {
+        struct arm *arm = &b->arms[a];
+        tmap_bootstrap_two_level_diff(arm->loss, b->s.n_ft_seeds, rnd, nr, n_items, b->s.n_bootstrap, 17 + a,
+                                      &arm->diff, &arm->low, &arm->high);
+        tmap_bootstrap_two_level_diff(arm->loss, b->s.n_ft_seeds, tok, nt, n_items, b->s.n_bootstrap, 29 + a,
+                                      &arm->diff_t, &arm->low_t, &arm->high_t);
+    }
+    free(rnd);
+    free(tok);
+    /* Fidelity: the proxy (higher is better) against the fine-tuned held-out
+     * log-likelihood (minus the loss, higher is better), over every subset
+     * but the full pool (the proxy judges subsets of the selection's size). */
+    double *x = malloc(b->n_arms * sizeof *x), *xm = malloc(b->n_arms * sizeof *xm),
+           *y = malloc(b->n_arms * sizeof *y);
+    size_t m = 0;
+    for (size_t a = 0; a < b->n_arms; a++)
+        if (b->arms[a].kind != ARM_FULL) {
+            x[m] = b->arms[a].proxy;
+            xm[m] = b->arms[a].proxy_mean;
+            y[m] = -b->arms[a].mean_loss;
+            m++;
+        }
+    b->spearman = tmap_spearman(x, y, m);
+    b->spearman_mean = tmap_spearman(xm, y, m);
+    b->n_spearman = m;
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+        size_t k = 0;
+        for (size_t a = 0; a < b->n_arms; a++)
+            if (b->arms[a].kind != ARM_FULL)
+                x[k++] = b->arms[a].proxy_v[v];
+        b->spearman_v[v] = tmap_spearman(x, y, m);
+    }
+    free(x);
+    free(xm);
+    free(y);
+}
+
+/* ---- reports ------------------------------------------------------------- */
+
+static void write_table(const struct bench *b, FILE *f, bool markdown)
+{
+    const char *sep = markdown ? " | " : ",";
+    if (markdown)
+        fprintf(f, "| arm | records | tokens | corrupted | wrong | trunc | swap | off | dup | proxy | proxy (5 draws) | "
+                   "held-out loss | vs random (95%% CI) | vs equal-token random (95%% CI) |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    else
+        fprintf(f, "arm,records,tokens,corrupted,wrong_answer,truncated,swapped,off_task,duplicate,proxy,proxy_mean,"
+                   "heldout_loss,diff_random,low_random,high_random,diff_tokens,low_tokens,high_tokens\n");
+    for (size_t a = 0; a < b->n_arms; a++) {
+        const struct arm *r = &b->arms[a];
+        fprintf(f, "%s%s%s%zu%s%lld%s%.1f%%", markdown ? "| " : "", r->name, sep, r->n, sep, (long long)r->tokens, sep,
+                100.0 * (double)n_corrupt(r) / (double)r->n);
+        for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++)
+            fprintf(f, "%s%zu", sep, r->bad[k]);
+        if (markdown)
+            fprintf(f, " | %.4f | %.4f | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
+                    r->proxy_mean, r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
+        else
+            fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", r->proxy, r->proxy_mean, r->mean_loss,
+                    r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
+    }
+}
+
+static void write_markdown(const struct bench *b)
+{
+    char path[4200];
+    path_in(&b->s, "fidelity.md", path, sizeof path);
+    FILE *f = fopen(path, "w");
+    char line[256];
+    tmap_baselines_describe(&b->baselines, line, sizeof line);
+    fprintf(f, "# bench/fidelity (seed %llu)\n\n", (unsigned long long)b->s.seed);
+    fprintf(f, "Base model %s: held-out loss %.4f nats/token before fine-tuning (%zu held-out items).\n",
+            b->s.model, b->base_mean, tmap_pool_size(b->heldout));
+    fprintf(f, "Pool: %zu records (train lines %zu-%zu), %.0f%% corrupted; ratio %.2f; %zu fine-tuning seeds per arm, "
+               "%d epoch(s) at lr %g.\n",
+            b->s.pool_size, b->s.pool_first, b->s.pool_first + b->s.pool_size - 1, 100 * b->s.corrupt_rate,
+            b->s.ratio, b->s.n_ft_seeds, b->s.epochs, (double)b->s.lr);
+    fprintf(f, "tmap run's own verdict: %s.\n", line);
+    tmap_baselines_describe(&b->baselines_signed, line, sizeof line);
+    fprintf(f, "tmap run --signed's own verdict: %s.\n\n", line);
+    fprintf(f, "Learned weights:");
+    for (size_t j = 0; j < b->learned.d; j++)
+        fprintf(f, " %s %.3f", b->learned.names[j], b->learned.weights[j]);
+    fprintf(f, ".\nLearned weights (--signed):");
+    for (size_t j = 0; j < b->learned_signed.d; j++)
+        fprintf(f, " %s %+.3f", b->learned_signed.names[j], b->learned_signed.weights[j]);
+    fprintf(f, ".\n\n");
+    fprintf(f, "Loss differences are arm minus reference (negative: the arm fine-tunes better), with 95%% intervals "
+               "from a two-level bootstrap over held-out items (paired) and seeds.\n\n");
+    write_table(b, f, true);
+    fprintf(f, "\nSpearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: %.3f as searched, %.3f "
+               "averaged over 5 draws.\n", b->n_spearman, b->spearman, b->spearman_mean);
+    fprintf(f, "\nProxy variants against the same fine-tuned arms (time is per evaluation not served from the "
+               "memo):\n\n| proxy | s per evaluation | Spearman |\n|---|---|---|\n");
+    for (size_t v = 0; v < N_VARIANTS; v++)
+        fprintf(f, "| %s | %.2f | %.3f |\n", variants[v].name, b->seconds_v[v], b->spearman_v[v]);
+    fprintf(f, "\nTime: tmap run %.0f s, fine-tuning %.0f s, held-out scoring %.0f s, %.0f s in all.\n", b->seconds_run,
+            b->seconds_ft, b->seconds_eval, now_seconds() - t_start);
+    fclose(f);
+    path_in(&b->s, "arms.csv", path, sizeof path);
+    f = fopen(path, "w");
+    write_table(b, f, false);
+    fclose(f);
+}
+
+/* Two plots as inline SVG: proxy against fine-tuned loss, and each arm's
+ * difference to random with its interval. */
+static void html_scatter(const struct bench *b, FILE *f)
+{
+    const double W = 760, H = 420, L = 70, R = 20, T = 20, B = 50;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (size_t a = 0; a < b->n_arms; a++) {
+        if (b->arms[a].kind == ARM_FULL)
+            continue;
+        x0 = fmin(x0, b->arms[a].proxy), x1 = fmax(x1, b->arms[a].proxy);
+        y0 = fmin(y0, b->arms[a].mean_loss), y1 = fmax(y1, b->arms[a].mean_loss);
+    }
+    double px = (x1 - x0) * 0.08 + 1e-9, py = (y1 - y0) * 0.08 + 1e-9;
+    x0 -= px, x1 += px, y0 -= py, y1 += py;
+    fprintf(f, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
+               "aria-label=\"proxy against fine-tuned held-out loss\">\n", W, H, W, H);
+    fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"#fff\" stroke=\"#ccd\"/>\n", L, T,
+            W - L - R, H - T - B);
+    for (size_t a = 0; a < b->n_arms; a++) {
+        const struct arm *r = &b->arms[a];
+        if (r->kind == ARM_FULL)
+            continue;
+        double cx = L + (r->proxy - x0) / (x1 - x0) * (W - L - R);
+        double cy = T + (r->mean_loss - y0) / (y1 - y0) * (H - T - B);
+        const char *color = r->kind == ARM_TMAP ? "#2f855a" : r->kind == ARM_RANDOM ? "#718096"
+                            : r->kind == ARM_TOKENS ? "#a0aec0" : "#3182ce";
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"><title>%s: proxy %.4f, loss %.4f</title>"
+                   "</circle>\n", cx, cy, color, r->name, r->proxy, r->mean_loss);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">%s</text>\n", cx + 7, cy + 3, r->name);
+    }
+    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" font-size=\"12\">proxy value (higher is better): "
+               "%.4f to %.4f</text>\n", (L + W - R) / 2, H - 15, x0, x1);
+    fprintf(f, "<text x=\"15\" y=\"%.0f\" font-size=\"12\" transform=\"rotate(-90 15 %.0f)\" text-anchor=\"middle\">"
+               "held-out loss after fine-tuning (lower is better, %.4f at top to %.4f)</text>\n</svg>\n",
+            (T + H - B) / 2, (T + H - B) / 2, y0, y1);
+}
+
+static void html_intervals(const struct bench *b, FILE *f)
+{
+    const double W = 760, L = 170, R = 20, T = 20, row = 22;
+    double H = T + row * (double)b->n_arms + 40, lo = 0, hi = 0;
+    for (size_t a = 0; a < b->n_arms; a++)
+        lo = fmin(lo, b->arms[a].low), hi = fmax(hi, b->arms[a].high);
+    double pad = (hi - lo) * 0.05 + 1e-9;
+    lo -= pad, hi += pad;
+    fprintf(f, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
+               "aria-label=\"each arm's held-out loss minus random's, with 95%% intervals\">\n", W, H, W, H);
+    double zx = L + (0 - lo) / (hi - lo) * (W - L - R);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#c53030\" stroke-dasharray=\"4 3\"/>\n",
+            zx, T - 5, zx, H - 35);
+    for (size_t a = 0; a < b->n_arms; a++) {
+        const struct arm *r = &b->arms[a];
+        double y = T + row * ((double)a + 0.5);
+        double xl = L + (r->low - lo) / (hi - lo) * (W - L - R), xh = L + (r->high - lo) / (hi - lo) * (W - L - R);
+        double xm = L + (r->diff - lo) / (hi - lo) * (W - L - R);
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">%s</text>\n", L - 8, y + 4,
+                r->name);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#4a5568\" stroke-width=\"2\"/>\n",
+                xl, y, xh, y);
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>%s: %+.4f [%+.4f, %+.4f]</title>"
+                   "</circle>\n", xm, y, r->kind == ARM_TMAP ? "#2f855a" : "#3182ce", r->name, r->diff, r->low,
+                r->high);
+    }
+    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" font-size=\"12\">held-out loss minus random's "
+               "(left of the red line: better than random), %.4f to %.4f</text>\n</svg>\n",
+            (L + W - R) / 2, H - 12, lo, hi);
+}
+
+static void write_html(const struct bench *b)
+{
+    char path[4200];
+    path_in(&b->s, "fidelity.html", path, sizeof path);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>bench/fidelity</title>"
+               "<style>body{font-family:sans-serif;max-width:980px;margin:auto;padding:16px}"
+               "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccd;padding:3px 6px}"
+               "</style></head><body>\n<h1>bench/fidelity, seed %llu</h1>\n", (unsigned long long)b->s.seed);
+    fprintf(f, "<p>Spearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: <b>%.3f</b> "
+               "(%.3f with the proxy averaged over 5 draws). Base model held-out loss %.4f.</p>\n",
+            b->n_spearman, b->spearman, b->spearman_mean, b->base_mean);
+    fprintf(f, "<h2>Proxy against fine-tuned loss</h2>\n");
+    html_scatter(b, f);
+    fprintf(f, "<h2>Each arm against random subsets</h2>\n");
+    html_intervals(b, f);
+    fprintf(f, "<h2>Table</h2>\n<table><tr><th>arm</th><th>records</th><th>tokens</th><th>corrupted</th>"
+               "<th>proxy</th><th>held-out loss</th><th>vs random [95%%]</th><th>vs equal-token random [95%%]</th>"
+               "</tr>\n");
+    for (size_t a = 0; a < b->n_arms; a++) {
+        const struct arm *r = &b->arms[a];
+        fprintf(f, "<tr><td>%s</td><td>%zu</td><td>%lld</td><td>%.1f%%</td><td>%.4f</td><td>%.4f</td>"
+                   "<td>%+.4f [%+.4f, %+.4f]</td><td>%+.4f [%+.4f, %+.4f]</td></tr>\n",
+                r->name, r->n, (long long)r->tokens, 100.0 * (double)n_corrupt(r) / (double)r->n, r->proxy,
+                r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
+    }
+    fprintf(f, "</table>\n</body></html>\n");
+    fclose(f);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_fidelity --model BASE.gguf --data train.jsonl --test test.jsonl --out DIR\n"
+            "       [--seed S] [--pool-first LINE] [--pool-size N] [--corrupt RATE] [--random-arms N]\n"
+            "       [--ft-seeds N] [--epochs N] [--lr X] [--val N] [--heldout N] [-t THREADS]\n"
+            "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n");
+    exit(2);
+}
+
+static void parse(int argc, char **argv, struct settings *s)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            usage();
+        if (!strcmp(a, "--model")) s->model = v;
+        else if (!strcmp(a, "--data")) s->data = v;
+        else if (!strcmp(a, "--test")) s->test = v;
+        else if (!strcmp(a, "--out")) s->out = v;
+        else if (!strcmp(a, "--seed")) s->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--pool-first")) s->pool_first = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--pool-size")) s->pool_size = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--corrupt")) s->corrupt_rate = strtod(v, NULL);
+        else if (!strcmp(a, "--random-arms")) s->n_random = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--ft-seeds")) s->n_ft_seeds = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--epochs")) s->epochs = (int32_t)strtol(v, NULL, 10);
+        else if (!strcmp(a, "--lr")) s->lr = strtof(v, NULL);
+        else if (!strcmp(a, "--val")) s->n_val = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--heldout")) s->n_heldout = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "-t")) s->n_threads = (int32_t)strtol(v, NULL, 10);
+        else if (!strcmp(a, "--pool-only")) s->pool_only = strcmp(v, "0") != 0;
+        else usage();
+        i++;
+    }
+    if ((!s->model && !s->pool_only) || !s->data || !s->test || !s->out || s->n_random < 2 || s->n_ft_seeds < 1)
+        usage();
+}
+
+int main(int argc, char **argv)
+{
+    struct bench b = { .s = default_settings() };
+    parse(argc, argv, &b.s);
+    t_start = now_seconds();
+    tmap_backend_init(true);
+    char path[4200];
+    mkdir(b.s.out, 0777);
+    path_in(&b.s, "arms", path, sizeof path);
+    mkdir(path, 0777);
+
+    make_pool(&b);
+    if (b.s.pool_only) {
+        printf("wrote %s/pool.jsonl and labels.csv\n", b.s.out);
+        return 0;
+    }
+    run_tmap(&b);
+    count_tokens(&b);
+    make_arms(&b);
+    say("%zu arms; proxy values", b.n_arms);
+    proxy_values(&b);
+    size_t n_items = tmap_pool_size(b.heldout);
+    b.base_loss = calloc(n_items, sizeof *b.base_loss);
+    heldout_losses(&b, b.s.model, b.base_loss);
+    for (size_t i = 0; i < n_items; i++)
+        b.base_mean += b.base_loss[i] / (double)n_items;
+    say("base model held-out loss %.4f over %zu items", b.base_mean, n_items);
+    for (size_t a = 0; a < b.n_arms; a++)
+        finetune_arm(&b, &b.arms[a], a);
+    compare_arms(&b);
+    write_markdown(&b);
+    write_html(&b);
+    write_table(&b, stdout, true);
+    printf("\nSpearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: %.3f (%.3f over 5 draws)\n",
+           b.n_spearman, b.spearman, b.spearman_mean);
+    for (size_t v = 0; v < N_VARIANTS; v++)
+        printf("  proxy %-30s %.2f s per evaluation, Spearman %.3f\n", variants[v].name, b.seconds_v[v],
+               b.spearman_v[v]);
+    printf("wall time %.0f s; wrote %s/fidelity.md, arms.csv, fidelity.html\n", now_seconds() - t_start, b.s.out);
+    tmap_backend_free();
+    return 0;
+}
