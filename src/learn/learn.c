@@ -147,9 +147,9 @@ static uint32_t *id_order(const struct tmap_pool *pool)
  * indicator, so which copy stands for them only needs to be fixed once:
  * the lowest id. NULL when out of memory; *n_dup counts them. */
 struct hash_row {
-    const uint8_t *hash;
-    uint32_t       order;
-    size_t         row;
+    uint8_t  hash[16];
+    uint32_t order;
+    size_t   row;
 };
 
 static int compare_hash_rows(const void *a, const void *b)
@@ -173,7 +173,9 @@ static bool *duplicate_rows(const struct tmap_pool *pool, const uint32_t *order,
     for (size_t i = 0; i < n; i++) {
         struct tmap_record rec;
         tmap_pool_record(pool, i, &rec);
-        hr[i] = (struct hash_row){ rec.hash, order[i], i };
+        memcpy(hr[i].hash, rec.hash, sizeof hr[i].hash);
+        hr[i].order = order[i];
+        hr[i].row = i;
     }
     qsort(hr, n, sizeof *hr, compare_hash_rows);
     for (size_t i = 1; i < n; i++) {

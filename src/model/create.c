@@ -177,23 +177,25 @@ static struct gguf_context *build_metadata(const struct tmap_model_create_params
     gguf_set_val_u32(g, "llama.rope.dimension_count", (uint32_t)(p->n_embd / p->n_head));
     gguf_set_val_f32(g, "llama.rope.freq_base", 10000.0f);
     gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    /* Marks a model that knows nothing (tmap info, tmap run's summary). */
-    gguf_set_val_u64(g, "tmap.create.seed", p->seed);
     int64_t tok = gguf_find_key(vocab, "tokenizer.ggml.tokens");
     if (tok >= 0)
         gguf_set_val_u32(g, "llama.vocab_size", (uint32_t)gguf_get_arr_n(vocab, tok));
     return g;
 }
 
-/* llama.cpp's model saver writes the tokenizer but not its chat template:
- * add it to the metadata, keeping the tensor data as it is. */
-static bool add_chat_template(const char *path, const char *chat_template)
+/* llama.cpp's model saver writes the tokenizer and the hyperparameters it
+ * knows, not a chat template nor keys of ours: add them to the metadata,
+ * keeping the tensor data as it is. tmap.create.seed marks a model that
+ * has learned nothing (tmap info, tmap run's summary). */
+static bool add_metadata(const char *path, const struct tmap_model_create_params *p)
 {
     struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
     struct gguf_context *g = gguf_init_from_file(path, gp);
     if (!g)
         return false;
-    gguf_set_val_str(g, "tokenizer.chat_template", chat_template);
+    if (p->chat_template)
+        gguf_set_val_str(g, "tokenizer.chat_template", p->chat_template);
+    gguf_set_val_u64(g, "tmap.create.seed", p->seed);
     char next[4200];
     snprintf(next, sizeof next, "%s.meta", path);
     bool ok = tmap_gguf_write_edited(g, path, next);
@@ -247,8 +249,8 @@ enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model
     llama_model_save_to_file(model, tmp);
     llama_model_free(model);
     bool written = access(tmp, F_OK) == 0;
-    if (written && p->chat_template)
-        written = add_chat_template(tmp, p->chat_template);
+    if (written)
+        written = add_metadata(tmp, p);
     if (!written || rename(tmp, out_path) != 0) {
         unlink(tmp);
         return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write the model", out_path);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A SentencePiece vocabulary larger than this is surely not one. */
 #define MAX_PIECES (1 << 20)
@@ -197,6 +198,9 @@ static bool is_gguf_file(const char *path)
 enum tmap_status tmap_vocab_read(const char *path, struct gguf_context **out, struct tmap_error *err)
 {
     *out = NULL;
+    if (access(path, R_OK) != 0)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot read the vocabulary GGUF or SentencePiece .vocab: %s", path,
+                         strerror(errno));
     if (is_gguf_file(path)) {
         struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
         *out = gguf_init_from_file(path, gp);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -490,6 +491,105 @@ static void test_create_errors(void **state)
     assert_int_equal(access(path, F_OK), -1);
 }
 
+/* A SentencePiece .vocab (spm_train's) is a tokenizer: the model made with
+ * the shipped GSM8K vocabulary tokenizes as spm_encode does (ids from
+ * `spm_encode --output_format=id` on the .model trained with it), and the
+ * training record says the model knows nothing. */
+static void test_create_with_sentencepiece_vocab(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/spm.gguf", tmpdir);
+    struct tmap_model_create_params p = tmap_model_create_default_params();
+    p.n_layer = 1;
+    p.vocab_path = TMAP_SOURCE_DIR "/models/gsm8k-2k.vocab";
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_create(path, &p, &err), TMAP_OK);
+    struct tmap_model *m = test_load_model(path, 256, 256, 1);
+    struct tmap_model_info info;
+    tmap_model_get_info(m, &info);
+    assert_int_equal(info.n_vocab, 2048);
+    assert_string_equal(info.trained_on, "nothing: random init (tmap model create)");
+    assert_true(isnan(info.eval_response_loss));
+    int32_t *tok, n;
+    assert_int_equal(tmap_model_tokenize(m, "Natalia sold 48/2 = <<48/2=24>>24 clips in May.", false, &tok, &n, &err),
+                     TMAP_OK);
+    const int32_t want[] = { 625, 290, 284, 745, 651, 1940, 1969, 1975, 1981, 1958, 281, 291, 1969, 1975,
+                             1981, 1958, 1959, 1958, 1969, 277, 1958, 1969, 547, 1137, 302, 374, 308, 1965 };
+    assert_int_equal(n, sizeof want / sizeof want[0]);
+    assert_memory_equal(tok, want, sizeof want);
+    free(tok);
+    tmap_model_free(m);
+}
+
+/* Bad SentencePiece vocabularies name the file and line. */
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_bad_sentencepiece_vocab(void **state)
+{
+    (void)state;
+    char vocab[512], out[512];
+    snprintf(vocab, sizeof vocab, "%s/bad.vocab", tmpdir);
+    snprintf(out, sizeof out, "%s/bad-spm.gguf", tmpdir);
+    struct tmap_model_create_params p = tmap_model_create_default_params();
+    p.vocab_path = vocab;
+    struct tmap_error err = { 0 };
+    write_text(vocab, "<unk>\t0\n<s>\t0\n</s>\t0\n\u2581the\tnot-a-number\n");
+    assert_int_equal(tmap_model_create(out, &p, &err), TMAP_ERR_DATA);
+    assert_non_null(strstr(err.message, "bad.vocab:4: piece"));
+    write_text(vocab, "<unk>\t0\n<s>\t0\nno tab here\n");
+    assert_int_equal(tmap_model_create(out, &p, &err), TMAP_ERR_DATA);
+    assert_non_null(strstr(err.message, "bad.vocab:3: not a SentencePiece vocabulary line"));
+    write_text(vocab, "<unk>\t0\n<s>\t0\n</s>\t0\na\t-1\n");
+    assert_int_equal(tmap_model_create(out, &p, &err), TMAP_ERR_DATA);
+    assert_non_null(strstr(err.message, "has 0 of the 256 byte pieces"));
+    write_text(vocab, "<s>\t0\n</s>\t0\n");
+    assert_int_equal(tmap_model_create(out, &p, &err), TMAP_ERR_DATA);
+    assert_non_null(strstr(err.message, "needs the pieces <unk>, <s> and </s>"));
+    write_text(vocab, "");
+    assert_int_equal(tmap_model_create(out, &p, &err), TMAP_ERR_DATA);
+    assert_non_null(strstr(err.message, "empty vocabulary"));
+    assert_int_equal(access(out, F_OK), -1);
+}
+
+/* tmap model quantize: another weight type, the same metadata and a loss
+ * that barely moves at q8_0; an unknown type is named. */
+static void test_quantize(void **state)
+{
+    (void)state;
+    char f32[512], q8[512];
+    snprintf(f32, sizeof f32, "%s/q-in.gguf", tmpdir);
+    snprintf(q8, sizeof q8, "%s/q8.gguf", tmpdir);
+    struct tmap_model_create_params cp = tmap_model_create_default_params();
+    cp.n_layer = 1;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_create(f32, &cp, &err), TMAP_OK);
+    struct tmap_model_quantize_params qp = tmap_model_quantize_default_params();
+    qp.type = "nosuch";
+    assert_int_equal(tmap_model_quantize(f32, q8, &qp, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "--type 'nosuch'"));
+    qp.type = "q8_0";
+    assert_int_equal(tmap_model_quantize(f32, q8, &qp, &err), TMAP_OK);
+    struct stat a, b;
+    assert_int_equal(stat(f32, &a), 0);
+    assert_int_equal(stat(q8, &b), 0);
+    assert_true(b.st_size * 3 < a.st_size); /* 8.5 bits a weight instead of 32 */
+    struct tmap_model *m = test_load_model(q8, 256, 256, 1);
+    struct tmap_model_info info;
+    tmap_model_get_info(m, &info);
+    assert_int_equal(info.n_vocab, 32000);
+    assert_non_null(strstr(info.description, "Q8_0"));
+    tmap_model_free(m);
+    assert_int_equal(tmap_model_quantize("/nonexistent/in.gguf", q8, &qp, &err), TMAP_ERR_IO);
+    assert_non_null(strstr(err.message, "/nonexistent/in.gguf: cannot open"));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -506,6 +606,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info),
+        cmocka_unit_test(test_create_with_sentencepiece_vocab),
+        cmocka_unit_test(test_bad_sentencepiece_vocab),
+        cmocka_unit_test(test_quantize),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_tokenize),
         cmocka_unit_test(test_format_prompt),

@@ -146,6 +146,57 @@ static void test_shared_equals_naive(void **state)
     tmap_pool_free(tiny);
 }
 
+/* Groups: each group of the tiny set draws its own demonstrations and keeps
+ * its own shared prefix. One group is the proxy as it always was (same
+ * value); several give other values, equal to the unshared computation,
+ * at the cost of one prefix per group; more groups than items is capped. */
+static void test_groups(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(8);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.k = 3;
+    p.policy = TMAP_DEMOS_RANDOM;
+    p.draws = 1;
+    struct tmap_proxy *one = make_proxy(tiny, p);
+    p.groups = 4;
+    struct tmap_proxy *four = make_proxy(tiny, p);
+    p.share_prefix = false;
+    struct tmap_proxy *naive = make_proxy(tiny, p);
+    p.share_prefix = true;
+    p.groups = 1000;
+    struct tmap_proxy *capped = make_proxy(tiny, p);
+    p.groups = 8;
+    struct tmap_proxy *eight = make_proxy(tiny, p);
+    struct tmap_proxy_stats s1, s4, sn, sc, s8;
+    double v1 = eval(one, NULL, &s1), v4 = eval(four, NULL, &s4), vn = eval(naive, NULL, &sn);
+    double vc = eval(capped, NULL, &sc), v8 = eval(eight, NULL, &s8);
+    assert_true(v1 != v4);                  /* other demonstrations for groups 1..3 */
+    if (fabs(v4 - vn) > 1e-4)
+        fail_msg("4 groups: shared %.8f vs naive %.8f", v4, vn);
+    assert_true(s4.n_tokens < sn.n_tokens); /* each group's demonstrations decoded once */
+    assert_true(s1.n_tokens < s4.n_tokens); /* ...but four prefixes cost more than one */
+    assert_true(vc == v8);                  /* 1000 groups of 8 items: 8 groups */
+    /* Group 0 draws as one group does: with one item per group, item 0's
+     * value is the one-group proxy's item 0 value, so the two proxies agree
+     * when the tiny set is that single item. */
+    struct tmap_pool *single = tiny_pool(1);
+    p.groups = 1;
+    struct tmap_proxy *a = make_proxy(single, p);
+    p.groups = 5;
+    struct tmap_proxy *b = make_proxy(single, p);
+    assert_true(eval(a, NULL, NULL) == eval(b, NULL, NULL));
+    tmap_proxy_free(a);
+    tmap_proxy_free(b);
+    tmap_pool_free(single);
+    tmap_proxy_free(one);
+    tmap_proxy_free(four);
+    tmap_proxy_free(naive);
+    tmap_proxy_free(capped);
+    tmap_proxy_free(eight);
+    tmap_pool_free(tiny);
+}
+
 /* The proxy value for given demonstrations, built by hand: the plain
  * few-shot text, one teacher-forced pass per item, the mean (uniform
  * weights: the tiny file has none). */
@@ -353,6 +404,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_anchors),
         cmocka_unit_test(test_shared_equals_naive),
+        cmocka_unit_test(test_groups),
         cmocka_unit_test(test_top_by_hand),
         cmocka_unit_test(test_knn_by_hand),
         cmocka_unit_test(test_memo),

@@ -112,7 +112,7 @@ static void assert_charts(const char *html)
             fail_msg("chart %zu has no child element", n + 1);
         n++;
     }
-    assert_int_equal(n, 5);
+    assert_int_equal(n, 6);
 }
 
 static void assert_no_script(const char *html)
@@ -344,6 +344,41 @@ static void test_full_report(void **state)
     assert_int_equal(count_of(html, "https:"), 0);
     assert_int_equal(count_of(html, "http:"), count_of(html, "xmlns=\"http://www.w3.org/2000/svg\""));
     assert_false(temp_files_left());
+    free(html);
+}
+
+/* The Baselines chart: one dot per random subset and redraw, the learned
+ * and equal-weight values, one row per indicator alone, a mean +/- sd bar
+ * where there are several values, and the verdict in the summary. */
+static void test_baselines_chart(void **state)
+{
+    (void)state;
+    struct tmap_report_input in = full_input();
+    double single[N_IND], random[5] = { -2.7, -2.6, -2.65, -2.62, -2.58 }, redraws[4] = { -2.41, -2.42, -2.40, -2.43 };
+    for (size_t j = 0; j < N_IND; j++)
+        single[j] = -2.5 - 0.01 * (double)j;
+    struct tmap_baselines b = {
+        .equal = -2.55, .single = single, .d = N_IND, .random = random, .n_random = 5, .redraws = redraws,
+        .n_redraws = 4, .random_mean = -2.63, .random_sd = 0.0464, .learned_mean = -2.415, .learned_sd = 0.0129,
+        .z = 4.5, .verdict = TMAP_VERDICT_BEATS,
+    };
+    in.baselines = &b;
+    in.n_duplicates = 7;
+    in.model_knowledge = "held-out loss 1.130 bits/byte";
+    char *html = write_report("baselines.html", &in);
+    const char *chart = strstr(html, "id=\"chart-baselines\"");
+    assert_non_null(chart);
+    const char *end = strstr(chart, "</svg>");
+    size_t dots = 0, bars = 0;
+    for (const char *p = strstr(chart, "<circle"); p && p < end; p = strstr(p + 1, "<circle"))
+        dots++;
+    for (const char *p = strstr(chart, "class=\"sdbar\""); p && p < end; p = strstr(p + 1, "class=\"sdbar\""))
+        bars++;
+    assert_int_equal(dots, 4 + 1 + 5 + 1 + N_IND); /* redraws, as searched, random, equal, singles */
+    assert_int_equal(bars, 2);                      /* redraws and random subsets */
+    assert_contains(html, "beats random subsets by more than the noise");
+    assert_contains(html, "exact duplicates kept out</span><span class=\"v\">7");
+    assert_contains(html, "held-out loss 1.130 bits/byte");
     free(html);
 }
 
@@ -615,6 +650,7 @@ int main(int argc, char **argv)
         return write_sample(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_report),
+        cmocka_unit_test(test_baselines_chart),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_correlation_values),
         cmocka_unit_test(test_degenerate),
