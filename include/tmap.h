@@ -518,6 +518,17 @@ enum tmap_demo_policy {
     TMAP_DEMOS_KNN,     /* per query, the k nearest by embedding */
 };
 
+/* What judges a subset. In-context learning is the paper's proxy and the
+ * default; a model too small to learn in context (the shipped 128-wide
+ * GSM8K model fits at most one demonstration in its 512 tokens) can be
+ * judged by what the proxy stands in for, fine-tuning, at a small scale:
+ * docs/fidelity.md compares the two. */
+enum tmap_proxy_kind {
+    TMAP_PROXY_ICL = 0,   /* demonstrations from the subset, the tiny set scored after them */
+    TMAP_PROXY_FINETUNE,  /* the model fine-tuned on records drawn from the subset, the tiny set's
+                             answers scored with no demonstrations (metric loglik only) */
+};
+
 enum tmap_metric {
     TMAP_METRIC_LOGLIK = 0, /* mean log-probability per token of the gold answer */
     TMAP_METRIC_ACCURACY,   /* greedy generation, answer extraction, exact match */
@@ -538,6 +549,14 @@ struct tmap_proxy_params {
     bool                  share_prefix; /* decode the demonstrations once (true) */
     int32_t               max_tokens;   /* accuracy: generated tokens per item (256) */
     const char           *store_path;   /* memo of proxy values, NULL = none */
+    enum tmap_proxy_kind  kind;         /* TMAP_PROXY_ICL */
+    /* The fine-tune proxy: each draw (draws, seeded like the random
+     * policy's) trains a copy of the model for ft_epochs at peak rate ft_lr
+     * on ft_records records drawn from the subset, in windows of the
+     * model's context, and scores the tiny set under it. */
+    size_t                ft_records;   /* 64 */
+    int32_t               ft_epochs;    /* 1 */
+    float                 ft_lr;        /* 1e-3 */
 };
 
 struct tmap_proxy_params tmap_proxy_default_params(void);
@@ -952,6 +971,8 @@ struct tmap_finetune_params {
     float       weight_decay;        /* AdamW's decoupled weight decay */
     float       val_split;           /* fraction of records held out, [0, 0.9] */
     size_t      n_first;             /* train on the pool's first n_first records only, 0 = all */
+    const size_t *rows;              /* train on these records of the pool only (n_first is then ignored), */
+    size_t      n_rows;              /* NULL = all: the fine-tune proxy's sample of a subset */
     uint64_t    seed;                /* held-out records and the per-epoch order */
     const char *train_layers;        /* which tensors train, NULL = all (see tmap_finetune_check_layers) */
     bool        resume;              /* go on from STEM.ckpt.json */

@@ -16,7 +16,13 @@
  *   6. per arm: loss, the difference to random with a 95% interval over
  *      items and seeds (util/stats.c), token count, corruption shares; and
  *      Spearman between the proxy value of each subset and its fine-tuned
- *      held-out log-likelihood.
+ *      held-out log-likelihood;
+ *   7. the same Spearman for a second proxy: a short fine-tune from the base
+ *      model on a sample of each subset, judged by the tiny set's loss.
+ *
+ * Fine-tuned losses and second-proxy values are kept in OUT/arms/KEY.loss,
+ * KEY a hash of the records and the settings, so a rerun in the same
+ * folder (a new variant, a new report) fine-tunes nothing twice.
  *
  * Writes OUT/fidelity.md (the table), OUT/arms.csv, OUT/fidelity.html (the
  * plots, inline SVG) and prints the table.
@@ -37,6 +43,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <xxhash.h>
 #include <unistd.h>
 
 /* ---- settings ------------------------------------------------------------ */
@@ -57,6 +64,7 @@ struct settings {
     double      ratio;
     size_t      n_bootstrap;
     bool        pool_only;    /* write the corrupted pool and stop (make demo's pool) */
+    size_t      ft_proxy;     /* records the fine-tune proxy trains on (0 = no second proxy) */
 };
 
 static struct settings default_settings(void)
@@ -66,6 +74,7 @@ static struct settings default_settings(void)
         .pool_first = 5474, .pool_size = 1000, .corrupt_rate = 0.2, .seed = 1,
         .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 1e-3f,
         .n_val = 300, .n_heldout = 500, .n_threads = 0, .ratio = 0.3, .n_bootstrap = 2000,
+        .ft_proxy = 64,
     };
     return s;
 }
@@ -171,6 +180,7 @@ struct arm {
     double        proxy;       /* as the search computes it */
     double        proxy_mean;  /* over the fresh draws too */
     double        proxy_v[N_VARIANTS];
+    double        proxy_ft;    /* the fine-tune proxy: minus the tiny set's loss after a short fine-tune */
     double       *loss;        /* n_ft_seeds x n_heldout, per item */
     double        mean_loss;
     double        diff, low, high;          /* against random, with its interval */
@@ -183,16 +193,18 @@ struct bench {
     struct fid_record  *rec;
     int64_t            *rec_tokens; /* training tokens per pool record */
     struct tmap_scores *scores;
-    struct tmap_weights learned, learned_signed;
+    struct tmap_weights learned, learned_signed, learned_ft;
     struct arm         *arms;
     size_t              n_arms, cap_arms;
     double             *base_loss;  /* n_heldout */
     double              base_mean;
     double              seconds_run, seconds_ft, seconds_eval;
-    struct tmap_baselines baselines, baselines_signed;
+    struct tmap_baselines baselines, baselines_signed, baselines_ft;
     double              spearman, spearman_mean;
     size_t              n_spearman;
     double              spearman_v[N_VARIANTS], seconds_v[N_VARIANTS]; /* per variant: rho, s per evaluation */
+    double              spearman_ft, seconds_ft_proxy; /* the fine-tune proxy's */
+    size_t              n_ft_proxy_evals;
 };
 
 static struct arm *add_arm(struct bench *b, const char *name, enum arm_kind kind, const size_t *rows, size_t n)
@@ -317,8 +329,10 @@ static void count_tokens(struct bench *b)
 
 /* One tmap run into OUT/NAME, its scores shared through the first run's
  * store; --signed lets the search learn directions too. */
-static void run_once(struct bench *b, const char *name, bool signed_weights, struct tmap_weights *learned,
-                     struct tmap_baselines *baselines)
+/* One tmap run on the pool, as a user runs it; finetune: with the
+ * fine-tune proxy (one draw of ft_proxy records) instead of ICL. */
+static void run_once(struct bench *b, const char *name, bool signed_weights, bool finetune,
+                     struct tmap_weights *learned, struct tmap_baselines *baselines)
 {
     const struct settings *s = &b->s;
     char pool[4200], val[4200], out[4200], store[4200];
@@ -336,17 +350,23 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, str
     p.learn.seed = s->seed;
     p.learn.signed_weights = signed_weights;
     p.learn.proxy.seed = s->seed;
+    if (finetune) {
+        p.learn.proxy.kind = TMAP_PROXY_FINETUNE;
+        p.learn.proxy.draws = 1;
+        p.learn.proxy.ft_records = s->ft_proxy;
+    }
     p.tiny.seed = s->seed;
     struct tmap_run_summary sum;
     struct tmap_error err = { 0 };
     double t0 = now_seconds();
-    say("tmap run%s on %s (%zu records)", signed_weights ? " --signed" : "", pool, s->pool_size);
+    const char *how = signed_weights ? " --signed" : finetune ? " --proxy finetune" : "";
+    say("tmap run%s on %s (%zu records)", how, pool, s->pool_size);
     if (tmap_run(&p, &sum, &err))
         die("tmap run", &err);
     b->seconds_run += now_seconds() - t0;
     char line[256];
     tmap_baselines_describe(&sum.baselines, line, sizeof line);
-    say("tmap run%s done in %.0f s: %s", signed_weights ? " --signed" : "", now_seconds() - t0, line);
+    say("tmap run%s done in %.0f s: %s", how, now_seconds() - t0, line);
     *baselines = sum.baselines; /* arrays now owned here */
     memset(&sum.baselines, 0, sizeof sum.baselines);
     *learned = sum.weights;
@@ -360,8 +380,10 @@ static void run_tmap(struct bench *b)
     char path[4300];
     path_in(s, "run", path, sizeof path);
     mkdir(path, 0777); /* the store lives here from the first run on */
-    run_once(b, "run", false, &b->learned, &b->baselines);
-    run_once(b, "run-signed", true, &b->learned_signed, &b->baselines_signed);
+    run_once(b, "run", false, false, &b->learned, &b->baselines);
+    run_once(b, "run-signed", true, false, &b->learned_signed, &b->baselines_signed);
+    if (s->ft_proxy)
+        run_once(b, "run-ft", false, true, &b->learned_ft, &b->baselines_ft);
 
     struct tmap_error err = { 0 };
     struct tmap_pool_params pp = tmap_pool_default_params();
@@ -403,6 +425,8 @@ static void make_arms(struct bench *b)
     size_t n = tmap_pool_size(b->pool), d = b->learned.d;
     select_with(b, "tmap", ARM_TMAP, b->learned.weights);
     select_with(b, "tmap --signed", ARM_TMAP, b->learned_signed.weights);
+    if (b->s.ft_proxy)
+        select_with(b, "tmap --proxy finetune", ARM_TMAP, b->learned_ft.weights);
     const struct arm *tm = &b->arms[0];
     size_t k = tm->n;
     int64_t target = tm->tokens;
@@ -514,26 +538,27 @@ static void proxy_values(struct bench *b)
 
 /* ---- fine-tuning and held-out loss --------------------------------------- */
 
-/* Mean response loss (nats/token) of each held-out item under the model. */
-static void heldout_losses(struct bench *b, const char *model_path, double *loss)
+/* Mean response loss (nats/token) of each record of a pool (the held-out
+ * records, the tiny set) under the model. */
+static void pool_losses(struct bench *b, const struct tmap_pool *pool, const char *model_path, double *loss)
 {
     struct tmap_error err = { 0 };
     struct tmap_model_params mp = model_params(b, model_path);
     struct tmap_model *m;
     if (tmap_model_load(&mp, &m, &err))
         die(model_path, &err);
-    size_t n = tmap_pool_size(b->heldout);
+    size_t n = tmap_pool_size(pool);
     struct tmap_logprob_request *req = calloc(n, sizeof *req);
     struct tmap_logprob_result *res = calloc(n, sizeof *res);
     int32_t **bufs = calloc(2 * n, sizeof *bufs);
     for (size_t i = 0; i < n; i++) {
         struct tmap_sample smp;
         char *prompt = NULL;
-        if (tmap_pool_sample(b->heldout, i, &smp, &err) ||
+        if (tmap_pool_sample(pool, i, &smp, &err) ||
             tmap_model_format_prompt(m, &smp, TMAP_TEMPLATE_PLAIN, &prompt, NULL, &err) ||
             tmap_model_tokenize(m, prompt, true, &bufs[2 * i], &req[i].n_prompt, &err) ||
             tmap_model_tokenize(m, smp.response, false, &bufs[2 * i + 1], &req[i].n_response, &err))
-            die("tokenizing the held-out records", &err);
+            die("tokenizing the records to score", &err);
         req[i].prompt = bufs[2 * i];
         req[i].response = bufs[2 * i + 1];
         free(prompt);
@@ -564,42 +589,173 @@ static void remove_model(const char *path)
     }
 }
 
+/* ---- results kept between runs ------------------------------------------ */
+
+/* What a kept result depends on: the records, what was done with them
+ * (tag: a seed, the proxy's sample), and the settings that shape every
+ * fine-tune and evaluation. */
+static uint64_t result_key(const struct bench *b, const size_t *rows, size_t n, uint64_t tag)
+{
+    const struct settings *s = &b->s;
+    XXH64_state_t *h = XXH64_createState();
+    XXH64_reset(h, 0x66696465ULL);
+    XXH64_update(h, rows, n * sizeof *rows);
+    XXH64_update(h, &tag, sizeof tag);
+    XXH64_update(h, s->model, strlen(s->model));
+    XXH64_update(h, &s->epochs, sizeof s->epochs);
+    XXH64_update(h, &s->lr, sizeof s->lr);
+    XXH64_update(h, &s->n_val, sizeof s->n_val);
+    XXH64_update(h, &s->n_heldout, sizeof s->n_heldout);
+    XXH64_update(h, &s->pool_first, sizeof s->pool_first);
+    uint64_t key = XXH64_digest(h);
+    XXH64_freeState(h);
+    return key;
+}
+
+/* A kept result: a key line, then the values, one per line (%.17g reads
+ * back the same double). False when missing or kept under another key. */
+static bool kept_read(const char *path, uint64_t key, double *v, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    unsigned long long k = 0;
+    bool ok = fscanf(f, "%llx", &k) == 1 && k == key;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = fscanf(f, "%lg", &v[i]) == 1;
+    fclose(f);
+    return ok;
+}
+
+static void kept_write(const char *path, uint64_t key, const double *v, size_t n)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "bench_fidelity: %s: %s\n", tmp, strerror(errno));
+        exit(1);
+    }
+    fprintf(f, "%016llx\n", (unsigned long long)key);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%.17g\n", v[i]);
+    if (fclose(f) || rename(tmp, path)) {
+        fprintf(stderr, "bench_fidelity: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+}
+
+/* Writes the records of rows as a JSONL file and loads it. */
+static struct tmap_pool *subset_pool(struct bench *b, const size_t *rows, size_t n, const char *path)
+{
+    char **lines = malloc((n ? n : 1) * sizeof *lines);
+    for (size_t i = 0; i < n; i++)
+        lines[i] = b->rec[rows[i]].line;
+    write_lines(path, lines, n);
+    free(lines);
+    struct tmap_error err = { 0 };
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    struct tmap_pool *data;
+    if (tmap_pool_load(path, &pp, &data, &err))
+        die(path, &err);
+    return data;
+}
+
+/* Fine-tunes the base model on data with the arms' settings and scores
+ * pool (n_items records) under the result. */
+static void finetune_and_score(struct bench *b, const struct tmap_pool *data, const char *tuned, int32_t n_ctx,
+                               uint64_t seed, const struct tmap_pool *pool, double *loss)
+{
+    const struct settings *s = &b->s;
+    struct tmap_error err = { 0 };
+    struct tmap_finetune_params fp = tmap_finetune_default_params();
+    fp.model.path = s->model;
+    fp.model.n_threads = s->n_threads;
+    fp.model.n_ctx = n_ctx;
+    fp.out_path = tuned;
+    fp.n_epochs = s->epochs;
+    fp.lr = s->lr;
+    fp.seed = seed;
+    double t0 = now_seconds();
+    if (tmap_finetune(data, &fp, NULL, &err))
+        die(tuned, &err);
+    double t1 = now_seconds();
+    b->seconds_ft += t1 - t0;
+    pool_losses(b, pool, tuned, loss);
+    b->seconds_eval += now_seconds() - t1;
+    remove_model(tuned);
+}
+
+/* The second proxy. A model this small learns little in context, so the
+ * ICL proxy may be weak exactly where the benchmark can measure it; this
+ * one asks the question the benchmark asks, at a fraction of the cost:
+ * fine-tune the base model for one epoch on ft_proxy records drawn from
+ * the subset, and score the tiny set (the search's own data, not the
+ * held-out records). Higher is better, like the ICL proxy. */
+static void finetune_proxy(struct bench *b, struct arm *a, size_t idx)
+{
+    const struct settings *s = &b->s;
+    size_t k = s->ft_proxy < a->n ? s->ft_proxy : a->n, n_tiny = tmap_pool_size(b->tiny);
+    size_t *rows = malloc((k ? k : 1) * sizeof *rows);
+    k = tmap_random_sample(a->rows, a->n, k, s->seed * 3000 + 7, rows);
+    qsort(rows, k, sizeof *rows, compare_size);
+    char path[4200];
+    uint64_t key = result_key(b, rows, k, 0x667470ULL);
+    snprintf(path, sizeof path, "%s/arms/%016llx.loss", s->out, (unsigned long long)key);
+    double kept[2];
+    if (kept_read(path, key, kept, 2)) {
+        a->proxy_ft = kept[0];
+        b->seconds_ft_proxy += kept[1];
+        b->n_ft_proxy_evals++;
+        free(rows);
+        return;
+    }
+    char subset[4200], tuned[4200];
+    snprintf(subset, sizeof subset, "%s/arms/%02zu-ftproxy.jsonl", s->out, idx);
+    snprintf(tuned, sizeof tuned, "%s/arms/%02zu-ftproxy.gguf", s->out, idx);
+    double t0 = now_seconds();
+    struct tmap_pool *data = subset_pool(b, rows, k, subset);
+    double *loss = calloc(n_tiny ? n_tiny : 1, sizeof *loss), sum = 0;
+    size_t m = 0;
+    finetune_and_score(b, data, tuned, 512, 100, b->tiny, loss);
+    for (size_t i = 0; i < n_tiny; i++)
+        if (isfinite(loss[i])) {
+            sum += loss[i];
+            m++;
+        }
+    a->proxy_ft = m ? -sum / (double)m : NAN;
+    kept[0] = a->proxy_ft;
+    kept[1] = now_seconds() - t0;
+    kept_write(path, key, kept, 2);
+    b->seconds_ft_proxy += kept[1];
+    b->n_ft_proxy_evals++;
+    tmap_pool_free(data);
+    free(loss);
+    free(rows);
+}
+
 static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
 {
     const struct settings *s = &b->s;
     size_t n_items = tmap_pool_size(b->heldout);
     a->loss = calloc(s->n_ft_seeds * n_items, sizeof *a->loss);
-    char subset[4200], tuned[4200];
+    char subset[4200], tuned[4200], kept[4200];
     snprintf(subset, sizeof subset, "%s/arms/%02zu.jsonl", s->out, idx);
-    char **lines = malloc((a->n ? a->n : 1) * sizeof *lines);
-    for (size_t i = 0; i < a->n; i++)
-        lines[i] = b->rec[a->rows[i]].line;
-    write_lines(subset, lines, a->n);
-    free(lines);
-    struct tmap_error err = { 0 };
-    struct tmap_pool_params pp = tmap_pool_default_params();
-    struct tmap_pool *data;
-    if (tmap_pool_load(subset, &pp, &data, &err))
-        die(subset, &err);
+    struct tmap_pool *data = NULL;
     for (size_t seed = 0; seed < s->n_ft_seeds; seed++) {
+        double *loss = a->loss + seed * n_items;
+        uint64_t key = result_key(b, a->rows, a->n, 100 + seed);
+        snprintf(kept, sizeof kept, "%s/arms/%016llx.loss", s->out, (unsigned long long)key);
+        if (kept_read(kept, key, loss, n_items))
+            continue;
+        if (!data)
+            data = subset_pool(b, a->rows, a->n, subset);
         snprintf(tuned, sizeof tuned, "%s/arms/%02zu-seed%zu.gguf", s->out, idx, seed + 1);
-        struct tmap_finetune_params fp = tmap_finetune_default_params();
-        fp.model.path = s->model;
-        fp.model.n_threads = s->n_threads;
-        fp.model.n_ctx = 1024;
-        fp.out_path = tuned;
-        fp.n_epochs = s->epochs;
-        fp.lr = s->lr;
-        fp.seed = 100 + seed;
-        double t0 = now_seconds();
-        if (tmap_finetune(data, &fp, NULL, &err))
-            die(subset, &err);
-        double t1 = now_seconds();
-        b->seconds_ft += t1 - t0;
-        heldout_losses(b, tuned, a->loss + seed * n_items);
-        b->seconds_eval += now_seconds() - t1;
-        remove_model(tuned);
+        finetune_and_score(b, data, tuned, 1024, 100 + seed, b->heldout, loss);
+        kept_write(kept, key, loss, n_items);
     }
+    if (s->ft_proxy && a->kind != ARM_FULL)
+        finetune_proxy(b, a, idx);
     tmap_pool_free(data);
     double sum = 0;
     size_t m = 0;
@@ -609,8 +765,8 @@ static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
             m++;
         }
     a->mean_loss = sum / (double)m;
-    say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f", a->name, a->n,
-        (long long)a->tokens, n_corrupt(a), a->mean_loss);
+    say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f, fine-tune proxy %.4f", a->name,
+        a->n, (long long)a->tokens, n_corrupt(a), a->mean_loss, a->proxy_ft);
 }
 
 /* Rows of every arm of one kind, stacked: the reference of a comparison. */
@@ -666,6 +822,13 @@ static void compare_arms(struct bench *b)
                 x[k++] = b->arms[a].proxy_v[v];
         b->spearman_v[v] = tmap_spearman(x, y, m);
     }
+    if (b->s.ft_proxy) {
+        size_t k = 0;
+        for (size_t a = 0; a < b->n_arms; a++)
+            if (b->arms[a].kind != ARM_FULL)
+                x[k++] = b->arms[a].proxy_ft;
+        b->spearman_ft = tmap_spearman(x, y, m);
+    }
     free(x);
     free(xm);
     free(y);
@@ -678,11 +841,11 @@ static void write_table(const struct bench *b, FILE *f, bool markdown)
     const char *sep = markdown ? " | " : ",";
     if (markdown)
         fprintf(f, "| arm | records | tokens | corrupted | wrong | trunc | swap | off | dup | proxy | proxy (3 draws) | "
-                   "held-out loss | vs random (95%% CI) | vs equal-token random (95%% CI) |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                   "ft proxy | held-out loss | vs random (95%% CI) | vs equal-token random (95%% CI) |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     else
         fprintf(f, "arm,records,tokens,corrupted,wrong_answer,truncated,swapped,off_task,duplicate,proxy,proxy_mean,"
-                   "heldout_loss,diff_random,low_random,high_random,diff_tokens,low_tokens,high_tokens\n");
+                   "proxy_finetune,heldout_loss,diff_random,low_random,high_random,diff_tokens,low_tokens,high_tokens\n");
     for (size_t a = 0; a < b->n_arms; a++) {
         const struct arm *r = &b->arms[a];
         fprintf(f, "%s%s%s%zu%s%lld%s%.1f%%", markdown ? "| " : "", r->name, sep, r->n, sep, (long long)r->tokens, sep,
@@ -690,10 +853,11 @@ static void write_table(const struct bench *b, FILE *f, bool markdown)
         for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++)
             fprintf(f, "%s%zu", sep, r->bad[k]);
         if (markdown)
-            fprintf(f, " | %.4f | %.4f | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
-                    r->proxy_mean, r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
+            fprintf(f, " | %.4f | %.4f | %.4f | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
+                    r->proxy_mean, r->proxy_ft, r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
         else
-            fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", r->proxy, r->proxy_mean, r->mean_loss,
+            fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", r->proxy, r->proxy_mean, r->proxy_ft,
+                    r->mean_loss,
                     r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
     }
 }
@@ -714,13 +878,23 @@ static void write_markdown(const struct bench *b)
             b->s.ratio, b->s.n_ft_seeds, b->s.epochs, (double)b->s.lr);
     fprintf(f, "tmap run's own verdict: %s.\n", line);
     tmap_baselines_describe(&b->baselines_signed, line, sizeof line);
-    fprintf(f, "tmap run --signed's own verdict: %s.\n\n", line);
+    fprintf(f, "tmap run --signed's own verdict: %s.\n", line);
+    if (b->s.ft_proxy) {
+        tmap_baselines_describe(&b->baselines_ft, line, sizeof line);
+        fprintf(f, "tmap run --proxy finetune's own verdict (its own proxy): %s.\n", line);
+    }
+    fprintf(f, "\n");
     fprintf(f, "Learned weights:");
     for (size_t j = 0; j < b->learned.d; j++)
         fprintf(f, " %s %.3f", b->learned.names[j], b->learned.weights[j]);
     fprintf(f, ".\nLearned weights (--signed):");
     for (size_t j = 0; j < b->learned_signed.d; j++)
         fprintf(f, " %s %+.3f", b->learned_signed.names[j], b->learned_signed.weights[j]);
+    if (b->s.ft_proxy) {
+        fprintf(f, ".\nLearned weights (--proxy finetune):");
+        for (size_t j = 0; j < b->learned_ft.d; j++)
+            fprintf(f, " %s %.3f", b->learned_ft.names[j], b->learned_ft.weights[j]);
+    }
     fprintf(f, ".\n\n");
     fprintf(f, "Loss differences are arm minus reference (negative: the arm fine-tunes better), with 95%% intervals "
                "from a two-level bootstrap over held-out items (paired) and seeds.\n\n");
@@ -731,7 +905,11 @@ static void write_markdown(const struct bench *b)
                "memo):\n\n| proxy | s per evaluation | Spearman |\n|---|---|---|\n");
     for (size_t v = 0; v < N_VARIANTS; v++)
         fprintf(f, "| %s | %.2f | %.3f |\n", variants[v].name, b->seconds_v[v], b->spearman_v[v]);
-    fprintf(f, "\nTime: tmap run %.0f s, fine-tuning %.0f s, held-out scoring %.0f s, %.0f s in all.\n", b->seconds_run,
+    if (b->s.ft_proxy)
+        fprintf(f, "| fine-tune proxy: 1 epoch on %zu records of the subset, tiny-set loss | %.2f | %.3f |\n",
+                b->s.ft_proxy, b->seconds_ft_proxy / (double)(b->n_ft_proxy_evals ? b->n_ft_proxy_evals : 1),
+                b->spearman_ft);
+    fprintf(f, "\nTime: tmap run %.0f s, fine-tuning %.0f s and scoring %.0f s (arms and the fine-tune proxy), %.0f s in all.\n", b->seconds_run,
             b->seconds_ft, b->seconds_eval, now_seconds() - t_start);
     fclose(f);
     path_in(&b->s, "arms.csv", path, sizeof path);
@@ -846,6 +1024,7 @@ static void usage(void)
             "usage: bench_fidelity --model BASE.gguf --data train.jsonl --test test.jsonl --out DIR\n"
             "       [--seed S] [--pool-first LINE] [--pool-size N] [--corrupt RATE] [--random-arms N]\n"
             "       [--ft-seeds N] [--epochs N] [--lr X] [--val N] [--heldout N] [-t THREADS]\n"
+            "       [--ft-proxy RECORDS]   (the second proxy's sample, default 64; 0 = off)\n"
             "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n");
     exit(2);
 }
@@ -872,6 +1051,7 @@ static void parse(int argc, char **argv, struct settings *s)
         else if (!strcmp(a, "--heldout")) s->n_heldout = strtoull(v, NULL, 10);
         else if (!strcmp(a, "-t")) s->n_threads = (int32_t)strtol(v, NULL, 10);
         else if (!strcmp(a, "--pool-only")) s->pool_only = strcmp(v, "0") != 0;
+        else if (!strcmp(a, "--ft-proxy")) s->ft_proxy = strtoull(v, NULL, 10);
         else usage();
         i++;
     }
@@ -902,7 +1082,7 @@ int main(int argc, char **argv)
     proxy_values(&b);
     size_t n_items = tmap_pool_size(b.heldout);
     b.base_loss = calloc(n_items, sizeof *b.base_loss);
-    heldout_losses(&b, b.s.model, b.base_loss);
+    pool_losses(&b, b.heldout, b.s.model, b.base_loss);
     for (size_t i = 0; i < n_items; i++)
         b.base_mean += b.base_loss[i] / (double)n_items;
     say("base model held-out loss %.4f over %zu items", b.base_mean, n_items);
@@ -917,6 +1097,9 @@ int main(int argc, char **argv)
     for (size_t v = 0; v < N_VARIANTS; v++)
         printf("  proxy %-30s %.2f s per evaluation, Spearman %.3f\n", variants[v].name, b.seconds_v[v],
                b.spearman_v[v]);
+    if (b.s.ft_proxy)
+        printf("  fine-tune proxy (%zu records)        %.2f s per evaluation, Spearman %.3f\n", b.s.ft_proxy,
+               b.seconds_ft_proxy / (double)(b.n_ft_proxy_evals ? b.n_ft_proxy_evals : 1), b.spearman_ft);
     printf("wall time %.0f s; wrote %s/fidelity.md, arms.csv, fidelity.html\n", now_seconds() - t_start, b.s.out);
     tmap_backend_free();
     return 0;

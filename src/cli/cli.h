@@ -129,12 +129,13 @@ void cli_data_options_free(struct cli_data_options *d);
  * are turned into enums by cli_learn_options_finish. */
 struct cli_learn_options {
     struct tmap_learn_params learn;
-    int search, policy, metric;
+    int search, policy, metric, proxy;
 };
 
 extern const char *const cli_search_choices[];
 extern const char *const cli_policy_choices[];
 extern const char *const cli_metric_choices[];
+extern const char *const cli_proxy_choices[];
 
 #define CLI_LEARN_OPTIONS(l)                                                                       \
     { "--ratio", CLI_DOUBLE, &(l).learn.ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
@@ -144,9 +145,11 @@ extern const char *const cli_metric_choices[];
     { "--seed", CLI_U64, &(l).learn.seed, "S", "random seed (default 42)", 0, 0, NULL }, \
     { "-k", CLI_INT, &(l).learn.proxy.k, "K", "demonstrations per proxy prompt (default 8)", 1, 1000, NULL }, \
     { "--policy", CLI_CHOICE, &(l).policy, "top|random|knn", "how demonstrations are drawn (default random)", 0, 0, cli_policy_choices }, \
-    { "--draws", CLI_SIZE, &(l).learn.proxy.draws, "M", "random policy: draws averaged (default 2)", 1, 1000, NULL }, \
+    { "--draws", CLI_SIZE, &(l).learn.proxy.draws, "M", "random policy and fine-tune proxy: draws averaged (default 2)", 1, 1000, NULL }, \
     { "--groups", CLI_SIZE, &(l).learn.proxy.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL }, \
     { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, cli_metric_choices }, \
+    { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, cli_proxy_choices }, \
+    { "--ft-records", CLI_SIZE, &(l).learn.proxy.ft_records, "N", "fine-tune proxy: records drawn from the subset per draw (default 64)", 1, 1000000, NULL }, \
     { "--baselines", CLI_SIZE, &(l).learn.n_random, "R", "random subsets of the same size the learned weights must beat (default 5; 0 = none)", 0, 1000, NULL }, \
     { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }, \
     { "--keep-duplicates", CLI_FLAG, &(l).learn.keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL }

@@ -17,7 +17,7 @@ struct proxy_options {
     struct tmap_proxy_params pp;
     struct cli_data_options  d;
     const char *demos_path, *tiny_path;
-    int  policy, metric, tmpl;
+    int  policy, metric, tmpl, kind;
     bool no_share, json;
 };
 
@@ -48,9 +48,10 @@ static int run_proxy(struct proxy_options *o)
     if (!st)
         st = tmap_proxy_eval(proxy, demos, rows, n, NULL, &value, &ps, &err);
     if (!st && o->json)
-        printf("{\"proxy\": %.10g, \"metric\": \"%s\", \"policy\": \"%s\", \"k\": %d, \"tiny_items\": %zu, "
-               "\"tokens\": %llu, \"seconds\": %.3f, \"from_memo\": %s, \"skipped\": %zu}\n", value,
-               metric_choices[o->metric], policy_choices[o->policy], o->pp.k, tmap_pool_size(tiny),
+        printf("{\"proxy\": %.10g, \"kind\": \"%s\", \"metric\": \"%s\", \"policy\": \"%s\", \"k\": %d, "
+               "\"tiny_items\": %zu, \"tokens\": %llu, \"seconds\": %.3f, \"from_memo\": %s, \"skipped\": %zu}\n",
+               value, cli_proxy_choices[o->kind], metric_choices[o->metric], policy_choices[o->policy], o->pp.k,
+               tmap_pool_size(tiny),
                (unsigned long long)ps.n_tokens, ps.seconds, ps.from_memo ? "true" : "false", ps.n_skipped);
     else if (!st)
         printf("proxy %s = %.6f  (%s demos, k=%d, %zu tiny items; %llu tokens, %.2f s%s)\n",
@@ -82,6 +83,8 @@ int cmd_proxy(int argc, char **argv)
         { "--draws", CLI_SIZE, &o.pp.draws, "M", "random policy: draws averaged (default 2)", 1, 1000, NULL },
         { "--groups", CLI_SIZE, &o.pp.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL },
         { "--metric", CLI_CHOICE, &o.metric, "loglik|accuracy|mc", "what is measured (default loglik)", 0, 0, metric_choices },
+        { "--proxy", CLI_CHOICE, &o.kind, "icl|finetune", "in-context learning (default), or a short fine-tune on records drawn from the subset", 0, 0, cli_proxy_choices },
+        { "--ft-records", CLI_SIZE, &o.pp.ft_records, "N", "fine-tune proxy: records drawn per draw (default 64)", 1, 1000000, NULL },
         { "--template", CLI_CHOICE, &o.tmpl, "plain|chat", "prompt layout (default plain)", 0, 0, template_choices },
         { "--max-tokens", CLI_INT, &o.pp.max_tokens, "N", "accuracy: tokens generated per item (default 256)", 1, 1 << 20, NULL },
         { "--seed", CLI_U64, &o.pp.seed, "S", "random seed (default 42)", 0, 0, NULL },
@@ -103,6 +106,7 @@ int cmd_proxy(int argc, char **argv)
         return cli_usage_error(&spec, "needs -m MODEL, --demos-from FILE and --tiny FILE");
     o.pp.policy = (enum tmap_demo_policy)o.policy;
     o.pp.metric = (enum tmap_metric)o.metric;
+    o.pp.kind = (enum tmap_proxy_kind)o.kind;
     o.pp.tmpl = o.tmpl == 1 ? TMAP_TEMPLATE_CHAT : TMAP_TEMPLATE_PLAIN;
     o.pp.share_prefix = !o.no_share;
     rc = cli_data_options_finish(&o.d, o.demos_path);

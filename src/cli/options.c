@@ -319,6 +319,7 @@ void cli_data_options_free(struct cli_data_options *d)
 const char *const cli_search_choices[] = { "bo", "random", "grid", NULL };
 const char *const cli_policy_choices[] = { "top", "random", "knn", NULL };
 const char *const cli_metric_choices[] = { "loglik", "accuracy", "mc", NULL };
+const char *const cli_proxy_choices[] = { "icl", "finetune", NULL };
 
 void cli_learn_options_init(struct cli_learn_options *l)
 {
@@ -326,6 +327,7 @@ void cli_learn_options_init(struct cli_learn_options *l)
     l->search = (int)l->learn.search;
     l->policy = (int)l->learn.proxy.policy;
     l->metric = (int)l->learn.proxy.metric;
+    l->proxy = (int)l->learn.proxy.kind;
 }
 
 void cli_learn_options_finish(struct cli_learn_options *l)
@@ -333,5 +335,6 @@ void cli_learn_options_finish(struct cli_learn_options *l)
     l->learn.search = (enum tmap_search_kind)l->search;
     l->learn.proxy.policy = (enum tmap_demo_policy)l->policy;
     l->learn.proxy.metric = (enum tmap_metric)l->metric;
+    l->learn.proxy.kind = (enum tmap_proxy_kind)l->proxy;
     l->learn.proxy.seed = l->learn.seed;
 }

@@ -247,8 +247,14 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
         return tmap_fail(err, TMAP_ERR_IO, "%s: not a regular file", p->path);
 
     struct tmap_model *m = calloc(1, sizeof *m);
-    if (!m)
+    char *path = strdup(p->path);
+    if (!m || !path) {
+        free(m);
+        free(path);
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory loading %s", p->path);
+    }
+    m->params = *p;
+    m->params.path = path;
     st = fingerprint_file(p->path, (uint64_t)sb.st_size, m->info.fingerprint, err);
     if (st)
         goto fail;
@@ -284,7 +290,13 @@ void tmap_model_free(struct tmap_model *m)
     free(m->hidden);
     if (m->model)
         llama_model_free(m->model);
+    free((char *)m->params.path);
     free(m);
+}
+
+const struct tmap_model_params *tmap_model_load_params(const struct tmap_model *m)
+{
+    return &m->params;
 }
 
 void tmap_model_get_info(const struct tmap_model *m, struct tmap_model_info *out)

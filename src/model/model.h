@@ -23,6 +23,7 @@ struct tmap_model {
     const struct llama_vocab *vocab;
     struct tmap_model_info    info;
     struct tmap_model_counters counters;
+    struct tmap_model_params   params;    /* as loaded, params.path owned: the fine-tune proxy reloads it */
     int32_t                    n_threads; /* as llama.cpp runs; tmap's own loops reuse it */
     /* Hidden states read during decode (see capture_hidden in model.c):
      * while capture is set, the final-norm rows of every output token of a
@@ -31,6 +32,10 @@ struct tmap_model {
     float                     *hidden;
     size_t                     n_hidden, cap_hidden; /* rows */
 };
+
+/* The parameters the model was loaded with (path included), for loading
+ * another model of the same shape the same way. */
+const struct tmap_model_params *tmap_model_load_params(const struct tmap_model *m);
 
 /* Decodes a batch, counting calls and tokens; names the model on failure.
  * With m->capture set, m->hidden holds the batch's output rows afterwards. */

@@ -17,7 +17,15 @@
  * Values are memoised in the store under a hash of everything they depend
  * on: model, tiny set and weights, metric, policy and its parameters, and
  * the demonstrations that can be drawn.
+ *
+ * The fine-tune proxy (TMAP_PROXY_FINETUNE) asks the question ICL stands in
+ * for, at a small scale: each draw trains a copy of the model on records
+ * drawn from the subset (tmap_finetune, in a private temporary folder) and
+ * scores the tiny set's answers under it with no demonstrations.
  */
+#define _XOPEN_SOURCE 700 /* mkdtemp */
+
+#include "model/model.h"
 #include "store/store.h"
 #include "task/answer.h"
 #include "util/error.h"
@@ -25,11 +33,14 @@
 
 #include "tmap.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 struct tmap_proxy_params tmap_proxy_default_params(void)
@@ -37,6 +48,7 @@ struct tmap_proxy_params tmap_proxy_default_params(void)
     struct tmap_proxy_params p = {
         .k = 8, .policy = TMAP_DEMOS_TOP, .draws = 2, .groups = 1, .metric = TMAP_METRIC_LOGLIK,
         .tmpl = TMAP_TEMPLATE_PLAIN, .seed = 42, .share_prefix = true, .max_tokens = 256,
+        .kind = TMAP_PROXY_ICL, .ft_records = 64, .ft_epochs = 1, .ft_lr = 1e-3f,
     };
     return p;
 }
@@ -63,6 +75,7 @@ struct tmap_proxy {
     const struct tmap_pool  *emb_pool;  /* the demonstration pool whose embeddings are cached */
     float                   *demo_emb;
     int32_t                  dim;
+    char                    *ft_dir;    /* the fine-tune proxy's temporary folder, made on first use */
 };
 
 static double now_seconds(void)
@@ -97,6 +110,9 @@ void tmap_proxy_free(struct tmap_proxy *px)
     free(px->tiny_emb);
     free(px->demo_emb);
     tmap_store_close(px->store);
+    if (px->ft_dir)
+        rmdir(px->ft_dir);
+    free(px->ft_dir);
     free(px);
 }
 
@@ -153,6 +169,13 @@ static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, st
         return tmap_fail(err, TMAP_ERR_USAGE, "%zu draws: at least 1 (--draws)", p->draws);
     if (p->max_tokens < 1)
         return tmap_fail(err, TMAP_ERR_USAGE, "max tokens %d: at least 1", p->max_tokens);
+    if (p->kind == TMAP_PROXY_FINETUNE) {
+        if (p->metric != TMAP_METRIC_LOGLIK)
+            return tmap_fail(err, TMAP_ERR_USAGE, "the fine-tune proxy scores log-likelihood only (--metric loglik)");
+        if (p->ft_records < 1 || p->ft_epochs < 1 || !(p->ft_lr > 0.0f) || p->draws < 1)
+            return tmap_fail(err, TMAP_ERR_USAGE, "fine-tune proxy: %zu records, %d epochs, lr %g, %zu draws: "
+                             "each must be positive", p->ft_records, p->ft_epochs, (double)p->ft_lr, p->draws);
+    }
     return TMAP_OK;
 }
 
@@ -604,6 +627,145 @@ static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool 
     return st;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The fine-tune proxy                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Empties the temporary folder: the trained model and its checkpoints. */
+static void clear_ft_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
+static enum tmap_status make_ft_dir(struct tmap_proxy *px, struct tmap_error *err)
+{
+    if (px->ft_dir)
+        return TMAP_OK;
+    const char *tmp = getenv("TMPDIR");
+    char templ[4096];
+    snprintf(templ, sizeof templ, "%s/tmap-proxy-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(templ))
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot make a folder for the fine-tune proxy: %s", templ,
+                         strerror(errno));
+    px->ft_dir = strdup(templ);
+    return px->ft_dir ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+}
+
+/* The training window: the model's context, in llama.cpp's multiples of
+ * 256, at most 1,024 (a short run needs no more). */
+static int32_t ft_window(const struct tmap_proxy *px)
+{
+    struct tmap_model_info info;
+    tmap_model_get_info(px->model, &info);
+    int32_t n = info.n_ctx < 1024 ? info.n_ctx : 1024;
+    n -= n % 256;
+    return n < 256 ? 256 : n;
+}
+
+/* Each tiny item's answer under the trained model, after its bare query. */
+static enum tmap_status score_tuned(struct tmap_proxy *px, const char *path, double *values, uint64_t *n_tokens,
+                                    struct tmap_error *err)
+{
+    struct tmap_model_params mp = *tmap_model_load_params(px->model);
+    mp.path = path;
+    struct tmap_model *tuned = NULL;
+    enum tmap_status st = tmap_model_load(&mp, &tuned, err);
+    struct tmap_logprob_request *req = calloc(px->n ? px->n : 1, sizeof *req);
+    struct tmap_logprob_result *res = calloc(px->n ? px->n : 1, sizeof *res);
+    int32_t **prompt = calloc(px->n ? px->n : 1, sizeof *prompt);
+    if (!st && (!req || !res || !prompt))
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < px->n && !st; i++) {
+        char *text = NULL;
+        st = layout(px, NULL, NULL, 0, &px->items[i].s, &text, err);
+        if (!st)
+            st = tmap_model_tokenize_prompt(px->model, text, px->p.tmpl, &prompt[i], &req[i].n_prompt, err);
+        free(text);
+        req[i].prompt = prompt[i];
+        req[i].response = px->items[i].answer;
+        req[i].n_response = px->items[i].n_answer;
+    }
+    if (!st)
+        st = tmap_model_logprob(tuned, req, px->n, res, err);
+    for (size_t i = 0; i < px->n && !st; i++)
+        values[i] = res[i].n_tokens > 0 ? res[i].sum_logprob / res[i].n_tokens : NAN;
+    if (!st) {
+        struct tmap_model_counters c;
+        tmap_model_get_counters(tuned, &c);
+        *n_tokens += c.n_tokens_decoded;
+    }
+    for (size_t i = 0; prompt && i < px->n; i++)
+        free(prompt[i]);
+    free(prompt);
+    free(req);
+    free(res);
+    tmap_model_free(tuned);
+    return st;
+}
+
+/* One draw of the fine-tune proxy: ft_records records of rows, drawn with
+ * seed (which also orders the training), train a copy of the model; the
+ * value is the tiny set's weighted mean log-probability per answer token
+ * under it, as the ICL proxy's loglik with no demonstrations. */
+static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                           size_t n_rows, uint64_t seed, double *value, size_t *n_skipped,
+                                           uint64_t *n_tokens, struct tmap_error *err)
+{
+    size_t k = px->p.ft_records < n_rows ? px->p.ft_records : n_rows;
+    size_t *pick = malloc(k * sizeof *pick);
+    double *values = calloc(px->n ? px->n : 1, sizeof *values);
+    enum tmap_status st = pick && values ? make_ft_dir(px, err) : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    char out[4200];
+    if (!st) {
+        k = tmap_random_sample(rows, n_rows, k, seed, pick);
+        snprintf(out, sizeof out, "%s/proxy.gguf", px->ft_dir);
+        struct tmap_finetune_params fp = tmap_finetune_default_params();
+        fp.model = *tmap_model_load_params(px->model);
+        fp.model.n_ctx = ft_window(px);
+        fp.model.use_mmap = false;
+        fp.out_path = out;
+        fp.n_epochs = px->p.ft_epochs;
+        fp.lr = px->p.ft_lr;
+        fp.val_split = 0.0f;
+        fp.seed = seed;
+        fp.rows = pick;
+        fp.n_rows = k;
+        struct tmap_finetune_result r;
+        st = tmap_finetune(demos, &fp, &r, err);
+        if (!st)
+            *n_tokens += (uint64_t)r.n_train_windows * (uint64_t)r.n_ctx;
+    }
+    if (!st)
+        st = score_tuned(px, out, values, n_tokens, err);
+    if (px->ft_dir)
+        clear_ft_dir(px->ft_dir);
+    double sum = 0.0, wsum = 0.0;
+    for (size_t i = 0; i < px->n && !st; i++) {
+        if (isnan(values[i])) {
+            (*n_skipped)++;
+            continue;
+        }
+        sum += px->weights[i] * values[i];
+        wsum += px->weights[i];
+    }
+    if (!st && !(wsum > 0.0))
+        st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the model's context");
+    *value = st ? NAN : sum / wsum;
+    free(pick);
+    free(values);
+    return st;
+}
+
 /* The memo key: everything the value depends on. For the top policy only
  * the k demonstrations chosen matter, so two subsets with the same top k
  * share one value; otherwise the whole subset does. */
@@ -624,6 +786,12 @@ static void memo_key(const struct tmap_proxy *px, const struct tmap_pool *demos,
     int32_t config[] = { 1 /* key version */, px->p.k, (int32_t)px->p.policy, (int32_t)px->p.metric,
                          (int32_t)px->p.tmpl, (int32_t)px->p.draws, px->p.max_tokens };
     XXH3_128bits_update(h, config, sizeof config);
+    /* The fine-tune proxy's settings join the key; ICL values keep theirs. */
+    if (px->p.kind == TMAP_PROXY_FINETUNE) {
+        int32_t ft[] = { (int32_t)px->p.kind, (int32_t)px->p.ft_records, px->p.ft_epochs };
+        XXH3_128bits_update(h, ft, sizeof ft);
+        XXH3_128bits_update(h, &px->p.ft_lr, sizeof px->p.ft_lr);
+    }
     /* One group draws as the proxy always drew: its values keep their keys. */
     if (n_groups(px) > 1) {
         int32_t groups = (int32_t)n_groups(px);
@@ -677,12 +845,16 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *
     }
     struct tmap_model_counters before, after;
     tmap_model_get_counters(px->model, &before);
-    enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN ? embed_demos(px, demos, err) : TMAP_OK;
-    size_t draws = px->p.policy == TMAP_DEMOS_RANDOM ? px->p.draws : 1;
+    bool finetune = px->p.kind == TMAP_PROXY_FINETUNE;
+    enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN && !finetune ? embed_demos(px, demos, err) : TMAP_OK;
+    size_t draws = px->p.policy == TMAP_DEMOS_RANDOM || finetune ? px->p.draws : 1;
     double sum = 0.0;
+    uint64_t ft_tokens = 0;
     for (size_t d = 0; d < draws && !st; d++) {
         double v;
-        st = eval_draw(px, demos, rows, n_rows, scores, px->p.seed + d, &v, &local.n_skipped, err);
+        st = finetune ? eval_finetune_draw(px, demos, rows, n_rows, px->p.seed + d, &v, &local.n_skipped, &ft_tokens,
+                                           err)
+                      : eval_draw(px, demos, rows, n_rows, scores, px->p.seed + d, &v, &local.n_skipped, err);
         sum += v;
     }
     if (st)
@@ -691,7 +863,7 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *
     if (px->store && (st = tmap_store_put_proxy(px->store, key, *value, err)))
         return st;
     tmap_model_get_counters(px->model, &after);
-    local.n_tokens = after.n_tokens_decoded - before.n_tokens_decoded;
+    local.n_tokens = after.n_tokens_decoded - before.n_tokens_decoded + ft_tokens;
     local.seconds = now_seconds() - t0;
     if (stats)
         *stats = local;

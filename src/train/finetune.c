@@ -51,6 +51,8 @@ struct tmap_finetune_params tmap_finetune_default_params(void)
         .weight_decay = 0.0f,
         .val_split    = 0.0f,
         .n_first      = 0,
+        .rows         = NULL,
+        .n_rows       = 0,
         .seed         = 42,
         .train_layers = NULL,
         .resume       = false,
@@ -121,8 +123,12 @@ static enum tmap_status check_params(const struct tmap_pool *pool, const struct 
         return tmap_fail(err, TMAP_ERR_USAGE, "no model given (-m FILE.gguf)");
     if (!p->out_path || !*p->out_path)
         return tmap_fail(err, TMAP_ERR_USAGE, "no output file given (--out FILE.gguf)");
-    if (!pool || tmap_pool_size(pool) == 0)
+    if (!pool || tmap_pool_size(pool) == 0 || (p->rows && p->n_rows == 0))
         return tmap_fail(err, TMAP_ERR_DATA, "%s: no records to train on", pool ? tmap_pool_path(pool) : "(no pool)");
+    for (size_t i = 0; p->rows && i < p->n_rows; i++)
+        if (p->rows[i] >= tmap_pool_size(pool))
+            return tmap_fail(err, TMAP_ERR_USAGE, "%s: record %zu to train on is past its %zu records",
+                             tmap_pool_path(pool), p->rows[i], tmap_pool_size(pool));
     if (p->n_epochs < 1)
         return tmap_fail(err, TMAP_ERR_USAGE, "--epochs %d: must be at least 1", p->n_epochs);
     if (!(p->lr > 0.0f) || !isfinite(p->lr))
@@ -219,7 +225,9 @@ static void describe_data(struct run *r)
 {
     size_t total = tmap_pool_size(r->pool);
     const char *name = base_name(tmap_pool_path(r->pool));
-    int len = r->n_records < total
+    int len = r->p->rows ? snprintf(r->data_desc, sizeof r->data_desc, "%s (%zu chosen of %zu records", name,
+                                    r->n_records, total)
+              : r->n_records < total
                   ? snprintf(r->data_desc, sizeof r->data_desc, "%s (first %zu of %zu records", name, r->n_records, total)
                   : snprintf(r->data_desc, sizeof r->data_desc, "%s (%zu records", name, r->n_records);
     if (len > 0 && (size_t)len < sizeof r->data_desc)
@@ -256,8 +264,14 @@ static enum tmap_status build_corpora(struct run *r, struct tmap_error *err)
     size_t n = tmap_pool_size(r->pool);
     if (r->p->n_first > 0 && r->p->n_first < n)
         n = r->p->n_first; /* the rest of the file stays unseen */
+    if (r->p->rows)
+        n = r->p->n_rows;
     enum tmap_status st = ft_split(n, r->p->val_split, r->p->seed, &r->train_idx, &r->n_train, &r->val_idx,
                                    &r->n_val, err);
+    for (size_t i = 0; !st && r->p->rows && i < r->n_train; i++)
+        r->train_idx[i] = r->p->rows[r->train_idx[i]]; /* positions in rows -> records of the pool */
+    for (size_t i = 0; !st && r->p->rows && i < r->n_val; i++)
+        r->val_idx[i] = r->p->rows[r->val_idx[i]];
     if (!st)
         st = ft_corpus_build(r->m, r->pool, r->train_idx, r->n_train, &r->train, err);
     if (!st)
@@ -267,7 +281,7 @@ static enum tmap_status build_corpora(struct run *r, struct tmap_error *err)
     if (st)
         return st;
     r->n_records = n;
-    ft_pool_fingerprint(r->pool, n, r->data_fingerprint);
+    ft_pool_fingerprint(r->pool, r->p->rows, n, r->data_fingerprint);
     describe_data(r);
     r->res->n_train_records = r->n_train;
     r->res->n_val_records   = r->n_val;

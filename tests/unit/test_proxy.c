@@ -2,7 +2,8 @@
  * test_proxy.c - tiny sets (anchors deterministic by seed, weights summing
  * to 1, the file round trip) and the ICL proxy: shared-prefix values equal
  * naive ones, values equal a hand-built computation, knn uses the true
- * nearest demonstrations, and the memo serves repeats with no model work.
+ * nearest demonstrations, and the memo serves repeats with no model work;
+ * the fine-tune proxy tells the task's records from off-task text.
  */
 #define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
 
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum { N_DEMOS = 24, N_VAL = 30 };
 
@@ -378,6 +381,64 @@ static void test_errors(void **state)
     tmap_pool_free(tiny);
 }
 
+/* The fine-tune proxy: training on the task's records must leave the tiny
+ * set's answers likelier than training on off-task text; the value is the
+ * same on a second evaluation (seeded sample and order); its temporary
+ * folder is gone after the proxy is freed; and it refuses other metrics. */
+static void test_finetune_proxy(void **state)
+{
+    (void)state;
+    char junk_path[600], ft_tmp[600];
+    snprintf(junk_path, sizeof junk_path, "%s/junk.jsonl", tmpdir);
+    snprintf(ft_tmp, sizeof ft_tmp, "%s/ft-tmp", tmpdir);
+    assert_int_equal(mkdir(ft_tmp, 0777), 0);
+    FILE *f = fopen(junk_path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < N_DEMOS; i++) {
+        fprintf(f, "{\"question\": \"Describe the garden, part %d.\", \"answer\": \"", i);
+        for (int j = 0; j < 8; j++) /* about a GSM8K record's length: as many training windows */
+            fprintf(f, "the roses by the old stone wall lean toward the morning light %d. ", j);
+        fprintf(f, "\"}\n");
+    }
+    fclose(f);
+    struct tmap_pool *junk = test_load_pool(junk_path);
+    struct tmap_pool *tiny = tiny_pool(6);
+
+    char *old_tmp = getenv("TMPDIR") ? strdup(getenv("TMPDIR")) : NULL;
+    setenv("TMPDIR", ft_tmp, 1);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.kind = TMAP_PROXY_FINETUNE;
+    p.draws = 1;
+    p.ft_records = 8;
+    p.ft_lr = 1e-2f;
+    struct tmap_proxy *px = make_proxy(tiny, p);
+    size_t rows[N_DEMOS];
+    all_rows(rows, N_DEMOS);
+    double task, task_again, off;
+    struct tmap_proxy_stats st;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_proxy_eval(px, demos, rows, N_DEMOS, NULL, &task, &st, &err), TMAP_OK);
+    assert_true(st.n_tokens > 0);
+    assert_int_equal(tmap_proxy_eval(px, demos, rows, N_DEMOS, NULL, &task_again, NULL, &err), TMAP_OK);
+    assert_int_equal(tmap_proxy_eval(px, junk, rows, N_DEMOS, NULL, &off, NULL, &err), TMAP_OK);
+    print_message("fine-tune proxy: task records %.4f, off-task %.4f\n", task, off);
+    assert_true(task == task_again);
+    assert_true(task > off);
+    tmap_proxy_free(px);
+    if (old_tmp)
+        setenv("TMPDIR", old_tmp, 1);
+    else
+        unsetenv("TMPDIR");
+    free(old_tmp);
+    assert_int_equal(rmdir(ft_tmp), 0); /* empty: the proxy took its folder away */
+
+    p.metric = TMAP_METRIC_ACCURACY;
+    assert_int_equal(tmap_proxy_create(model, tiny, NULL, &p, &px, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "log-likelihood only"));
+    tmap_pool_free(tiny);
+    tmap_pool_free(junk);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -410,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_memo),
         cmocka_unit_test(test_demos_trimmed_to_fit),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_finetune_proxy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
