@@ -556,7 +556,7 @@ struct tmap_proxy_params {
      * model's context, and scores the tiny set under it. */
     size_t                ft_records;   /* 64 */
     int32_t               ft_epochs;    /* 1 */
-    float                 ft_lr;        /* 1e-3 */
+    float                 ft_lr;        /* 1e-4, tmap finetune's default */
 };
 
 struct tmap_proxy_params tmap_proxy_default_params(void);

@@ -65,6 +65,7 @@ struct settings {
     size_t      n_bootstrap;
     bool        pool_only;    /* write the corrupted pool and stop (make demo's pool) */
     size_t      ft_proxy;     /* records the fine-tune proxy trains on (0 = no second proxy) */
+    bool        singles;      /* an arm per indicator alone (the most arms) */
 };
 
 static struct settings default_settings(void)
@@ -72,9 +73,9 @@ static struct settings default_settings(void)
     struct settings s = {
         .model = NULL, .data = NULL, .test = NULL, .out = NULL,
         .pool_first = 5474, .pool_size = 1000, .corrupt_rate = 0.2, .seed = 1,
-        .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 1e-3f,
+        .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 1e-4f,
         .n_val = 300, .n_heldout = 500, .n_threads = 0, .ratio = 0.3, .n_bootstrap = 2000,
-        .ft_proxy = 64,
+        .ft_proxy = 64, .singles = true,
     };
     return s;
 }
@@ -354,6 +355,7 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
         p.learn.proxy.kind = TMAP_PROXY_FINETUNE;
         p.learn.proxy.draws = 1;
         p.learn.proxy.ft_records = s->ft_proxy;
+        p.learn.proxy.ft_lr = s->lr;
     }
     p.tiny.seed = s->seed;
     struct tmap_run_summary sum;
@@ -455,7 +457,7 @@ static void make_arms(struct bench *b)
     for (size_t j = 0; j < d; j++)
         w[j] = 1.0 / (double)d;
     select_with(b, "equal weights", ARM_EQUAL, w);
-    for (size_t j = 0; j < d; j++) {
+    for (size_t j = 0; b->s.singles && j < d; j++) {
         char name[64];
         memset(w, 0, d * sizeof *w);
         w[j] = 1.0;
@@ -751,7 +753,7 @@ static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
         if (!data)
             data = subset_pool(b, a->rows, a->n, subset);
         snprintf(tuned, sizeof tuned, "%s/arms/%02zu-seed%zu.gguf", s->out, idx, seed + 1);
-        finetune_and_score(b, data, tuned, 1024, 100 + seed, b->heldout, loss);
+        finetune_and_score(b, data, tuned, 512, 100 + seed, b->heldout, loss);
         kept_write(kept, key, loss, n_items);
     }
     if (s->ft_proxy && a->kind != ARM_FULL)
@@ -1025,6 +1027,7 @@ static void usage(void)
             "       [--seed S] [--pool-first LINE] [--pool-size N] [--corrupt RATE] [--random-arms N]\n"
             "       [--ft-seeds N] [--epochs N] [--lr X] [--val N] [--heldout N] [-t THREADS]\n"
             "       [--ft-proxy RECORDS]   (the second proxy's sample, default 64; 0 = off)\n"
+            "       [--singles 0]          (no arm per indicator alone: half the fine-tunes)\n"
             "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n");
     exit(2);
 }
@@ -1052,6 +1055,7 @@ static void parse(int argc, char **argv, struct settings *s)
         else if (!strcmp(a, "-t")) s->n_threads = (int32_t)strtol(v, NULL, 10);
         else if (!strcmp(a, "--pool-only")) s->pool_only = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--ft-proxy")) s->ft_proxy = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--singles")) s->singles = strcmp(v, "0") != 0;
         else usage();
         i++;
     }

@@ -35,8 +35,22 @@ static void print_model(const struct tmap_model_info *m, const char *path)
         printf("%-28s no training record in the model (not trained by tmap)\n", "trained on");
 }
 
-static void print_summary(const struct tmap_run_summary *s, const char *model_path, const char *out_dir, double ratio)
+/* The proxy's settings in a line: a value is only comparable under them. */
+static void print_proxy(const struct tmap_proxy_params *pp)
 {
+    if (pp->kind == TMAP_PROXY_FINETUNE)
+        printf("%-28s fine-tune: %zu records of the subset, %d epoch%s at lr %g, %zu draw%s\n", "proxy",
+               pp->ft_records, pp->ft_epochs, pp->ft_epochs == 1 ? "" : "s", (double)pp->ft_lr, pp->draws,
+               pp->draws == 1 ? "" : "s");
+    else
+        printf("%-28s in-context: %s, k %d, %s demonstrations%s\n", "proxy", cli_metric_choices[pp->metric], pp->k,
+               cli_policy_choices[pp->policy], pp->policy == TMAP_DEMOS_RANDOM ? ", averaged over draws" : "");
+}
+
+static void print_summary(const struct tmap_run_summary *s, const struct tmap_run_params *p)
+{
+    const char *model_path = p->model.path, *out_dir = p->out_dir;
+    double ratio = p->learn.ratio;
     print_model(&s->model, model_path);
     printf("%-28s %zu records\n", "pool", s->n_pool);
     printf("%-28s %zu items -> %zu anchors\n", "validation", s->n_val, s->n_tiny);
@@ -44,6 +58,7 @@ static void print_summary(const struct tmap_run_summary *s, const char *model_pa
            s->score_stats.n_from_store, s->seconds_score);
     printf("%-28s %zu evaluations (%zu spent), %.1f s\n", "weight search", s->n_evaluations, s->n_spent,
            s->seconds_learn);
+    print_proxy(&p->learn.proxy);
     const struct tmap_baselines *b = &s->baselines;
     printf("%-28s %.6f\n", "proxy, equal weights", b->equal);
     printf("%-28s %.6f (search), %.6f +/- %.6f over %zu fresh draws\n", "proxy, learned weights",
@@ -116,7 +131,7 @@ int cmd_run(int argc, char **argv)
     if (tmap_run(&p, &s, &err)) {
         rc = cli_report(&err);
     } else {
-        print_summary(&s, p.model.path, p.out_dir, p.learn.ratio);
+        print_summary(&s, &p);
         tmap_run_summary_free(&s);
     }
     tmap_backend_free();

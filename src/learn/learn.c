@@ -346,11 +346,13 @@ static enum tmap_status evaluate(const double *w, size_t d, void *ud, double *va
             return TMAP_OK;
         }
     }
-    struct tmap_proxy_stats st;
-    enum tmap_status rc = tmap_proxy_eval(o->proxy, o->pool, o->rows, k, o->s, value, &st, err);
+    enum tmap_status rc = tmap_proxy_eval(o->proxy, o->pool, o->rows, k, o->s, value, NULL, err);
     if (rc)
         return rc;
-    *reused = st.from_memo;
+    /* A value from the store's memo (an earlier or killed run) still counts
+     * against the budget: a rerun must search exactly as far as the first
+     * run did, or a warm store would change the weights it learns. */
+    *reused = false;
     struct memo_entry *moved = realloc(o->memo, (o->n_memo + 1) * sizeof *moved);
     if (!moved)
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");

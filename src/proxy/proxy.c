@@ -48,7 +48,7 @@ struct tmap_proxy_params tmap_proxy_default_params(void)
     struct tmap_proxy_params p = {
         .k = 8, .policy = TMAP_DEMOS_TOP, .draws = 2, .groups = 1, .metric = TMAP_METRIC_LOGLIK,
         .tmpl = TMAP_TEMPLATE_PLAIN, .seed = 42, .share_prefix = true, .max_tokens = 256,
-        .kind = TMAP_PROXY_ICL, .ft_records = 64, .ft_epochs = 1, .ft_lr = 1e-3f,
+        .kind = TMAP_PROXY_ICL, .ft_records = 64, .ft_epochs = 1, .ft_lr = 1e-4f,
     };
     return p;
 }
