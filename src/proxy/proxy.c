@@ -598,6 +598,22 @@ static enum tmap_status score_group(struct tmap_proxy *px, const struct prompts 
 }
 
 /* One draw: every tiny item with its demonstrations, weighted mean. */
+/* The tiny set's weighted mean of per-item values; items without one (NAN:
+ * they did not fit) are counted in *n_skipped. NAN when none has a value. */
+static double tiny_mean(const struct tmap_proxy *px, const double *values, size_t *n_skipped)
+{
+    double sum = 0.0, wsum = 0.0;
+    for (size_t i = 0; i < px->n; i++) {
+        if (isnan(values[i])) {
+            (*n_skipped)++;
+            continue;
+        }
+        sum += px->weights[i] * values[i];
+        wsum += px->weights[i];
+    }
+    return wsum > 0.0 ? sum / wsum : NAN;
+}
+
 static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                   size_t n_rows, const double *scores, uint64_t seed, double *value,
                                   size_t *n_skipped, struct tmap_error *err)
@@ -609,19 +625,11 @@ static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool 
     size_t groups = n_groups(px);
     for (size_t g = 0; g < groups && !st; g++)
         st = score_group(px, &pr, g, groups, values, err);
-    double sum = 0.0, wsum = 0.0;
-    for (size_t i = 0; i < px->n && !st; i++) {
-        if (isnan(values[i])) {
-            (*n_skipped)++;
-            continue;
-        }
-        sum += px->weights[i] * values[i];
-        wsum += px->weights[i];
-    }
-    if (!st && !(wsum > 0.0))
+    double mean = st ? NAN : tiny_mean(px, values, n_skipped);
+    if (!st && isnan(mean))
         st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the context with %d demonstrations; "
                                            "raise -c or lower -k", px->p.k);
-    *value = st ? NAN : sum / wsum;
+    *value = st ? NAN : mean;
     free_prompts(&pr, px->n);
     free(values);
     return st;
@@ -749,18 +757,10 @@ static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct t
         st = score_tuned(px, out, values, n_tokens, err);
     if (px->ft_dir)
         clear_ft_dir(px->ft_dir);
-    double sum = 0.0, wsum = 0.0;
-    for (size_t i = 0; i < px->n && !st; i++) {
-        if (isnan(values[i])) {
-            (*n_skipped)++;
-            continue;
-        }
-        sum += px->weights[i] * values[i];
-        wsum += px->weights[i];
-    }
-    if (!st && !(wsum > 0.0))
+    double mean = st ? NAN : tiny_mean(px, values, n_skipped);
+    if (!st && isnan(mean))
         st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the model's context");
-    *value = st ? NAN : sum / wsum;
+    *value = st ? NAN : mean;
     free(pick);
     free(values);
     return st;
