@@ -215,7 +215,7 @@ void tmap_model_free(struct tmap_model *model);
 struct tmap_model_info {
     char     arch[64];
     char     description[128];
-    char     fingerprint[33]; /* hex xxh3-128 of the GGUF header + tensor index + size */
+    char     fingerprint[33]; /* hex xxh3-128 of every byte of the GGUF file: models differing in any weight differ */
     uint64_t n_params;
     uint64_t file_bytes;
     int32_t  n_vocab;
@@ -616,8 +616,32 @@ enum tmap_search_kind {
     TMAP_LEARN_GRID,    /* the simplex lattice */
 };
 
+/* How a weighting becomes a subset. */
+enum tmap_select_mode {
+    /* The ratio of the pool with the highest combined score: the paper's
+     * selection, which follows the weights all the way. */
+    TMAP_SELECT_TOP = 0,
+    /* The weights only decide what is left out: the `drop` share of the
+     * pool with the lowest combined score never enters, and the ratio is a
+     * seeded uniform draw from the rest. The top of any ranking is a skewed
+     * slice of the task (longest answers, most numbers); this keeps the
+     * subset's mix like the pool's while removing the worst records
+     * (docs/fidelity.md measures both modes). */
+    TMAP_SELECT_FILTER,
+};
+
+struct tmap_select_params {
+    double                ratio;           /* share of the pool selected (0.3) */
+    enum tmap_select_mode mode;            /* TMAP_SELECT_TOP */
+    double                drop;            /* filter mode: share of the pool left out (0.3); ratio + drop <= 1 */
+    uint64_t              seed;            /* filter mode: the draw from what is left (42) */
+    bool                  keep_duplicates; /* let exact duplicates (same content hash) in twice (false) */
+};
+
+struct tmap_select_params tmap_select_default_params(void);
+
 struct tmap_learn_params {
-    double                   ratio;          /* share of the pool selected (0.3) */
+    struct tmap_select_params select;        /* how each candidate weighting selects */
     enum tmap_search_kind    search;
     size_t                   iters;          /* proxy evaluations that spend budget (30) */
     bool                     signed_weights; /* also learn directions (sum |w| = 1) */
@@ -625,7 +649,6 @@ struct tmap_learn_params {
     struct tmap_proxy_params proxy;          /* default: random policy, 2 draws */
     size_t                   n_random;       /* baselines: random subsets of the selection's size (5) */
     size_t                   n_redraws;      /* baselines: fresh demonstration draws of the learned subset (4) */
-    bool                     keep_duplicates; /* let exact duplicates (same content hash) in twice (false) */
     /* After every evaluation (reused = served from the memo, no budget). */
     void (*on_eval)(size_t i, const double *w, size_t d, double value, bool reused, void *user_data);
     void *on_eval_user_data;
@@ -686,8 +709,9 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
                             struct tmap_learn_result *out, struct tmap_error *err);
 void tmap_learn_result_free(struct tmap_learn_result *r);
 
-/* The ceil(ratio * n) samples with the highest combined score, ties broken
- * by sample id. */
+/* The subset a weighting selects: ceil(ratio * n) samples, the highest
+ * combined scores (ties broken by sample id) or, in filter mode, a seeded
+ * draw from all but the lowest. */
 struct tmap_selection {
     size_t  n_rows;   /* pool size */
     size_t  n;        /* selected */
@@ -701,10 +725,14 @@ struct tmap_selection {
 /* Exact duplicates (the same content hash) enter once: the copy with the
  * lowest sample id stands for all, unless keep_duplicates. The selection
  * is ceil(ratio * n) rows, fewer only when the pool has fewer distinct
- * records. */
+ * records (or, in filter mode, fewer left after the drop). The filter
+ * mode's draw gives each record a fixed random key from its content and
+ * the seed, so the same inputs select the same rows in any file order and
+ * nearby weightings select nearly the same rows (the search needs both). */
 enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
-                             const struct tmap_weights *weights, double ratio, bool keep_duplicates,
+                             const struct tmap_weights *weights, const struct tmap_select_params *params,
                              struct tmap_selection *out, struct tmap_error *err);
+const char *tmap_select_mode_name(enum tmap_select_mode mode); /* "top", "filter" */
 void tmap_selection_free(struct tmap_selection *s);
 
 /* Deita's diversity filter over a selection (DESIGN.md section 3): walk the

@@ -66,6 +66,8 @@ struct settings {
     bool        pool_only;    /* write the corrupted pool and stop (make demo's pool) */
     size_t      ft_proxy;     /* records the fine-tune proxy trains on (0 = no second proxy) */
     bool        singles;      /* an arm per indicator alone (the most arms) */
+    double      drop;         /* filter arms: share of the pool left out */
+    bool        filters;      /* the filter-selection and clean arms (and two more tmap runs) */
 };
 
 static struct settings default_settings(void)
@@ -75,7 +77,7 @@ static struct settings default_settings(void)
         .pool_first = 5474, .pool_size = 1000, .corrupt_rate = 0.2, .seed = 1,
         .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 1e-4f,
         .n_val = 300, .n_heldout = 500, .n_threads = 0, .ratio = 0.3, .n_bootstrap = 2000,
-        .ft_proxy = 64, .singles = true,
+        .ft_proxy = 64, .singles = true, .drop = 0.3, .filters = true,
     };
     return s;
 }
@@ -151,7 +153,11 @@ static void path_in(const struct settings *s, const char *name, char *buf, size_
 
 /* ---- arms ---------------------------------------------------------------- */
 
-enum arm_kind { ARM_TMAP, ARM_RANDOM, ARM_TOKENS, ARM_EQUAL, ARM_SINGLE, ARM_FULL };
+/* ARM_FILTER: filter selections (the lowest share left out, the rest
+ * drawn); ARM_CLEAN: random subsets of the records the generator left
+ * alone, which no selection can see: what removing every corrupted record
+ * would be worth, the ceiling of any filter. */
+enum arm_kind { ARM_TMAP, ARM_RANDOM, ARM_TOKENS, ARM_EQUAL, ARM_SINGLE, ARM_FILTER, ARM_CLEAN, ARM_FULL };
 
 /* Proxy settings the bench judges side by side against the same fine-tuned
  * arms: the first is tmap's defaults, as tmap run used them; the others are
@@ -194,13 +200,13 @@ struct bench {
     struct fid_record  *rec;
     int64_t            *rec_tokens; /* training tokens per pool record */
     struct tmap_scores *scores;
-    struct tmap_weights learned, learned_signed, learned_ft;
+    struct tmap_weights learned, learned_signed, learned_ft, learned_filter, learned_filter_ft;
     struct arm         *arms;
     size_t              n_arms, cap_arms;
     double             *base_loss;  /* n_heldout */
     double              base_mean;
     double              seconds_run, seconds_ft, seconds_eval;
-    struct tmap_baselines baselines, baselines_signed, baselines_ft;
+    struct tmap_baselines baselines, baselines_signed, baselines_ft, baselines_filter, baselines_filter_ft;
     double              spearman, spearman_mean;
     size_t              n_spearman;
     double              spearman_v[N_VARIANTS], seconds_v[N_VARIANTS]; /* per variant: rho, s per evaluation */
@@ -331,8 +337,9 @@ static void count_tokens(struct bench *b)
 /* One tmap run into OUT/NAME, its scores shared through the first run's
  * store; --signed lets the search learn directions too. */
 /* One tmap run on the pool, as a user runs it; finetune: with the
- * fine-tune proxy (one draw of ft_proxy records) instead of ICL. */
-static void run_once(struct bench *b, const char *name, bool signed_weights, bool finetune,
+ * fine-tune proxy (one draw of ft_proxy records) instead of ICL; filter:
+ * --select filter with the bench's --drop. */
+static void run_once(struct bench *b, const char *name, bool signed_weights, bool finetune, bool filter,
                      struct tmap_weights *learned, struct tmap_baselines *baselines)
 {
     const struct settings *s = &b->s;
@@ -347,7 +354,12 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
     p.val_path = val;
     p.out_dir = out;
     p.store_path = store;
-    p.learn.ratio = s->ratio;
+    p.learn.select.ratio = s->ratio;
+    p.learn.select.seed = s->seed;
+    if (filter) {
+        p.learn.select.mode = TMAP_SELECT_FILTER;
+        p.learn.select.drop = s->drop;
+    }
     p.learn.seed = s->seed;
     p.learn.signed_weights = signed_weights;
     p.learn.proxy.seed = s->seed;
@@ -361,7 +373,9 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
     struct tmap_run_summary sum;
     struct tmap_error err = { 0 };
     double t0 = now_seconds();
-    const char *how = signed_weights ? " --signed" : finetune ? " --proxy finetune" : "";
+    char how[64];
+    snprintf(how, sizeof how, "%s%s%s", signed_weights ? " --signed" : "", filter ? " --select filter" : "",
+             finetune ? " --proxy finetune" : "");
     say("tmap run%s on %s (%zu records)", how, pool, s->pool_size);
     if (tmap_run(&p, &sum, &err))
         die("tmap run", &err);
@@ -382,10 +396,14 @@ static void run_tmap(struct bench *b)
     char path[4300];
     path_in(s, "run", path, sizeof path);
     mkdir(path, 0777); /* the store lives here from the first run on */
-    run_once(b, "run", false, false, &b->learned, &b->baselines);
-    run_once(b, "run-signed", true, false, &b->learned_signed, &b->baselines_signed);
+    run_once(b, "run", false, false, false, &b->learned, &b->baselines);
+    run_once(b, "run-signed", true, false, false, &b->learned_signed, &b->baselines_signed);
     if (s->ft_proxy)
-        run_once(b, "run-ft", false, true, &b->learned_ft, &b->baselines_ft);
+        run_once(b, "run-ft", false, true, false, &b->learned_ft, &b->baselines_ft);
+    if (s->filters)
+        run_once(b, "run-filter", false, false, true, &b->learned_filter, &b->baselines_filter);
+    if (s->filters && s->ft_proxy)
+        run_once(b, "run-filter-ft", false, true, true, &b->learned_filter_ft, &b->baselines_filter_ft);
 
     struct tmap_error err = { 0 };
     struct tmap_pool_params pp = tmap_pool_default_params();
@@ -403,17 +421,31 @@ static void run_tmap(struct bench *b)
         die(path, &err);
 }
 
-/* The selection a weighting makes, as tmap select makes it. */
-static void select_with(struct bench *b, const char *name, enum arm_kind kind, const double *w)
+/* The selection a weighting makes, as tmap select makes it: the top, or
+ * (filter_seed > 0) the filter mode's draw with that seed. */
+static void select_filtered(struct bench *b, const char *name, enum arm_kind kind, const double *w,
+                            uint64_t filter_seed)
 {
     struct tmap_weights ww = b->learned; /* names and directions (the same in both runs); these weights */
     ww.weights = (double *)w;
     struct tmap_selection sel;
     struct tmap_error err = { 0 };
-    if (tmap_select(b->pool, b->scores, &ww, b->s.ratio, false, &sel, &err))
+    struct tmap_select_params sp = tmap_select_default_params();
+    sp.ratio = b->s.ratio;
+    if (filter_seed) {
+        sp.mode = TMAP_SELECT_FILTER;
+        sp.drop = b->s.drop;
+        sp.seed = filter_seed;
+    }
+    if (tmap_select(b->pool, b->scores, &ww, &sp, &sel, &err))
         die("tmap select", &err);
     add_arm(b, name, kind, sel.rows, sel.n);
     tmap_selection_free(&sel);
+}
+
+static void select_with(struct bench *b, const char *name, enum arm_kind kind, const double *w)
+{
+    select_filtered(b, name, kind, w, 0);
 }
 
 static int compare_size(const void *x, const void *y)
@@ -457,6 +489,32 @@ static void make_arms(struct bench *b)
     for (size_t j = 0; j < d; j++)
         w[j] = 1.0 / (double)d;
     select_with(b, "equal weights", ARM_EQUAL, w);
+    if (b->s.filters) {
+        /* tmap's filter runs select with the run's seed; the equal-weight
+         * filters with three others, so their spread shows the draw's. */
+        select_filtered(b, "tmap --select filter", ARM_TMAP, b->learned_filter.weights, b->s.seed);
+        if (b->s.ft_proxy)
+            select_filtered(b, "tmap --select filter --proxy finetune", ARM_TMAP, b->learned_filter_ft.weights,
+                            b->s.seed);
+        for (size_t r = 0; r < b->s.n_random; r++) {
+            char name[64];
+            snprintf(name, sizeof name, "filter, equal weights-%zu", r + 1);
+            select_filtered(b, name, ARM_FILTER, w, b->s.seed * 3000 + r + 1);
+        }
+        size_t n_clean = 0;
+        for (size_t i = 0; i < n; i++)
+            if (b->rec[i].kind == FID_CLEAN)
+                all[n_clean++] = i;
+        for (size_t r = 0; r < b->s.n_random; r++) {
+            char name[64];
+            size_t got = tmap_random_sample(all, n_clean, k, b->s.seed * 4000 + r, rows);
+            qsort(rows, got, sizeof *rows, compare_size);
+            snprintf(name, sizeof name, "clean random-%zu", r + 1);
+            add_arm(b, name, ARM_CLEAN, rows, got);
+        }
+        for (size_t i = 0; i < n; i++)
+            all[i] = i;
+    }
     for (size_t j = 0; b->s.singles && j < d; j++) {
         char name[64];
         memset(w, 0, d * sizeof *w);
@@ -885,6 +943,14 @@ static void write_markdown(const struct bench *b)
         tmap_baselines_describe(&b->baselines_ft, line, sizeof line);
         fprintf(f, "tmap run --proxy finetune's own verdict (its own proxy): %s.\n", line);
     }
+    if (b->s.filters) {
+        tmap_baselines_describe(&b->baselines_filter, line, sizeof line);
+        fprintf(f, "tmap run --select filter (drop %.2f)'s own verdict: %s.\n", b->s.drop, line);
+        if (b->s.ft_proxy) {
+            tmap_baselines_describe(&b->baselines_filter_ft, line, sizeof line);
+            fprintf(f, "tmap run --select filter --proxy finetune's own verdict (its own proxy): %s.\n", line);
+        }
+    }
     fprintf(f, "\n");
     fprintf(f, "Learned weights:");
     for (size_t j = 0; j < b->learned.d; j++)
@@ -896,6 +962,16 @@ static void write_markdown(const struct bench *b)
         fprintf(f, ".\nLearned weights (--proxy finetune):");
         for (size_t j = 0; j < b->learned_ft.d; j++)
             fprintf(f, " %s %.3f", b->learned_ft.names[j], b->learned_ft.weights[j]);
+    }
+    if (b->s.filters) {
+        fprintf(f, ".\nLearned weights (--select filter):");
+        for (size_t j = 0; j < b->learned_filter.d; j++)
+            fprintf(f, " %s %.3f", b->learned_filter.names[j], b->learned_filter.weights[j]);
+    }
+    if (b->s.filters && b->s.ft_proxy) {
+        fprintf(f, ".\nLearned weights (--select filter --proxy finetune):");
+        for (size_t j = 0; j < b->learned_filter_ft.d; j++)
+            fprintf(f, " %s %.3f", b->learned_filter_ft.names[j], b->learned_filter_ft.weights[j]);
     }
     fprintf(f, ".\n\n");
     fprintf(f, "Loss differences are arm minus reference (negative: the arm fine-tunes better), with 95%% intervals "
@@ -945,7 +1021,8 @@ static void html_scatter(const struct bench *b, FILE *f)
         double cx = L + (r->proxy - x0) / (x1 - x0) * (W - L - R);
         double cy = T + (r->mean_loss - y0) / (y1 - y0) * (H - T - B);
         const char *color = r->kind == ARM_TMAP ? "#2f855a" : r->kind == ARM_RANDOM ? "#718096"
-                            : r->kind == ARM_TOKENS ? "#a0aec0" : "#3182ce";
+                            : r->kind == ARM_TOKENS ? "#a0aec0" : r->kind == ARM_FILTER ? "#d69e2e"
+                            : r->kind == ARM_CLEAN ? "#805ad5" : "#3182ce";
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"><title>%s: proxy %.4f, loss %.4f</title>"
                    "</circle>\n", cx, cy, color, r->name, r->proxy, r->mean_loss);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">%s</text>\n", cx + 7, cy + 3, r->name);
@@ -1028,6 +1105,8 @@ static void usage(void)
             "       [--ft-seeds N] [--epochs N] [--lr X] [--val N] [--heldout N] [-t THREADS]\n"
             "       [--ft-proxy RECORDS]   (the second proxy's sample, default 64; 0 = off)\n"
             "       [--singles 0]          (no arm per indicator alone: half the fine-tunes)\n"
+            "       [--filters 0]          (no filter-selection and clean arms, no filter runs)\n"
+            "       [--drop F]             (filter selections: share of the pool left out, default 0.3)\n"
             "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n");
     exit(2);
 }
@@ -1056,6 +1135,8 @@ static void parse(int argc, char **argv, struct settings *s)
         else if (!strcmp(a, "--pool-only")) s->pool_only = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--ft-proxy")) s->ft_proxy = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--singles")) s->singles = strcmp(v, "0") != 0;
+        else if (!strcmp(a, "--filters")) s->filters = strcmp(v, "0") != 0;
+        else if (!strcmp(a, "--drop")) s->drop = strtod(v, NULL);
         else usage();
         i++;
     }

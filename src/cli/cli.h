@@ -129,16 +129,24 @@ void cli_data_options_free(struct cli_data_options *d);
  * are turned into enums by cli_learn_options_finish. */
 struct cli_learn_options {
     struct tmap_learn_params learn;
-    int search, policy, metric, proxy;
+    int search, policy, metric, proxy, select;
 };
 
 extern const char *const cli_search_choices[];
 extern const char *const cli_policy_choices[];
 extern const char *const cli_metric_choices[];
 extern const char *const cli_proxy_choices[];
+extern const char *const cli_select_choices[];
+
+/* --select and --drop, shared by `select`, `learn` and `run`. */
+#define CLI_SELECT_OPTIONS(sel, mode)                                                              \
+    { "--ratio", CLI_DOUBLE, &(sel).ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
+    { "--select", CLI_CHOICE, &(mode), "top|filter", "top: the highest combined scores (default); filter: leave out the lowest --drop and draw the ratio at random from the rest", 0, 0, cli_select_choices }, \
+    { "--drop", CLI_DOUBLE, &(sel).drop, "F", "filter selection: share of the pool left out (default 0.3)", 0.0, 1.0, NULL }, \
+    { "--keep-duplicates", CLI_FLAG, &(sel).keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL }
 
 #define CLI_LEARN_OPTIONS(l)                                                                       \
-    { "--ratio", CLI_DOUBLE, &(l).learn.ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
+    CLI_SELECT_OPTIONS((l).learn.select, (l).select), \
     { "--iters", CLI_SIZE, &(l).learn.iters, "N", "proxy evaluations the search may spend (default 30)", 1, 100000, NULL }, \
     { "--search", CLI_CHOICE, &(l).search, "bo|random|grid", "how weights are searched (default bo)", 0, 0, cli_search_choices }, \
     { "--signed", CLI_FLAG, &(l).learn.signed_weights, NULL, "also learn directions (weights on the L1 sphere)", 0, 0, NULL }, \
@@ -151,8 +159,7 @@ extern const char *const cli_proxy_choices[];
     { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, cli_proxy_choices }, \
     { "--ft-records", CLI_SIZE, &(l).learn.proxy.ft_records, "N", "fine-tune proxy: records drawn from the subset per draw (default 64)", 1, 1000000, NULL }, \
     { "--baselines", CLI_SIZE, &(l).learn.n_random, "R", "random subsets of the same size the learned weights must beat (default 5; 0 = none)", 0, 1000, NULL }, \
-    { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }, \
-    { "--keep-duplicates", CLI_FLAG, &(l).learn.keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL }
+    { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }
 
 void cli_learn_options_init(struct cli_learn_options *l);
 void cli_learn_options_finish(struct cli_learn_options *l);

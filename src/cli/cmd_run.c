@@ -50,7 +50,7 @@ static void print_proxy(const struct tmap_proxy_params *pp)
 static void print_summary(const struct tmap_run_summary *s, const struct tmap_run_params *p)
 {
     const char *model_path = p->model.path, *out_dir = p->out_dir;
-    double ratio = p->learn.ratio;
+    double ratio = p->learn.select.ratio;
     print_model(&s->model, model_path);
     printf("%-28s %zu records\n", "pool", s->n_pool);
     printf("%-28s %zu items -> %zu anchors\n", "validation", s->n_val, s->n_tiny);
@@ -69,6 +69,8 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     tmap_baselines_describe(b, verdict, sizeof verdict);
     printf("%-28s %s\n", "baseline", verdict);
     printf("%-28s %zu (%.0f%%)", "selected", s->n_selected, ratio * 100.0);
+    if (p->learn.select.mode == TMAP_SELECT_FILTER)
+        printf(", drawn at random from all but the lowest %.0f%%", p->learn.select.drop * 100.0);
     if (s->n_duplicates)
         printf("; %zu exact duplicates kept out", s->n_duplicates);
     printf("\n");

@@ -13,16 +13,16 @@ int cmd_select(int argc, char **argv)
     cli_data_options_init(&d);
     const char *pool_path = NULL, *scores_path = "scores.csv", *weights_path = "weights.json";
     const char *out = "selected.jsonl", *table = NULL;
-    double ratio = 0.3;
-    bool keep_duplicates = false;
+    struct tmap_select_params sp = tmap_select_default_params();
+    int mode = (int)sp.mode;
     const struct cli_option options[] = {
         { "-d|--data", CLI_STRING, &pool_path, "FILE", "the pool that was scored", 0, 0, NULL },
         { "--scores", CLI_STRING, &scores_path, "CSV", "from tmap score (default scores.csv)", 0, 0, NULL },
         { "--weights", CLI_STRING, &weights_path, "FILE", "from tmap learn (default weights.json)", 0, 0, NULL },
-        { "--ratio", CLI_DOUBLE, &ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL },
         { "-o|--out", CLI_STRING, &out, "FILE", "selected records (default selected.jsonl)", 0, 0, NULL },
         { "--table", CLI_STRING, &table, "CSV", "also write scores with ranks, combined score, selected flag", 0, 0, NULL },
-        { "--keep-duplicates", CLI_FLAG, &keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL },
+        CLI_SELECT_OPTIONS(sp, mode),
+        { "--seed", CLI_U64, &sp.seed, "S", "filter selection: the seed of the draw (default 42, as tmap learn's)", 0, 0, NULL },
         CLI_DATA_OPTIONS(d),
         CLI_OPT_END,
     };
@@ -34,6 +34,7 @@ int cmd_select(int argc, char **argv)
         return rc;
     if (!pool_path)
         return cli_usage_error(&spec, "no pool given (-d FILE)");
+    sp.mode = (enum tmap_select_mode)mode;
     if ((rc = cli_data_options_finish(&d, pool_path)) != 0)
         return rc;
     struct tmap_error err = { 0 };
@@ -47,7 +48,7 @@ int cmd_select(int argc, char **argv)
     if (!st)
         st = tmap_weights_read_json(weights_path, &w, &err);
     if (!st)
-        st = tmap_select(pool, scores, &w, ratio, keep_duplicates, &sel, &err);
+        st = tmap_select(pool, scores, &w, &sp, &sel, &err);
     if (!st)
         st = tmap_write_selected(pool, &sel, out, &err);
     if (!st && table)

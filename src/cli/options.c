@@ -320,6 +320,7 @@ const char *const cli_search_choices[] = { "bo", "random", "grid", NULL };
 const char *const cli_policy_choices[] = { "top", "random", "knn", NULL };
 const char *const cli_metric_choices[] = { "loglik", "accuracy", "mc", NULL };
 const char *const cli_proxy_choices[] = { "icl", "finetune", NULL };
+const char *const cli_select_choices[] = { "top", "filter", NULL };
 
 void cli_learn_options_init(struct cli_learn_options *l)
 {
@@ -328,6 +329,7 @@ void cli_learn_options_init(struct cli_learn_options *l)
     l->policy = (int)l->learn.proxy.policy;
     l->metric = (int)l->learn.proxy.metric;
     l->proxy = (int)l->learn.proxy.kind;
+    l->select = (int)l->learn.select.mode;
 }
 
 void cli_learn_options_finish(struct cli_learn_options *l)
@@ -337,4 +339,6 @@ void cli_learn_options_finish(struct cli_learn_options *l)
     l->learn.proxy.metric = (enum tmap_metric)l->metric;
     l->learn.proxy.kind = (enum tmap_proxy_kind)l->proxy;
     l->learn.proxy.seed = l->learn.seed;
+    l->learn.select.mode = (enum tmap_select_mode)l->select;
+    l->learn.select.seed = l->learn.seed;
 }

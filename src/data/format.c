@@ -821,3 +821,30 @@ enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[
     memcpy(out, canonical.digest, sizeof canonical.digest);
     return TMAP_OK;
 }
+
+bool tmap_record_write_line(FILE *f, const char *raw, size_t n)
+{
+    if (!memchr(raw, '\n', n) && !memchr(raw, '\r', n))
+        return fwrite(raw, 1, n, f) == n && fputc('\n', f) != EOF;
+    /* Outside strings, JSON whitespace separates tokens and means nothing;
+     * inside them a line break cannot occur raw, so nothing else changes. */
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = raw[i];
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue;
+        } else if (c == '"') {
+            in_string = true;
+        }
+        if (fputc(c, f) == EOF)
+            return false;
+    }
+    return fputc('\n', f) != EOF;
+}

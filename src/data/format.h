@@ -14,6 +14,8 @@
 #define TMAP_DATA_FORMAT_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
 
 #include "tmap.h"
 
@@ -38,5 +40,13 @@ const char *tmap_json_type_name(const json_t *value);
  * big-endian. Normalising turns CRLF into LF and strips leading and trailing
  * ASCII whitespace, so a record re-saved by another tool keeps its hash. */
 enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[16]);
+
+/* Writes a record as one line of JSON, newline included: its input bytes
+ * exactly when they hold no line break (every JSONL record), otherwise the
+ * same bytes with the whitespace between tokens left out (an element of a
+ * pretty-printed JSON array), so every output line parses on its own and
+ * keeps the record's own keys, order, numbers and escapes. Returns false on
+ * a write error. */
+bool tmap_record_write_line(FILE *f, const char *raw, size_t n);
 
 #endif

@@ -21,13 +21,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
+
+struct tmap_select_params tmap_select_default_params(void)
+{
+    struct tmap_select_params p = {
+        .ratio = 0.3, .mode = TMAP_SELECT_TOP, .drop = 0.3, .seed = 42, .keep_duplicates = false,
+    };
+    return p;
+}
+
+const char *tmap_select_mode_name(enum tmap_select_mode mode)
+{
+    return mode == TMAP_SELECT_FILTER ? "filter" : mode == TMAP_SELECT_TOP ? "top" : "?";
+}
 
 struct tmap_learn_params tmap_learn_default_params(void)
 {
     struct tmap_learn_params p = {
-        .ratio = 0.3, .search = TMAP_LEARN_BO, .iters = 30, .seed = 42,
+        .select = tmap_select_default_params(), .search = TMAP_LEARN_BO, .iters = 30, .seed = 42,
         .proxy = tmap_proxy_default_params(), .n_random = 5, .n_redraws = 4,
-        .keep_duplicates = false,
     };
     /* Random draws look at the whole subset; the top k would judge only its
      * first eight samples, which many weightings share. */
@@ -188,23 +201,98 @@ static bool *duplicate_rows(const struct tmap_pool *pool, const uint32_t *order,
     return dup;
 }
 
-/* The top ratio of s, duplicates left out: they rank below every other row
- * (NaN), so they can only reach the top when distinct rows run out, and
- * are dropped then. */
-static size_t select_distinct(const double *s, double *work, const bool *dup, const uint32_t *order, size_t n,
-                              double ratio, size_t *rows)
+/* What turns combined scores into rows, set up once per pool and used for
+ * every candidate weighting. */
+struct chooser {
+    const struct tmap_select_params *p;
+    size_t    n;
+    uint32_t *order; /* id order: the tie-break */
+    bool     *dup;   /* exact duplicates, kept out (NULL: keep them) */
+    double   *key;   /* filter mode: each row's draw key (NULL in top mode) */
+    double   *work;
+};
+
+static enum tmap_status check_select_params(const struct tmap_select_params *p, struct tmap_error *err)
 {
-    const double *use = s;
-    if (dup) {
-        for (size_t i = 0; i < n; i++)
-            work[i] = dup[i] ? NAN : s[i];
-        use = work;
+    if (!(p->ratio > 0.0 && p->ratio <= 1.0))
+        return tmap_fail(err, TMAP_ERR_USAGE, "ratio %g must be in (0, 1]", p->ratio);
+    if (p->mode != TMAP_SELECT_TOP && p->mode != TMAP_SELECT_FILTER)
+        return tmap_fail(err, TMAP_ERR_USAGE, "unknown selection mode %d", (int)p->mode);
+    if (p->mode == TMAP_SELECT_FILTER && !(p->drop >= 0.0 && p->ratio + p->drop <= 1.0 + 1e-9))
+        return tmap_fail(err, TMAP_ERR_USAGE,
+                         "drop %g with ratio %g: the filter must leave at least the ratio (drop in [0, 1 - ratio])",
+                         p->drop, p->ratio);
+    return TMAP_OK;
+}
+
+/* A key in [0, 1) per row from its content hash and the seed: a row keeps
+ * its key whatever the file order and whatever the weights. */
+static void draw_keys(const struct tmap_pool *pool, uint64_t seed, double *key)
+{
+    size_t n = tmap_pool_size(pool);
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(pool, i, &rec);
+        key[i] = (double)(XXH3_64bits_withSeed(rec.hash, sizeof rec.hash, seed) >> 11) * 0x1.0p-53;
     }
-    size_t k = tmap_select_top(use, order, n, ratio, rows), kept = 0;
+}
+
+static void chooser_free(struct chooser *c)
+{
+    free(c->order);
+    free(c->dup);
+    free(c->key);
+    free(c->work);
+    memset(c, 0, sizeof *c);
+}
+
+static enum tmap_status chooser_init(struct chooser *c, const struct tmap_pool *pool,
+                                     const struct tmap_select_params *p, size_t *n_dup, struct tmap_error *err)
+{
+    memset(c, 0, sizeof *c);
+    *n_dup = 0;
+    enum tmap_status st = check_select_params(p, err);
+    if (st)
+        return st;
+    size_t n = tmap_pool_size(pool), cells = n ? n : 1;
+    c->p = p;
+    c->n = n;
+    c->order = id_order(pool);
+    c->work = malloc(cells * sizeof *c->work);
+    if (c->order && !p->keep_duplicates)
+        c->dup = duplicate_rows(pool, c->order, n_dup);
+    if (p->mode == TMAP_SELECT_FILTER && (c->key = malloc(cells * sizeof *c->key)) != NULL)
+        draw_keys(pool, p->seed, c->key);
+    if (!c->order || !c->work || (!p->keep_duplicates && !c->dup) || (p->mode == TMAP_SELECT_FILTER && !c->key)) {
+        chooser_free(c);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory selecting from %zu samples", n);
+    }
+    return TMAP_OK;
+}
+
+/* The rows combined scores s select, duplicates left out: they rank below
+ * every other row (NaN), so they can only reach the top when distinct rows
+ * run out, and are dropped then. rows needs room for n (workspace); its
+ * first `returned` entries are the selection in ascending row order. */
+static size_t choose_rows(const struct chooser *c, const double *s, size_t *rows)
+{
+    size_t n = c->n;
+    for (size_t i = 0; i < n; i++)
+        c->work[i] = c->dup && c->dup[i] ? NAN : s[i];
+    if (c->p->mode == TMAP_SELECT_FILTER) {
+        /* What the drop leaves, then the draw among it: the highest keys. */
+        size_t kept = tmap_select_top(c->work, c->order, n, 1.0 - c->p->drop, rows);
+        for (size_t i = 0; i < n; i++)
+            c->work[i] = NAN;
+        for (size_t j = 0; j < kept; j++)
+            if (!(c->dup && c->dup[rows[j]]))
+                c->work[rows[j]] = c->key[rows[j]];
+    }
+    size_t k = tmap_select_top(c->work, c->order, n, c->p->ratio, rows), chosen = 0;
     for (size_t i = 0; i < k; i++)
-        if (!dup || !dup[rows[i]])
-            rows[kept++] = rows[i];
-    return kept;
+        if (!isnan(c->work[rows[i]]))
+            rows[chosen++] = rows[i];
+    return chosen;
 }
 
 /* Percentile ranks of the weighted columns, column-major n x d. */
@@ -236,39 +324,34 @@ void tmap_selection_free(struct tmap_selection *s)
 }
 
 enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
-                             const struct tmap_weights *w, double ratio, bool keep_duplicates,
+                             const struct tmap_weights *w, const struct tmap_select_params *p,
                              struct tmap_selection *out, struct tmap_error *err)
 {
     memset(out, 0, sizeof *out);
     size_t n = scores->n_rows;
-    if (!(ratio > 0.0 && ratio <= 1.0))
-        return tmap_fail(err, TMAP_ERR_USAGE, "ratio %g must be in (0, 1]", ratio);
     if (n != tmap_pool_size(pool))
         return tmap_fail(err, TMAP_ERR_DATA, "%zu score rows for a pool of %zu records", n, tmap_pool_size(pool));
+    struct chooser ch;
+    enum tmap_status st = chooser_init(&ch, pool, p, &out->n_duplicates, err);
+    if (st)
+        return st;
     size_t cells = n ? n : 1;
     out->n_rows = n;
     out->rows = malloc(cells * sizeof *out->rows);
     out->selected = calloc(cells, sizeof *out->selected);
     out->combined = malloc(cells * sizeof *out->combined);
     out->ranks = malloc(cells * (w->d ? w->d : 1) * sizeof *out->ranks);
-    uint32_t *order = id_order(pool);
-    bool *dup = order && !keep_duplicates ? duplicate_rows(pool, order, &out->n_duplicates) : NULL;
-    double *work = malloc(cells * sizeof *work);
-    enum tmap_status st = TMAP_OK;
-    if (!out->rows || !out->selected || !out->combined || !out->ranks || !order || !work ||
-        (!keep_duplicates && !dup))
+    if (!out->rows || !out->selected || !out->combined || !out->ranks)
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory selecting from %zu samples", n);
     if (!st)
         st = rank_columns(scores, w, out->ranks, err);
     if (!st) {
         tmap_combine(out->ranks, n, w->d, w->weights, out->combined);
-        out->n = select_distinct(out->combined, work, dup, order, n, ratio, out->rows);
+        out->n = choose_rows(&ch, out->combined, out->rows);
         for (size_t i = 0; i < out->n; i++)
             out->selected[out->rows[i]] = true;
     }
-    free(work);
-    free(dup);
-    free(order);
+    chooser_free(&ch);
     if (st)
         tmap_selection_free(out);
     return st;
@@ -306,9 +389,8 @@ struct objective {
     const struct tmap_learn_params *p;
     const double                   *u; /* ranks, n x d */
     size_t                          n, d;
-    uint32_t                       *order;
-    bool                           *dup;  /* exact duplicates, kept out (NULL: keep them) */
-    double                         *s, *work;
+    struct chooser                  ch;
+    double                         *s;
     size_t                         *rows;
     struct memo_entry              *memo;
     size_t                          n_memo;
@@ -335,7 +417,7 @@ static enum tmap_status evaluate(const double *w, size_t d, void *ud, double *va
 {
     struct objective *o = ud;
     tmap_combine(o->u, o->n, d, w, o->s);
-    size_t k = select_distinct(o->s, o->work, o->dup, o->order, o->n, o->p->ratio, o->rows);
+    size_t k = choose_rows(&o->ch, o->s, o->rows);
     uint64_t h = tmap_subset_hash(o->rows, k);
     if (!remember_hash(o, h))
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
@@ -480,7 +562,7 @@ static enum tmap_status redraw_baselines(struct objective *o, const double *best
                                          struct tmap_error *err)
 {
     tmap_combine(o->u, o->n, o->d, best_w, o->s);
-    size_t k = select_distinct(o->s, o->work, o->dup, o->order, o->n, o->p->ratio, o->rows);
+    size_t k = choose_rows(&o->ch, o->s, o->rows);
     uint64_t seed = tmap_proxy_seed(o->proxy);
     enum tmap_status st = TMAP_OK;
     for (size_t i = 0; i < b->n_redraws && !st; i++) {
@@ -553,22 +635,28 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
                             struct tmap_learn_result *out, struct tmap_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (!(p->ratio > 0.0 && p->ratio <= 1.0))
-        return tmap_fail(err, TMAP_ERR_USAGE, "ratio %g must be in (0, 1]", p->ratio);
-    enum tmap_status st = tmap_weights_uniform(scores, &out->weights, err);
+    if (scores->n_rows != tmap_pool_size(pool))
+        return tmap_fail(err, TMAP_ERR_DATA, "%zu score rows for a pool of %zu records", scores->n_rows,
+                         tmap_pool_size(pool));
+    struct objective o = { .pool = pool, .proxy = proxy, .p = p };
+    size_t n_dup;
+    enum tmap_status st = chooser_init(&o.ch, pool, &p->select, &n_dup, err);
     if (st)
         return st;
+    st = tmap_weights_uniform(scores, &out->weights, err);
+    if (st) {
+        chooser_free(&o.ch);
+        return st;
+    }
+    out->n_duplicates = n_dup;
     size_t n = scores->n_rows, d = out->weights.d;
-    struct objective o = { .pool = pool, .proxy = proxy, .p = p, .n = n, .d = d };
+    o.n = n;
+    o.d = d;
     double *u = malloc((n ? n : 1) * d * sizeof *u);
     o.u = u;
-    o.order = id_order(pool);
     o.s = malloc((n ? n : 1) * sizeof *o.s);
-    o.work = malloc((n ? n : 1) * sizeof *o.work);
     o.rows = malloc((n ? n : 1) * sizeof *o.rows);
-    if (o.order && !p->keep_duplicates)
-        o.dup = duplicate_rows(pool, o.order, &out->n_duplicates);
-    if (!u || !o.order || !o.s || !o.work || !o.rows || (!p->keep_duplicates && !o.dup))
+    if (!u || !o.s || !o.rows)
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the weight search over %zu samples", n);
     if (!st)
         st = rank_columns(scores, &out->weights, u, err);
@@ -586,17 +674,15 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
     if (!st)
         st = take_result(&sr, &o, out, err);
     if (!st) {
-        size_t k = tmap_select_count(p->ratio, n); /* the selection's size: */
-        if (k > n - out->n_duplicates)
-            k = n - out->n_duplicates;                /* fewer only when distinct records run out */
-        st = run_baselines(&o, k, out, err);
+        /* Random subsets of the learned selection's size (smaller than the
+         * ratio only when distinct records run out). */
+        tmap_combine(u, n, d, out->weights.weights, o.s);
+        st = run_baselines(&o, choose_rows(&o.ch, o.s, o.rows), out, err);
     }
     tmap_search_result_free(&sr);
     free(u);
-    free(o.order);
-    free(o.dup);
+    chooser_free(&o.ch);
     free(o.s);
-    free(o.work);
     free(o.rows);
     free(o.memo);
     free(o.hashes);

@@ -4,10 +4,15 @@
  * selected flag), weights.json and trace.csv; and reading scores.csv and
  * weights.json back for `tmap select`.
  *
- * Every file is written to a temporary name beside its target and renamed
- * into place, so a killed run never leaves a truncated output behind.
+ * Every file is written through util/atomic.h (temporary name, fsync,
+ * rename), so a killed run never leaves a truncated output behind.
+ * selected.jsonl is one record per line whatever the input's layout: the
+ * input line byte for byte from JSONL, an element of a JSON array on one
+ * line (tmap_record_write_line).
  */
+#include "data/format.h"
 #include "indicators/scores.h"
+#include "util/atomic.h"
 #include "util/csv.h"
 #include "util/error.h"
 
@@ -19,51 +24,21 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- atomic files ------------------------------------------------------- */
-
-struct out_file {
-    FILE *f;
-    char  tmp[4200];
-    const char *path;
-};
-
-static enum tmap_status out_open(struct out_file *o, const char *path, struct tmap_error *err)
-{
-    o->path = path;
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid());
-    o->f = fopen(o->tmp, "w");
-    if (!o->f)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return TMAP_OK;
-}
-
-static enum tmap_status out_close(struct out_file *o, struct tmap_error *err)
-{
-    bool failed = ferror(o->f) != 0;
-    failed |= fclose(o->f) != 0;
-    if (failed || rename(o->tmp, o->path) != 0) {
-        unlink(o->tmp);
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", o->path, strerror(errno));
-    }
-    return TMAP_OK;
-}
-
 /* ---- selected.jsonl, scores.csv, trace.csv ----------------------------- */
 
 enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
                                      const char *path, struct tmap_error *err)
 {
-    struct out_file o;
-    enum tmap_status st = out_open(&o, path, err);
+    struct tmap_atomic_file o;
+    enum tmap_status st = tmap_atomic_open(&o, path, "w", err);
     if (st)
         return st;
     for (size_t i = 0; i < sel->n; i++) {
         struct tmap_record rec;
         tmap_pool_record(pool, sel->rows[i], &rec);
-        fwrite(rec.raw, 1, rec.raw_bytes, o.f);
-        fputc('\n', o.f);
+        tmap_record_write_line(o.f, rec.raw, rec.raw_bytes); /* a failed write shows at commit */
     }
-    return out_close(&o, err);
+    return tmap_atomic_commit(&o, err);
 }
 
 
@@ -79,14 +54,13 @@ enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const stru
                                         const struct tmap_weights *w, const struct tmap_selection *sel,
                                         const char *path, struct tmap_error *err)
 {
-    struct out_file o;
-    enum tmap_status st = out_open(&o, path, err);
+    struct tmap_atomic_file o;
+    enum tmap_status st = tmap_atomic_open(&o, path, "w", err);
     if (st)
         return st;
     size_t *cols = calloc(w->d ? w->d : 1, sizeof *cols);
     if (!cols) {
-        fclose(o.f);
-        unlink(o.tmp);
+        tmap_atomic_abort(&o);
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory writing %s", path);
     }
     fputs("id", o.f);
@@ -112,13 +86,13 @@ enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const stru
         fprintf(o.f, ",%d\n", sel->selected[i] ? 1 : 0);
     }
     free(cols);
-    return out_close(&o, err);
+    return tmap_atomic_commit(&o, err);
 }
 
 enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path, struct tmap_error *err)
 {
-    struct out_file o;
-    enum tmap_status st = out_open(&o, path, err);
+    struct tmap_atomic_file o;
+    enum tmap_status st = tmap_atomic_open(&o, path, "w", err);
     if (st)
         return st;
     fputs("iteration", o.f);
@@ -135,7 +109,7 @@ enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const c
         fprintf(o.f, ",%.10g,%d,%016llx,%.3f\n", e->value, e->reused ? 1 : 0,
                 (unsigned long long)e->subset_hash, e->seconds);
     }
-    return out_close(&o, err);
+    return tmap_atomic_commit(&o, err);
 }
 
 /* ---- weights.json -------------------------------------------------------- */
@@ -185,14 +159,17 @@ enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const str
         json_object_set_new(root, "baselines", baselines_json(w, baselines));
     json_t *config = config_json ? json_loads(config_json, 0, NULL) : NULL;
     json_object_set_new(root, "config", config ? config : json_object());
-    struct out_file o;
-    enum tmap_status st = out_open(&o, path, err);
+    struct tmap_atomic_file o;
+    enum tmap_status st = tmap_atomic_open(&o, path, "w", err);
     if (!st) {
         /* Sorted keys and fixed indentation: the same run gives the same bytes. */
-        if (json_dumpf(root, o.f, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) != 0)
-            fputc('\0', o.f); /* mark failure through ferror on a later write */
-        fputc('\n', o.f);
-        st = out_close(&o, err);
+        if (json_dumpf(root, o.f, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) != 0) {
+            tmap_atomic_abort(&o);
+            st = tmap_fail(err, TMAP_ERR_IO, "%s: cannot write the weights", path);
+        } else {
+            fputc('\n', o.f);
+            st = tmap_atomic_commit(&o, err);
+        }
     }
     json_decref(root);
     return st;

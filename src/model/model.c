@@ -10,8 +10,6 @@
 #include "util/error.h"
 
 #include <ggml-backend.h>
-#include <gguf.h>
-#include <xxhash.h>
 
 #include <errno.h>
 #include <math.h>
@@ -77,40 +75,6 @@ struct tmap_model_params tmap_model_default_params(void)
         .use_mmap     = true,
     };
     return p;
-}
-
-/* The store keys scores by this (DESIGN.md section 8): xxh3-128 of the GGUF
- * header and tensor index, plus the file size. It changes when weights are
- * re-quantised or re-trained in place, yet costs one small read. */
-static enum tmap_status fingerprint_file(const char *path, uint64_t file_bytes, char out[33],
-                                         struct tmap_error *err)
-{
-    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
-    struct gguf_context *g = gguf_init_from_file(path, gp);
-    if (!g)
-        return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a GGUF file", path);
-    size_t meta_bytes = gguf_get_data_offset(g);
-    gguf_free(g);
-
-    FILE *f = fopen(path, "rb");
-    char *head = malloc(meta_bytes ? meta_bytes : 1);
-    if (!f || !head || fread(head, 1, meta_bytes, f) != meta_bytes) {
-        if (f)
-            fclose(f);
-        free(head);
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot read the GGUF header", path);
-    }
-    fclose(f);
-
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_128bits_reset(st);
-    XXH3_128bits_update(st, head, meta_bytes);
-    XXH3_128bits_update(st, &file_bytes, sizeof file_bytes);
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    free(head);
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
-    return TMAP_OK;
 }
 
 static int32_t default_threads(void)
@@ -255,7 +219,7 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
     }
     m->params = *p;
     m->params.path = path;
-    st = fingerprint_file(p->path, (uint64_t)sb.st_size, m->info.fingerprint, err);
+    st = tmap_model_fingerprint(p->path, m->info.fingerprint, NULL, err);
     if (st)
         goto fail;
 

@@ -61,6 +61,12 @@ int32_t tmap_model_logprob_cost(const struct tmap_model *m, const struct tmap_lo
 struct gguf_context;
 enum tmap_status tmap_vocab_read(const char *path, struct gguf_context **out, struct tmap_error *err);
 
+/* What keys the model's scores in the store (fingerprint.c): xxh3-128 of
+ * every byte of the GGUF file at path, as 32 hex digits in out, served from
+ * a small cache keyed by device, inode, size and modification time when the
+ * file is unchanged (*cached, may be NULL, says so). */
+enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *cached, struct tmap_error *err);
+
 /* The last error line llama.cpp logged, or "" (added to our messages). */
 const char *tmap_llama_last_error(void);
 

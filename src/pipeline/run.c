@@ -108,14 +108,17 @@ static char *config_json(const struct run_state *r)
     tmap_model_get_info(r->model, &mi);
     const char *search[] = { "bo", "random", "grid" }, *policy[] = { "top", "random", "knn" };
     const char *metric[] = { "loglik", "accuracy", "mc" };
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:I, s:b, s:I, s:{s:i, s:s, s:I, s:I, s:s}, s:I}",
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:f, s:s, s:I, s:b, s:I, "
+                          "s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f}, s:I}",
                           "model", p->model.path, "model_fingerprint", mi.fingerprint, "model_description",
-                          mi.description, "pool", p->pool_path, "val", p->val_path, "ratio", p->learn.ratio,
-                          "search", search[p->learn.search], "iters", (json_int_t)p->learn.iters,
+                          mi.description, "pool", p->pool_path, "val", p->val_path, "ratio", p->learn.select.ratio,
+                          "select", tmap_select_mode_name(p->learn.select.mode), "drop",
+                          p->learn.select.mode == TMAP_SELECT_FILTER ? p->learn.select.drop : 0.0, "search", search[p->learn.search], "iters", (json_int_t)p->learn.iters,
                           "signed", p->learn.signed_weights, "seed", (json_int_t)p->learn.seed, "proxy",
-                          "k", p->learn.proxy.k, "policy", policy[p->learn.proxy.policy], "draws",
+                          "kind", p->learn.proxy.kind == TMAP_PROXY_FINETUNE ? "finetune" : "icl", "k", p->learn.proxy.k, "policy", policy[p->learn.proxy.policy], "draws",
                           (json_int_t)p->learn.proxy.draws, "groups", (json_int_t)p->learn.proxy.groups,
-                          "metric", metric[p->learn.proxy.metric],
+                          "metric", metric[p->learn.proxy.metric], "ft_records", (json_int_t)p->learn.proxy.ft_records,
+                          "ft_epochs", p->learn.proxy.ft_epochs, "ft_lr", (double)p->learn.proxy.ft_lr,
                           "tiny_items", (json_int_t)r->tiny.n);
     char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(c);
@@ -322,7 +325,7 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
     if (!st)
         st = learn_weights(&r, out, err);
     if (!st)
-        st = tmap_select(r.pool, r.scores, &r.learned.weights, p->learn.ratio, p->learn.keep_duplicates, &r.sel, err);
+        st = tmap_select(r.pool, r.scores, &r.learned.weights, &p->learn.select, &r.sel, err);
     if (!st && p->diversity_threshold > 0.0)
         st = diversify(&r, err);
     if (!st)

@@ -12,6 +12,8 @@
  * Distances are cosine distances (1 - dot product of unit vectors),
  * computed on the fly: n x k per round, never an n x n matrix.
  */
+#include "data/format.h"
+#include "util/atomic.h"
 #include "util/error.h"
 #include "util/random.h"
 
@@ -234,28 +236,26 @@ enum tmap_status tmap_tiny_select(const struct tmap_pool *val, struct tmap_model
 enum tmap_status tmap_tiny_write(const struct tmap_tiny *t, const struct tmap_pool *val, const char *path,
                                  struct tmap_error *err)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    struct tmap_atomic_file a;
+    enum tmap_status st = tmap_atomic_open(&a, path, "w", err);
+    if (st)
+        return st;
     for (size_t i = 0; i < t->n; i++) {
         struct tmap_record rec;
         tmap_pool_record(val, t->rows[i], &rec);
-        /* The record's own bytes after its '{', so nothing of it changes. */
+        /* The record's own bytes after its '{', so nothing of it changes
+         * (on one line: an element of a pretty-printed array spans many). */
         const char *brace = memchr(rec.raw, '{', rec.raw_bytes);
         size_t skip = brace ? (size_t)(brace - rec.raw) + 1 : 0;
         const char *rest = rec.raw + skip;
         size_t rest_bytes = rec.raw_bytes - skip;
         bool empty = true;
         for (size_t k = 0; k < rest_bytes && empty; k++)
-            empty = rest[k] == ' ' || rest[k] == '}' || rest[k] == '\t';
-        fprintf(f, "{\"tmap_weight\": %.17g%s", t->weights[i], empty ? "" : ", ");
-        fwrite(rest, 1, rest_bytes, f);
-        fputc('\n', f);
+            empty = rest[k] == ' ' || rest[k] == '}' || rest[k] == '\t' || rest[k] == '\n' || rest[k] == '\r';
+        fprintf(a.f, "{\"tmap_weight\": %.17g%s", t->weights[i], empty ? "" : ", ");
+        tmap_record_write_line(a.f, rest, rest_bytes); /* a failed write shows at commit */
     }
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0 || failed)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return TMAP_OK;
+    return tmap_atomic_commit(&a, err);
 }
 
 enum tmap_status tmap_tiny_weights(const struct tmap_pool *tiny, double *weights, struct tmap_error *err)

@@ -60,6 +60,29 @@ run "$TMAP" model pretrain -q -d d20.jsonl --out p2.gguf --n-embd 32 --n-layer 1
 expect_status 0
 expect_true cmp -s p1.gguf p2.gguf
 
+check "two fine-tunes of one model never share store entries"
+# Same shapes, same metadata, different weights: the fingerprint must see
+# the weights, or the second model gets the first one's losses.
+head -n 8 d40.jsonl > d8.jsonl
+run "$TMAP" finetune -q -m base.gguf -d d8.jsonl --out fa.gguf --epochs 1 --lr 1e-2 -c 256 -t 2
+expect_status 0
+run "$TMAP" finetune -q -m base.gguf -d d8.jsonl --out fb.gguf --epochs 1 --lr 1e-3 -c 256 -t 2
+expect_status 0
+expect_true test "$(stat -c %s fa.gguf)" -eq "$(stat -c %s fb.gguf)"
+run "$TMAP" score -m fa.gguf -d d8.jsonl --indicators loss --cache two.db --out fa.csv -t 2
+expect_status 0
+expect_err "8 computed, 0 from the store"
+run "$TMAP" score -m fb.gguf -d d8.jsonl --indicators loss --cache two.db --out fb.csv -t 2
+expect_status 0
+expect_err "8 computed, 0 from the store"
+expect_true test -n "$(cmp fa.csv fb.csv)"
+# The same model again: everything from the store, the fingerprint from
+# its cache (the file is unchanged), the same scores.
+run "$TMAP" score -m fb.gguf -d d8.jsonl --indicators loss --cache two.db --out fb2.csv -t 2
+expect_status 0
+expect_err "0 computed, 8 from the store"
+expect_true cmp -s fb.csv fb2.csv
+
 check "finetune errors"
 run "$TMAP" finetune -m base.gguf -d missing.jsonl --out x.gguf
 expect_status 3

@@ -25,13 +25,29 @@ expect_err "0 tokens in 0 decode calls"
 expect_true cmp -s scores.csv again.csv
 
 check "kill -9 mid-run, rerun: identical scores"
-"$TMAP" score "${common[@]}" --cache k.db -o killed.csv --quiet &
-pid=$!
-sleep 0.4
-kill -9 "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-run "$TMAP" score "${common[@]}" --cache k.db -o resumed.csv
+# The kill must land mid-run: some batches stored, not all (a run that
+# finished first, or died before storing anything, proves nothing). The
+# rerun's counts tell which happened; the delay adapts until it lands.
+landed=0
+delay=0.4
+for try in 1 2 3 4 5 6 7 8; do
+    rm -f k.db k.db-wal k.db-shm
+    "$TMAP" score "${common[@]}" --cache k.db -o killed.csv --quiet &
+    pid=$!
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    run "$TMAP" score "${common[@]}" --cache k.db -o resumed.csv
+    read -r computed stored < <(sed -nE 's/.*scored 30 samples: ([0-9]+) computed, ([0-9]+) from the store.*/\1 \2/p' "$WORK/.err")
+    if [ "${stored:-0}" -gt 0 ] && [ "${computed:-0}" -gt 0 ]; then
+        landed=1
+        break
+    fi
+    if [ "${stored:-0}" -eq 0 ]; then delay=$(awk -v d="$delay" 'BEGIN { print d * 2 }')
+    else delay=$(awk -v d="$delay" 'BEGIN { print d / 2 }'); fi
+done
 expect_status 0
+expect_true test "$landed" -eq 1
 expect_true cmp -s scores.csv resumed.csv
 
 check "dry run"

@@ -10,6 +10,8 @@ MODEL=$3
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tmap-cli.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
+# Model fingerprints are cached per user; tests keep theirs to themselves.
+export TMAP_FINGERPRINT_CACHE="$WORK/fingerprints"
 
 n_pass=0
 n_fail=0

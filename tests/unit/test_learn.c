@@ -15,6 +15,7 @@
 #include "helpers.h"
 #include "tmap.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,15 @@ static struct tmap_model *model;
 static struct tmap_pool *pool, *val;
 static struct tmap_scores *scores;
 
+static const struct tmap_select_params *select_params(double ratio, bool keep_duplicates)
+{
+    static struct tmap_select_params p;
+    p = tmap_select_default_params();
+    p.ratio = ratio;
+    p.keep_duplicates = keep_duplicates;
+    return &p;
+}
+
 static void test_select_counts_and_bytes(void **state)
 {
     (void)state;
@@ -37,12 +47,12 @@ static void test_select_counts_and_bytes(void **state)
     const size_t expect[] = { 12, 4, 10, 40, 1 };
     for (int r = 0; r < 5; r++) {
         struct tmap_selection sel;
-        assert_int_equal(tmap_select(pool, scores, &w, ratios[r], false, &sel, &err), TMAP_OK);
+        assert_int_equal(tmap_select(pool, scores, &w, select_params(ratios[r], false), &sel, &err), TMAP_OK);
         assert_int_equal(sel.n, expect[r]);
         tmap_selection_free(&sel);
     }
     struct tmap_selection sel;
-    assert_int_equal(tmap_select(pool, scores, &w, 0.3, false, &sel, &err), TMAP_OK);
+    assert_int_equal(tmap_select(pool, scores, &w, select_params(0.3, false), &sel, &err), TMAP_OK);
     char out[600];
     snprintf(out, sizeof out, "%s/selected.jsonl", tmpdir);
     assert_int_equal(tmap_write_selected(pool, &sel, out, &err), TMAP_OK);
@@ -68,7 +78,7 @@ static void test_select_counts_and_bytes(void **state)
     free(text);
     tmap_selection_free(&sel);
 
-    assert_int_equal(tmap_select(pool, scores, &w, 1.5, false, &sel, &err), TMAP_ERR_USAGE);
+    assert_int_equal(tmap_select(pool, scores, &w, select_params(1.5, false), &sel, &err), TMAP_ERR_USAGE);
     assert_non_null(strstr(err.message, "ratio 1.5"));
     tmap_weights_free(&w);
 }
@@ -80,7 +90,7 @@ static void test_diversity_filter(void **state)
     struct tmap_selection sel;
     struct tmap_error err = { 0 };
     assert_int_equal(tmap_weights_uniform(scores, &w, &err), TMAP_OK);
-    assert_int_equal(tmap_select(pool, scores, &w, 0.3, false, &sel, &err), TMAP_OK);
+    assert_int_equal(tmap_select(pool, scores, &w, select_params(0.3, false), &sel, &err), TMAP_OK);
     /* Four orthogonal directions: row i points along axis i % 4, so at a
      * threshold of 0.5 only one row per direction can be kept. */
     float emb[N_POOL * 4] = { 0 };
@@ -131,7 +141,7 @@ static void test_duplicates_enter_once(void **state)
 
     /* 10 rows, 4 duplicates (5, 6, 7, 9): 6 distinct contents. */
     struct tmap_selection sel;
-    assert_int_equal(tmap_select(dp, ds, &w, 0.5, false, &sel, &err), TMAP_OK);
+    assert_int_equal(tmap_select(dp, ds, &w, select_params(0.5, false), &sel, &err), TMAP_OK);
     assert_int_equal(sel.n_duplicates, 4);
     assert_int_equal(sel.n, 5);
     for (size_t i = 0; i < sel.n; i++)
@@ -144,17 +154,190 @@ static void test_duplicates_enter_once(void **state)
     assert_false(sel.selected[5] || sel.selected[6] || sel.selected[7] || sel.selected[9]);
     tmap_selection_free(&sel);
     /* Asked for more than there are distinct records: all 6 and no more. */
-    assert_int_equal(tmap_select(dp, ds, &w, 1.0, false, &sel, &err), TMAP_OK);
+    assert_int_equal(tmap_select(dp, ds, &w, select_params(1.0, false), &sel, &err), TMAP_OK);
     assert_int_equal(sel.n, 6);
     tmap_selection_free(&sel);
     /* keep_duplicates: the old behaviour, every row eligible. */
-    assert_int_equal(tmap_select(dp, ds, &w, 1.0, true, &sel, &err), TMAP_OK);
+    assert_int_equal(tmap_select(dp, ds, &w, select_params(1.0, true), &sel, &err), TMAP_OK);
     assert_int_equal(sel.n, 10);
     assert_int_equal(sel.n_duplicates, 0);
     tmap_selection_free(&sel);
     tmap_weights_free(&w);
     tmap_scores_free(ds);
     tmap_pool_free(dp);
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The ids a filter selection picks from the pool in the file at path,
+ * scored by two indicators that need no model work. */
+static char **filter_ids(const char *path, uint64_t seed, size_t *n)
+{
+    struct tmap_pool *fp = test_load_pool(path);
+    struct tmap_error err = { 0 };
+    struct tmap_score_params sp = tmap_score_default_params();
+    sp.indicators = (1u << TMAP_IND_LENGTH) | (1u << TMAP_IND_NUMERACY);
+    struct tmap_scores *fs;
+    assert_int_equal(tmap_score(fp, model, &sp, &fs, &err), TMAP_OK);
+    struct tmap_weights w;
+    assert_int_equal(tmap_weights_uniform(fs, &w, &err), TMAP_OK);
+    struct tmap_select_params p = tmap_select_default_params();
+    p.mode = TMAP_SELECT_FILTER;
+    p.seed = seed;
+    struct tmap_selection sel;
+    assert_int_equal(tmap_select(fp, fs, &w, &p, &sel, &err), TMAP_OK);
+    char **ids = calloc(sel.n, sizeof *ids);
+    for (size_t i = 0; i < sel.n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(fp, sel.rows[i], &rec);
+        ids[i] = strdup(rec.id);
+    }
+    qsort(ids, sel.n, sizeof *ids, compare_strings);
+    *n = sel.n;
+    tmap_selection_free(&sel);
+    tmap_weights_free(&w);
+    tmap_scores_free(fs);
+    tmap_pool_free(fp);
+    return ids;
+}
+
+/* Filter mode: the lowest drop share never enters, the rest is a seeded
+ * draw that does not depend on the file's order. */
+static void test_filter_selection(void **state)
+{
+    (void)state;
+    struct tmap_weights w;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_weights_uniform(scores, &w, &err), TMAP_OK);
+    struct tmap_select_params p = tmap_select_default_params();
+    p.mode = TMAP_SELECT_FILTER; /* ratio 0.3, drop 0.3: 12 of the 28 best of 40 */
+    struct tmap_selection a, b, top;
+    assert_int_equal(tmap_select(pool, scores, &w, &p, &a, &err), TMAP_OK);
+    assert_int_equal(a.n, 12);
+    for (size_t i = 0; i < a.n; i++) {
+        size_t better = 0;
+        for (size_t r = 0; r < N_POOL; r++)
+            better += a.combined[r] > a.combined[a.rows[i]];
+        assert_true(better < 28);
+    }
+    /* Not the top 12: the draw spreads over all 28. */
+    assert_int_equal(tmap_select(pool, scores, &w, select_params(0.3, false), &top, &err), TMAP_OK);
+    assert_memory_not_equal(a.rows, top.rows, a.n * sizeof *a.rows);
+    /* The same seed, the same rows; another seed, others. */
+    assert_int_equal(tmap_select(pool, scores, &w, &p, &b, &err), TMAP_OK);
+    assert_memory_equal(a.rows, b.rows, a.n * sizeof *a.rows);
+    tmap_selection_free(&b);
+    p.seed = 7;
+    assert_int_equal(tmap_select(pool, scores, &w, &p, &b, &err), TMAP_OK);
+    assert_memory_not_equal(a.rows, b.rows, a.n * sizeof *a.rows);
+    tmap_selection_free(&b);
+    /* The drop must leave at least the ratio. */
+    p.drop = 0.8;
+    assert_int_equal(tmap_select(pool, scores, &w, &p, &b, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "drop 0.8"));
+    tmap_selection_free(&a);
+    tmap_selection_free(&top);
+    tmap_weights_free(&w);
+
+    /* The same records (with ids: GSM8K's come from line numbers) in
+     * reverse order select the same ones. */
+    char forward[600], reversed[600];
+    snprintf(forward, sizeof forward, "%s/forward.jsonl", tmpdir);
+    snprintf(reversed, sizeof reversed, "%s/reversed.jsonl", tmpdir);
+    FILE *ff = fopen(forward, "w"), *fr = fopen(reversed, "w");
+    for (size_t i = 0; i < N_POOL; i++) {
+        struct tmap_record rec, rev;
+        tmap_pool_record(pool, i, &rec);
+        tmap_pool_record(pool, N_POOL - 1 - i, &rev);
+        assert_int_equal(rec.raw[0], '{');
+        fprintf(ff, "{\"id\": \"r%02zu\", %.*s\n", i, (int)rec.raw_bytes - 1, rec.raw + 1);
+        fprintf(fr, "{\"id\": \"r%02zu\", %.*s\n", N_POOL - 1 - i, (int)rev.raw_bytes - 1, rev.raw + 1);
+    }
+    fclose(ff);
+    fclose(fr);
+    size_t n1, n2;
+    char **ids1 = filter_ids(forward, 42, &n1), **ids2 = filter_ids(reversed, 42, &n2);
+    assert_int_equal(n1, 12);
+    assert_int_equal(n2, 12);
+    for (size_t i = 0; i < n1; i++) {
+        assert_string_equal(ids1[i], ids2[i]);
+        free(ids1[i]);
+        free(ids2[i]);
+    }
+    free(ids1);
+    free(ids2);
+}
+
+/* From a pretty-printed JSON array (Alpaca's own layout), selected.jsonl
+ * and tiny.jsonl hold one parseable record per line, each equal to its
+ * array element; from JSONL the lines stay byte for byte (above). */
+static void test_outputs_from_json_array(void **state)
+{
+    (void)state;
+    char path[600], out[600], tiny_out[600];
+    snprintf(path, sizeof path, "%s/pretty.json", tmpdir);
+    snprintf(out, sizeof out, "%s/pretty-selected.jsonl", tmpdir);
+    snprintf(tiny_out, sizeof tiny_out, "%s/pretty-tiny.jsonl", tmpdir);
+    test_write_file(path, "[\n  {\n    \"instruction\": \"Add 2 and 3.\",\n    \"input\": \"\",\n"
+                          "    \"output\": \"2 + 3 = 5, \\\"five\\\"\\n#### 5\"\n  },\n"
+                          "  {\n    \"instruction\": \"Say  two  spaces\",\n    \"input\": \"x\",\n"
+                          "    \"output\": \"a  b\\tc\",\n    \"n\": 1.50\n  },\n"
+                          "  { }\n]\n");
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    pp.on_error = TMAP_ON_ERROR_SKIP;
+    struct tmap_pool *ap;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_pool_load(path, &pp, &ap, &err), TMAP_OK);
+    assert_int_equal(tmap_pool_size(ap), 2);
+    struct tmap_score_params sp = tmap_score_default_params();
+    sp.indicators = 1u << TMAP_IND_NUMERACY;
+    struct tmap_scores *as;
+    assert_int_equal(tmap_score(ap, model, &sp, &as, &err), TMAP_OK);
+    struct tmap_weights w;
+    assert_int_equal(tmap_weights_uniform(as, &w, &err), TMAP_OK);
+    struct tmap_selection sel;
+    assert_int_equal(tmap_select(ap, as, &w, select_params(1.0, false), &sel, &err), TMAP_OK);
+    assert_int_equal(sel.n, 2);
+    assert_int_equal(tmap_write_selected(ap, &sel, out, &err), TMAP_OK);
+    struct tmap_tiny tiny = { .n = 2, .rows = (size_t[]){ 0, 1 }, .weights = (double[]){ 0.25, 0.75 } };
+    assert_int_equal(tmap_tiny_write(&tiny, ap, tiny_out, &err), TMAP_OK);
+    const char *files[] = { out, tiny_out };
+    for (int f = 0; f < 2; f++) {
+        char *text = slurp(files[f], NULL), *save = NULL;
+        size_t n = 0;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+            json_error_t je;
+            json_t *got = json_loads(line, 0, &je);
+            assert_non_null(got);
+            struct tmap_record rec;
+            tmap_pool_record(ap, n, &rec);
+            json_t *want = json_loadb(rec.raw, rec.raw_bytes, 0, &je);
+            if (f == 1) { /* tiny.jsonl adds the anchor's weight and nothing else */
+                assert_true(json_real_value(json_object_get(got, "tmap_weight")) == (n ? 0.75 : 0.25));
+                json_object_del(got, "tmap_weight");
+            }
+            assert_true(json_equal(got, want));
+            json_decref(got);
+            json_decref(want);
+        }
+        assert_int_equal(n, 2);
+        free(text);
+    }
+    /* The tiny file reads back as a validation set with its weights. */
+    struct tmap_pool *back;
+    assert_int_equal(tmap_pool_load(tiny_out, &pp, &back, &err), TMAP_OK);
+    assert_int_equal(tmap_pool_size(back), 2);
+    double tw[2];
+    assert_int_equal(tmap_tiny_weights(back, tw, &err), TMAP_OK);
+    assert_true(fabs(tw[1] - 0.75) < 1e-12);
+    tmap_pool_free(back);
+    tmap_selection_free(&sel);
+    tmap_weights_free(&w);
+    tmap_scores_free(as);
+    tmap_pool_free(ap);
 }
 
 static struct tmap_learn_result learn_once(uint64_t seed, size_t iters)
@@ -398,6 +581,8 @@ int main(void)
         cmocka_unit_test(test_select_counts_and_bytes),
         cmocka_unit_test(test_diversity_filter),
         cmocka_unit_test(test_duplicates_enter_once),
+        cmocka_unit_test(test_filter_selection),
+        cmocka_unit_test(test_outputs_from_json_array),
         cmocka_unit_test(test_learn),
         cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_run_is_reproducible),

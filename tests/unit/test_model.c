@@ -13,12 +13,14 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "model/model.h"
 #include "tmap.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,6 +53,64 @@ static void test_info(void **state)
     assert_int_equal(strlen(in.fingerprint), 32);
     assert_true(in.n_params > 32000 * 64);
     tmap_model_free(m);
+}
+
+/* Copies src to dst byte for byte, flipping the last byte when flip: the
+ * end of a GGUF file is tensor data, so the copy differs in one weight. */
+static void copy_model(const char *src, const char *dst, bool flip)
+{
+    size_t n;
+    char *bytes = slurp(src, &n);
+    assert_true(n > 0);
+    if (flip)
+        bytes[n - 1] ^= 0x01;
+    FILE *f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    free(bytes);
+}
+
+/* The fingerprint sees every weight, and its cache serves an unchanged file
+ * (only: a changed file has another modification time). */
+static void test_fingerprint_sees_weights(void **state)
+{
+    (void)state;
+    char a[512], b[512], cache[512];
+    snprintf(a, sizeof a, "%s/fp-a.gguf", tmpdir);
+    snprintf(b, sizeof b, "%s/fp-b.gguf", tmpdir);
+    snprintf(cache, sizeof cache, "%s/fingerprints", tmpdir);
+    setenv("TMAP_FINGERPRINT_CACHE", cache, 1);
+    copy_model(TMAP_TEST_MODEL, a, false);
+    copy_model(TMAP_TEST_MODEL, b, true);
+    struct tmap_error err = { 0 };
+    char fa[33], fb[33], again[33];
+    bool cached = true;
+    assert_int_equal(tmap_model_fingerprint(a, fa, &cached, &err), TMAP_OK);
+    assert_false(cached);
+    assert_int_equal(tmap_model_fingerprint(b, fb, &cached, &err), TMAP_OK);
+    assert_string_not_equal(fa, fb);
+    assert_int_equal(tmap_model_fingerprint(a, again, &cached, &err), TMAP_OK);
+    assert_true(cached);
+    assert_string_equal(fa, again);
+    /* Rewritten in place with b's bytes: a new modification time, a new hash. */
+    struct timespec pause = { 0, 20 * 1000 * 1000 };
+    nanosleep(&pause, NULL);
+    copy_model(TMAP_TEST_MODEL, a, true);
+    assert_int_equal(tmap_model_fingerprint(a, again, &cached, &err), TMAP_OK);
+    assert_false(cached);
+    assert_string_equal(again, fb);
+    /* Off: always hashed. */
+    setenv("TMAP_FINGERPRINT_CACHE", "off", 1);
+    assert_int_equal(tmap_model_fingerprint(b, again, &cached, &err), TMAP_OK);
+    assert_false(cached);
+    assert_string_equal(again, fb);
+    unsetenv("TMAP_FINGERPRINT_CACHE");
+    /* Not GGUF: the loader's message. */
+    snprintf(b, sizeof b, "%s/fp-not.gguf", tmpdir);
+    test_write_file(b, "not a model\n");
+    assert_int_equal(tmap_model_fingerprint(b, again, NULL, &err), TMAP_ERR_MODEL);
+    assert_non_null(strstr(err.message, "fp-not.gguf: not a GGUF file"));
 }
 
 static void test_load_errors(void **state)
@@ -606,6 +666,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info),
+        cmocka_unit_test(test_fingerprint_sees_weights),
         cmocka_unit_test(test_create_with_sentencepiece_vocab),
         cmocka_unit_test(test_bad_sentencepiece_vocab),
         cmocka_unit_test(test_quantize),

@@ -351,6 +351,7 @@ static void kill_mid_run(const char *db)
     kill(child, SIGKILL);
     int status;
     waitpid(child, &status, 0);
+    assert_true(WIFSIGNALED(status)); /* killed, not finished before the kill */
     assert_non_null(store);
     assert_true(row_committed(store, key, 15));
     tmap_store_close(store);
@@ -373,6 +374,7 @@ static void test_kill_resumes(void **state)
     /* Whole batches survive, nothing else: a multiple of 8, at least the
      * two seen committed; the rest is computed now. */
     assert_true(st.n_from_store >= 16 && st.n_from_store % 8 == 0);
+    assert_true(st.n_computed > 0); /* the kill landed mid-run */
     assert_int_equal(st.n_computed, N_POOL - st.n_from_store);
 
     struct tmap_score_params fresh = p;

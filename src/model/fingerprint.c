@@ -1,0 +1,181 @@
+/*
+ * fingerprint.c - what identifies a model file, for the score store.
+ *
+ * The store keys every score by the model's fingerprint (DESIGN.md section
+ * 8), so two files may share one only if every weight is the same. It used
+ * to cover the GGUF header and tensor index alone, which fine-tunes and
+ * checkpoints of one model share: their scores got mixed up silently. It is
+ * now xxh3-128 of every byte of the file.
+ *
+ * Hashing reads the whole file: about a second per GB from the page cache,
+ * longer from a cold disk (docs/reliability.md has the figures). A small
+ * cache makes the second load of an unchanged file free: one line per file
+ * in $XDG_CACHE_HOME/tmap/fingerprints (default ~/.cache/...), keyed by
+ * device, inode, size and modification time to the nanosecond; rewriting a
+ * file changes its modification time, so a stale line is never used.
+ * TMAP_FINGERPRINT_CACHE names another file, or "off". The cache is a
+ * convenience: when it cannot be read or written, the hash is computed.
+ */
+#include "model/model.h"
+#include "util/error.h"
+
+#include <gguf.h>
+#include <xxhash.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The cache file's path in buf, or false when caching is off or no home. */
+static bool cache_path(char *buf, size_t size)
+{
+    const char *env = getenv("TMAP_FINGERPRINT_CACHE");
+    if (env && *env)
+        return strcmp(env, "off") != 0 && (size_t)snprintf(buf, size, "%s", env) < size;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && *xdg)
+        n = snprintf(buf, size, "%s/tmap/fingerprints", xdg);
+    else if (home && *home)
+        n = snprintf(buf, size, "%s/.cache/tmap/fingerprints", home);
+    else
+        return false;
+    return n > 0 && (size_t)n < size;
+}
+
+/* The file's identity as the cache keys it. */
+static void cache_key(const struct stat *sb, char *buf, size_t size)
+{
+    snprintf(buf, size, "%ju %ju %jd %jd.%09ld", (uintmax_t)sb->st_dev, (uintmax_t)sb->st_ino,
+             (intmax_t)sb->st_size, (intmax_t)sb->st_mtim.tv_sec, (long)sb->st_mtim.tv_nsec);
+}
+
+/* The last line whose key matches: later lines win. */
+static bool cache_lookup(const char *path, const char *key, char out[33])
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[256];
+    bool found = false;
+    size_t kn = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, kn) != 0 || line[kn] != ' ')
+            continue;
+        const char *hex = line + kn + 1;
+        size_t h = strspn(hex, "0123456789abcdef");
+        if (h == 32 && (hex[32] == '\n' || hex[32] == '\0')) {
+            memcpy(out, hex, 32);
+            out[32] = '\0';
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* One line, appended in one write (O_APPEND): concurrent loads cannot
+ * interleave inside it. Errors are ignored: the cache only saves time. */
+static void cache_store(const char *path, const char *key, const char *hex)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        char *parent = strrchr(dir, '/');
+        if (parent && parent != dir) {
+            *parent = '\0';
+            mkdir(dir, 0777); /* ~/.cache */
+            *parent = '/';
+        }
+        mkdir(dir, 0777); /* ~/.cache/tmap */
+    }
+    char line[256];
+    int n = snprintf(line, sizeof line, "%s %s\n", key, hex);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) != n)
+        (void)0; /* a short write leaves a line that never matches */
+    close(fd);
+}
+
+static enum tmap_status hash_file(const char *path, char out[33], struct tmap_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+#ifdef POSIX_FADV_SEQUENTIAL
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+    enum { CHUNK = 4 << 20 };
+    char *buf = malloc(CHUNK);
+    XXH3_state_t *st = XXH3_createState();
+    if (!buf || !st) {
+        free(buf);
+        XXH3_freeState(st);
+        close(fd);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory fingerprinting %s", path);
+    }
+    XXH3_128bits_reset(st);
+    enum tmap_status rc = TMAP_OK;
+    for (;;) {
+        ssize_t got = read(fd, buf, CHUNK);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = tmap_fail(err, TMAP_ERR_IO, "%s: read error while fingerprinting: %s", path, strerror(errno));
+            break;
+        }
+        if (got == 0)
+            break;
+        XXH3_128bits_update(st, buf, (size_t)got);
+    }
+    XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    free(buf);
+    close(fd);
+    if (!rc)
+        snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
+    return rc;
+}
+
+enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *cached, struct tmap_error *err)
+{
+    if (cached)
+        *cached = false;
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g)
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a GGUF file", path);
+    gguf_free(g);
+
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char cache[PATH_MAX], key[128];
+    bool use_cache = cache_path(cache, sizeof cache);
+    cache_key(&sb, key, sizeof key);
+    if (use_cache && cache_lookup(cache, key, out)) {
+        if (cached)
+            *cached = true;
+        return TMAP_OK;
+    }
+    enum tmap_status rc = hash_file(path, out, err);
+    if (rc)
+        return rc;
+    /* A file changed while it was read must not be cached under its old
+     * identity: store the line only if nothing moved. */
+    struct stat after;
+    if (use_cache && stat(path, &after) == 0 && after.st_size == sb.st_size &&
+        after.st_mtim.tv_sec == sb.st_mtim.tv_sec && after.st_mtim.tv_nsec == sb.st_mtim.tv_nsec)
+        cache_store(cache, key, out);
+    return TMAP_OK;
+}

@@ -1,0 +1,38 @@
+/*
+ * atomic.h - writing a file so that readers only ever see the old one or
+ * the whole new one: write to a temporary name beside the target, flush and
+ * fsync it, rename it over the target, fsync the folder so the rename itself
+ * survives a power cut. Every output tmap writes goes through here, so a
+ * kill -9 or a full disk never leaves a partial file (docs/reliability.md).
+ */
+#ifndef TMAP_UTIL_ATOMIC_H
+#define TMAP_UTIL_ATOMIC_H
+
+#include "tmap.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+struct tmap_atomic_file {
+    FILE       *f;         /* write here between open and commit */
+    const char *path;      /* the target (not copied: keep it alive) */
+    char        tmp[4200]; /* PATH.tmp.PID */
+};
+
+/* Opens PATH.tmp.PID for writing ("w" or "wb"). */
+enum tmap_status tmap_atomic_open(struct tmap_atomic_file *a, const char *path, const char *mode,
+                                  struct tmap_error *err);
+
+/* Flushes, fsyncs, closes and renames into place, then fsyncs the folder.
+ * On any failure the temporary file is removed, the target is left as it
+ * was, and the message names the target and the reason (a full disk says
+ * "No space left on device"). */
+enum tmap_status tmap_atomic_commit(struct tmap_atomic_file *a, struct tmap_error *err);
+
+/* Closes and removes the temporary file; the target is left as it was. */
+void tmap_atomic_abort(struct tmap_atomic_file *a);
+
+/* fsyncs the folder holding path, so a rename into it is durable. */
+bool tmap_fsync_parent(const char *path);
+
+#endif
