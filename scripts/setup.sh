@@ -13,7 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 packages=(build-essential cmake pkg-config git ca-certificates npm
           libjansson-dev libxxhash-dev libcmocka-dev libsqlite3-dev libopenblas-dev libgsl-dev)
 # chromium: tests/cli/report_browser.sh renders report.html headless.
-test_packages=(chromium)
+# sqlite3: tests/cli/kill_run.sh runs PRAGMA integrity_check on killed stores.
+test_packages=(chromium sqlite3)
 
 gpu=cpu
 for arg in "$@"; do

@@ -11,6 +11,7 @@
  * the order in which llama.cpp creates tensors.
  */
 #include "model/model.h"
+#include "util/atomic.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/random.h"
@@ -251,9 +252,9 @@ enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model
     bool written = access(tmp, F_OK) == 0;
     if (written)
         written = add_metadata(tmp, p);
-    if (!written || rename(tmp, out_path) != 0) {
+    if (!written) {
         unlink(tmp);
         return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write the model", out_path);
     }
-    return TMAP_OK;
+    return tmap_atomic_publish(tmp, out_path, err);
 }

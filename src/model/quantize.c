@@ -8,6 +8,7 @@
  * never leaves a half model under that name.
  */
 #include "model/model.h"
+#include "util/atomic.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -71,10 +72,5 @@ enum tmap_status tmap_model_quantize(const char *in_path, const char *out_path,
         return tmap_fail(err, TMAP_ERR_MODEL, "%s: llama.cpp cannot store it as %s: %s", in_path,
                          quant_types[i].name, tmap_llama_last_error());
     }
-    if (rename(tmp, out_path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", out_path, strerror(e));
-    }
-    return TMAP_OK;
+    return tmap_atomic_publish(tmp, out_path, err);
 }

@@ -22,6 +22,7 @@
  */
 #include "report/report.h"
 
+#include "util/atomic.h"
 #include "util/error.h"
 #include "util/grow.h"
 #include "util/utf8.h"
@@ -1600,29 +1601,12 @@ static enum tmap_status check_input(const struct tmap_report_input *in, struct t
 static enum tmap_status write_atomic(const char *path, const char *data, size_t n,
                                      struct tmap_error *err)
 {
-    size_t tmp_size = strlen(path) + 32;
-    char *tmp = malloc(tmp_size);
-    if (!tmp)
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory writing %s", path);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int e = errno;
-        free(tmp);
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-    }
-    bool ok = fwrite(data, 1, n, f) == n;
-    ok = fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
-    int e = errno;
-    if (!ok)
-        unlink(tmp);
-    free(tmp);
-    if (!ok)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-    return TMAP_OK;
+    struct tmap_atomic_file a;
+    enum tmap_status st = tmap_atomic_open(&a, path, "wb", err);
+    if (st)
+        return st;
+    fwrite(data, 1, n, a.f); /* a short write shows at commit */
+    return tmap_atomic_commit(&a, err);
 }
 
 struct tmap_report_input tmap_report_default_input(void)

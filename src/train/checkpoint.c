@@ -15,6 +15,7 @@
  * the sidecar is renamed last, so it only ever names a complete checkpoint.
  */
 #include "train/finetune.h"
+#include "util/atomic.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -128,7 +129,7 @@ enum tmap_status ft_save_model(struct llama_model *model, const char *path,
     if (st)
         return st;
     llama_model_save_to_file(model, saved);
-    bool ok = rewrite(saved, next, meta) && rename(next, path) == 0;
+    bool ok = rewrite(saved, next, meta);
     int saved_errno = errno;
     unlink(saved);
     if (!ok) {
@@ -136,7 +137,7 @@ enum tmap_status ft_save_model(struct llama_model *model, const char *path,
         return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write the model (disk full?): %s", path,
                          strerror(saved_errno));
     }
-    return TMAP_OK;
+    return tmap_atomic_publish(next, path, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -229,12 +230,12 @@ enum tmap_status ft_state_write(const char *path, const struct ft_state *s, stru
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory writing %s", path);
     int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     json_decref(root);
-    if (rc != 0 || rename(tmp, path) != 0) {
+    if (rc != 0) {
         int e = errno;
         unlink(tmp);
         return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(e));
     }
-    return TMAP_OK;
+    return tmap_atomic_publish(tmp, path, err);
 }
 
 static enum tmap_status read_history(const json_t *arr, struct ft_state *s, const char *path,

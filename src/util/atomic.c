@@ -70,3 +70,22 @@ void tmap_atomic_abort(struct tmap_atomic_file *a)
     a->f = NULL;
     unlink(a->tmp);
 }
+
+enum tmap_status tmap_atomic_publish(const char *tmp, const char *path, struct tmap_error *err)
+{
+    int e = 0, fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        e = errno;
+    else if (fsync(fd) != 0 && errno != EINVAL)
+        e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!e && rename(tmp, path) != 0)
+        e = errno;
+    if (e) {
+        unlink(tmp);
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    tmap_fsync_parent(path);
+    return TMAP_OK;
+}

@@ -32,6 +32,11 @@ enum tmap_status tmap_atomic_commit(struct tmap_atomic_file *a, struct tmap_erro
 /* Closes and removes the temporary file; the target is left as it was. */
 void tmap_atomic_abort(struct tmap_atomic_file *a);
 
+/* For files another library writes by name (llama.cpp's GGUF writer,
+ * jansson's json_dump_file): fsyncs tmp, renames it to path and fsyncs the
+ * folder; on failure removes tmp and names path and the reason. */
+enum tmap_status tmap_atomic_publish(const char *tmp, const char *path, struct tmap_error *err);
+
 /* fsyncs the folder holding path, so a rename into it is durable. */
 bool tmap_fsync_parent(const char *path);
 
