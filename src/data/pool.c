@@ -595,7 +595,10 @@ static enum tmap_status map_file(struct tmap_pool *pool, struct tmap_error *err)
         status = tmap_fail(err, TMAP_ERR_IO, "%s: cannot read: not a regular file", pool->path);
     else if (st.st_size > 0) {
         void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED)
+        if (map == MAP_FAILED && errno == ENOMEM) /* the address space is limited (ulimit -v) */
+            status = tmap_fail(err, TMAP_ERR_NOMEM, "%s: out of memory: %jd bytes do not fit in what this "
+                               "process may use (ulimit -v?)", pool->path, (intmax_t)st.st_size);
+        else if (map == MAP_FAILED)
             status = tmap_fail(err, TMAP_ERR_IO, "%s: cannot map: %s", pool->path, strerror(errno));
         else {
             pool->map = map;

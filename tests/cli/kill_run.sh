@@ -32,12 +32,18 @@ check "20 kills at random moments, 20 reruns"
 landed=0 whole=0 identical=0 intact=0
 for i in $(seq 0 19); do
     at=$(awk -v t="$took" -v i="$i" 'BEGIN { srand(4242 + i); printf "%.3f", t * (i + rand()) / 20 }')
-    "$TMAP" run "${common[@]}" --out "k$i" >/dev/null 2>&1 &
-    pid=$!
-    sleep "$at"
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    [ $? -eq 137 ] && landed=$((landed + 1))
+    # A run that finished before its kill proves nothing: the slot is tried
+    # again, earlier, in a fresh folder (machines vary in speed).
+    for try in 1 2 3 4; do
+        rm -rf "k$i"
+        "$TMAP" run "${common[@]}" --out "k$i" >/dev/null 2>&1 &
+        pid=$!
+        sleep "$at"
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        if [ $? -eq 137 ]; then landed=$((landed + 1)); break; fi
+        at=$(awk -v a="$at" 'BEGIN { printf "%.3f", a * 0.8 }')
+    done
     partial=0
     for f in "${outputs[@]}" trace.csv; do
         [ -e "k$i/$f" ] && [ "$f" != trace.csv ] && ! cmp -s "ref/$f" "k$i/$f" && partial=1
@@ -52,8 +58,26 @@ echo "kill tally: uninterrupted run ${took}s; $landed of 20 kills landed mid-run
 expect_true test "$identical" -eq 20
 expect_true test "$whole" -eq 20
 expect_true test "$intact" -eq 20
-# The moments spread over the whole run: nearly all land before its end
-# (the last twentieth may not, on a machine faster than the first run).
-expect_true test "$landed" -ge 18
+expect_true test "$landed" -eq 20
+
+check "two runs on one store at once: both finish, same outputs, nothing lost"
+"$TMAP" run "${common[@]}" --out c1 --cache shared.db > c1.log 2>&1 &
+p1=$!
+"$TMAP" run "${common[@]}" --out c2 --cache shared.db > c2.log 2>&1 &
+p2=$!
+wait "$p1"; s1=$?
+wait "$p2"; s2=$?
+expect_true test "$s1" -eq 0
+expect_true test "$s2" -eq 0
+expect_true test -z "$(grep -il 'locked' c1.log c2.log)"
+expect_true same_outputs c1
+expect_true same_outputs c2
+# Every score either one computed is in the store: a third run does no model work.
+loud=()
+for a in "${common[@]}"; do [ "$a" != --quiet ] && loud+=("$a"); done
+run "$TMAP" run "${loud[@]}" --out c3 --cache shared.db
+expect_status 0
+expect_out "0 computed, 24 from the store"
+expect_true test "$(sqlite3 shared.db 'PRAGMA integrity_check')" = ok
 
 finish
