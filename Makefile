@@ -7,6 +7,7 @@
 #   make asan     every test under AddressSanitizer + UBSan
 #   make bench    the benchmarks under bench/
 #   make fidelity the closed loop: tmap's selection fine-tuned against random (SEED=1)
+#   make fuzz     libFuzzer on every input parser (FUZZ_RUNS=10000000 FUZZ_TIME=1800 each)
 #
 # GPU=cuda builds llama.cpp with CUDA; TMAP_LLAMA_DIR=/prefix uses your own
 # llama.cpp install instead. CI=true turns warnings into errors.
@@ -21,9 +22,9 @@ PREFIX_FILE = $(BUILD)/.llama-prefix
 
 # Only the test targets install the test-only packages (chromium); a
 # target-specific value reaches their setup prerequisite too.
-test asan: SETUP_FLAGS = --test
+test asan fuzz: SETUP_FLAGS = --test
 
-.PHONY: all setup build test demo bench fidelity asan clean
+.PHONY: all setup build test demo bench fidelity asan fuzz clean
 
 all: build
 
@@ -64,5 +65,17 @@ asan: setup
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j $(JOBS) -LE kill
 
+# Fuzzing (docs/reliability.md): clang with ASan+UBSan and libFuzzer; new
+# corpus entries and crash reproducers land in fuzz/, to be committed.
+FUZZ_RUNS ?= 10000000
+FUZZ_TIME ?= 1800
+fuzz: setup
+	@mkdir -p $(BUILD)-fuzz
+	@CC=clang cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON -DTMAP_FUZZ=ON -DTMAP_TESTS=OFF \
+	       -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" -DTMAP_WERROR=$(WERROR) \
+	       >$(BUILD)-fuzz/cmake-configure.log || { cat $(BUILD)-fuzz/cmake-configure.log; exit 1; }
+	@cmake --build $(BUILD)-fuzz -j $(JOBS)
+	scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_RUNS) $(FUZZ_TIME) $(FUZZERS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz

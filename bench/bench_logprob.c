@@ -20,7 +20,7 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void die(const struct tmap_error *err)
+static _Noreturn void die(const struct tmap_error *err)
 {
     fprintf(stderr, "bench_logprob: %s\n", err->message);
     exit(1);
@@ -50,8 +50,8 @@ static struct tmap_logprob_request *build_requests(struct tmap_model *m, struct 
     *n_tokens = 0;
     for (size_t i = 0; i < n; i++) {
         struct tmap_sample s;
-        char *prompt;
-        int32_t *pt, *rt;
+        char *prompt = NULL;
+        int32_t *pt = NULL, *rt = NULL;
         if (tmap_pool_sample(pool, i, &s, &err) ||
             tmap_model_format_prompt(m, &s, TMAP_TEMPLATE_PLAIN, &prompt, NULL, &err) ||
             tmap_model_tokenize(m, prompt, true, &pt, &req[i].n_prompt, &err) ||

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void die(const char *what, const struct tmap_error *err)
+static _Noreturn void die(const char *what, const struct tmap_error *err)
 {
     fprintf(stderr, "bench_proxy: %s: %s\n", what, err->message);
     exit(1);

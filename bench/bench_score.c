@@ -29,7 +29,7 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void die(const char *what, const struct tmap_error *err)
+static _Noreturn void die(const char *what, const struct tmap_error *err)
 {
     fprintf(stderr, "bench_score: %s: %s\n", what, err ? err->message : "failed");
     exit(1);

@@ -44,7 +44,7 @@ static double peak_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
 }
 
-static void die(const char *what, const struct tmap_error *err)
+static _Noreturn void die(const char *what, const struct tmap_error *err)
 {
     fprintf(stderr, "bench_search: %s: %s\n", what, err->message);
     exit(1);

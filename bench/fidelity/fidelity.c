@@ -102,7 +102,7 @@ static void say(const char *fmt, ...)
     va_end(ap);
 }
 
-static void die(const char *what, const struct tmap_error *err)
+static _Noreturn void die(const char *what, const struct tmap_error *err)
 {
     fprintf(stderr, "bench_fidelity: %s: %s\n", what, err ? err->message : strerror(errno));
     exit(1);
@@ -1113,7 +1113,7 @@ static void usage(void)
 
 static void parse(int argc, char **argv, struct settings *s)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             usage();
@@ -1138,7 +1138,6 @@ static void parse(int argc, char **argv, struct settings *s)
         else if (!strcmp(a, "--filters")) s->filters = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--drop")) s->drop = strtod(v, NULL);
         else usage();
-        i++;
     }
     if ((!s->model && !s->pool_only) || !s->data || !s->test || !s->out || s->n_random < 2 || s->n_ft_seeds < 1)
         usage();

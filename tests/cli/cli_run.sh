@@ -39,6 +39,39 @@ run "$TMAP" select -d pool.jsonl --scores a/scores.csv --weights a/weights.json 
 expect_status 0
 expect_true cmp -s a/selected.jsonl again.jsonl
 
+check "filter selection: a seeded draw from all but the lowest --drop"
+run "$TMAP" run "${common[@]}" --out f --select filter --drop 0.5
+expect_status 0
+expect_out "drawn at random from all but the lowest 50%"
+expect_true test "$(wc -l < f/selected.jsonl)" -eq 12
+expect_true grep -q '"select": "filter"' f/weights.json
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights f/weights.json --select filter --drop 0.5 \
+    --seed 3 -o f-again.jsonl
+expect_status 0
+expect_true cmp -s f/selected.jsonl f-again.jsonl
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights f/weights.json --select filter --drop 0.8
+expect_status 1
+expect_err "drop 0.8 with ratio 0.3"
+
+check "a pretty-printed JSON array in, one JSON record per output line"
+# Alpaca ships alpaca_data.json this way: one key per line, 2-space indent.
+to_array() {
+    awk 'BEGIN { print "[" } { line = $0; sub(/^\{/, "{\n    ", line); gsub(/", "/, "\",\n    \"", line);
+         sub(/\}$/, "\n  }", line); printf "%s  %s", (NR > 1 ? ",\n" : ""), line } END { print "\n]" }' "$1"
+}
+to_array pool.jsonl > pool.json
+to_array val.jsonl > val.json
+run "$TMAP" run -m "$MODEL" -d pool.json --val val.json -c 1024 -b 512 -t 2 -n 4 --iters 3 -k 2 --draws 1 \
+    --indicators loss,steps --seed 3 --out arr --quiet
+expect_status 0
+expect_true test "$(wc -l < arr/selected.jsonl)" -eq 12
+expect_true test "$(wc -l < arr/tiny.jsonl)" -eq 4
+for f in selected tiny; do
+    run "$TMAP" data stats "arr/$f.jsonl"   # fails on any line that is not one JSON record
+    expect_status 0
+    expect_out "rejected   0"
+done
+
 check "learn alone"
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators loss,steps -o s.csv -c 1024 --quiet
 run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 4 -k 2 --draws 1 -c 1024 --quiet
