@@ -16,6 +16,7 @@
 #include "util/error.h"
 #include "util/random.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,33 +125,39 @@ enum tmap_status tmap_weights_uniform(const struct tmap_scores *s, struct tmap_w
 /* ------------------------------------------------------------------------ */
 
 /* Row order by sample id (strcmp): the tie-break that makes the same inputs
- * select the same subset whatever order the file lists them in. */
-static const struct tmap_pool *sort_pool;
+ * select the same subset whatever order the file lists them in. The sort
+ * carries each row's id with it, so no global state: selections may run on
+ * several threads at once. */
+struct id_row {
+    const char *id;
+    size_t      row;
+};
 
-static int compare_ids(const void *a, const void *b)
+static int compare_id_rows(const void *a, const void *b)
 {
-    struct tmap_record ra, rb;
-    tmap_pool_record(sort_pool, *(const size_t *)a, &ra);
-    tmap_pool_record(sort_pool, *(const size_t *)b, &rb);
-    return strcmp(ra.id, rb.id);
+    const struct id_row *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->row > y->row) - (x->row < y->row);
 }
 
 static uint32_t *id_order(const struct tmap_pool *pool)
 {
     size_t n = tmap_pool_size(pool);
-    size_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    struct id_row *rows = malloc((n ? n : 1) * sizeof *rows);
     uint32_t *order = malloc((n ? n : 1) * sizeof *order);
     if (!rows || !order) {
         free(rows);
         free(order);
         return NULL;
     }
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(pool, i, &rec);
+        rows[i] = (struct id_row){ rec.id, i };
+    }
+    qsort(rows, n, sizeof *rows, compare_id_rows);
     for (size_t i = 0; i < n; i++)
-        rows[i] = i;
-    sort_pool = pool;
-    qsort(rows, n, sizeof *rows, compare_ids);
-    for (size_t i = 0; i < n; i++)
-        order[rows[i]] = (uint32_t)i;
+        order[rows[i].row] = (uint32_t)i;
     free(rows);
     return order;
 }
@@ -292,6 +299,9 @@ static size_t choose_rows(const struct chooser *c, const double *s, size_t *rows
     for (size_t i = 0; i < k; i++)
         if (!isnan(c->work[rows[i]]))
             rows[chosen++] = rows[i];
+    assert(chosen <= tmap_select_count(c->p->ratio, n));
+    for (size_t i = 1; i < chosen; i++)
+        assert(rows[i - 1] < rows[i]); /* ascending row order, each row once */
     return chosen;
 }
 
