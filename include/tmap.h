@@ -23,6 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Every public function carries TMAP_API: the library is built with hidden
+ * visibility, so libtmap.so exports these and nothing else (tests/cli/
+ * symbols.sh checks). */
+#ifndef TMAP_API
+#define TMAP_API __attribute__((visibility("default")))
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,7 +56,7 @@ struct tmap_error {
 };
 
 /* A short name for a status ("data error", ...). */
-const char *tmap_status_name(enum tmap_status status);
+TMAP_API const char *tmap_status_name(enum tmap_status status);
 
 /* Receives notices that are not errors (a skipped byte-order mark, a blank
  * line); `message` has the same file:line form as errors. */
@@ -60,13 +67,13 @@ typedef void (*tmap_notice_fn)(const char *message, void *user_data);
 /* ------------------------------------------------------------------------ */
 
 /* Call once before loading models; quiet=true silences llama.cpp's log. */
-void tmap_backend_init(bool quiet);
-void tmap_backend_free(void);
+TMAP_API void tmap_backend_init(bool quiet);
+TMAP_API void tmap_backend_free(void);
 
 /* tmap's version and a one-line description of the build (llama.cpp commit,
  * compiler, build type, sanitizers, ggml backends). */
-const char *tmap_version(void);
-const char *tmap_build_info(void);
+TMAP_API const char *tmap_version(void);
+TMAP_API const char *tmap_build_info(void);
 
 /* ------------------------------------------------------------------------ */
 /* Data: a pool of instruction records                                      */
@@ -85,7 +92,7 @@ enum tmap_format {
 };
 
 /* "alpaca", "gsm8k", ... */
-const char *tmap_format_name(enum tmap_format format);
+TMAP_API const char *tmap_format_name(enum tmap_format format);
 
 enum tmap_on_error {
     TMAP_ON_ERROR_FAIL = 0, /* read everything, then fail with a summary */
@@ -110,21 +117,21 @@ struct tmap_pool_params {
     void                 *notice_user_data;
 };
 
-struct tmap_pool_params tmap_pool_default_params(void);
+TMAP_API struct tmap_pool_params tmap_pool_default_params(void);
 
 struct tmap_pool;
 
 /* Reads a JSONL file or a JSON array of records. The file is mapped, not
  * copied: the pool keeps an index entry per record and re-parses a record
  * when its text is asked for. */
-enum tmap_status tmap_pool_load(const char *path, const struct tmap_pool_params *params,
+TMAP_API enum tmap_status tmap_pool_load(const char *path, const struct tmap_pool_params *params,
                                 struct tmap_pool **out, struct tmap_error *err);
-void tmap_pool_free(struct tmap_pool *pool);
+TMAP_API void tmap_pool_free(struct tmap_pool *pool);
 
-size_t      tmap_pool_size(const struct tmap_pool *pool);       /* accepted records */
-size_t      tmap_pool_n_rejected(const struct tmap_pool *pool); /* SKIP mode only */
-size_t      tmap_pool_n_blank_lines(const struct tmap_pool *pool);
-const char *tmap_pool_path(const struct tmap_pool *pool);
+TMAP_API size_t      tmap_pool_size(const struct tmap_pool *pool);       /* accepted records */
+TMAP_API size_t      tmap_pool_n_rejected(const struct tmap_pool *pool); /* SKIP mode only */
+TMAP_API size_t      tmap_pool_n_blank_lines(const struct tmap_pool *pool);
+TMAP_API const char *tmap_pool_path(const struct tmap_pool *pool);
 
 /* What the index knows of record i without parsing it again. */
 struct tmap_record {
@@ -136,11 +143,11 @@ struct tmap_record {
     size_t           raw_bytes;
 };
 
-enum tmap_status tmap_pool_record(const struct tmap_pool *pool, size_t i,
+TMAP_API enum tmap_status tmap_pool_record(const struct tmap_pool *pool, size_t i,
                                   struct tmap_record *out);
 
 /* Index of the record with this id, or SIZE_MAX. */
-size_t tmap_pool_find(const struct tmap_pool *pool, const char *id);
+TMAP_API size_t tmap_pool_find(const struct tmap_pool *pool, const char *id);
 
 /* One conversation turn; role is "system", "user" or "assistant". */
 struct tmap_turn {
@@ -166,9 +173,9 @@ struct tmap_sample {
     void            *arena_;       /* private */
 };
 
-enum tmap_status tmap_pool_sample(const struct tmap_pool *pool, size_t i,
+TMAP_API enum tmap_status tmap_pool_sample(const struct tmap_pool *pool, size_t i,
                                   struct tmap_sample *out, struct tmap_error *err);
-void tmap_sample_clear(struct tmap_sample *sample);
+TMAP_API void tmap_sample_clear(struct tmap_sample *sample);
 
 /* Five-number-and-more summary of a length distribution. */
 struct tmap_length_summary {
@@ -189,7 +196,7 @@ struct tmap_pool_stats {
 
 /* Lengths in characters (UTF-8 code points) and, when model is not NULL, in
  * the model's tokens. */
-enum tmap_status tmap_pool_stats(const struct tmap_pool *pool, struct tmap_model *model,
+TMAP_API enum tmap_status tmap_pool_stats(const struct tmap_pool *pool, struct tmap_model *model,
                                  struct tmap_pool_stats *out, struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
@@ -206,11 +213,11 @@ struct tmap_model_params {
     bool    use_mmap;     /* false for training (the optimiser writes weights) */
 };
 
-struct tmap_model_params tmap_model_default_params(void);
+TMAP_API struct tmap_model_params tmap_model_default_params(void);
 
-enum tmap_status tmap_model_load(const struct tmap_model_params *params,
+TMAP_API enum tmap_status tmap_model_load(const struct tmap_model_params *params,
                                  struct tmap_model **out, struct tmap_error *err);
-void tmap_model_free(struct tmap_model *model);
+TMAP_API void tmap_model_free(struct tmap_model *model);
 
 struct tmap_model_info {
     char     arch[64];
@@ -236,12 +243,12 @@ struct tmap_model_info {
     int32_t  n_seq;
 };
 
-void tmap_model_get_info(const struct tmap_model *model, struct tmap_model_info *out);
+TMAP_API void tmap_model_get_info(const struct tmap_model *model, struct tmap_model_info *out);
 
 /* Tokens of text (BOS first when add_bos); *tokens is malloc'd, caller frees.
  * Text that looks like a control token ("</s>", "<|im_start|>") stays text:
  * data must never inject control tokens. */
-enum tmap_status tmap_model_tokenize(struct tmap_model *model, const char *text, bool add_bos,
+TMAP_API enum tmap_status tmap_model_tokenize(struct tmap_model *model, const char *text, bool add_bos,
                                      int32_t **tokens, int32_t *n_tokens,
                                      struct tmap_error *err);
 
@@ -253,14 +260,14 @@ enum tmap_template {
 /* Tokens of a prompt laid out by tmap_model_format_prompt: with the chat
  * template its control tokens ("<|im_start|>") are read as such, which the
  * model was trained on; the plain template's text is tokenized as data. */
-enum tmap_status tmap_model_tokenize_prompt(struct tmap_model *model, const char *text,
+TMAP_API enum tmap_status tmap_model_tokenize_prompt(struct tmap_model *model, const char *text,
                                             enum tmap_template tmpl, int32_t **tokens,
                                             int32_t *n_tokens, struct tmap_error *err);
 
 /* The text that precedes the response when the model reads this sample.
  * TMAP_TEMPLATE_CHAT on a model without a chat template falls back to plain
  * and sets *fell_back (may be NULL). *out is malloc'd. */
-enum tmap_status tmap_model_format_prompt(struct tmap_model *model, const struct tmap_sample *sample,
+TMAP_API enum tmap_status tmap_model_format_prompt(struct tmap_model *model, const struct tmap_sample *sample,
                                           enum tmap_template tmpl, char **out, bool *fell_back,
                                           struct tmap_error *err);
 
@@ -303,7 +310,7 @@ struct tmap_logprob_result {
 };
 
 /* Scores n requests, packing many sequences into every llama_decode call. */
-enum tmap_status tmap_model_logprob(struct tmap_model *model,
+TMAP_API enum tmap_status tmap_model_logprob(struct tmap_model *model,
                                     const struct tmap_logprob_request *requests, size_t n,
                                     struct tmap_logprob_result *results,
                                     struct tmap_error *err);
@@ -315,7 +322,7 @@ enum tmap_status tmap_model_logprob(struct tmap_model *model,
  * least one token). A request that does not fit after the prefix is
  * skipped: the prefix is never truncated. Uses n_seq - 1 parallel
  * sequences (sequence 0 holds the prefix). n_prefix 0 = tmap_model_logprob. */
-enum tmap_status tmap_model_logprob_shared(struct tmap_model *model, const int32_t *prefix, int32_t n_prefix,
+TMAP_API enum tmap_status tmap_model_logprob_shared(struct tmap_model *model, const int32_t *prefix, int32_t n_prefix,
                                            const struct tmap_logprob_request *requests, size_t n,
                                            struct tmap_logprob_result *results, struct tmap_error *err);
 
@@ -331,7 +338,7 @@ struct tmap_generate_params {
     size_t             n_stops;
 };
 
-struct tmap_generate_params tmap_generate_default_params(void);
+TMAP_API struct tmap_generate_params tmap_generate_default_params(void);
 
 /* Greedy continuation of every request after an optional shared prefix
  * (decoded once, its cells shared). outputs[i] is malloc'd text, cut before
@@ -341,7 +348,7 @@ struct tmap_generate_params tmap_generate_default_params(void);
  * sequence's n_ctx, so a request whose prompt + max_tokens does not fit
  * generates only as many tokens as fit, and one whose prompt fills the
  * context gets "". On failure every outputs[i] is NULL. */
-enum tmap_status tmap_model_generate(struct tmap_model *model, const int32_t *prefix, int32_t n_prefix,
+TMAP_API enum tmap_status tmap_model_generate(struct tmap_model *model, const int32_t *prefix, int32_t n_prefix,
                                      const struct tmap_generate_request *requests, size_t n,
                                      const struct tmap_generate_params *params, char **outputs,
                                      struct tmap_error *err);
@@ -352,7 +359,7 @@ struct tmap_model_counters {
     uint64_t n_tokens_decoded;
 };
 
-void tmap_model_get_counters(const struct tmap_model *model, struct tmap_model_counters *out);
+TMAP_API void tmap_model_get_counters(const struct tmap_model *model, struct tmap_model_counters *out);
 
 /* ------------------------------------------------------------------------ */
 /* Indicators and scoring                                                   */
@@ -375,11 +382,11 @@ enum tmap_indicator {
 
 #define TMAP_IND_ALL ((1u << TMAP_IND_COUNT) - 1u)
 
-const char *tmap_indicator_name(enum tmap_indicator ind);
+TMAP_API const char *tmap_indicator_name(enum tmap_indicator ind);
 /* Default direction: does a higher raw value make a sample more wanted? */
-bool tmap_indicator_higher_is_better(enum tmap_indicator ind);
+TMAP_API bool tmap_indicator_higher_is_better(enum tmap_indicator ind);
 /* "loss,ifd,steps" or "all" -> a bit mask of (1u << TMAP_IND_*). */
-enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, struct tmap_error *err);
+TMAP_API enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, struct tmap_error *err);
 
 /* Progress of long work, for a caller's progress bar. */
 struct tmap_progress {
@@ -406,7 +413,7 @@ struct tmap_score_params {
     void               *notice_user_data;
 };
 
-struct tmap_score_params tmap_score_default_params(void);
+TMAP_API struct tmap_score_params tmap_score_default_params(void);
 
 /* A table of raw indicator values, one row per pool record (same order),
  * one column per indicator (plus merged extra columns). NaN = no value
@@ -424,26 +431,26 @@ struct tmap_score_stats {
     double   seconds;
 };
 
-enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *model,
+TMAP_API enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *model,
                             const struct tmap_score_params *params, struct tmap_scores **out,
                             struct tmap_error *err);
-void tmap_scores_free(struct tmap_scores *scores);
+TMAP_API void tmap_scores_free(struct tmap_scores *scores);
 
-size_t      tmap_scores_n_rows(const struct tmap_scores *scores);
-size_t      tmap_scores_n_columns(const struct tmap_scores *scores);
-const char *tmap_scores_column_name(const struct tmap_scores *scores, size_t column);
+TMAP_API size_t      tmap_scores_n_rows(const struct tmap_scores *scores);
+TMAP_API size_t      tmap_scores_n_columns(const struct tmap_scores *scores);
+TMAP_API const char *tmap_scores_column_name(const struct tmap_scores *scores, size_t column);
 /* Column index of an indicator or extra column by name, or SIZE_MAX. */
-size_t      tmap_scores_find_column(const struct tmap_scores *scores, const char *name);
-double      tmap_scores_get(const struct tmap_scores *scores, size_t row, size_t column);
-void        tmap_scores_get_stats(const struct tmap_scores *scores, struct tmap_score_stats *out);
+TMAP_API size_t      tmap_scores_find_column(const struct tmap_scores *scores, const char *name);
+TMAP_API double      tmap_scores_get(const struct tmap_scores *scores, size_t row, size_t column);
+TMAP_API void        tmap_scores_get_stats(const struct tmap_scores *scores, struct tmap_score_stats *out);
 
 /* Merges the numeric columns of a CSV keyed by sample id (first column
  * "id"); rows for ids not in the pool are an error naming the line. */
-enum tmap_status tmap_scores_merge_csv(struct tmap_scores *scores, const struct tmap_pool *pool,
+TMAP_API enum tmap_status tmap_scores_merge_csv(struct tmap_scores *scores, const struct tmap_pool *pool,
                                        const char *path, struct tmap_error *err);
 
 /* Writes id, hash and every column that holds a value (CSV, NaN as empty). */
-enum tmap_status tmap_scores_write_csv(const struct tmap_scores *scores, const struct tmap_pool *pool,
+TMAP_API enum tmap_status tmap_scores_write_csv(const struct tmap_scores *scores, const struct tmap_pool *pool,
                                        const char *path, struct tmap_error *err);
 
 /* What scoring will cost, before doing it: the tokens and passes a run
@@ -460,7 +467,7 @@ struct tmap_score_plan {
     double   seconds;          /* estimate */
 };
 
-enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model *model,
+TMAP_API enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model *model,
                                  const struct tmap_score_params *params, struct tmap_score_plan *out,
                                  struct tmap_error *err);
 
@@ -472,7 +479,7 @@ enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model
  * L2-normalised), computed as scoring computes them and kept in the store
  * when store_path is set. Rows the model cannot fit are zero and
  * ok[row] false (ok may be NULL). *out and *ok are malloc'd. */
-enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model *model,
+TMAP_API enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model *model,
                                  const char *store_path, float **out, bool **ok, int32_t *dim,
                                  struct tmap_error *err);
 
@@ -489,7 +496,7 @@ struct tmap_tiny_params {
     const char         *store_path; /* embedding store, NULL = none */
 };
 
-struct tmap_tiny_params tmap_tiny_default_params(void);
+TMAP_API struct tmap_tiny_params tmap_tiny_default_params(void);
 
 /* A tiny set: rows of the validation pool and their weights (sum 1). */
 struct tmap_tiny {
@@ -498,19 +505,19 @@ struct tmap_tiny {
     double *weights;
 };
 
-enum tmap_status tmap_tiny_select(const struct tmap_pool *val, struct tmap_model *embedder,
+TMAP_API enum tmap_status tmap_tiny_select(const struct tmap_pool *val, struct tmap_model *embedder,
                                   const struct tmap_tiny_params *params, struct tmap_tiny *out,
                                   struct tmap_error *err);
-void tmap_tiny_free(struct tmap_tiny *tiny);
+TMAP_API void tmap_tiny_free(struct tmap_tiny *tiny);
 
 /* Writes the chosen records, each its input bytes with a leading
  * "tmap_weight" member added, as JSONL. */
-enum tmap_status tmap_tiny_write(const struct tmap_tiny *tiny, const struct tmap_pool *val,
+TMAP_API enum tmap_status tmap_tiny_write(const struct tmap_tiny *tiny, const struct tmap_pool *val,
                                  const char *path, struct tmap_error *err);
 
 /* The "tmap_weight" of every record of a tiny file (uniform when absent),
  * normalised to sum 1. weights holds tmap_pool_size(tiny) entries. */
-enum tmap_status tmap_tiny_weights(const struct tmap_pool *tiny, double *weights, struct tmap_error *err);
+TMAP_API enum tmap_status tmap_tiny_weights(const struct tmap_pool *tiny, double *weights, struct tmap_error *err);
 
 enum tmap_demo_policy {
     TMAP_DEMOS_TOP = 0, /* the k highest-scored demonstrations */
@@ -559,21 +566,21 @@ struct tmap_proxy_params {
     float                 ft_lr;        /* 1e-4, tmap finetune's default */
 };
 
-struct tmap_proxy_params tmap_proxy_default_params(void);
+TMAP_API struct tmap_proxy_params tmap_proxy_default_params(void);
 
 /* The proxy for one model and one tiny set, evaluated many times. */
 struct tmap_proxy;
 
 /* weights: per tiny record, NULL = read "tmap_weight" (tmap_tiny_weights). */
-enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_pool *tiny,
+TMAP_API enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_pool *tiny,
                                    const double *weights, const struct tmap_proxy_params *params,
                                    struct tmap_proxy **out, struct tmap_error *err);
-void tmap_proxy_free(struct tmap_proxy *proxy);
+TMAP_API void tmap_proxy_free(struct tmap_proxy *proxy);
 
 /* The seed of the random policy's draws (params.seed at creation). A new
  * seed draws other demonstrations; the memo keeps values per seed. */
-uint64_t tmap_proxy_seed(const struct tmap_proxy *proxy);
-void     tmap_proxy_set_seed(struct tmap_proxy *proxy, uint64_t seed);
+TMAP_API uint64_t tmap_proxy_seed(const struct tmap_proxy *proxy);
+TMAP_API void     tmap_proxy_set_seed(struct tmap_proxy *proxy, uint64_t seed);
 
 struct tmap_proxy_stats {
     uint64_t n_tokens;  /* decoded for this evaluation */
@@ -585,7 +592,7 @@ struct tmap_proxy_stats {
 /* The proxy value of demonstrations drawn from rows[0..n_rows) of demos.
  * scores (per row of demos, may be NULL = file order) rank them for the
  * top policy. */
-enum tmap_status tmap_proxy_eval(struct tmap_proxy *proxy, const struct tmap_pool *demos,
+TMAP_API enum tmap_status tmap_proxy_eval(struct tmap_proxy *proxy, const struct tmap_pool *demos,
                                  const size_t *rows, size_t n_rows, const double *scores,
                                  double *value, struct tmap_proxy_stats *stats, struct tmap_error *err);
 
@@ -604,10 +611,10 @@ struct tmap_weights {
     double  proxy_value; /* observed at these weights; NaN when not learned */
 };
 
-void tmap_weights_free(struct tmap_weights *w);
+TMAP_API void tmap_weights_free(struct tmap_weights *w);
 
 /* Equal weights over every column of scores that holds a value. */
-enum tmap_status tmap_weights_uniform(const struct tmap_scores *scores, struct tmap_weights *out,
+TMAP_API enum tmap_status tmap_weights_uniform(const struct tmap_scores *scores, struct tmap_weights *out,
                                       struct tmap_error *err);
 
 enum tmap_search_kind {
@@ -638,7 +645,7 @@ struct tmap_select_params {
     bool                  keep_duplicates; /* let exact duplicates (same content hash) in twice (false) */
 };
 
-struct tmap_select_params tmap_select_default_params(void);
+TMAP_API struct tmap_select_params tmap_select_default_params(void);
 
 struct tmap_learn_params {
     struct tmap_select_params select;        /* how each candidate weighting selects */
@@ -654,7 +661,7 @@ struct tmap_learn_params {
     void *on_eval_user_data;
 };
 
-struct tmap_learn_params tmap_learn_default_params(void);
+TMAP_API struct tmap_learn_params tmap_learn_default_params(void);
 
 struct tmap_trace_entry {
     double  *w;
@@ -690,7 +697,7 @@ struct tmap_baselines {
 
 /* One line for people: "learned -2.41 +/- 0.01 vs random -2.63 +/- 0.04:
  * 5.5 sd better: beats random subsets by more than the noise". */
-void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size);
+TMAP_API void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size);
 
 struct tmap_learn_result {
     struct tmap_weights      weights; /* the evaluated w with the best posterior mean */
@@ -704,10 +711,10 @@ struct tmap_learn_result {
 
 /* Learns the weights of the columns of scores that hold values, judging
  * each candidate by proxy on the subset it selects (DESIGN.md section 6). */
-enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
+TMAP_API enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
                             struct tmap_proxy *proxy, const struct tmap_learn_params *params,
                             struct tmap_learn_result *out, struct tmap_error *err);
-void tmap_learn_result_free(struct tmap_learn_result *r);
+TMAP_API void tmap_learn_result_free(struct tmap_learn_result *r);
 
 /* The subset a weighting selects: ceil(ratio * n) samples, the highest
  * combined scores (ties broken by sample id) or, in filter mode, a seeded
@@ -729,32 +736,32 @@ struct tmap_selection {
  * mode's draw gives each record a fixed random key from its content and
  * the seed, so the same inputs select the same rows in any file order and
  * nearby weightings select nearly the same rows (the search needs both). */
-enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
+TMAP_API enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
                              const struct tmap_weights *weights, const struct tmap_select_params *params,
                              struct tmap_selection *out, struct tmap_error *err);
-const char *tmap_select_mode_name(enum tmap_select_mode mode); /* "top", "filter" */
-void tmap_selection_free(struct tmap_selection *s);
+TMAP_API const char *tmap_select_mode_name(enum tmap_select_mode mode); /* "top", "filter" */
+TMAP_API void tmap_selection_free(struct tmap_selection *s);
 
 /* Deita's diversity filter over a selection (DESIGN.md section 3): walk the
  * pool by descending combined score and keep a sample unless its cosine
  * similarity to an already kept one exceeds threshold, until as many as
  * before are kept (or the pool runs out). emb: n_rows x dim, unit rows. */
-enum tmap_status tmap_selection_diversify(const struct tmap_pool *pool, struct tmap_selection *sel,
+TMAP_API enum tmap_status tmap_selection_diversify(const struct tmap_pool *pool, struct tmap_selection *sel,
                                           const float *emb, int32_t dim, double threshold,
                                           struct tmap_error *err);
 
 /* Outputs (DESIGN.md section 7). selected.jsonl: the records byte for byte;
  * scores.csv: id, raw values, ranks, combined score, selected flag;
  * weights.json; trace.csv. */
-enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
+TMAP_API enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
                                      const char *path, struct tmap_error *err);
-enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const struct tmap_scores *scores,
+TMAP_API enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const struct tmap_scores *scores,
                                         const struct tmap_weights *w, const struct tmap_selection *sel,
                                         const char *path, struct tmap_error *err);
-enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const struct tmap_baselines *baselines,
+TMAP_API enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const struct tmap_baselines *baselines,
                                          const char *config_json, const char *path, struct tmap_error *err);
-enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *out, struct tmap_error *err);
-enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path,
+TMAP_API enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *out, struct tmap_error *err);
+TMAP_API enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path,
                                       struct tmap_error *err);
 
 /* The main job, `tmap run`: score -> tiny set -> learn -> select -> every
@@ -773,7 +780,7 @@ struct tmap_run_params {
     double                   diversity_threshold; /* > 0: apply the diversity filter */
 };
 
-struct tmap_run_params tmap_run_default_params(void);
+TMAP_API struct tmap_run_params tmap_run_default_params(void);
 
 struct tmap_run_summary {
     size_t              n_pool, n_val, n_tiny, n_selected;
@@ -787,14 +794,14 @@ struct tmap_run_summary {
     struct tmap_score_stats score_stats;
 };
 
-void tmap_run_summary_free(struct tmap_run_summary *s);
+TMAP_API void tmap_run_summary_free(struct tmap_run_summary *s);
 
-enum tmap_status tmap_run(const struct tmap_run_params *params, struct tmap_run_summary *out,
+TMAP_API enum tmap_status tmap_run(const struct tmap_run_params *params, struct tmap_run_summary *out,
                           struct tmap_error *err);
 
 /* A score table read back from scores.csv (raw columns only), rows matched
  * to the pool by id. */
-enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, const char *path,
+TMAP_API enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, const char *path,
                                       struct tmap_scores **out, struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
@@ -812,7 +819,7 @@ enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, const char *
  * model 256 at a time, with progress reported after each group. */
 
 /* "loglik", "accuracy", "mc". */
-const char *tmap_metric_name(enum tmap_metric metric);
+TMAP_API const char *tmap_metric_name(enum tmap_metric metric);
 
 struct tmap_eval_params {
     enum tmap_metric   metric;      /* TMAP_METRIC_ACCURACY: the benchmark's own score */
@@ -827,7 +834,7 @@ struct tmap_eval_params {
     void              *notice_user_data;
 };
 
-struct tmap_eval_params tmap_eval_default_params(void);
+TMAP_API struct tmap_eval_params tmap_eval_default_params(void);
 
 /* Per-item arrays hold one entry per test record, in pool order. An item
  * is skipped (score NaN, left out of the metric) when its whole prompt
@@ -864,23 +871,23 @@ struct tmap_eval_result {
  * Mc: the choice (" " + its text) with the highest total log-probability
  * after the prompt, right when it is the gold one; every record needs
  * choices. On failure result holds nothing to free. */
-enum tmap_status tmap_eval_run(struct tmap_model *model, const struct tmap_pool *test,
+TMAP_API enum tmap_status tmap_eval_run(struct tmap_model *model, const struct tmap_pool *test,
                                const struct tmap_pool *demos, const struct tmap_eval_params *params,
                                struct tmap_eval_result *result, struct tmap_error *err);
-void tmap_eval_result_free(struct tmap_eval_result *result);
+TMAP_API void tmap_eval_result_free(struct tmap_eval_result *result);
 
 /* One JSON line per item: id, prediction, extracted, gold, correct (bool),
  * loglik, choice (mc), skipped; null where a value does not apply. Bytes
  * that are not UTF-8 (a generation may stop inside a character) are
  * written as U+FFFD. */
-enum tmap_status tmap_eval_write_predictions(const struct tmap_eval_result *result, const char *path,
+TMAP_API enum tmap_status tmap_eval_write_predictions(const struct tmap_eval_result *result, const char *path,
                                              struct tmap_error *err);
 
 /* Percentile bootstrap 95% interval of the mean of values[0..n):
  * n_resamples means of n draws with replacement, from a generator seeded
  * by seed (the same seed, the same interval). NaN when n or n_resamples
  * is 0. */
-enum tmap_status tmap_bootstrap_mean_ci(const double *values, size_t n, size_t n_resamples, uint64_t seed,
+TMAP_API enum tmap_status tmap_bootstrap_mean_ci(const double *values, size_t n, size_t n_resamples, uint64_t seed,
                                         double *low, double *high, struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
@@ -902,9 +909,9 @@ struct tmap_model_create_params {
     const char *chat_template; /* stored as tokenizer.chat_template, NULL = none */
 };
 
-struct tmap_model_create_params tmap_model_create_default_params(void);
+TMAP_API struct tmap_model_create_params tmap_model_create_default_params(void);
 
-enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model_create_params *params,
+TMAP_API enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model_create_params *params,
                                    struct tmap_error *err);
 
 /* Storing weights in another type (llama_model_quantize). */
@@ -913,14 +920,14 @@ struct tmap_model_quantize_params {
     int32_t     n_threads; /* 0 = all cores */
 };
 
-struct tmap_model_quantize_params tmap_model_quantize_default_params(void);
+TMAP_API struct tmap_model_quantize_params tmap_model_quantize_default_params(void);
 
 /* The type names tmap_model_quantize takes, comma-separated. */
-const char *tmap_quant_type_names(void);
+TMAP_API const char *tmap_quant_type_names(void);
 
 /* Writes out_path: in_path's metadata and tokenizer with its weight
  * matrices stored as params->type (1-d tensors stay F32). */
-enum tmap_status tmap_model_quantize(const char *in_path, const char *out_path,
+TMAP_API enum tmap_status tmap_model_quantize(const char *in_path, const char *out_path,
                                      const struct tmap_model_quantize_params *params, struct tmap_error *err);
 
 /* ------------------------------------------------------------------------ */
@@ -1009,7 +1016,7 @@ struct tmap_finetune_params {
     void       *progress_user_data;
 };
 
-struct tmap_finetune_params tmap_finetune_default_params(void);
+TMAP_API struct tmap_finetune_params tmap_finetune_default_params(void);
 
 struct tmap_finetune_result {
     struct tmap_finetune_epoch before; /* the model as loaded (a resume: the checkpoint) */
@@ -1026,7 +1033,7 @@ struct tmap_finetune_result {
 
 /* Trains the model at params->model.path on every record of pool and
  * writes params->out_path. */
-enum tmap_status tmap_finetune(const struct tmap_pool *pool, const struct tmap_finetune_params *params,
+TMAP_API enum tmap_status tmap_finetune(const struct tmap_pool *pool, const struct tmap_finetune_params *params,
                                struct tmap_finetune_result *result, struct tmap_error *err);
 
 /* Checks a --train-layers spec against a GGUF model without training: a
@@ -1034,7 +1041,7 @@ enum tmap_status tmap_finetune(const struct tmap_pool *pool, const struct tmap_f
  * tensor of blk.N) or name substrings ("attn", "ffn_down", "output"); a
  * tensor trains when any item matches it. *n_matched counts the model's
  * tensors selected (token_embd included, though llama.cpp never trains it). */
-enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *spec,
+TMAP_API enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *spec,
                                             int32_t *n_matched, struct tmap_error *err);
 
 #ifdef __cplusplus
