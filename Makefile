@@ -7,6 +7,7 @@
 #   make asan     every test under AddressSanitizer + UBSan
 #   make bench    the benchmarks under bench/
 #   make fidelity the closed loop: tmap's selection fine-tuned against random (SEED=1)
+#   make install  the CLI, libtmap (.so, .a), tmap.h, a CMake package and tmap.pc (PREFIX=/usr/local)
 #   make fuzz     libFuzzer on every input parser (FUZZ_RUNS=10000000 FUZZ_TIME=1800 each)
 #
 # GPU=cuda builds llama.cpp with CUDA; TMAP_LLAMA_DIR=/prefix uses your own
@@ -24,7 +25,7 @@ PREFIX_FILE = $(BUILD)/.llama-prefix
 # target-specific value reaches their setup prerequisite too.
 test asan fuzz: SETUP_FLAGS = --test
 
-.PHONY: all setup build test demo bench fidelity asan fuzz clean
+.PHONY: all setup build test demo bench fidelity asan fuzz install clean
 
 all: build
 
@@ -63,7 +64,11 @@ asan: setup
 	@cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    ctest --output-on-failure -j $(JOBS) -LE kill
+	    ctest --output-on-failure -j $(JOBS) -LE nosan
+
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Fuzzing (docs/reliability.md): clang with ASan+UBSan and libFuzzer; new
 # corpus entries and crash reproducers land in fuzz/, to be committed.
