@@ -1,6 +1,6 @@
 /*
  * bench_search.c - the weight search and the selection it drives, without a
- * model (DESIGN.md sections 3 and 6):
+ * model (docs/design.md sections 3 and 6):
  *
  *  (a) BO against random search (and the grid) on synthetic objectives over
  *      the simplex: how often each reaches 95% of the optimum in 30

@@ -79,7 +79,7 @@ TMAP_API const char *tmap_build_info(void);
 /* Data: a pool of instruction records                                      */
 /* ------------------------------------------------------------------------ */
 
-/* Record formats, detected per record (DESIGN.md section 9). */
+/* Record formats, detected per record (docs/design.md section 9). */
 enum tmap_format {
     TMAP_FORMAT_ALPACA = 0, /* instruction, input, output */
     TMAP_FORMAT_GSM8K,      /* question, answer ("... #### 42") */
@@ -365,7 +365,7 @@ TMAP_API void tmap_model_get_counters(const struct tmap_model *model, struct tma
 /* Indicators and scoring                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* The indicators of DESIGN.md section 2. */
+/* The indicators of docs/design.md section 2. */
 enum tmap_indicator {
     TMAP_IND_LOSS = 0,   /* mean NLL of the response given the prompt (nats/token) */
     TMAP_IND_IFD,        /* loss(response | prompt) / loss(response | BOS) */
@@ -600,7 +600,7 @@ TMAP_API enum tmap_status tmap_proxy_eval(struct tmap_proxy *proxy, const struct
 /* Learning the weights, selecting, and the whole run                       */
 /* ------------------------------------------------------------------------ */
 
-/* A weighting of score columns (DESIGN.md section 3): each column becomes a
+/* A weighting of score columns (docs/design.md section 3): each column becomes a
  * percentile rank in [0,1] (flipped where lower is better) and a sample's
  * combined score is the weighted sum of its ranks. */
 struct tmap_weights {
@@ -672,7 +672,7 @@ struct tmap_trace_entry {
 };
 
 /* How the learned weights compare with what a user could have had without
- * them; every run measures it through the same proxy and memo (DESIGN.md
+ * them; every run measures it through the same proxy and memo (docs/design.md
  * section 6). */
 enum tmap_verdict {
     TMAP_VERDICT_UNKNOWN = 0, /* not measured (fewer than 2 random subsets) */
@@ -710,7 +710,7 @@ struct tmap_learn_result {
 };
 
 /* Learns the weights of the columns of scores that hold values, judging
- * each candidate by proxy on the subset it selects (DESIGN.md section 6). */
+ * each candidate by proxy on the subset it selects (docs/design.md section 6). */
 TMAP_API enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
                             struct tmap_proxy *proxy, const struct tmap_learn_params *params,
                             struct tmap_learn_result *out, struct tmap_error *err);
@@ -742,7 +742,7 @@ TMAP_API enum tmap_status tmap_select(const struct tmap_pool *pool, const struct
 TMAP_API const char *tmap_select_mode_name(enum tmap_select_mode mode); /* "top", "filter" */
 TMAP_API void tmap_selection_free(struct tmap_selection *s);
 
-/* Deita's diversity filter over a selection (DESIGN.md section 3): walk the
+/* Deita's diversity filter over a selection (docs/design.md section 3): walk the
  * pool by descending combined score and keep a sample unless its cosine
  * similarity to an already kept one exceeds threshold, until as many as
  * before are kept (or the pool runs out). emb: n_rows x dim, unit rows. */
@@ -750,7 +750,7 @@ TMAP_API enum tmap_status tmap_selection_diversify(const struct tmap_pool *pool,
                                           const float *emb, int32_t dim, double threshold,
                                           struct tmap_error *err);
 
-/* Outputs (DESIGN.md section 7). selected.jsonl: the records byte for byte;
+/* Outputs (docs/design.md section 7). selected.jsonl: the records byte for byte;
  * scores.csv: id, raw values, ranks, combined score, selected flag;
  * weights.json; trace.csv. */
 TMAP_API enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
@@ -765,7 +765,7 @@ TMAP_API enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r
                                       struct tmap_error *err);
 
 /* The main job, `tmap run`: score -> tiny set -> learn -> select -> every
- * output of DESIGN.md section 7 in out_dir (report.html included), all
+ * output of docs/design.md section 7 in out_dir (report.html included), all
  * through one score store so a rerun does no model work twice. */
 struct tmap_run_params {
     struct tmap_model_params model;
@@ -809,7 +809,7 @@ TMAP_API enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, con
 /* ------------------------------------------------------------------------ */
 
 /* Whole-benchmark evaluation (`tmap eval`): every record of a test pool,
- * with a few-shot prompt laid out as the ICL proxy lays it out (DESIGN.md
+ * with a few-shot prompt laid out as the ICL proxy lays it out (docs/design.md
  * section 5): the first n_shots records of a demo pool as
  * "Query: ...\nAnswer: ...\n\n" blocks (plain) or as earlier user/assistant
  * turns of the model's chat template (chat), then the item's query. Each
@@ -934,7 +934,7 @@ TMAP_API enum tmap_status tmap_model_quantize(const char *in_path, const char *o
 /* Training                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Fine-tuning with llama.cpp's own training API (DESIGN.md section 12).
+/* Fine-tuning with llama.cpp's own training API (docs/design.md section 12).
  *
  * Each record is laid out as scoring reads it: BOS, the plain-template
  * prompt (tmap_model_format_prompt), the response, then EOS so the model

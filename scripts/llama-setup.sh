@@ -73,7 +73,7 @@ cmake --build "$work/build" -j"$(nproc)" >"$work/build.log" 2>&1 \
 rm -rf "$prefix"
 cmake -DCMAKE_INSTALL_PREFIX="$prefix" -P "$work/build/cmake_install.cmake" >/dev/null
 
-# The vocab-only GGUFs are how test models get a real tokenizer (DESIGN.md 13).
+# The vocab-only GGUFs are how test models get a real tokenizer (docs/design.md 13).
 mkdir -p "$prefix/share/tmap/vocab"
 cp "$work/src/models/ggml-vocab-llama-spm.gguf" "$prefix/share/tmap/vocab/"
 git -C "$work/src" log -1 --format=%H > "$prefix/share/tmap/llama-commit"

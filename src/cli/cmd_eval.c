@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The demonstrations when --demos is given without --shots (DESIGN.md
+/* The demonstrations when --demos is given without --shots (docs/design.md
  * section 5's k). */
 enum { DEFAULT_SHOTS = 8 };
 

@@ -604,7 +604,7 @@ static void render_chat_prompt(struct draft *d)
 }
 
 /* The last assistant turn is the response and the turns before it the
- * prompt (DESIGN.md section 9); turns after it have nothing to answer them
+ * prompt (docs/design.md section 9); turns after it have nothing to answer them
  * and are dropped. */
 static enum tmap_status split_chat(struct draft *d, const char *list, struct tmap_error *reason)
 {

@@ -3,7 +3,7 @@
  *
  * The pool (pool.c) finds record boundaries and parses each record with
  * jansson; this module decides which of the known formats a record is in
- * (DESIGN.md section 9), checks its fields and builds the sample's prompt,
+ * (docs/design.md section 9), checks its fields and builds the sample's prompt,
  * response, short answer and chat turns. It also defines the sample hash
  * that identifies a record's content across files.
  *

@@ -4,7 +4,7 @@
  * loglik of the gold response, or multiple choice by log-likelihood, with
  * a bootstrap interval.
  *
- * It measures what the ICL proxy (DESIGN.md section 5) estimates on a
+ * It measures what the ICL proxy (docs/design.md section 5) estimates on a
  * tiny set, so prompts are laid out the same way: the demonstrations, then
  * the query, tokenized whole. The demonstrations are what every prompt
  * starts with, so the longest common token prefix of a group of prompts is

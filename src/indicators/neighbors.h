@@ -1,6 +1,6 @@
 /*
  * neighbors.h - exact nearest neighbours over L2-normalised embeddings, for
- * the `diversity` and `relevance` indicators (DESIGN.md section 2).
+ * the `diversity` and `relevance` indicators (docs/design.md section 2).
  *
  * Rows are row-major float32, already L2-normalised, so cosine similarity is
  * a dot product. Similarities are computed a tile at a time with BLAS sgemm

@@ -1,6 +1,6 @@
 /*
  * text.h - indicators read from a response's text alone, with no model:
- * `steps`, `numeracy` and `lexical` (DESIGN.md section 2).
+ * `steps`, `numeracy` and `lexical` (docs/design.md section 2).
  *
  * They are cheap (one pass over the text) and model-free, so the score store
  * keeps them under the empty model fingerprint and computes them once per

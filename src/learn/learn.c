@@ -1,7 +1,7 @@
 /*
  * learn.c - `tmap learn` and `tmap select`: weights over the indicator
  * columns, the subset they select, and the Bayesian search for the weights
- * whose subset gives the best in-context-learning proxy (DESIGN.md
+ * whose subset gives the best in-context-learning proxy (docs/design.md
  * sections 3 and 6; arXiv 2605.09665's contribution).
  *
  * The objective the search sees, for a candidate w: combine the percentile

@@ -1,5 +1,5 @@
 /*
- * outputs.c - the files a run leaves (DESIGN.md section 7): selected.jsonl
+ * outputs.c - the files a run leaves (docs/design.md section 7): selected.jsonl
  * (records byte for byte), scores.csv (raw values, ranks, combined score,
  * selected flag), weights.json and trace.csv; and reading scores.csv and
  * weights.json back for `tmap select`.

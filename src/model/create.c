@@ -2,7 +2,7 @@
  * create.c - small random-init Llama models with a real tokenizer.
  *
  * No weights can be downloaded where tmap is developed and tested, so tests
- * and the demo build their own models (DESIGN.md section 13): GGUF metadata
+ * and the demo build their own models (docs/design.md section 13): GGUF metadata
  * for a plain Llama, the tokenizer key/values copied from a vocab-only GGUF,
  * and llama_model_init_from_user filling every tensor through a callback.
  *

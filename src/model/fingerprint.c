@@ -1,7 +1,7 @@
 /*
  * fingerprint.c - what identifies a model file, for the score store.
  *
- * The store keys every score by the model's fingerprint (DESIGN.md section
+ * The store keys every score by the model's fingerprint (docs/design.md section
  * 8), so two files may share one only if every weight is the same. It used
  * to cover the GGUF header and tensor index alone, which fine-tunes and
  * checkpoints of one model share: their scores got mixed up silently. It is

@@ -1,7 +1,7 @@
 /*
  * generate.c - greedy generation, many sequences per llama_decode call.
  *
- * The accuracy metric (DESIGN.md section 5, `tmap eval`) reads what the
+ * The accuracy metric (docs/design.md section 5, `tmap eval`) reads what the
  * model writes, so this is the one place tmap samples tokens. It runs
  * continuous batching over the context's sequence slots, as logprob.c
  * does: every step is ONE decode call holding the last chosen token of

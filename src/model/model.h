@@ -42,7 +42,7 @@ const struct tmap_model_params *tmap_model_load_params(const struct tmap_model *
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,
                                    struct tmap_error *err);
 
-/* Prefix sharing (DESIGN.md section 5): decodes tokens into sequence 0 at
+/* Prefix sharing (docs/design.md section 5): decodes tokens into sequence 0 at
  * positions 0..n-1 (in n_batch chunks, no logits), after clearing the
  * memory. Sequences 1..n_seq-1 then start from it with
  * llama_memory_seq_cp(mem, 0, s, -1, -1): in the unified KV cache that

@@ -1,5 +1,5 @@
 /*
- * run.c - `tmap run`, the main job: the whole pipeline of DESIGN.md
+ * run.c - `tmap run`, the main job: the whole pipeline of docs/design.md
  * section 1 in one call.
  *
  *   score  every pool sample (indicators; SQLite store)

@@ -1,5 +1,5 @@
 /*
- * proxy.c - the in-context-learning proxy (DESIGN.md section 5): how well
+ * proxy.c - the in-context-learning proxy (docs/design.md section 5): how well
  * the target model answers the tiny set with demonstrations drawn from a
  * candidate subset. It stands in for "fine-tune on the subset and
  * evaluate", and the weight search calls it dozens of times, so its cost is

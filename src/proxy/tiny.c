@@ -1,6 +1,6 @@
 /*
  * tiny.c - `tmap tiny`: about 100 anchor items that stand for a whole
- * validation set (DESIGN.md section 4).
+ * validation set (docs/design.md section 4).
  *
  * Anchor points (Vivek et al. 2024): embed the validation items, cluster
  * them with k-medoids (k-means++ seeding, then alternate assignment and

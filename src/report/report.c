@@ -10,7 +10,7 @@
  *     its shape next to the rejected 70%;
  *   - correlations are Spearman's rho over the rows where both indicators
  *     are present: indicators such as length or loss are skewed, and the
- *     percentile-rank normalisation (DESIGN.md section 3) uses only order;
+ *     percentile-rank normalisation (docs/design.md section 3) uses only order;
  *   - every number is printed from integers (put_num), never with %f, so the
  *     bytes depend neither on the C locale (a decimal comma would break SVG
  *     coordinates) nor on the sign of a zero;

@@ -1,5 +1,5 @@
 /*
- * report.h - the self-contained HTML report of a tmap run (DESIGN.md
+ * report.h - the self-contained HTML report of a tmap run (docs/design.md
  * section 7, report.html).
  *
  * The last step of the pipeline: after the search has learned the weights

@@ -1,5 +1,5 @@
 /*
- * gp.c - Gaussian-process regression for the weight search (DESIGN.md
+ * gp.c - Gaussian-process regression for the weight search (docs/design.md
  * section 6).
  *
  * Model: y = m + f(x) + noise, f ~ GP(0, k), with the Matern 5/2 kernel
@@ -316,7 +316,7 @@ static bool work_alloc(struct fit_work *w, size_t n)
     return w->chol && w->kinv && w->alpha && w->tmp;
 }
 
-/* The box (DESIGN.md section 6 leaves it open; see the top of this file). */
+/* The box (docs/design.md section 6 leaves it open; see the top of this file). */
 static void set_box(struct fit_work *w, double spread)
 {
     w->lo[0] = log(0.01 * spread);

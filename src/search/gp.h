@@ -1,5 +1,5 @@
 /*
- * gp.h - the Gaussian-process surrogate of the weight search (DESIGN.md
+ * gp.h - the Gaussian-process surrogate of the weight search (docs/design.md
  * section 6): Matern 5/2 kernel with one isotropic lengthscale, constant
  * mean, signal and noise variance.
  *

@@ -1,6 +1,6 @@
 /*
  * search.c - Bayesian optimisation, random and grid search over indicator
- * weights (DESIGN.md section 6).
+ * weights (docs/design.md section 6).
  *
  * BO: evaluate the initial design (each indicator alone, then the uniform
  * vector), then repeatedly fit a GP (gp.c) to every evaluated point and
@@ -181,7 +181,7 @@ static enum tmap_status evaluate(struct run *r, const double *w, struct tmap_err
     return st;
 }
 
-/* The d vertices, then the uniform vector (DESIGN.md section 6); signed
+/* The d vertices, then the uniform vector (docs/design.md section 6); signed
  * search starts from the same, positive, points. */
 static enum tmap_status initial_design(struct run *r, double *w, struct tmap_error *err)
 {
@@ -424,7 +424,7 @@ static size_t best_observed(const struct run *r)
     return best;
 }
 
-/* BO's answer: the evaluated point the final GP rates highest (DESIGN.md
+/* BO's answer: the evaluated point the final GP rates highest (docs/design.md
  * section 6), which discounts a lucky noisy observation. */
 static enum tmap_status best_by_posterior(struct run *r, size_t *best, struct tmap_error *err)
 {

@@ -1,5 +1,5 @@
 /*
- * search.h - the weight search (DESIGN.md section 6): find indicator weights
+ * search.h - the weight search (docs/design.md section 6): find indicator weights
  * w that maximise an objective (the ICL proxy of the subset w selects),
  * spending a small budget of objective evaluations.
  *

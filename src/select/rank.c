@@ -1,6 +1,6 @@
 /*
  * rank.c - percentile ranks, the combined score and top-r% selection
- * (DESIGN.md section 3).
+ * (docs/design.md section 3).
  *
  * Ranking sorts each column once. A comparison sort of 1M doubles costs
  * about 100 ms, and ten columns would eat the whole 1 s budget for a 1M x 10

@@ -1,5 +1,5 @@
 /*
- * rank.h - from raw indicator columns to a selected subset (DESIGN.md
+ * rank.h - from raw indicator columns to a selected subset (docs/design.md
  * section 3): percentile-rank normalisation, the weighted combination
  * s(w) = U w, and the top-r% selection with an optional Deita-style
  * diversity filter.
@@ -56,7 +56,7 @@ size_t tmap_select_diverse(const double *s, const uint32_t *tiebreak, size_t n, 
                            int32_t dim, double threshold, size_t want, size_t *out);
 
 /* xxh3-64 of the row list, each row as a little-endian 64-bit integer, so a
- * proxy value can be memoised per subset (DESIGN.md section 6) and the hash
+ * proxy value can be memoised per subset (docs/design.md section 6) and the hash
  * is the same on every platform. */
 uint64_t tmap_subset_hash(const size_t *rows, size_t n);
 

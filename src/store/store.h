@@ -1,6 +1,6 @@
 /*
  * store.h - the score store: every indicator value, embedding and proxy
- * value tmap has computed, in one SQLite file (DESIGN.md section 8).
+ * value tmap has computed, in one SQLite file (docs/design.md section 8).
  *
  * Scoring asks the store before it computes anything and writes each batch of
  * results in one transaction, so a killed run loses at most the batch in

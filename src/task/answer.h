@@ -1,7 +1,7 @@
 /*
  * answer.h - the task's short answer in a model's (or a gold) solution.
  *
- * GSM8K-style tasks are scored by the final number alone (DESIGN.md
+ * GSM8K-style tasks are scored by the final number alone (docs/design.md
  * section 5): the accuracy metric of `tmap eval` and of the ICL proxy
  * extracts it from the generated text and from the gold answer, then
  * compares the two as numbers.

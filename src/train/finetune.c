@@ -1,6 +1,6 @@
 /*
  * finetune.c - fine-tuning a GGUF model on a pool with llama.cpp's training
- * API (llama_opt_init, llama_opt_epoch, ggml_opt_dataset_*), DESIGN.md
+ * API (llama_opt_init, llama_opt_epoch, ggml_opt_dataset_*), docs/design.md
  * section 12. `tmap finetune` and `tmap model pretrain` call it, and
  * `validate-proxy` will: the proxy is only worth what it predicts about a
  * fine-tuned model.

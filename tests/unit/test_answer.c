@@ -1,6 +1,6 @@
 /*
  * test_answer.c - GSM8K answer extraction and matching: every gold solution
- * of the bundled test set, the marker rules of DESIGN.md section 5, the
+ * of the bundled test set, the marker rules of docs/design.md section 5, the
  * number syntax (thousands, signs, decimals, "$", trailing "."), text
  * without a number, and comparison as numbers.
  */

@@ -75,7 +75,7 @@ static struct tmap_logprob_result logprob_by_hand(struct tmap_model *m, const ch
     return res;
 }
 
-/* The plain few-shot layout of DESIGN.md section 5, written out here. */
+/* The plain few-shot layout of docs/design.md section 5, written out here. */
 static char *plain_prompt(const struct tmap_pool *demos, size_t k, const struct tmap_sample *query)
 {
     size_t cap = 1 << 16, used = 0;

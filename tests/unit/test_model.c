@@ -274,7 +274,7 @@ static void test_batched_equals_sequential(void **state)
         assert_int_equal(rb[i].n_tokens, t.req[i].n_response);
         assert_int_equal(rs[i].n_tokens, t.req[i].n_response);
         assert_true(rb[i].sum_logprob < 0.0 && isfinite(rb[i].sum_logprob));
-        /* 1e-4 per token, as DESIGN.md asks of every batched path */
+        /* 1e-4 per token, as docs/design.md asks of every batched path */
         double tol = 1e-4 * rb[i].n_tokens;
         if (fabs(rb[i].sum_logprob - rs[i].sum_logprob) > tol)
             fail_msg("sample %zu: batched %.8f vs single %.8f", i, rb[i].sum_logprob, rs[i].sum_logprob);
