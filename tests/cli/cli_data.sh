@@ -143,4 +143,21 @@ expect_status 0
 expect_out "records    6"
 expect_out "alpaca=1 gsm8k=1 sharegpt=1 openai=1 generic=1 mc=1"
 
+check "hostile sizes: deep nesting, a 100 MB line, a million turns: rejected with file and line"
+{ printf '{"prompt": "a", "response": "b", "x": '; head -c 100000 /dev/zero | tr '\0' '['
+  head -c 100000 /dev/zero | tr '\0' ']'; printf '}\n'; } > deep.jsonl
+run "$TMAP" data stats deep.jsonl
+expect_status 2
+expect_err "deep.jsonl:1: invalid JSON: maximum parsing depth reached"
+{ printf '{"prompt": "a", "response": "'; head -c 100000000 /dev/zero | tr '\0' 'b'; printf '"}\n'; } > huge.jsonl
+run "$TMAP" data stats huge.jsonl
+expect_status 2
+expect_err "huge.jsonl:1: record is 100000031 bytes, over the limit"
+rm -f huge.jsonl
+awk 'BEGIN { printf "{\"conversations\": ["; for (i = 0; i < 1000000; i++) printf "%s{\"from\":\"%s\",\"value\":\"hi\"}", (i ? "," : ""), (i % 2 ? "gpt" : "human"); print "]}" }' > turns.jsonl
+run "$TMAP" data stats turns.jsonl
+expect_status 2
+expect_err "turns.jsonl:1: record is"
+rm -f turns.jsonl
+
 finish

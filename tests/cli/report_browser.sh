@@ -100,4 +100,33 @@ expect_true test "$dims" = 1280x2400
 expect_true test "$(stat -c %s "$SHOT")" -gt 40000
 echo "  screenshot: $SHOT ($(stat -c %s "$SHOT") bytes, $dims)"
 
+check "hostile records show up as text: no script runs, nothing is injected"
+MODEL_PATH=$3
+head -n 10 "$SRC/data/gsm8k/train.jsonl" > hostile.jsonl
+cat >> hostile.jsonl <<'JSONL'
+{"id": "h1", "prompt": "</script><script>document.title='PWNED'</script> What is 1+1?", "response": "<img src=x onerror=\"document.title='PWNED'\"> 1+1=2\n#### 2"}
+{"id": "h2", "prompt": "<svg onload=\"document.title='PWNED'\"><style>*{display:none}</style> What is 2+2?", "response": "ctl \u0001\u0007\u001b\u007f end 2+2=4\n#### 4"}
+{"id": "h3", "prompt": "--></style></title><iframe src=javascript:alert(1)> What is 3+3?", "response": "3+3=6\n#### 6"}
+JSONL
+head -n 6 "$SRC/data/gsm8k/test.jsonl" > hval.jsonl
+run "$TMAP" run -m "$MODEL_PATH" -d hostile.jsonl --val hval.jsonl -c 1024 -b 512 -t 2 -n 3 --iters 2 -k 1 --draws 1 \
+    --baselines 2 --redraws 1 --indicators steps,length --ratio 0.5 --out hostile --quiet
+expect_status 0
+expect_true grep -q '&lt;/script&gt;&lt;script&gt;' hostile/report.html
+browse --dump-dom "file://$WORK/hostile/report.html"
+expect_status 0
+expect_out '</html>'
+expect_true test -z "$(grep -o 'PWNED</title>' "$WORK/.out")"
+# Only the page's own elements: none of the records' tags became one.
+expect_true test -z "$(grep -oiE '<(script|img|iframe|style>\*)' "$WORK/.out")"
+expect_true test -z "$(grep -oiE '<svg onload' "$WORK/.out")"
+expect_out '&lt;svg onload='
+expect_true console_silent
+
+check "an invalid surrogate is a bad record, named by file and line"
+printf '{"prompt": "lone \\ud800 surrogate", "response": "x"}\n' > surrogate.jsonl
+run "$TMAP" data stats surrogate.jsonl
+expect_status 2
+expect_err "surrogate.jsonl:1: invalid JSON"
+
 finish
