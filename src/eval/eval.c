@@ -14,6 +14,7 @@
  */
 #include "model/model.h"
 #include "task/answer.h"
+#include "task/fewshot.h"
 #include "util/error.h"
 #include "util/random.h"
 #include "util/utf8.h"
@@ -32,7 +33,6 @@
  * long benchmark reports progress. */
 enum { EVAL_GROUP = 256 };
 
-static const char *const stop_strings[] = { "\n\nQuery:", "\nQuery:", "Query:" };
 
 const char *tmap_metric_name(enum tmap_metric metric)
 {
@@ -194,82 +194,16 @@ static enum tmap_status check_params(const struct tmap_pool *demos, const struct
 /* Prompts                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Demonstrations as "Query: ...\nAnswer: ...\n\n" blocks, then the query as
- * the plain template lays it out (tmap_model_format_prompt), so demos and
- * query read alike. */
-static enum tmap_status layout_plain(struct eval_run *r, const struct tmap_sample *query, char **out,
-                                     struct tmap_error *err)
-{
-    char *tail = NULL;
-    enum tmap_status st = tmap_model_format_prompt(r->m, query, TMAP_TEMPLATE_PLAIN, &tail, NULL, err);
-    if (st)
-        return st;
-    size_t bytes = strlen(tail) + 1;
-    for (size_t j = 0; j < r->n_demos; j++)
-        bytes += strlen(r->demos[j].prompt) + strlen(r->demos[j].response) + sizeof "Query: \nAnswer: \n\n";
-    char *text = malloc(bytes), *at = text;
-    if (!text) {
-        free(tail);
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory laying out the prompt of %s", query->id);
-    }
-    for (size_t j = 0; j < r->n_demos; j++)
-        at += sprintf(at, "Query: %s\nAnswer: %s\n\n", r->demos[j].prompt, r->demos[j].response);
-    strcpy(at, tail);
-    free(tail);
-    *out = text;
-    return TMAP_OK;
-}
-
-/* Each demonstration's own turns and its response as the assistant's
- * turn, then the query's turns, through the model's chat template. */
-static enum tmap_status layout_chat(struct eval_run *r, const struct tmap_sample *query, char **out,
-                                    struct tmap_error *err)
-{
-    size_t n_turns = query->n_turns;
-    for (size_t j = 0; j < r->n_demos; j++)
-        n_turns += r->demos[j].n_turns + 1;
-    struct tmap_turn *turns = calloc(n_turns, sizeof *turns);
-    if (!turns)
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory laying out the prompt of %s", query->id);
-    size_t k = 0;
-    for (size_t j = 0; j < r->n_demos; j++) {
-        memcpy(turns + k, r->demos[j].turns, r->demos[j].n_turns * sizeof *turns);
-        k += r->demos[j].n_turns;
-        turns[k++] = (struct tmap_turn){ "assistant", r->demos[j].response };
-    }
-    memcpy(turns + k, query->turns, query->n_turns * sizeof *turns);
-    struct tmap_sample conversation = *query;
-    conversation.turns = turns;
-    conversation.n_turns = n_turns;
-    enum tmap_status st = tmap_model_format_prompt(r->m, &conversation, TMAP_TEMPLATE_CHAT, out, NULL, err);
-    free(turns);
-    return st;
-}
-
 static enum tmap_status prompt_tokens(struct eval_run *r, const struct tmap_sample *s, int32_t **tokens,
                                       int32_t *n, struct tmap_error *err)
 {
     char *text = NULL;
-    enum tmap_status st = r->tmpl == TMAP_TEMPLATE_CHAT ? layout_chat(r, s, &text, err)
-                                                        : layout_plain(r, s, &text, err);
+    /* The proxy's layout, by construction (task/fewshot.c). */
+    enum tmap_status st = tmap_fewshot_layout(r->m, r->tmpl, r->demos, r->n_demos, s, &text, err);
     if (!st)
         st = tmap_model_tokenize_prompt(r->m, text, r->tmpl, tokens, n, err);
     free(text);
     return st;
-}
-
-/* Tokens every prompt starts with, leaving each at least one of its own
- * (the first scored or generated token is predicted from it). */
-static int32_t common_prefix(const struct group *g)
-{
-    int32_t len = g->n_tokens[0] - 1;
-    for (size_t i = 1; i < g->n && len > 0; i++) {
-        int32_t lim = g->n_tokens[i] - 1 < len ? g->n_tokens[i] - 1 : len, j = 0;
-        while (j < lim && g->tokens[i][j] == g->tokens[0][j])
-            j++;
-        len = j;
-    }
-    return len > 0 ? len : 0;
 }
 
 static void free_group(struct group *g)
@@ -302,7 +236,7 @@ static enum tmap_status load_group(struct eval_run *r, struct group *g, struct t
     }
     /* loglik and mc share through sequence 0, which needs a second one. */
     bool can_share = r->p->metric == TMAP_METRIC_ACCURACY || r->m->info.n_seq >= 2;
-    g->shared = !st && can_share ? common_prefix(g) : 0;
+    g->shared = !st && can_share ? tmap_fewshot_common_prefix(g->tokens, g->n_tokens, g->n) : 0;
     return st;
 }
 
@@ -374,8 +308,8 @@ static enum tmap_status run_accuracy(struct eval_run *r, struct group *g, struct
     }
     struct tmap_generate_params gp = tmap_generate_default_params();
     gp.max_tokens = r->p->max_tokens;
-    gp.stops = stop_strings;
-    gp.n_stops = sizeof stop_strings / sizeof stop_strings[0];
+    gp.stops = tmap_fewshot_stops;
+    gp.n_stops = tmap_fewshot_n_stops;
     if (!st && n > 0)
         st = tmap_model_generate(r->m, g->tokens[0], g->shared, req, n, &gp, out, err);
     for (size_t k = 0; k < n; k++) {

@@ -28,6 +28,7 @@
 #include "model/model.h"
 #include "store/store.h"
 #include "task/answer.h"
+#include "task/fewshot.h"
 #include "util/error.h"
 #include "util/random.h"
 
@@ -283,59 +284,6 @@ static size_t pick_knn(const struct tmap_proxy *px, size_t q, const size_t *rows
 /* Prompts                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Demonstrations as "Query: ...\nAnswer: ...\n\n" blocks, then the query as
- * the plain template lays it out. */
-static enum tmap_status layout_plain(struct tmap_proxy *px, struct tmap_sample *demo, size_t k,
-                                     const struct tmap_sample *query, char **out, struct tmap_error *err)
-{
-    char *tail;
-    enum tmap_status st = tmap_model_format_prompt(px->model, query, TMAP_TEMPLATE_PLAIN, &tail, NULL, err);
-    if (st)
-        return st;
-    size_t bytes = strlen(tail) + 1;
-    for (size_t j = 0; j < k; j++)
-        bytes += strlen(demo[j].prompt) + strlen(demo[j].response) + 24;
-    char *text = malloc(bytes), *at = text;
-    if (!text) {
-        free(tail);
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory laying out a prompt");
-    }
-    for (size_t j = 0; j < k; j++)
-        at += sprintf(at, "Query: %s\nAnswer: %s\n\n", demo[j].prompt, demo[j].response);
-    strcpy(at, tail);
-    free(tail);
-    *out = text;
-    return TMAP_OK;
-}
-
-/* Demonstrations as earlier user/assistant turns of the model's chat
- * template, then the query's turns; plain when the model has none. */
-static enum tmap_status layout_chat(struct tmap_proxy *px, struct tmap_sample *demo, size_t k,
-                                    const struct tmap_sample *query, char **out, struct tmap_error *err)
-{
-    size_t n_turns = 2 * k + query->n_turns;
-    struct tmap_turn *turns = calloc(n_turns, sizeof *turns);
-    if (!turns)
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory laying out a prompt");
-    for (size_t j = 0; j < k; j++) {
-        turns[2 * j] = (struct tmap_turn){ "user", demo[j].prompt };
-        turns[2 * j + 1] = (struct tmap_turn){ "assistant", demo[j].response };
-    }
-    memcpy(turns + 2 * k, query->turns, query->n_turns * sizeof *turns);
-    struct tmap_sample conv = *query;
-    conv.turns = turns;
-    conv.n_turns = n_turns;
-    bool fell_back = false;
-    enum tmap_status st = tmap_model_format_prompt(px->model, &conv, TMAP_TEMPLATE_CHAT, out, &fell_back, err);
-    free(turns);
-    if (!st && fell_back) {
-        free(*out);
-        *out = NULL;
-        return layout_plain(px, demo, k, query, out, err);
-    }
-    return st;
-}
-
 static enum tmap_status layout(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                size_t k, const struct tmap_sample *query, char **out, struct tmap_error *err)
 {
@@ -346,9 +294,8 @@ static enum tmap_status layout(struct tmap_proxy *px, const struct tmap_pool *de
     size_t loaded = 0;
     for (; loaded < k && !st; loaded++)
         st = tmap_pool_sample(demos, rows[loaded], &demo[loaded], err);
-    if (!st)
-        st = px->p.tmpl == TMAP_TEMPLATE_CHAT ? layout_chat(px, demo, k, query, out, err)
-                                              : layout_plain(px, demo, k, query, out, err);
+    if (!st) /* one layout for the proxy and eval: task/fewshot.c */
+        st = tmap_fewshot_layout(px->model, px->p.tmpl, demo, k, query, out, err);
     for (size_t j = 0; j < loaded; j++)
         tmap_sample_clear(&demo[j]);
     free(demo);
@@ -378,22 +325,6 @@ static void free_prompts(struct prompts *pr, size_t n)
     free(pr->n);
 }
 
-/* Longest common token prefix, leaving every prompt at least one token. */
-static int32_t common_prefix(const struct prompts *pr)
-{
-    size_t n = pr->m;
-    if (n < 2)
-        return 0;
-    int32_t l = pr->n[0] - 1;
-    for (size_t i = 1; i < n; i++) {
-        int32_t j = 0, lim = pr->n[i] - 1 < l ? pr->n[i] - 1 : l;
-        while (j < lim && pr->tokens[i][j] == pr->tokens[0][j])
-            j++;
-        l = j;
-    }
-    return l > 0 ? l : 0;
-}
-
 static enum tmap_status score_loglik(struct tmap_proxy *px, const struct prompts *pr, double *values,
                                      struct tmap_error *err)
 {
@@ -413,8 +344,6 @@ static enum tmap_status score_loglik(struct tmap_proxy *px, const struct prompts
     free(res);
     return st;
 }
-
-static const char *const stops[] = { "\n\nQuery:", "\nQuery:", "Query:" };
 
 static bool is_correct(const struct tiny_item *it, const char *output)
 {
@@ -438,8 +367,8 @@ static enum tmap_status score_accuracy(struct tmap_proxy *px, const struct promp
         req[j] = (struct tmap_generate_request){ pr->tokens[j] + pr->shared, pr->n[j] - pr->shared };
     struct tmap_generate_params gp = tmap_generate_default_params();
     gp.max_tokens = px->p.max_tokens;
-    gp.stops = stops;
-    gp.n_stops = sizeof stops / sizeof stops[0];
+    gp.stops = tmap_fewshot_stops;
+    gp.n_stops = tmap_fewshot_n_stops;
     if (!st)
         st = tmap_model_generate(px->model, pr->tokens[0], pr->shared, req, pr->m, &gp, outputs, err);
     for (size_t j = 0; j < pr->m; j++) {
@@ -584,7 +513,7 @@ static enum tmap_status score_group(struct tmap_proxy *px, const struct prompts 
         pr.n[j] = all->n[item[j]];
     }
     bool share = px->p.share_prefix && px->p.policy != TMAP_DEMOS_KNN;
-    pr.shared = !st && share ? common_prefix(&pr) : 0;
+    pr.shared = !st && share ? tmap_fewshot_common_prefix(pr.tokens, pr.n, pr.m) : 0;
     if (!st && px->p.metric == TMAP_METRIC_LOGLIK)
         st = score_loglik(px, &pr, values, err);
     else if (!st && px->p.metric == TMAP_METRIC_ACCURACY)

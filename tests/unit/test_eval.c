@@ -212,6 +212,62 @@ static void test_chat_layout(void **state)
     tmap_pool_free(demos);
 }
 
+/* The proxy's whole claim is that it predicts eval, so both must read the
+ * same prompt: for the same demonstrations and item, the proxy's loglik
+ * value (top policy, one tiny item of weight 1) equals eval's score, under
+ * the plain and the chat template, with multi-turn demonstrations (a system
+ * turn and earlier turns) and a multi-turn query. */
+static void test_proxy_reads_as_eval(void **state)
+{
+    (void)state;
+    char path[512];
+    tmp_path(path, sizeof path, "chatml-proxy.gguf");
+    struct tmap_model_create_params cp = tmap_model_create_default_params();
+    cp.n_embd = 32;
+    cp.n_layer = 1;
+    cp.chat_template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+                       "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_create(path, &cp, &err), TMAP_OK);
+    struct tmap_model *chat = test_load_model(path, 1024, 512, 2);
+    struct tmap_pool *demos = write_pool("proxy_eval_demos.jsonl",
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
+        "{\"role\": \"user\", \"content\": \"What is 1+1?\"}, {\"role\": \"assistant\", \"content\": \"2\"}]}\n"
+        "{\"conversations\": [{\"from\": \"human\", \"value\": \"Hi.\"}, {\"from\": \"gpt\", \"value\": \"Hello.\"}, "
+        "{\"from\": \"human\", \"value\": \"And 2+3?\"}, {\"from\": \"gpt\", \"value\": \"5\"}]}\n");
+    struct tmap_pool *item = write_pool("proxy_eval_item.jsonl",
+        "{\"conversations\": [{\"from\": \"human\", \"value\": \"Count with me.\"}, {\"from\": \"gpt\", \"value\": \"One.\"}, "
+        "{\"from\": \"human\", \"value\": \"What is 3+4?\"}, {\"from\": \"gpt\", \"value\": \"It is 7.\"}]}\n");
+    const size_t rows[] = { 0, 1 };
+    const double file_order[] = { 1.0, 0.0 }; /* the top policy's order: eval's first n_shots */
+    for (int t = 0; t < 2; t++) {
+        enum tmap_template tmpl = t ? TMAP_TEMPLATE_CHAT : TMAP_TEMPLATE_PLAIN;
+        struct tmap_eval_params ep = tmap_eval_default_params();
+        ep.metric = TMAP_METRIC_LOGLIK;
+        ep.tmpl = tmpl;
+        ep.n_shots = 2;
+        ep.n_bootstrap = 0;
+        struct tmap_eval_result r = evaluate(chat, item, demos, &ep);
+        struct tmap_proxy_params pp = tmap_proxy_default_params();
+        pp.k = 2;
+        pp.policy = TMAP_DEMOS_TOP;
+        pp.metric = TMAP_METRIC_LOGLIK;
+        pp.tmpl = tmpl;
+        struct tmap_proxy *px;
+        assert_int_equal(tmap_proxy_create(chat, item, NULL, &pp, &px, &err), TMAP_OK);
+        double value;
+        assert_int_equal(tmap_proxy_eval(px, demos, rows, 2, file_order, &value, NULL, &err), TMAP_OK);
+        assert_true(isfinite(r.scores[0]));
+        expect_near(value, r.scores[0], 1e-4, tmpl == TMAP_TEMPLATE_CHAT ? "proxy vs eval, chat" : "proxy vs eval, plain", 0);
+        tmap_proxy_free(px);
+        tmap_eval_result_free(&r);
+    }
+    tmap_model_free(chat);
+    tmap_pool_free(demos);
+    tmap_pool_free(item);
+}
+
 /* ---- multiple choice ---------------------------------------------------- */
 
 static const char *const mc_questions[] = { "Which is a gas?", "Which one is a colour?", "Pick a number." };
@@ -494,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_bootstrap),
         cmocka_unit_test(test_loglik_by_hand),
         cmocka_unit_test(test_chat_layout),
+        cmocka_unit_test(test_proxy_reads_as_eval),
         cmocka_unit_test(test_mc_forced),
         cmocka_unit_test(test_accuracy_forced),
         cmocka_unit_test(test_skipped_items),
