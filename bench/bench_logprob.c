@@ -6,19 +6,13 @@
  *
  * usage: bench_logprob MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS]
  */
+#include "util/clock.h"
 #include "tmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static _Noreturn void die(const struct tmap_error *err)
 {
@@ -70,7 +64,7 @@ static double timed_run(struct tmap_model *m, const struct tmap_logprob_request 
                         struct tmap_logprob_result *res, bool one_by_one)
 {
     struct tmap_error err = { 0 };
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     if (one_by_one) {
         for (size_t i = 0; i < n; i++)
             if (tmap_model_logprob(m, &req[i], 1, &res[i], &err))
@@ -78,7 +72,7 @@ static double timed_run(struct tmap_model *m, const struct tmap_logprob_request 
     } else if (tmap_model_logprob(m, req, n, res, &err)) {
         die(&err);
     }
-    return now_seconds() - t0;
+    return tmap_now_seconds() - t0;
 }
 
 int main(int argc, char **argv)

@@ -12,6 +12,7 @@
  *
  * usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS] [ROUNDS]
  */
+#include "util/clock.h"
 #include "tmap.h"
 
 #include <llama.h>
@@ -21,13 +22,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static _Noreturn void die(const char *what, const struct tmap_error *err)
 {
@@ -90,7 +84,7 @@ static double raw_decode(struct llama_context *ctx, const struct sequence *seqs,
     bool *busy = calloc((size_t)n_par, sizeof *busy);
     size_t next = 0;
     llama_memory_t mem = llama_get_memory(ctx);
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     for (;;) {
         for (int32_t s = 0; s < n_par; s++)
             if (!busy[s] && next < n) {
@@ -122,7 +116,7 @@ static double raw_decode(struct llama_context *ctx, const struct sequence *seqs,
                 busy[s] = false;
             }
     }
-    double dt = now_seconds() - t0;
+    double dt = tmap_now_seconds() - t0;
     llama_batch_free(batch);
     free(slot_seq);
     free(slot_pos);
@@ -201,10 +195,10 @@ int main(int argc, char **argv)
     uint64_t tmap_tokens = 0;
     for (int round = 0; round < rounds; round++) {
         struct tmap_scores *scores;
-        double t0 = now_seconds();
+        double t0 = tmap_now_seconds();
         if (tmap_score(subpool, model, &sp, &scores, &err))
             die("tmap_score", &err);
-        double t_tmap = now_seconds() - t0;
+        double t_tmap = tmap_now_seconds() - t0;
         struct tmap_score_stats st;
         tmap_scores_get_stats(scores, &st);
         tmap_scores_free(scores);

@@ -15,6 +15,7 @@
  *
  * usage: bench_search [SEEDS (20)] [N_SAMPLES (1000000)]
  */
+#include "util/clock.h"
 #include "tmap.h"
 
 #include <math.h>
@@ -29,13 +30,6 @@
 #include "select/rank.h"
 
 #define PI 3.14159265358979323846
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static double peak_rss_mib(void)
 {
@@ -146,7 +140,7 @@ static enum tmap_status synthetic_objective(const double *w, size_t d, void *ud,
     (void)err;
     struct synthetic *s = ud;
     if (s->obj_start)
-        s->obj_start[s->n_calls] = now_seconds();
+        s->obj_start[s->n_calls] = tmap_now_seconds();
     s->n_calls++;
     *value = synthetic_f(s, w) + s->noise_sd * normal(&s->noise);
     *reused = false;
@@ -192,7 +186,7 @@ static void bench_bo_vs_random(size_t n_seeds)
            n_seeds);
     for (size_t d = 6; d <= 10; d += 4) {
         struct tally t[3] = { { 0, 0, 0 } };
-        double start = now_seconds();
+        double start = tmap_now_seconds();
         for (uint64_t seed = 1; seed <= n_seeds; seed++)
             for (int m = 0; m < 3; m++)
                 run_method(d, seed, (enum tmap_search_method)m, &t[m]);
@@ -200,7 +194,7 @@ static void bench_bo_vs_random(size_t n_seeds)
             printf("    d = %2zu  %-6s  reached 95%%: %2zu / %zu   (99%%: %2zu)   mean score %.3f\n",
                    d, names[m], t[m].hits, n_seeds, t[m].hits99, t[m].sum / (double)n_seeds);
         printf("    d = %2zu  bo / random hits: %.2fx   (%.1f s for the lot)\n", d,
-               (double)t[0].hits / (double)(t[1].hits ? t[1].hits : 1), now_seconds() - start);
+               (double)t[0].hits / (double)(t[1].hits ? t[1].hits : 1), tmap_now_seconds() - start);
     }
 }
 
@@ -216,7 +210,7 @@ static void note_end(size_t i, const double *w, size_t d, double value, bool reu
     (void)d;
     (void)value;
     (void)reused;
-    ((struct overhead *)ud)->after[i] = now_seconds();
+    ((struct overhead *)ud)->after[i] = tmap_now_seconds();
 }
 
 /* The time between one evaluation's end and the next one's start is BO's
@@ -250,10 +244,10 @@ static void bench_overhead(void)
         y[i] = r.trace[i].value;
     }
     struct tmap_gp *gp = NULL;
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     if (tmap_gp_fit(x, y, 50, D, 1, &gp, &err) != TMAP_OK)
         die("gp fit", &err);
-    double fit = now_seconds() - t0;
+    double fit = tmap_now_seconds() - t0;
     tmap_gp_free(gp);
     printf("(b) BO overhead per iteration at d = 10, 2000 candidates + 250 perturbations:\n"
            "    with 50 points: %.1f ms (GP fit alone %.1f ms, so acquisition %.1f ms); "
@@ -306,17 +300,17 @@ static void bench_selection(size_t n)
     }
     const double w[D] = { 0.2, 0.05, 0.1, 0.15, 0.05, 0.1, 0.1, 0.05, 0.1, 0.1 };
     struct tmap_error err = { 0 };
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     for (size_t j = 0; j < D; j++)
         if (tmap_percentile_ranks(x + j * n, n, j % 2 == 0, u + j * n, &err) != TMAP_OK)
             die("ranks", &err);
-    double t1 = now_seconds();
+    double t1 = tmap_now_seconds();
     tmap_combine(u, n, D, w, s);
-    double t2 = now_seconds();
+    double t2 = tmap_now_seconds();
     size_t k = tmap_select_top(s, tiebreak, n, 0.3, out);
-    double t3 = now_seconds();
+    double t3 = tmap_now_seconds();
     uint64_t hash = tmap_subset_hash(out, k);
-    double t4 = now_seconds();
+    double t4 = tmap_now_seconds();
     printf("(c) %zu samples x %d indicators, top 30%% (%zu rows, subset hash %016llx):\n"
            "    ranks %.0f ms + combine %.0f ms + select %.0f ms = %.0f ms   [target < 1000 ms]\n"
            "    per search evaluation (combine + select + hash): %.0f ms\n"

@@ -27,6 +27,7 @@
  * Writes OUT/fidelity.md (the table), OUT/arms.csv, OUT/fidelity.html (the
  * plots, inline SVG) and prints the table.
  */
+#include "util/clock.h"
 #include "corrupt.h"
 
 #include "util/random.h"
@@ -82,13 +83,6 @@ static struct settings default_settings(void)
     return s;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double t_start;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -96,7 +90,7 @@ static void say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "[%6.0f s] ", now_seconds() - t_start);
+    fprintf(stderr, "[%6.0f s] ", tmap_now_seconds() - t_start);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -372,17 +366,17 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
     p.tiny.seed = s->seed;
     struct tmap_run_summary sum;
     struct tmap_error err = { 0 };
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     char how[64];
     snprintf(how, sizeof how, "%s%s%s", signed_weights ? " --signed" : "", filter ? " --select filter" : "",
              finetune ? " --proxy finetune" : "");
     say("tmap run%s on %s (%zu records)", how, pool, s->pool_size);
     if (tmap_run(&p, &sum, &err))
         die("tmap run", &err);
-    b->seconds_run += now_seconds() - t0;
+    b->seconds_run += tmap_now_seconds() - t0;
     char line[256];
     tmap_baselines_describe(&sum.baselines, line, sizeof line);
-    say("tmap run%s done in %.0f s: %s", how, now_seconds() - t0, line);
+    say("tmap run%s done in %.0f s: %s", how, tmap_now_seconds() - t0, line);
     *baselines = sum.baselines; /* arrays now owned here */
     memset(&sum.baselines, 0, sizeof sum.baselines);
     *learned = sum.weights;
@@ -736,13 +730,13 @@ static void finetune_and_score(struct bench *b, const struct tmap_pool *data, co
     fp.n_epochs = s->epochs;
     fp.lr = s->lr;
     fp.seed = seed;
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     if (tmap_finetune(data, &fp, NULL, &err))
         die(tuned, &err);
-    double t1 = now_seconds();
+    double t1 = tmap_now_seconds();
     b->seconds_ft += t1 - t0;
     pool_losses(b, pool, tuned, loss);
-    b->seconds_eval += now_seconds() - t1;
+    b->seconds_eval += tmap_now_seconds() - t1;
     remove_model(tuned);
 }
 
@@ -773,7 +767,7 @@ static void finetune_proxy(struct bench *b, struct arm *a, size_t idx)
     char subset[4200], tuned[4200];
     snprintf(subset, sizeof subset, "%s/arms/%02zu-ftproxy.jsonl", s->out, idx);
     snprintf(tuned, sizeof tuned, "%s/arms/%02zu-ftproxy.gguf", s->out, idx);
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     struct tmap_pool *data = subset_pool(b, rows, k, subset);
     double *loss = calloc(n_tiny ? n_tiny : 1, sizeof *loss), sum = 0;
     size_t m = 0;
@@ -785,7 +779,7 @@ static void finetune_proxy(struct bench *b, struct arm *a, size_t idx)
         }
     a->proxy_ft = m ? -sum / (double)m : NAN;
     kept[0] = a->proxy_ft;
-    kept[1] = now_seconds() - t0;
+    kept[1] = tmap_now_seconds() - t0;
     kept_write(path, key, kept, 2);
     b->seconds_ft_proxy += kept[1];
     b->n_ft_proxy_evals++;
@@ -988,7 +982,7 @@ static void write_markdown(const struct bench *b)
                 b->s.ft_proxy, b->seconds_ft_proxy / (double)(b->n_ft_proxy_evals ? b->n_ft_proxy_evals : 1),
                 b->spearman_ft);
     fprintf(f, "\nTime: tmap run %.0f s, fine-tuning %.0f s and scoring %.0f s (arms and the fine-tune proxy), %.0f s in all.\n", b->seconds_run,
-            b->seconds_ft, b->seconds_eval, now_seconds() - t_start);
+            b->seconds_ft, b->seconds_eval, tmap_now_seconds() - t_start);
     fclose(f);
     path_in(&b->s, "arms.csv", path, sizeof path);
     f = fopen(path, "w");
@@ -1147,7 +1141,7 @@ int main(int argc, char **argv)
 {
     struct bench b = { .s = default_settings() };
     parse(argc, argv, &b.s);
-    t_start = now_seconds();
+    t_start = tmap_now_seconds();
     tmap_backend_init(true);
     char path[4200];
     mkdir(b.s.out, 0777);
@@ -1184,7 +1178,7 @@ int main(int argc, char **argv)
     if (b.s.ft_proxy)
         printf("  fine-tune proxy (%zu records)        %.2f s per evaluation, Spearman %.3f\n", b.s.ft_proxy,
                b.seconds_ft_proxy / (double)(b.n_ft_proxy_evals ? b.n_ft_proxy_evals : 1), b.spearman_ft);
-    printf("wall time %.0f s; wrote %s/fidelity.md, arms.csv, fidelity.html\n", now_seconds() - t_start, b.s.out);
+    printf("wall time %.0f s; wrote %s/fidelity.md, arms.csv, fidelity.html\n", tmap_now_seconds() - t_start, b.s.out);
     tmap_backend_free();
     return 0;
 }

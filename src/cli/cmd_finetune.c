@@ -7,6 +7,7 @@
  * training). The per-step progress line goes to stderr, only on a terminal
  * and without --quiet.
  */
+#include "util/clock.h"
 #include "cli/cli.h"
 
 #include <math.h>
@@ -55,13 +56,6 @@ struct progress_state {
     bool   header_done;
 };
 
-static double wall_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Step lines are redrawn in place at most 5 times a second; epoch lines
  * are the command's output. */
 static void on_progress(const struct tmap_finetune_progress *p, void *user_data)
@@ -77,7 +71,7 @@ static void on_progress(const struct tmap_finetune_progress *p, void *user_data)
         print_epoch(p->epoch_done);
         return;
     }
-    double now = wall_seconds();
+    double now = tmap_now_seconds();
     if (!draw || (now - ps->last_draw < 0.2 && p->step < p->n_steps))
         return;
     ps->last_draw = now;

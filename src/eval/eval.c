@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "task/answer.h"
 #include "task/fewshot.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/random.h"
 #include "util/utf8.h"
@@ -108,7 +109,7 @@ struct eval_run {
     size_t                         n_demos;
     enum tmap_template             tmpl;      /* after the chat fallback */
     bool                           own_space; /* the tokenizer puts a space before text itself */
-    struct timespec                t0;
+    double                         t0; /* tmap_now_seconds() at the start */
     struct tmap_model_counters     c0;
 };
 
@@ -120,13 +121,6 @@ struct group {
     int32_t             *n_tokens;
     int32_t              shared; /* leading tokens every prompt of the group has */
 };
-
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
-}
 
 static bool alloc_result(struct tmap_eval_result *res, size_t n)
 {
@@ -521,7 +515,7 @@ static void report_progress(struct eval_run *r, size_t done)
     tmap_model_get_counters(r->m, &c);
     struct tmap_progress pr = { .stage = "evaluation", .done = done, .total = r->res->n_items,
                                 .n_tokens = c.n_tokens_decoded - r->c0.n_tokens_decoded,
-                                .seconds = seconds_since(&r->t0) };
+                                .seconds = tmap_now_seconds() - r->t0 };
     r->p->progress(&pr, r->p->progress_user_data);
 }
 
@@ -593,7 +587,7 @@ enum tmap_status tmap_eval_run(struct tmap_model *model, const struct tmap_pool 
     if (st)
         return st;
     struct eval_run r = { .m = model, .test = test, .p = params, .res = result };
-    clock_gettime(CLOCK_MONOTONIC, &r.t0);
+    r.t0 = tmap_now_seconds();
     tmap_model_get_counters(model, &r.c0);
     result->kind = params->metric;
     if (!alloc_result(result, tmap_pool_size(test)))
@@ -607,7 +601,7 @@ enum tmap_status tmap_eval_run(struct tmap_model *model, const struct tmap_pool 
     tmap_model_get_counters(model, &c);
     result->n_tokens_decoded = c.n_tokens_decoded - r.c0.n_tokens_decoded;
     result->n_decode_calls = c.n_decode_calls - r.c0.n_decode_calls;
-    result->seconds = seconds_since(&r.t0);
+    result->seconds = tmap_now_seconds() - r.t0;
     if (st)
         tmap_eval_result_free(result);
     return st;

@@ -20,6 +20,7 @@
  * Diversity and relevance depend on the whole pool; they are computed at
  * the end from the embeddings (stored per sample) and never stored.
  */
+#include "util/clock.h"
 #include "indicators/neighbors.h"
 #include "indicators/rating.h"
 #include "indicators/scores.h"
@@ -58,13 +59,6 @@ static const uint32_t TEXT_ONLY = BIT(TMAP_IND_STEPS) | BIT(TMAP_IND_LEXICAL) | 
 static const uint32_t MAIN_PASS = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_LENGTH);
 static const uint32_t RATINGS   = BIT(TMAP_IND_QUALITY) | BIT(TMAP_IND_COMPLEXITY);
 static const uint32_t NEIGHBOUR = BIT(TMAP_IND_DIVERSITY) | BIT(TMAP_IND_RELEVANCE);
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------------------ */
 /* State of one tmap_score call                                             */
@@ -549,7 +543,7 @@ static void report_progress(struct scorer *sc, const char *stage, size_t done, s
         return;
     struct tmap_progress pr = { .stage = stage, .done = done, .total = total,
                                 .n_tokens = work_so_far(sc).n_tokens_decoded - sc->work_at_start.n_tokens_decoded,
-                                .seconds = now_seconds() - sc->t0 };
+                                .seconds = tmap_now_seconds() - sc->t0 };
     sc->p->progress(&pr, sc->p->progress_user_data);
 }
 
@@ -645,7 +639,7 @@ static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
     sc->model = model;
     sc->judge = p->judge ? p->judge : model;
     sc->embedder = p->embedder ? p->embedder : model;
-    sc->t0 = now_seconds();
+    sc->t0 = tmap_now_seconds();
     make_keys(sc);
     sc->work_at_start = work_so_far(sc);
     if (p->tmpl == TMAP_TEMPLATE_CHAT && sc->tmpl != TMAP_TEMPLATE_CHAT)
@@ -714,7 +708,7 @@ enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *mod
     struct tmap_model_counters work = work_so_far(&sc);
     sc.stats.n_tokens = work.n_tokens_decoded - sc.work_at_start.n_tokens_decoded;
     sc.stats.n_decode_calls = work.n_decode_calls - sc.work_at_start.n_decode_calls;
-    sc.stats.seconds = now_seconds() - sc.t0;
+    sc.stats.seconds = tmap_now_seconds() - sc.t0;
     scores->stats = sc.stats;
     *out = scores;
     return TMAP_OK;
@@ -759,11 +753,11 @@ static enum tmap_status calibrate(struct scorer *sc, struct target *t, struct it
     while (begin < n) {
         size_t count = n - begin < size ? n - begin : size;
         uint64_t before = work_so_far(sc).n_tokens_decoded;
-        double t0 = now_seconds();
+        double t0 = tmap_now_seconds();
         enum tmap_status st = model_work(sc, t, items + begin, count);
         if (st)
             return st;
-        double dt = now_seconds() - t0;
+        double dt = tmap_now_seconds() - t0;
         uint64_t tokens = work_so_far(sc).n_tokens_decoded - before;
         /* The untimed sample stands in only when nothing else is left. */
         if (tokens > 0 && dt > 0 && (begin > 0 || plan->tokens_per_second == 0))

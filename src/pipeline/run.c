@@ -12,6 +12,7 @@
  * proxy values, so a rerun, or a run resumed after a kill, repeats no model
  * work.
  */
+#include "util/clock.h"
 #include "report/report.h"
 #include "util/error.h"
 
@@ -48,13 +49,6 @@ void tmap_run_summary_free(struct tmap_run_summary *s)
     free(s->baselines.random);
     free(s->baselines.redraws);
     memset(&s->baselines, 0, sizeof s->baselines);
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Everything the run holds, freed in one place. */
@@ -143,9 +137,9 @@ static enum tmap_status score_pool(struct run_state *r, struct tmap_run_summary 
     struct tmap_score_params sp = r->p->score;
     sp.store_path = r->store;
     sp.val = r->val;
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     enum tmap_status st = tmap_score(r->pool, r->model, &sp, &r->scores, err);
-    sum->seconds_score = now_seconds() - t0;
+    sum->seconds_score = tmap_now_seconds() - t0;
     if (!st)
         tmap_scores_get_stats(r->scores, &sum->score_stats);
     return st;
@@ -155,7 +149,7 @@ static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary 
 {
     struct tmap_tiny_params tp = r->p->tiny;
     tp.store_path = r->store;
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     char path[4200];
     out_path(r, "tiny.jsonl", path, sizeof path);
     enum tmap_status st = tmap_tiny_select(r->val, r->model, &tp, &r->tiny, err);
@@ -163,7 +157,7 @@ static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary 
         st = tmap_tiny_write(&r->tiny, r->val, path, err);
     if (!st)
         st = tmap_pool_load(path, &r->p->pool, &r->tiny_pool, err);
-    sum->seconds_tiny = now_seconds() - t0;
+    sum->seconds_tiny = tmap_now_seconds() - t0;
     return st;
 }
 
@@ -171,11 +165,11 @@ static enum tmap_status learn_weights(struct run_state *r, struct tmap_run_summa
 {
     struct tmap_proxy_params pp = r->p->learn.proxy;
     pp.store_path = r->store;
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     enum tmap_status st = tmap_proxy_create(r->model, r->tiny_pool, NULL, &pp, &r->proxy, err);
     if (!st)
         st = tmap_learn(r->pool, r->scores, r->proxy, &r->p->learn, &r->learned, err);
-    sum->seconds_learn = now_seconds() - t0;
+    sum->seconds_learn = tmap_now_seconds() - t0;
     return st;
 }
 
@@ -311,7 +305,7 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
     memset(out, 0, sizeof *out);
     if (!p->pool_path || !p->val_path || !p->out_dir || !p->model.path)
         return tmap_fail(err, TMAP_ERR_USAGE, "a run needs a model, a pool, validation data and an output folder");
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     struct run_state r = { .p = p };
     if (p->store_path)
         snprintf(r.store, sizeof r.store, "%s", p->store_path);
@@ -336,7 +330,7 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
         if (!st)
             st = copy_baselines(&r.learned.baselines, &out->baselines, err);
     }
-    out->seconds_total = now_seconds() - t0;
+    out->seconds_total = tmap_now_seconds() - t0;
     free_state(&r);
     if (st)
         tmap_run_summary_free(out);

@@ -25,6 +25,7 @@
  */
 #define _XOPEN_SOURCE 700 /* mkdtemp */
 
+#include "util/clock.h"
 #include "model/model.h"
 #include "store/store.h"
 #include "task/answer.h"
@@ -78,13 +79,6 @@ struct tmap_proxy {
     int32_t                  dim;
     char                    *ft_dir;    /* the fine-tune proxy's temporary folder, made on first use */
 };
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Setting up                                                               */
@@ -759,7 +753,7 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *
                                  struct tmap_proxy_stats *stats, struct tmap_error *err)
 {
     struct tmap_proxy_stats local = { 0 };
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     *value = NAN;
     if (n_rows == 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
@@ -767,7 +761,7 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *
     memo_key(px, demos, rows, n_rows, scores, key);
     if (px->store && tmap_store_get_proxy(px->store, key, value)) {
         local.from_memo = true;
-        local.seconds = now_seconds() - t0;
+        local.seconds = tmap_now_seconds() - t0;
         if (stats)
             *stats = local;
         return TMAP_OK;
@@ -793,7 +787,7 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *
         return st;
     tmap_model_get_counters(px->model, &after);
     local.n_tokens = after.n_tokens_decoded - before.n_tokens_decoded + ft_tokens;
-    local.seconds = now_seconds() - t0;
+    local.seconds = tmap_now_seconds() - t0;
     if (stats)
         *stats = local;
     return TMAP_OK;

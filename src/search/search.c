@@ -21,6 +21,7 @@
  * and each GP fit gets a seed derived from it, so a seed reproduces the
  * trace exactly.
  */
+#include "util/clock.h"
 #include "search/search.h"
 
 #include <gsl/gsl_math.h> /* M_PI: not in strict C17 */
@@ -116,13 +117,6 @@ static void project(struct run *r, double *v)
 
 /* ---- evaluations -------------------------------------------------------- */
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static bool budget_left(const struct run *r)
 {
     return r->res.n_spent < r->p.iters && r->res.n_trace < r->max_evaluations;
@@ -165,12 +159,12 @@ static enum tmap_status evaluate(struct run *r, const double *w, struct tmap_err
 {
     if (is_evaluated(r, w))
         return TMAP_OK;
-    double value = NAN, start = now_seconds();
+    double value = NAN, start = tmap_now_seconds();
     bool reused = false;
     enum tmap_status st = r->f(w, r->d, r->ud, &value, &reused, err);
     if (st != TMAP_OK)
         return st;
-    double seconds = now_seconds() - start;
+    double seconds = tmap_now_seconds() - start;
     if (!isfinite(value))
         return tmap_fail(err, TMAP_ERR_DATA,
                          "weight search: the objective returned %g at evaluation %zu", value,

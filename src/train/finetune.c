@@ -22,6 +22,7 @@
 /* realpath is XSI: name the whole base model in the sidecar. */
 #define _XOPEN_SOURCE 700
 
+#include "util/clock.h"
 #include "model/model.h"
 #include "train/finetune.h"
 #include "util/error.h"
@@ -96,13 +97,6 @@ struct run {
     int32_t                            epoch;        /* the epoch being trained */
     double                             t_start, t_train_end;
 };
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void epoch_init(struct tmap_finetune_epoch *e, int32_t epoch)
 {
@@ -506,7 +500,7 @@ static void report(struct run *r, const struct tmap_finetune_epoch *done, int64_
         return;
     struct tmap_finetune_progress pr = {
         .epoch = r->epoch, .n_epochs = r->p->n_epochs, .step = step, .n_steps = n_steps,
-        .train_loss = train_loss, .lr = r->lr_now, .seconds = now_seconds() - r->t_start,
+        .train_loss = train_loss, .lr = r->lr_now, .seconds = tmap_now_seconds() - r->t_start,
         .epoch_done = done,
     };
     r->p->progress(&pr, r->p->progress_user_data);
@@ -530,7 +524,7 @@ static void on_batch(bool train, ggml_opt_context_t opt_ctx, ggml_opt_dataset_t 
         return;
     r->opt_ctx = opt_ctx;
     if (ibatch == ibatch_max)
-        r->t_train_end = now_seconds();
+        r->t_train_end = tmap_now_seconds();
     double loss = NAN;
     read_loss(result, &loss);
     report(r, NULL, ibatch, ibatch_max, loss);
@@ -559,7 +553,7 @@ static enum tmap_status train_epoch(struct run *r, struct tmap_finetune_epoch *e
     }
 
     ggml_opt_result_t rt = ggml_opt_result_init(), rv = ggml_opt_result_init();
-    r->t_start = r->t_train_end = now_seconds();
+    r->t_start = r->t_train_end = tmap_now_seconds();
     active_run = r;
     llama_opt_epoch(r->tctx, ds, rt, rv, nt, on_batch, NULL);
     active_run = NULL;
@@ -654,7 +648,7 @@ static enum tmap_status train_all(struct run *r, struct tmap_error *err)
     enum tmap_status st = measure(r, before, err);
     if (st)
         return st;
-    r->t_start = now_seconds();
+    r->t_start = tmap_now_seconds();
     report(r, before, 0, 0, NAN);
     fill_state(r);
 
@@ -723,7 +717,7 @@ enum tmap_status tmap_finetune(const struct tmap_pool *pool, const struct tmap_f
     memset(r.res, 0, sizeof *r.res);
     epoch_init(&r.res->before, 0);
     epoch_init(&r.res->last, 0);
-    double t0 = now_seconds();
+    double t0 = tmap_now_seconds();
     enum tmap_status st = check_params(pool, params, err);
     if (st)
         return st;
@@ -737,6 +731,6 @@ enum tmap_status tmap_finetune(const struct tmap_pool *pool, const struct tmap_f
     if (!st)
         st = train_all(&r, err);
     run_free(&r);
-    r.res->seconds = now_seconds() - t0;
+    r.res->seconds = tmap_now_seconds() - t0;
     return st;
 }
