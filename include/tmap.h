@@ -821,6 +821,25 @@ TMAP_API enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, con
 /* "loglik", "accuracy", "mc". */
 TMAP_API const char *tmap_metric_name(enum tmap_metric metric);
 
+/* Choice names (src/util/names.c): each enum's values by name, a
+ * NULL-terminated table indexed by the value. The CLI's choices are these
+ * tables, so a name is spelled in one place; the *_name functions read them
+ * ("unknown" past the end). */
+TMAP_API const char *const *tmap_metric_names(void);
+TMAP_API const char *const *tmap_search_kind_names(void);
+TMAP_API const char *const *tmap_demo_policy_names(void);
+TMAP_API const char *const *tmap_template_names(void);
+TMAP_API const char *const *tmap_proxy_kind_names(void);
+TMAP_API const char *const *tmap_select_mode_names(void);
+TMAP_API const char *const *tmap_tiny_mode_names(void);
+TMAP_API const char *const *tmap_on_error_names(void);
+TMAP_API const char *tmap_search_kind_name(enum tmap_search_kind kind);
+TMAP_API const char *tmap_demo_policy_name(enum tmap_demo_policy policy);
+TMAP_API const char *tmap_template_name(enum tmap_template tmpl);
+TMAP_API const char *tmap_proxy_kind_name(enum tmap_proxy_kind kind);
+TMAP_API const char *tmap_tiny_mode_name(enum tmap_tiny_mode mode);
+TMAP_API const char *tmap_on_error_name(enum tmap_on_error on_error);
+
 struct tmap_eval_params {
     enum tmap_metric   metric;      /* TMAP_METRIC_ACCURACY: the benchmark's own score */
     size_t             n_shots;     /* demonstrations: the demo pool's first n_shots records (0) */

@@ -110,11 +110,10 @@ struct cli_data_options {
     char                    rejects_default_[4096];
 };
 
-extern const char *const cli_on_error_choices[];
 
 #define CLI_DATA_OPTIONS(d)                                                                        \
     { "--fields", CLI_STRING, &(d).fields, "MAP", "keys to read: prompt=K,response=K[,answer=K] (overrides detection)", 0, 0, NULL }, \
-    { "--on-error", CLI_CHOICE, &(d).on_error, "fail|skip", "bad records: stop with a summary, or set aside", 0, 0, cli_on_error_choices }, \
+    { "--on-error", CLI_CHOICE, &(d).on_error, "fail|skip", "bad records: stop with a summary, or set aside", 0, 0, tmap_on_error_names() }, \
     { "--rejects", CLI_STRING, &(d).pool.rejects_path, "FILE", "with --on-error skip: write rejected records here (JSONL)", 0, 0, NULL }, \
     { "--max-record-bytes", CLI_SIZE, &(d).pool.max_record_bytes, "N", "longer records are rejected", 2, 1e12, NULL }
 
@@ -132,31 +131,26 @@ struct cli_learn_options {
     int search, policy, metric, proxy, select;
 };
 
-extern const char *const cli_search_choices[];
-extern const char *const cli_policy_choices[];
-extern const char *const cli_metric_choices[];
-extern const char *const cli_proxy_choices[];
-extern const char *const cli_select_choices[];
 
 /* --select and --drop, shared by `select`, `learn` and `run`. */
 #define CLI_SELECT_OPTIONS(sel, mode)                                                              \
     { "--ratio", CLI_DOUBLE, &(sel).ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
-    { "--select", CLI_CHOICE, &(mode), "top|filter", "top: the highest combined scores (default); filter: leave out the lowest --drop and draw the ratio at random from the rest", 0, 0, cli_select_choices }, \
+    { "--select", CLI_CHOICE, &(mode), "top|filter", "top: the highest combined scores (default); filter: leave out the lowest --drop and draw the ratio at random from the rest", 0, 0, tmap_select_mode_names() }, \
     { "--drop", CLI_DOUBLE, &(sel).drop, "F", "filter selection: share of the pool left out (default 0.3)", 0.0, 1.0, NULL }, \
     { "--keep-duplicates", CLI_FLAG, &(sel).keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL }
 
 #define CLI_LEARN_OPTIONS(l)                                                                       \
     CLI_SELECT_OPTIONS((l).learn.select, (l).select), \
     { "--iters", CLI_SIZE, &(l).learn.iters, "N", "proxy evaluations the search may spend (default 30)", 1, 100000, NULL }, \
-    { "--search", CLI_CHOICE, &(l).search, "bo|random|grid", "how weights are searched (default bo)", 0, 0, cli_search_choices }, \
+    { "--search", CLI_CHOICE, &(l).search, "bo|random|grid", "how weights are searched (default bo)", 0, 0, tmap_search_kind_names() }, \
     { "--signed", CLI_FLAG, &(l).learn.signed_weights, NULL, "also learn directions (weights on the L1 sphere)", 0, 0, NULL }, \
     { "--seed", CLI_U64, &(l).learn.seed, "S", "random seed (default 42)", 0, 0, NULL }, \
     { "-k", CLI_INT, &(l).learn.proxy.k, "K", "demonstrations per proxy prompt (default 8)", 1, 1000, NULL }, \
-    { "--policy", CLI_CHOICE, &(l).policy, "top|random|knn", "how demonstrations are drawn (default random)", 0, 0, cli_policy_choices }, \
+    { "--policy", CLI_CHOICE, &(l).policy, "top|random|knn", "how demonstrations are drawn (default random)", 0, 0, tmap_demo_policy_names() }, \
     { "--draws", CLI_SIZE, &(l).learn.proxy.draws, "M", "random policy and fine-tune proxy: draws averaged (default 2)", 1, 1000, NULL }, \
     { "--groups", CLI_SIZE, &(l).learn.proxy.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL }, \
-    { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, cli_metric_choices }, \
-    { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, cli_proxy_choices }, \
+    { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, tmap_metric_names() }, \
+    { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, tmap_proxy_kind_names() }, \
     { "--ft-records", CLI_SIZE, &(l).learn.proxy.ft_records, "N", "fine-tune proxy: records drawn from the subset per draw (default 64)", 1, 1000000, NULL }, \
     { "--baselines", CLI_SIZE, &(l).learn.n_random, "R", "random subsets of the same size the learned weights must beat (default 5; 0 = none)", 0, 1000, NULL }, \
     { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }

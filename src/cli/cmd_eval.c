@@ -24,9 +24,6 @@ struct eval_options {
     int    metric_choice, template_choice;
 };
 
-static const char *const metric_choices[] = { "accuracy", "loglik", "mc", NULL };
-static const enum tmap_metric metric_of_choice[] = { TMAP_METRIC_ACCURACY, TMAP_METRIC_LOGLIK, TMAP_METRIC_MC };
-static const char *const template_choices[] = { "plain", "chat", NULL };
 
 struct loaded {
     struct tmap_pool  *test, *demos;
@@ -101,8 +98,8 @@ static int finish_options(struct eval_options *o, const struct cli_spec *spec)
     if (!o->demos_path && o->shots != SIZE_MAX && o->shots > 0)
         return cli_usage_error(spec, "--shots %zu needs demonstrations (--demos FILE)", o->shots);
     o->eval.n_shots = !o->demos_path ? 0 : o->shots == SIZE_MAX ? DEFAULT_SHOTS : o->shots;
-    o->eval.metric = metric_of_choice[o->metric_choice];
-    o->eval.tmpl = o->template_choice == 1 ? TMAP_TEMPLATE_CHAT : TMAP_TEMPLATE_PLAIN;
+    o->eval.metric = (enum tmap_metric)o->metric_choice;
+    o->eval.tmpl = (enum tmap_template)o->template_choice;
     return -1;
 }
 
@@ -114,14 +111,16 @@ int cmd_eval(int argc, char **argv)
     o.eval = tmap_eval_default_params();
     o.eval.notice = cli_notice;
     o.eval.progress = cli_progress;
+    o.metric_choice = (int)o.eval.metric;
+    o.template_choice = (int)o.eval.tmpl;
     const struct cli_option options[] = {
         CLI_MODEL_OPTIONS(o.model),
         { "-d|--data", CLI_STRING, &o.test_path, "FILE", "the benchmark's test records (JSONL or JSON array)", 0, 0, NULL },
         { "--demos", CLI_STRING, &o.demos_path, "FILE", "demonstrations: the first --shots records of FILE", 0, 0, NULL },
         { "--shots", CLI_SIZE, &o.shots, "K", "demonstrations per prompt (default 8 with --demos, else 0)", 0, 1e6, NULL },
-        { "--metric", CLI_CHOICE, &o.metric_choice, "accuracy|loglik|mc", "what is measured (default accuracy)", 0, 0, metric_choices },
+        { "--metric", CLI_CHOICE, &o.metric_choice, "loglik|accuracy|mc", "what is measured (default accuracy)", 0, 0, tmap_metric_names() },
         { "--max-tokens", CLI_INT, &o.eval.max_tokens, "N", "accuracy: new tokens per item (default 256)", 1, 1 << 20, NULL },
-        { "--template", CLI_CHOICE, &o.template_choice, "plain|chat", "prompt layout (default plain)", 0, 0, template_choices },
+        { "--template", CLI_CHOICE, &o.template_choice, "plain|chat", "prompt layout (default plain)", 0, 0, tmap_template_names() },
         { "-o|--out", CLI_STRING, &o.out_path, "FILE", "write every prediction here (JSONL)", 0, 0, NULL },
         { "--seed", CLI_U64, &o.eval.seed, "S", "bootstrap seed (default 42)", 0, 0, NULL },
         { "--bootstrap", CLI_SIZE, &o.eval.n_bootstrap, "N", "resamples for the 95% interval (default 1000, 0 = none)", 0, 1e7, NULL },

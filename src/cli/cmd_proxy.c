@@ -8,9 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *const policy_choices[] = { "top", "random", "knn", NULL };
-static const char *const metric_choices[] = { "loglik", "accuracy", "mc", NULL };
-static const char *const template_choices[] = { "plain", "chat", NULL };
 
 struct proxy_options {
     struct tmap_model_params mp;
@@ -50,12 +47,12 @@ static int run_proxy(struct proxy_options *o)
     if (!st && o->json)
         printf("{\"proxy\": %.10g, \"kind\": \"%s\", \"metric\": \"%s\", \"policy\": \"%s\", \"k\": %d, "
                "\"tiny_items\": %zu, \"tokens\": %llu, \"seconds\": %.3f, \"from_memo\": %s, \"skipped\": %zu}\n",
-               value, cli_proxy_choices[o->kind], metric_choices[o->metric], policy_choices[o->policy], o->pp.k,
+               value, tmap_proxy_kind_names()[o->kind], tmap_metric_names()[o->metric], tmap_demo_policy_names()[o->policy], o->pp.k,
                tmap_pool_size(tiny),
                (unsigned long long)ps.n_tokens, ps.seconds, ps.from_memo ? "true" : "false", ps.n_skipped);
     else if (!st)
         printf("proxy %s = %.6f  (%s demos, k=%d, %zu tiny items; %llu tokens, %.2f s%s)\n",
-               metric_choices[o->metric], value, policy_choices[o->policy], o->pp.k, tmap_pool_size(tiny),
+               tmap_metric_names()[o->metric], value, tmap_demo_policy_names()[o->policy], o->pp.k, tmap_pool_size(tiny),
                (unsigned long long)ps.n_tokens, ps.seconds, ps.from_memo ? ", from the memo" : "");
     int rc = st ? cli_report(&err) : 0;
     free(rows);
@@ -79,13 +76,13 @@ int cmd_proxy(int argc, char **argv)
         { "--demos-from", CLI_STRING, &o.demos_path, "FILE", "the subset demonstrations are drawn from", 0, 0, NULL },
         { "--tiny", CLI_STRING, &o.tiny_path, "FILE", "the tiny set (from tmap tiny)", 0, 0, NULL },
         { "-k", CLI_INT, &o.pp.k, "K", "demonstrations per prompt (default 8)", 1, 1000, NULL },
-        { "--policy", CLI_CHOICE, &o.policy, "top|random|knn", "how demonstrations are drawn (default top: file order)", 0, 0, policy_choices },
+        { "--policy", CLI_CHOICE, &o.policy, "top|random|knn", "how demonstrations are drawn (default top: file order)", 0, 0, tmap_demo_policy_names() },
         { "--draws", CLI_SIZE, &o.pp.draws, "M", "random policy: draws averaged (default 2)", 1, 1000, NULL },
         { "--groups", CLI_SIZE, &o.pp.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL },
-        { "--metric", CLI_CHOICE, &o.metric, "loglik|accuracy|mc", "what is measured (default loglik)", 0, 0, metric_choices },
-        { "--proxy", CLI_CHOICE, &o.kind, "icl|finetune", "in-context learning (default), or a short fine-tune on records drawn from the subset", 0, 0, cli_proxy_choices },
+        { "--metric", CLI_CHOICE, &o.metric, "loglik|accuracy|mc", "what is measured (default loglik)", 0, 0, tmap_metric_names() },
+        { "--proxy", CLI_CHOICE, &o.kind, "icl|finetune", "in-context learning (default), or a short fine-tune on records drawn from the subset", 0, 0, tmap_proxy_kind_names() },
         { "--ft-records", CLI_SIZE, &o.pp.ft_records, "N", "fine-tune proxy: records drawn per draw (default 64)", 1, 1000000, NULL },
-        { "--template", CLI_CHOICE, &o.tmpl, "plain|chat", "prompt layout (default plain)", 0, 0, template_choices },
+        { "--template", CLI_CHOICE, &o.tmpl, "plain|chat", "prompt layout (default plain)", 0, 0, tmap_template_names() },
         { "--max-tokens", CLI_INT, &o.pp.max_tokens, "N", "accuracy: tokens generated per item (default 256)", 1, 1 << 20, NULL },
         { "--seed", CLI_U64, &o.pp.seed, "S", "random seed (default 42)", 0, 0, NULL },
         { "--cache", CLI_STRING, &o.pp.store_path, "DB", "memoise proxy values in this store", 0, 0, NULL },

@@ -43,8 +43,8 @@ static void print_proxy(const struct tmap_proxy_params *pp)
                pp->ft_records, pp->ft_epochs, pp->ft_epochs == 1 ? "" : "s", (double)pp->ft_lr, pp->draws,
                pp->draws == 1 ? "" : "s");
     else
-        printf("%-28s in-context: %s, k %d, %s demonstrations%s\n", "proxy", cli_metric_choices[pp->metric], pp->k,
-               cli_policy_choices[pp->policy], pp->policy == TMAP_DEMOS_RANDOM ? ", averaged over draws" : "");
+        printf("%-28s in-context: %s, k %d, %s demonstrations%s\n", "proxy", tmap_metric_name(pp->metric), pp->k,
+               tmap_demo_policy_name(pp->policy), pp->policy == TMAP_DEMOS_RANDOM ? ", averaged over draws" : "");
 }
 
 static void print_summary(const struct tmap_run_summary *s, const struct tmap_run_params *p)
@@ -90,7 +90,6 @@ int cmd_run(int argc, char **argv)
     cli_data_options_init(&d);
     const char *indicators = "all";
     int tiny_mode = 0;
-    static const char *const tiny_modes[] = { "anchors", "random", NULL };
     const struct cli_option options[] = {
         CLI_MODEL_OPTIONS(p.model),
         { "-d|--data", CLI_STRING, &p.pool_path, "FILE", "the pool to select from", 0, 0, NULL },
@@ -99,7 +98,7 @@ int cmd_run(int argc, char **argv)
         { "--cache", CLI_STRING, &p.store_path, "DB", "score store (default OUT/store.db)", 0, 0, NULL },
         { "--indicators", CLI_STRING, &indicators, "LIST", "indicators to score and weigh (default all)", 0, 0, NULL },
         { "-n|--tiny-items", CLI_SIZE, &p.tiny.n, "N", "anchors in the tiny set (default 100)", 1, 1e6, NULL },
-        { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tiny_modes },
+        { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tmap_tiny_mode_names() },
         { "--diverse", CLI_DOUBLE, &p.diversity_threshold, "SIM", "drop a sample more similar than SIM (cosine) to a kept one", 0, 1, NULL },
         CLI_LEARN_OPTIONS(l),
         CLI_DATA_OPTIONS(d),

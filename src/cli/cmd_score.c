@@ -18,7 +18,6 @@ struct score_options {
     bool dry_run;
 };
 
-static const char *const template_choices[] = { "plain", "chat", NULL };
 
 /* Every model this command loads shares the target's runtime options. */
 static enum tmap_status load_model(const struct score_options *o, const char *path,
@@ -129,7 +128,7 @@ int cmd_score(int argc, char **argv)
         { "--judge", CLI_STRING, &o.judge_path, "GGUF", "rate quality/complexity with this model", 0, 0, NULL },
         { "--embed-model", CLI_STRING, &o.embed_path, "GGUF", "compute embeddings with this model", 0, 0, NULL },
         { "--extra", CLI_STRING, &o.extra_path, "CSV", "merge your own columns (id,NAME,...)", 0, 0, NULL },
-        { "--template", CLI_CHOICE, &o.template_choice, "plain|chat", "how the model reads a sample", 0, 0, template_choices },
+        { "--template", CLI_CHOICE, &o.template_choice, "plain|chat", "how the model reads a sample", 0, 0, tmap_template_names() },
         { "-k|--knn", CLI_INT, &o.score.knn_k, "K", "neighbours for diversity (default 10)", 1, 1000, NULL },
         { "--top-m", CLI_INT, &o.score.relevance_m, "M", "validation matches for relevance (default 5)", 1, 1000, NULL },
         { "--batch-samples", CLI_SIZE, &o.score.batch_samples, "N", "samples per stored batch (default 64)", 1, 1e6, NULL },
@@ -153,7 +152,7 @@ int cmd_score(int argc, char **argv)
     struct tmap_error err = { 0 };
     if (tmap_indicator_parse_list(o.indicators, &o.score.indicators, &err))
         return cli_report(&err);
-    o.score.tmpl = o.template_choice == 1 ? TMAP_TEMPLATE_CHAT : TMAP_TEMPLATE_PLAIN;
+    o.score.tmpl = (enum tmap_template)o.template_choice;
     rc = cli_data_options_finish(&o.data, o.pool_path);
     if (rc == 0)
         rc = run_score(&o);

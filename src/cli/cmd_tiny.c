@@ -6,7 +6,6 @@
 
 #include <stdio.h>
 
-static const char *const mode_choices[] = { "anchors", "random", NULL };
 
 static int run_tiny(struct tmap_model_params *mp, const char *val_path, struct cli_data_options *d,
                     const struct tmap_tiny_params *tp, const char *out_path)
@@ -28,7 +27,7 @@ static int run_tiny(struct tmap_model_params *mp, const char *val_path, struct c
         for (size_t i = 0; i < tiny.n; i++)
             wmax = tiny.weights[i] > wmax ? tiny.weights[i] : wmax;
         fprintf(stderr, "tmap: %zu anchors of %zu items (%s), largest weight %.4f; wrote %s\n", tiny.n,
-                tmap_pool_size(val), mode_choices[tp->mode], wmax, out_path);
+                tmap_pool_size(val), tmap_tiny_mode_name(tp->mode), wmax, out_path);
     }
     int rc = st ? cli_report(&err) : 0;
     tmap_tiny_free(&tiny);
@@ -50,7 +49,7 @@ int cmd_tiny(int argc, char **argv)
         CLI_MODEL_OPTIONS(mp),
         { "-d|--data", CLI_STRING, &val_path, "FILE", "the task's validation data", 0, 0, NULL },
         { "-n", CLI_SIZE, &tp.n, "N", "anchors (default 100)", 1, 1e9, NULL },
-        { "--mode", CLI_CHOICE, &mode, "anchors|random", "k-medoids anchors, or a random sample", 0, 0, mode_choices },
+        { "--mode", CLI_CHOICE, &mode, "anchors|random", "k-medoids anchors, or a random sample", 0, 0, tmap_tiny_mode_names() },
         { "--seed", CLI_U64, &tp.seed, "S", "random seed (default 42)", 0, 0, NULL },
         { "--cache", CLI_STRING, &tp.store_path, "DB", "store for the embeddings", 0, 0, NULL },
         { "-o|--out", CLI_STRING, &out_path, "FILE", "the tiny set, JSONL with tmap_weight (default tiny.jsonl)", 0, 0, NULL },

@@ -17,7 +17,6 @@
 
 bool cli_quiet;
 
-const char *const cli_on_error_choices[] = { "fail", "skip", NULL };
 
 /* ---- Reporting ---------------------------------------------------------- */
 
@@ -316,11 +315,6 @@ void cli_data_options_free(struct cli_data_options *d)
 
 /* ---- Learn options ------------------------------------------------------ */
 
-const char *const cli_search_choices[] = { "bo", "random", "grid", NULL };
-const char *const cli_policy_choices[] = { "top", "random", "knn", NULL };
-const char *const cli_metric_choices[] = { "loglik", "accuracy", "mc", NULL };
-const char *const cli_proxy_choices[] = { "icl", "finetune", NULL };
-const char *const cli_select_choices[] = { "top", "filter", NULL };
 
 void cli_learn_options_init(struct cli_learn_options *l)
 {

@@ -35,16 +35,6 @@
 enum { EVAL_GROUP = 256 };
 
 
-const char *tmap_metric_name(enum tmap_metric metric)
-{
-    switch (metric) {
-    case TMAP_METRIC_LOGLIK:   return "loglik";
-    case TMAP_METRIC_ACCURACY: return "accuracy";
-    case TMAP_METRIC_MC:       return "mc";
-    }
-    return "unknown";
-}
-
 struct tmap_eval_params tmap_eval_default_params(void)
 {
     struct tmap_eval_params p = {

@@ -32,11 +32,6 @@ struct tmap_select_params tmap_select_default_params(void)
     return p;
 }
 
-const char *tmap_select_mode_name(enum tmap_select_mode mode)
-{
-    return mode == TMAP_SELECT_FILTER ? "filter" : mode == TMAP_SELECT_TOP ? "top" : "?";
-}
-
 struct tmap_learn_params tmap_learn_default_params(void)
 {
     struct tmap_learn_params p = {

@@ -100,18 +100,16 @@ static char *config_json(const struct run_state *r)
     const struct tmap_run_params *p = r->p;
     struct tmap_model_info mi;
     tmap_model_get_info(r->model, &mi);
-    const char *search[] = { "bo", "random", "grid" }, *policy[] = { "top", "random", "knn" };
-    const char *metric[] = { "loglik", "accuracy", "mc" };
     json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:f, s:s, s:I, s:b, s:I, "
                           "s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f}, s:I}",
                           "model", p->model.path, "model_fingerprint", mi.fingerprint, "model_description",
                           mi.description, "pool", p->pool_path, "val", p->val_path, "ratio", p->learn.select.ratio,
                           "select", tmap_select_mode_name(p->learn.select.mode), "drop",
-                          p->learn.select.mode == TMAP_SELECT_FILTER ? p->learn.select.drop : 0.0, "search", search[p->learn.search], "iters", (json_int_t)p->learn.iters,
+                          p->learn.select.mode == TMAP_SELECT_FILTER ? p->learn.select.drop : 0.0, "search", tmap_search_kind_name(p->learn.search), "iters", (json_int_t)p->learn.iters,
                           "signed", p->learn.signed_weights, "seed", (json_int_t)p->learn.seed, "proxy",
-                          "kind", p->learn.proxy.kind == TMAP_PROXY_FINETUNE ? "finetune" : "icl", "k", p->learn.proxy.k, "policy", policy[p->learn.proxy.policy], "draws",
+                          "kind", tmap_proxy_kind_name(p->learn.proxy.kind), "k", p->learn.proxy.k, "policy", tmap_demo_policy_name(p->learn.proxy.policy), "draws",
                           (json_int_t)p->learn.proxy.draws, "groups", (json_int_t)p->learn.proxy.groups,
-                          "metric", metric[p->learn.proxy.metric], "ft_records", (json_int_t)p->learn.proxy.ft_records,
+                          "metric", tmap_metric_name(p->learn.proxy.metric), "ft_records", (json_int_t)p->learn.proxy.ft_records,
                           "ft_epochs", p->learn.proxy.ft_epochs, "ft_lr", (double)p->learn.proxy.ft_lr,
                           "tiny_items", (json_int_t)r->tiny.n);
     char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;

@@ -75,7 +75,7 @@ expect_status 3
 expect_err "nothere.jsonl: cannot open"
 run "$TMAP" eval "${common[@]}" --metric fun
 expect_status 1
-expect_err "--metric: 'fun' is not one of: accuracy, loglik, mc"
+expect_err "--metric: 'fun' is not one of: loglik, accuracy, mc"
 run "$TMAP" eval -d test.jsonl
 expect_status 1
 expect_err "no model given"
