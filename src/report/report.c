@@ -25,6 +25,7 @@
 #include "util/atomic.h"
 #include "util/error.h"
 #include "util/grow.h"
+#include "util/stats.h"
 #include "util/utf8.h"
 
 #include <errno.h>
@@ -741,14 +742,6 @@ static int cmp_double(const void *pa, const void *pb)
     return (a > b) - (a < b);
 }
 
-/* Type-7 quantile (linear between order statistics) of sorted v[0..m). */
-static double quantile(const double *v, size_t m, double q)
-{
-    double pos = q * (double)(m - 1);
-    size_t k = (size_t)pos;
-    return k + 1 >= m ? v[m - 1] : v[k] + (pos - (double)k) * (v[k + 1] - v[k]);
-}
-
 /* The binning range: the 0.5th to 99.5th percentile of the present values,
  * so a handful of outliers (one 4k-token response among 200-token ones)
  * cannot squeeze everything else into one bin; values beyond fall into the
@@ -766,8 +759,8 @@ static void hist_range(struct html *h, struct hist *hs, const double *v, size_t 
             sorted[m++] = v[i];
     qsort(sorted, m, sizeof *sorted, cmp_double);
     if (m > 0) {
-        hs->lo = quantile(sorted, m, 0.005);
-        hs->hi = quantile(sorted, m, 0.995);
+        hs->lo = tmap_quantile_sorted(sorted, m, 0.005);
+        hs->hi = tmap_quantile_sorted(sorted, m, 0.995);
         if (!(hs->hi > hs->lo)) {
             hs->lo = sorted[0];
             hs->hi = sorted[m - 1];
@@ -1004,60 +997,6 @@ static void chart_indicators(struct html *h, const struct tmap_report_input *in)
 
 /* ---- chart 5: Spearman correlations --------------------------------------- */
 
-struct ranked {
-    double v;
-    size_t i;
-};
-
-/* Ascending by value, then by position: qsort is not stable, and the ranks
- * must not depend on its whims (they do not, ties share a rank, but the
- * order of equal keys then costs nothing to pin down). */
-static int cmp_ranked(const void *pa, const void *pb)
-{
-    const struct ranked *a = pa, *b = pb;
-    if (a->v != b->v)
-        return a->v < b->v ? -1 : 1;
-    return (a->i > b->i) - (a->i < b->i);
-}
-
-/* r[k] = 1-based rank of x[k] among x[0..m), ties getting their mean rank. */
-static void average_ranks(const double *x, size_t m, struct ranked *work, double *r)
-{
-    for (size_t k = 0; k < m; k++)
-        work[k] = (struct ranked){ x[k], k };
-    qsort(work, m, sizeof *work, cmp_ranked);
-    for (size_t s = 0; s < m;) {
-        size_t e = s + 1;
-        while (e < m && work[e].v == work[s].v)
-            e++;
-        double mean_rank = (double)(s + e + 1) / 2.0;
-        for (size_t k = s; k < e; k++)
-            r[work[k].i] = mean_rank;
-        s = e;
-    }
-}
-
-/* Pearson's r of a and b, NaN when either is constant. */
-static double pearson(const double *a, const double *b, size_t m)
-{
-    double ma = 0, mb = 0;
-    for (size_t k = 0; k < m; k++) {
-        ma += a[k];
-        mb += b[k];
-    }
-    ma /= (double)m;
-    mb /= (double)m;
-    double saa = 0, sbb = 0, sab = 0;
-    for (size_t k = 0; k < m; k++) {
-        saa += (a[k] - ma) * (a[k] - ma);
-        sbb += (b[k] - mb) * (b[k] - mb);
-        sab += (a[k] - ma) * (b[k] - mb);
-    }
-    if (!(saa > 0) || !(sbb > 0))
-        return NAN;
-    return fmax(-1.0, fmin(1.0, sab / sqrt(saa * sbb)));
-}
-
 struct corr {
     size_t d;
     double *rho;    /* d x d, NaN where undefined */
@@ -1070,7 +1009,7 @@ struct pair_work {
     double *col_ranks; /* d x n, column-major like raw, NaN where missing */
     size_t *n_valid;   /* present rows per column */
     double *xa, *xb, *ra, *rb;
-    struct ranked *sorted;
+    bool    failed;    /* a ranking ran out of memory */
 };
 
 static void column_ranks(const double *col, size_t n, struct pair_work *w, double *out,
@@ -1080,7 +1019,8 @@ static void column_ranks(const double *col, size_t n, struct pair_work *w, doubl
     for (size_t i = 0; i < n; i++)
         if (isfinite(col[i]))
             w->xa[m++] = col[i];
-    average_ranks(w->xa, m, w->sorted, w->ra);
+    if (!tmap_average_ranks(w->xa, m, w->ra))
+        w->failed = true;
     m = 0;
     for (size_t i = 0; i < n; i++)
         out[i] = isfinite(col[i]) ? w->ra[m++] : NAN;
@@ -1107,11 +1047,10 @@ static double spearman_pair(const struct tmap_report_input *in, size_t a, size_t
         return NAN;
     /* Only when missing values differ between the columns do the pair's rows
      * differ from each column's own, and only then must it be ranked afresh. */
-    if (m != w->n_valid[a] || m != w->n_valid[b]) {
-        average_ranks(w->xa, m, w->sorted, w->ra);
-        average_ranks(w->xb, m, w->sorted, w->rb);
-    }
-    return pearson(w->ra, w->rb, m);
+    if ((m != w->n_valid[a] || m != w->n_valid[b]) &&
+        (!tmap_average_ranks(w->xa, m, w->ra) || !tmap_average_ranks(w->xb, m, w->rb)))
+        w->failed = true;
+    return tmap_pearson(w->ra, w->rb, m);
 }
 
 static void pair_work_free(struct pair_work *w)
@@ -1122,7 +1061,6 @@ static void pair_work_free(struct pair_work *w)
     free(w->xb);
     free(w->ra);
     free(w->rb);
-    free(w->sorted);
 }
 
 /* Exact pairwise Spearman. Each column is sorted once; a pair needs its own
@@ -1135,10 +1073,8 @@ static bool corr_compute(const struct tmap_report_input *in, struct corr *c)
     c->n_both = calloc(d * d, sizeof *c->n_both);
     struct pair_work w = { malloc(d * cap * sizeof(double)), calloc(d, sizeof(size_t)),
                            malloc(cap * sizeof(double)), malloc(cap * sizeof(double)),
-                           malloc(cap * sizeof(double)), malloc(cap * sizeof(double)),
-                           malloc(cap * sizeof(struct ranked)) };
-    bool ok = c->rho && c->n_both && w.col_ranks && w.n_valid && w.xa && w.xb && w.ra && w.rb &&
-              w.sorted;
+                           malloc(cap * sizeof(double)), malloc(cap * sizeof(double)), false };
+    bool ok = c->rho && c->n_both && w.col_ranks && w.n_valid && w.xa && w.xb && w.ra && w.rb;
     for (size_t j = 0; ok && j < d; j++)
         column_ranks(in->raw + j * n, n, &w, w.col_ranks + j * n, &w.n_valid[j]);
     for (size_t a = 0; ok && a < d; a++) {
@@ -1149,6 +1085,7 @@ static bool corr_compute(const struct tmap_report_input *in, struct corr *c)
             c->n_both[a * d + b] = c->n_both[b * d + a] = m;
         }
     }
+    ok = ok && !w.failed;
     pair_work_free(&w);
     return ok;
 }
@@ -1275,6 +1212,12 @@ static void chart_correlations(struct html *h, const struct tmap_report_input *i
 }
 
 /* ---- the best and worst samples ------------------------------------------ */
+
+/* A row and its combined score, for the ranking of samples. */
+struct ranked {
+    double v;
+    size_t i;
+};
 
 /* Descending combined score, then ascending row: a stable, total order. */
 static int cmp_score_desc(const void *pa, const void *pb)

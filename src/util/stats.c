@@ -51,16 +51,19 @@ struct ranked_value {
     size_t i;
 };
 
+/* Ascending by value, then by position: qsort is not stable, so equal
+ * values are ordered by where they stand (their ranks are shared anyway). */
 static int compare_ranked(const void *a, const void *b)
 {
     const struct ranked_value *x = a, *y = b;
-    return (x->v > y->v) - (x->v < y->v);
+    if (x->v != y->v)
+        return x->v < y->v ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
 }
 
-/* 1-based ranks of v[0..n), ties averaged. */
-static bool average_ranks(const double *v, size_t n, double *rank)
+bool tmap_average_ranks(const double *v, size_t n, double *rank)
 {
-    struct ranked_value *r = malloc(n * sizeof *r);
+    struct ranked_value *r = malloc((n ? n : 1) * sizeof *r);
     if (!r)
         return false;
     for (size_t i = 0; i < n; i++)
@@ -79,27 +82,36 @@ static bool average_ranks(const double *v, size_t n, double *rank)
     return true;
 }
 
+double tmap_pearson(const double *a, const double *b, size_t n)
+{
+    if (n < 2)
+        return NAN;
+    double ma = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ma += a[i];
+        mb += b[i];
+    }
+    ma /= (double)n;
+    mb /= (double)n;
+    double saa = 0, sbb = 0, sab = 0;
+    for (size_t i = 0; i < n; i++) {
+        saa += (a[i] - ma) * (a[i] - ma);
+        sbb += (b[i] - mb) * (b[i] - mb);
+        sab += (a[i] - ma) * (b[i] - mb);
+    }
+    if (!(saa > 0) || !(sbb > 0))
+        return NAN;
+    return fmax(-1.0, fmin(1.0, sab / sqrt(saa * sbb)));
+}
+
 double tmap_spearman(const double *x, const double *y, size_t n)
 {
     if (n < 2)
         return NAN;
     double *rx = malloc(n * sizeof *rx), *ry = malloc(n * sizeof *ry);
     double rho = NAN;
-    if (rx && ry && average_ranks(x, n, rx) && average_ranks(y, n, ry)) {
-        double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
-        for (size_t i = 0; i < n; i++) {
-            mx += rx[i];
-            my += ry[i];
-        }
-        mx /= (double)n;
-        my /= (double)n;
-        for (size_t i = 0; i < n; i++) {
-            sxy += (rx[i] - mx) * (ry[i] - my);
-            sxx += (rx[i] - mx) * (rx[i] - mx);
-            syy += (ry[i] - my) * (ry[i] - my);
-        }
-        rho = sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
-    }
+    if (rx && ry && tmap_average_ranks(x, n, rx) && tmap_average_ranks(y, n, ry))
+        rho = tmap_pearson(rx, ry, n);
     free(rx);
     free(ry);
     return rho;

@@ -16,6 +16,14 @@ void tmap_length_summarise(double *values, size_t n, struct tmap_length_summary 
 /* Type-7 quantile (R's and NumPy's default) of sorted[0..n), n > 0. */
 double tmap_quantile_sorted(const double *sorted, size_t n, double p);
 
+/* rank[i] = 1-based rank of v[i] among v[0..n), ties given their mean
+ * rank. False when out of memory. */
+bool tmap_average_ranks(const double *v, size_t n, double *rank);
+
+/* Pearson's r of a and b (n pairs), clamped to [-1, 1]; NaN when n < 2 or
+ * either side is constant. */
+double tmap_pearson(const double *a, const double *b, size_t n);
+
 /* Spearman's rank correlation of x and y (n pairs, ties given their
  * average rank); NaN when n < 2 or either side is constant. */
 double tmap_spearman(const double *x, const double *y, size_t n);
