@@ -55,7 +55,7 @@ static struct tmap_logprob_request *build_requests(struct tmap_model *m, struct 
         req[i].response = rt;
         *n_tokens += req[i].n_prompt + req[i].n_response - 1;
         free(prompt);
-        tmap_sample_clear(&s);
+        tmap_sample_free(&s);
     }
     return req;
 }

@@ -68,7 +68,7 @@ static struct sequence *build_sequences(struct tmap_model *m, struct tmap_pool *
         free(text);
         free(p);
         free(r);
-        tmap_sample_clear(&s);
+        tmap_sample_free(&s);
     }
     *n_seq_out = 2 * n;
     return seqs;

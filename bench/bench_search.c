@@ -157,7 +157,7 @@ struct tally {
     double sum;
 };
 
-static void run_method(size_t d, uint64_t seed, enum tmap_search_method method, struct tally *t)
+static void run_method(size_t d, uint64_t seed, enum tmap_search_kind method, struct tally *t)
 {
     struct synthetic s;
     synthetic_init(&s, d, seed);
@@ -189,7 +189,7 @@ static void bench_bo_vs_random(size_t n_seeds)
         double start = tmap_now_seconds();
         for (uint64_t seed = 1; seed <= n_seeds; seed++)
             for (int m = 0; m < 3; m++)
-                run_method(d, seed, (enum tmap_search_method)m, &t[m]);
+                run_method(d, seed, (enum tmap_search_kind)m, &t[m]);
         for (int m = 0; m < 3; m++)
             printf("    d = %2zu  %-6s  reached 95%%: %2zu / %zu   (99%%: %2zu)   mean score %.3f\n",
                    d, names[m], t[m].hits, n_seeds, t[m].hits99, t[m].sum / (double)n_seeds);

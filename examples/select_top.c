@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     if (!st)
         st = tmap_select(pool, scores, &w, &sp, &sel, &err);
     if (!st)
-        st = tmap_write_selected(pool, &sel, argv[5], &err);
+        st = tmap_selection_write(pool, &sel, argv[5], &err);
     if (st)
         fprintf(stderr, "select_top: %s\n", err.message);
     else

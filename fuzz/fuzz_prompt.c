@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 free(tokens);
             free(prompt);
         }
-        tmap_sample_clear(&s);
+        tmap_sample_free(&s);
     }
     tmap_pool_free(pool);
     return 0;

@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < tmap_pool_size(pool); i++) {
         struct tmap_sample s;
         if (tmap_pool_sample(pool, i, &s, &err) == TMAP_OK)
-            tmap_sample_clear(&s);
+            tmap_sample_free(&s);
         struct tmap_record rec;
         tmap_pool_record(pool, i, &rec);
         char *line = NULL;

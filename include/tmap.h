@@ -157,7 +157,7 @@ struct tmap_turn {
 
 /* A record's text. prompt is every turn before the last assistant turn
  * (rendered as "Role: text" lines when there is more than one turn), response
- * is that last assistant turn. Owned by the sample: tmap_sample_clear frees. */
+ * is that last assistant turn. Owned by the sample: tmap_sample_free frees. */
 struct tmap_sample {
     const char      *id;
     size_t           line;
@@ -175,7 +175,7 @@ struct tmap_sample {
 
 TMAP_API enum tmap_status tmap_pool_sample(const struct tmap_pool *pool, size_t i,
                                   struct tmap_sample *out, struct tmap_error *err);
-TMAP_API void tmap_sample_clear(struct tmap_sample *sample);
+TMAP_API void tmap_sample_free(struct tmap_sample *sample);
 
 /* Five-number-and-more summary of a length distribution. */
 struct tmap_length_summary {
@@ -618,9 +618,9 @@ TMAP_API enum tmap_status tmap_weights_uniform(const struct tmap_scores *scores,
                                       struct tmap_error *err);
 
 enum tmap_search_kind {
-    TMAP_LEARN_BO = 0,  /* Gaussian process + expected improvement */
-    TMAP_LEARN_RANDOM,  /* Dirichlet samples: the baseline */
-    TMAP_LEARN_GRID,    /* the simplex lattice */
+    TMAP_SEARCH_BO = 0,  /* Gaussian process + expected improvement */
+    TMAP_SEARCH_RANDOM,  /* Dirichlet samples: the baseline */
+    TMAP_SEARCH_GRID,    /* the simplex lattice */
 };
 
 /* How a weighting becomes a subset. */
@@ -753,15 +753,15 @@ TMAP_API enum tmap_status tmap_selection_diversify(const struct tmap_pool *pool,
 /* Outputs (docs/design.md section 7). selected.jsonl: the records byte for byte;
  * scores.csv: id, raw values, ranks, combined score, selected flag;
  * weights.json; trace.csv. */
-TMAP_API enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
+TMAP_API enum tmap_status tmap_selection_write(const struct tmap_pool *pool, const struct tmap_selection *sel,
                                      const char *path, struct tmap_error *err);
-TMAP_API enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const struct tmap_scores *scores,
+TMAP_API enum tmap_status tmap_selection_write_table(const struct tmap_pool *pool, const struct tmap_scores *scores,
                                         const struct tmap_weights *w, const struct tmap_selection *sel,
                                         const char *path, struct tmap_error *err);
 TMAP_API enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const struct tmap_baselines *baselines,
                                          const char *config_json, const char *path, struct tmap_error *err);
 TMAP_API enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *out, struct tmap_error *err);
-TMAP_API enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path,
+TMAP_API enum tmap_status tmap_learn_result_write_trace(const struct tmap_learn_result *r, const char *path,
                                       struct tmap_error *err);
 
 /* The main job, `tmap run`: score -> tiny set -> learn -> select -> every

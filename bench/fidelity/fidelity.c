@@ -321,7 +321,7 @@ static void count_tokens(struct bench *b)
         free(prompt);
         free(pt);
         free(rt);
-        tmap_sample_clear(&smp);
+        tmap_sample_free(&smp);
     }
     tmap_model_free(m);
 }
@@ -616,7 +616,7 @@ static void pool_losses(struct bench *b, const struct tmap_pool *pool, const cha
         req[i].prompt = bufs[2 * i];
         req[i].response = bufs[2 * i + 1];
         free(prompt);
-        tmap_sample_clear(&smp);
+        tmap_sample_free(&smp);
     }
     if (tmap_model_logprob(m, req, n, res, &err))
         die(model_path, &err);

@@ -48,7 +48,7 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
     if (!st)
         st = tmap_weights_write_json(&res.weights, &res.baselines, NULL, weights_path, &err);
     if (!st)
-        st = tmap_trace_write_csv(&res, trace_path, &err);
+        st = tmap_learn_result_write_trace(&res, trace_path, &err);
     if (!st) {
         for (size_t j = 0; j < res.weights.d; j++)
             printf("%-12s %.4f\n", res.weights.names[j], res.weights.weights[j]);

@@ -50,9 +50,9 @@ int cmd_select(int argc, char **argv)
     if (!st)
         st = tmap_select(pool, scores, &w, &sp, &sel, &err);
     if (!st)
-        st = tmap_write_selected(pool, &sel, out, &err);
+        st = tmap_selection_write(pool, &sel, out, &err);
     if (!st && table)
-        st = tmap_write_scores_full(pool, scores, &w, &sel, table, &err);
+        st = tmap_selection_write_table(pool, scores, &w, &sel, table, &err);
     if (!st && !cli_quiet)
         fprintf(stderr, "tmap: selected %zu of %zu records (%zu exact duplicates kept out); wrote %s\n", sel.n,
                 tmap_pool_size(pool), sel.n_duplicates, out);

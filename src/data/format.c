@@ -4,7 +4,7 @@
  * A sample is first built as a draft: its strings are appended to one
  * growing buffer and referred to by offset (the buffer moves as it grows).
  * Only once the whole record has been checked do the offsets become pointers
- * into a single allocation, so tmap_sample_clear is one free() and a bad
+ * into a single allocation, so tmap_sample_free is one free() and a bad
  * record leaves no half-built sample behind.
  */
 #include "data/format.h"

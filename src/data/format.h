@@ -26,7 +26,7 @@ enum tmap_status tmap_format_id(const json_t *record, const char *id_field, char
                                 size_t buf_bytes, const char **id, struct tmap_error *reason);
 
 /* Detects record's format (fields->prompt set means custom) and fills out,
- * whose strings all live in one allocation freed by tmap_sample_clear. id is
+ * whose strings all live in one allocation freed by tmap_sample_free. id is
  * copied. Returns TMAP_ERR_DATA with a reason for a bad record, or
  * TMAP_ERR_NOMEM; out is left cleared on failure. */
 enum tmap_status tmap_format_extract(const json_t *record, const struct tmap_field_map *fields,

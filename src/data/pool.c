@@ -86,7 +86,7 @@ struct tmap_pool_params tmap_pool_default_params(void)
     };
 }
 
-void tmap_sample_clear(struct tmap_sample *sample)
+void tmap_sample_free(struct tmap_sample *sample)
 {
     if (!sample)
         return;
@@ -348,7 +348,7 @@ static enum tmap_status take_value(struct loader *ld, const json_t *value, size_
     if (status != TMAP_OK)
         return tmap_fail(ld->err, status, "%s:%zu: %s", ld->pool->path, line, reason.message);
     status = index_sample(ld, &sample, offset, bytes);
-    tmap_sample_clear(&sample);
+    tmap_sample_free(&sample);
     return status;
 }
 

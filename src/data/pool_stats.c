@@ -50,7 +50,7 @@ static enum tmap_status measure_sample(const struct tmap_pool *pool, size_t i,
         if (!st)
             st = count_tokens(model, s.response, false, &c->response_tokens[i], err);
     }
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     return st;
 }
 

@@ -194,7 +194,7 @@ static void free_group(struct group *g)
 {
     for (size_t i = 0; i < g->n; i++) {
         if (g->s)
-            tmap_sample_clear(&g->s[i]);
+            tmap_sample_free(&g->s[i]);
         if (g->tokens)
             free(g->tokens[i]);
     }
@@ -585,7 +585,7 @@ enum tmap_status tmap_eval_run(struct tmap_model *model, const struct tmap_pool 
     else
         st = evaluate(&r, demos, err);
     for (size_t j = 0; j < r.n_demos; j++)
-        tmap_sample_clear(&r.demos[j]);
+        tmap_sample_free(&r.demos[j]);
     free(r.demos);
     struct tmap_model_counters c;
     tmap_model_get_counters(model, &c);

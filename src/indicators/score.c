@@ -197,7 +197,7 @@ static void lookup_stored(struct scorer *sc, struct target *t, struct item *it)
 
 static void free_item(struct item *it)
 {
-    tmap_sample_clear(&it->s);
+    tmap_sample_free(&it->s);
     free(it->prompt);
     free(it->response);
     free(it->rating[0]);

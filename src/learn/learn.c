@@ -35,7 +35,7 @@ struct tmap_select_params tmap_select_default_params(void)
 struct tmap_learn_params tmap_learn_default_params(void)
 {
     struct tmap_learn_params p = {
-        .select = tmap_select_default_params(), .search = TMAP_LEARN_BO, .iters = 30, .seed = 42,
+        .select = tmap_select_default_params(), .search = TMAP_SEARCH_BO, .iters = 30, .seed = 42,
         .proxy = tmap_proxy_default_params(), .n_random = 5, .n_redraws = 4,
     };
     /* Random draws look at the whole subset; the top k would judge only its
@@ -630,11 +630,6 @@ void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t s
              b->learned_sd, b->random_mean, b->random_sd, fabs(z), z >= 0 ? "better" : "worse", words[b->verdict]);
 }
 
-static enum tmap_search_method search_method(enum tmap_search_kind k)
-{
-    return k == TMAP_LEARN_RANDOM ? TMAP_SEARCH_RANDOM : k == TMAP_LEARN_GRID ? TMAP_SEARCH_GRID : TMAP_SEARCH_BO;
-}
-
 enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
                             struct tmap_proxy *proxy, const struct tmap_learn_params *p,
                             struct tmap_learn_result *out, struct tmap_error *err)
@@ -667,7 +662,7 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
         st = rank_columns(scores, &out->weights, u, err);
 
     struct tmap_search_params sp = tmap_search_default_params();
-    sp.method = search_method(p->search);
+    sp.method = p->search;
     sp.iters = p->iters;
     sp.signed_weights = p->signed_weights;
     sp.seed = p->seed;

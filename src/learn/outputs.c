@@ -26,7 +26,7 @@
 
 /* ---- selected.jsonl, scores.csv, trace.csv ----------------------------- */
 
-enum tmap_status tmap_write_selected(const struct tmap_pool *pool, const struct tmap_selection *sel,
+enum tmap_status tmap_selection_write(const struct tmap_pool *pool, const struct tmap_selection *sel,
                                      const char *path, struct tmap_error *err)
 {
     struct tmap_atomic_file o;
@@ -50,7 +50,7 @@ static void csv_number(FILE *f, double v)
         fprintf(f, ",%.17g", v);
 }
 
-enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const struct tmap_scores *s,
+enum tmap_status tmap_selection_write_table(const struct tmap_pool *pool, const struct tmap_scores *s,
                                         const struct tmap_weights *w, const struct tmap_selection *sel,
                                         const char *path, struct tmap_error *err)
 {
@@ -89,7 +89,7 @@ enum tmap_status tmap_write_scores_full(const struct tmap_pool *pool, const stru
     return tmap_atomic_commit(&o, err);
 }
 
-enum tmap_status tmap_trace_write_csv(const struct tmap_learn_result *r, const char *path, struct tmap_error *err)
+enum tmap_status tmap_learn_result_write_trace(const struct tmap_learn_result *r, const char *path, struct tmap_error *err)
 {
     struct tmap_atomic_file o;
     enum tmap_status st = tmap_atomic_open(&o, path, "w", err);

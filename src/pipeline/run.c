@@ -233,16 +233,16 @@ static enum tmap_status write_outputs(struct run_state *r, struct tmap_error *er
     char path[4200];
     r->config = config_json(r);
     out_path(r, "selected.jsonl", path, sizeof path);
-    enum tmap_status st = tmap_write_selected(r->pool, &r->sel, path, err);
+    enum tmap_status st = tmap_selection_write(r->pool, &r->sel, path, err);
     out_path(r, "scores.csv", path, sizeof path);
     if (!st)
-        st = tmap_write_scores_full(r->pool, r->scores, &r->learned.weights, &r->sel, path, err);
+        st = tmap_selection_write_table(r->pool, r->scores, &r->learned.weights, &r->sel, path, err);
     out_path(r, "weights.json", path, sizeof path);
     if (!st)
         st = tmap_weights_write_json(&r->learned.weights, &r->learned.baselines, r->config, path, err);
     out_path(r, "trace.csv", path, sizeof path);
     if (!st)
-        st = tmap_trace_write_csv(&r->learned, path, err);
+        st = tmap_learn_result_write_trace(&r->learned, path, err);
     if (!st)
         st = write_report(r, err);
     return st;

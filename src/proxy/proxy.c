@@ -91,7 +91,7 @@ static void free_item(struct tiny_item *it)
     free(it->choice);
     free(it->n_choice);
     free(it->answer);
-    tmap_sample_clear(&it->s);
+    tmap_sample_free(&it->s);
 }
 
 void tmap_proxy_free(struct tmap_proxy *px)
@@ -291,7 +291,7 @@ static enum tmap_status layout(struct tmap_proxy *px, const struct tmap_pool *de
     if (!st) /* one layout for the proxy and eval: task/fewshot.c */
         st = tmap_fewshot_layout(px->model, px->p.tmpl, demo, k, query, out, err);
     for (size_t j = 0; j < loaded; j++)
-        tmap_sample_clear(&demo[j]);
+        tmap_sample_free(&demo[j]);
     free(demo);
     return st;
 }

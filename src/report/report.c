@@ -87,7 +87,7 @@ static void sample_text(struct html *h, const struct tmap_report_input *in, size
         html_printf(h, "<td class=\"id\">row %zu</td><td class=\"text muted\" colspan=\"2\">", row + 1);
         html_put_esc(h, e.message);
         html_put_s(h, "</td>");
-        tmap_sample_clear(&s);
+        tmap_sample_free(&s);
         return;
     }
     html_put_s(h, "<td class=\"id\">");
@@ -97,7 +97,7 @@ static void sample_text(struct html *h, const struct tmap_report_input *in, size
     html_put_s(h, "</td><td class=\"text\">");
     html_put_esc_trunc(h, s.response, TEXT_CHARS);
     html_put_s(h, "</td>");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
 }
 
 static void sample_row(struct html *h, const struct tmap_report_input *in, size_t rank, size_t row)

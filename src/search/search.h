@@ -18,9 +18,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-enum tmap_search_method { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM, TMAP_SEARCH_GRID };
-
 /* The value of weights w (d entries), higher is better. *reused = true when
  * the caller served it from its memo (w selects a subset already evaluated):
  * such an evaluation spends no budget. A status other than TMAP_OK ends the
@@ -30,7 +27,7 @@ typedef enum tmap_status (*tmap_objective_fn)(const double *w, size_t d, void *u
                                               struct tmap_error *err);
 
 struct tmap_search_params {
-    enum tmap_search_method method;
+    enum tmap_search_kind method;
     size_t   iters;           /* budget: evaluations not reused (default 30) */
     bool     signed_weights;  /* search the L1 sphere instead of the simplex */
     uint64_t seed;

@@ -79,7 +79,7 @@ enum tmap_status ft_corpus_build(struct tmap_model *m, const struct tmap_pool *p
         enum tmap_status st = tmap_pool_sample(pool, idx ? idx[i] : i, &s, err);
         if (!st) {
             st = tokenize_sample(m, tmap_pool_path(pool), &s, &out->seqs[i], err);
-            tmap_sample_clear(&s);
+            tmap_sample_free(&s);
         }
         if (st) {
             ft_corpus_free(out);

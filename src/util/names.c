@@ -10,8 +10,8 @@
 
 static const char *const metric_names[] = { [TMAP_METRIC_LOGLIK] = "loglik", [TMAP_METRIC_ACCURACY] = "accuracy",
                                             [TMAP_METRIC_MC] = "mc", NULL };
-static const char *const search_names[] = { [TMAP_LEARN_BO] = "bo", [TMAP_LEARN_RANDOM] = "random",
-                                            [TMAP_LEARN_GRID] = "grid", NULL };
+static const char *const search_names[] = { [TMAP_SEARCH_BO] = "bo", [TMAP_SEARCH_RANDOM] = "random",
+                                            [TMAP_SEARCH_GRID] = "grid", NULL };
 static const char *const policy_names[] = { [TMAP_DEMOS_TOP] = "top", [TMAP_DEMOS_RANDOM] = "random",
                                             [TMAP_DEMOS_KNN] = "knn", NULL };
 static const char *const template_names[] = { [TMAP_TEMPLATE_PLAIN] = "plain", [TMAP_TEMPLATE_CHAT] = "chat", NULL };

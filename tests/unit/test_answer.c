@@ -51,7 +51,7 @@ static void test_gold_solutions(void **state)
         assert_non_null(s.answer);
         if (!tmap_answers_match(got, s.answer))
             fail_msg("line %zu: extracted \"%s\", the pool's answer is \"%s\"", s.line, got, s.answer);
-        tmap_sample_clear(&s);
+        tmap_sample_free(&s);
     }
     tmap_pool_free(pool);
 }

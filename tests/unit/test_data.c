@@ -179,14 +179,14 @@ static void test_alpaca(void **state)
     assert_null(s.choices);
     assert_string_equal(s.id, "1");
     assert_int_equal(s.line, 1);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 1, &s);
     assert_sample(&s, TMAP_FORMAT_ALPACA, "Translate to French.\n\nGood morning", "Bonjour", NULL);
     assert_plain_turns(&s);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 2, &s); /* no "input" at all */
     assert_sample(&s, TMAP_FORMAT_ALPACA, "Say hi.", "Hi!", NULL);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     assert_null(s.arena_);
     tmap_pool_free(pool);
 }
@@ -200,16 +200,16 @@ static void test_gsm8k(void **state)
     assert_sample(&s, TMAP_FORMAT_GSM8K, "What is 2+2?", "2+2=4\n#### 4", "4");
     assert_plain_turns(&s);
     assert_int_equal(s.answer_index, -1);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 1, &s); /* thousands separator and trailing space */
     assert_sample(&s, TMAP_FORMAT_GSM8K, "How many?", "Count them.\n#### 1,234 ", "1234");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 2, &s);
     assert_sample(&s, TMAP_FORMAT_GSM8K, "No marker?", "Just text", NULL);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 3, &s); /* the last marker wins */
     assert_string_equal(s.answer, "-7");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -226,15 +226,15 @@ static void test_mc_list(void **state)
     assert_string_equal(s.choices[2], "Berlin");
     assert_int_equal(s.answer_index, 1);
     assert_plain_turns(&s);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 1, &s); /* integer answerKey: a 0-based index */
     assert_sample(&s, TMAP_FORMAT_MC, "2+3?\nA. 4\nB. 5", "B", "B");
     assert_int_equal(s.answer_index, 1);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 2, &s); /* MMLU's "answer" index */
     assert_sample(&s, TMAP_FORMAT_MC, "MMLU style\nA. x\nB. y\nC. z", "C", "C");
     assert_int_equal(s.answer_index, 2);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -250,11 +250,11 @@ static void test_mc_arc(void **state)
     assert_string_equal(s.choices[1], "steam");
     assert_int_equal(s.answer_index, 1);
     assert_string_equal(s.id, "Mercury_1");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 1, &s);
     assert_sample(&s, TMAP_FORMAT_MC, "Pick C\nA. a\nB. b\nC. c", "C", "C");
     assert_int_equal(s.answer_index, 2);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -268,7 +268,7 @@ static void test_sharegpt(void **state)
     assert_int_equal(s.n_turns, 1);
     assert_turn(&s, 0, "user", "Hello");
     assert_int_equal(s.answer_index, -1);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 1, &s); /* multi-turn: everything before the last answer */
     assert_sample(&s, TMAP_FORMAT_SHAREGPT,
                   "System: Be brief.\nUser: What is 1+1?\nAssistant: 2\nUser: And 2+2?", "4", NULL);
@@ -277,11 +277,11 @@ static void test_sharegpt(void **state)
     assert_turn(&s, 1, "user", "What is 1+1?");
     assert_turn(&s, 2, "assistant", "2");
     assert_turn(&s, 3, "user", "And 2+2?");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 2, &s); /* a user turn after the last answer is dropped */
     assert_sample(&s, TMAP_FORMAT_SHAREGPT, "Q", "A", NULL);
     assert_int_equal(s.n_turns, 1);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -294,14 +294,14 @@ static void test_openai(void **state)
     assert_sample(&s, TMAP_FORMAT_OPENAI, "Hi", "Hello!", NULL);
     assert_int_equal(s.n_turns, 1);
     assert_turn(&s, 0, "user", "Hi");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 1, &s); /* text parts are concatenated */
     assert_sample(&s, TMAP_FORMAT_OPENAI, "System: You are terse.\nUser: Part one. Part two.",
                   "Done.", NULL);
     assert_int_equal(s.n_turns, 2);
     assert_turn(&s, 0, "system", "You are terse.");
     assert_turn(&s, 1, "user", "Part one. Part two.");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -313,10 +313,10 @@ static void test_generic(void **state)
     get_sample(pool, 0, &s);
     assert_sample(&s, TMAP_FORMAT_GENERIC, "p1", "r1", NULL);
     assert_plain_turns(&s);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     get_sample(pool, 1, &s);
     assert_sample(&s, TMAP_FORMAT_GENERIC, "p2", "c2", NULL);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -331,7 +331,7 @@ static void test_custom_fields(void **state)
     get_sample(pool, 0, &s);
     assert_sample(&s, TMAP_FORMAT_CUSTOM, "Tell me", "told", NULL);
     assert_plain_turns(&s);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 
     /* A named answer key is required in every record. */
@@ -359,7 +359,7 @@ static void test_custom_answer(void **state)
     struct tmap_sample s;
     get_sample(pool, 0, &s);
     assert_sample(&s, TMAP_FORMAT_CUSTOM, "Tell me", "told", "42");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -439,7 +439,7 @@ static void test_crlf(void **state)
     struct tmap_sample s;
     get_sample(pool, 1, &s); /* escaped CRLF inside a string is content, kept */
     assert_string_equal(s.prompt, "c\r\nd");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -509,7 +509,7 @@ static void test_json_array(void **state)
     get_sample(pool, 1, &s);
     assert_sample(&s, TMAP_FORMAT_ALPACA, "second", "two", NULL);
     assert_string_equal(s.id, "b");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -548,7 +548,7 @@ static void test_ids(void **state)
     struct tmap_sample s;
     get_sample(pool, 1, &s);
     assert_string_equal(s.id, "42");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     assert_string_equal(tmap_pool_path(pool), fixture("ids.jsonl"));
     tmap_pool_free(pool);
 
@@ -581,10 +581,10 @@ static void test_out_of_range(void **state)
     assert_int_equal(tmap_pool_sample(pool, 2, &s, &err), TMAP_ERR_USAGE);
     assert_contains(err.message, "record 2 is out of range (the pool has 2)");
     assert_null(s.arena_);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
     tmap_pool_free(NULL);
-    tmap_sample_clear(NULL);
+    tmap_sample_free(NULL);
 }
 
 static void test_gsm8k_train(void **state)
@@ -604,7 +604,7 @@ static void test_gsm8k_train(void **state)
     get_sample(pool, 0, &s);
     assert_string_equal(s.answer, "72");
     assert_contains(s.prompt, "Natalia sold clips to 48 of her friends");
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
 }
 
@@ -826,7 +826,7 @@ static void test_huge_line(void **state)
     struct tmap_sample s;
     get_sample(pool, 1, &s);
     assert_int_equal(strlen(s.response), bytes - strlen("{\"prompt\": \"p\", \"response\": \"\"}"));
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     tmap_pool_free(pool);
     unlink(path);
 }

@@ -85,7 +85,7 @@ static char *plain_prompt(const struct tmap_pool *demos, size_t k, const struct 
         struct tmap_sample d;
         assert_int_equal(tmap_pool_sample(demos, j, &d, &err), TMAP_OK);
         used += (size_t)snprintf(text + used, cap - used, "Query: %s\nAnswer: %s\n\n", d.prompt, d.response);
-        tmap_sample_clear(&d);
+        tmap_sample_free(&d);
     }
     snprintf(text + used, cap - used, "Query: %s\nAnswer:", query->prompt);
     return text;
@@ -163,7 +163,7 @@ static void test_loglik_by_hand(void **state)
             assert_null(r.predictions[i]);
             mean += r.scores[i] / 6;
             free(prompt);
-            tmap_sample_clear(&s);
+            tmap_sample_free(&s);
         }
         expect_near(r.metric, mean, 1e-12, "the metric is the mean", 0);
         assert_true(r.ci_low <= r.metric && r.metric <= r.ci_high);
@@ -299,7 +299,7 @@ static int preferred_choice(const struct tmap_pool *pool, size_t i, double *best
         }
     }
     free(prompt);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     return best;
 }
 
@@ -371,7 +371,7 @@ static char *generate_by_hand(const struct tmap_pool *pool, size_t i, int32_t ma
                      TMAP_OK);
     free(t);
     free(prompt);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
     return out;
 }
 
@@ -429,7 +429,7 @@ static void test_accuracy_forced(void **state)
         assert_int_equal(tmap_pool_sample(gsm, i, &s, &err), TMAP_OK);
         assert_string_equal(r.gold[i], s.answer);
         assert_true(r.scores[i] == (found && tmap_answers_match(want, s.answer) ? 1.0 : 0.0));
-        tmap_sample_clear(&s);
+        tmap_sample_free(&s);
         free(out);
     }
     tmap_eval_result_free(&r);

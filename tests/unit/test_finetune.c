@@ -102,7 +102,7 @@ static double scored_loss(const char *path, int32_t n_ctx, const struct tmap_poo
         req[i].prompt = bufs[2 * i];
         req[i].response = bufs[2 * i + 1];
         free(prompt);
-        tmap_sample_clear(&s);
+        tmap_sample_free(&s);
     }
     assert_int_equal(tmap_model_logprob(m, req, n, res, &err), TMAP_OK);
     double sum = 0;

@@ -55,7 +55,7 @@ static void test_select_counts_and_bytes(void **state)
     assert_int_equal(tmap_select(pool, scores, &w, select_params(0.3, false), &sel, &err), TMAP_OK);
     char out[600];
     snprintf(out, sizeof out, "%s/selected.jsonl", tmpdir);
-    assert_int_equal(tmap_write_selected(pool, &sel, out, &err), TMAP_OK);
+    assert_int_equal(tmap_selection_write(pool, &sel, out, &err), TMAP_OK);
     /* Every selected line is its input line, byte for byte. */
     char *text = slurp(out, NULL), *line = text;
     for (size_t i = 0; i < sel.n; i++) {
@@ -301,7 +301,7 @@ static void test_outputs_from_json_array(void **state)
     struct tmap_selection sel;
     assert_int_equal(tmap_select(ap, as, &w, select_params(1.0, false), &sel, &err), TMAP_OK);
     assert_int_equal(sel.n, 2);
-    assert_int_equal(tmap_write_selected(ap, &sel, out, &err), TMAP_OK);
+    assert_int_equal(tmap_selection_write(ap, &sel, out, &err), TMAP_OK);
     struct tmap_tiny tiny = { .n = 2, .rows = (size_t[]){ 0, 1 }, .weights = (double[]){ 0.25, 0.75 } };
     assert_int_equal(tmap_tiny_write(&tiny, ap, tiny_out, &err), TMAP_OK);
     const char *files[] = { out, tiny_out };
@@ -393,7 +393,7 @@ static void test_learn(void **state)
     snprintf(tpath, sizeof tpath, "%s/trace.csv", tmpdir);
     struct tmap_error err = { 0 };
     assert_int_equal(tmap_weights_write_json(&a.weights, &a.baselines, "{\"seed\": 5}", wpath, &err), TMAP_OK);
-    assert_int_equal(tmap_trace_write_csv(&a, tpath, &err), TMAP_OK);
+    assert_int_equal(tmap_learn_result_write_trace(&a, tpath, &err), TMAP_OK);
     struct tmap_weights back;
     assert_int_equal(tmap_weights_read_json(wpath, &back, &err), TMAP_OK);
     assert_int_equal(back.d, a.weights.d);

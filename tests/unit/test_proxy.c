@@ -214,7 +214,7 @@ static double by_hand(const struct tmap_pool *tiny, size_t n_items, size_t (*dem
             struct tmap_sample d;
             assert_int_equal(tmap_pool_sample(demos, demo_of(i, j), &d, &err), TMAP_OK);
             snprintf(text + strlen(text), sizeof text - strlen(text), "Query: %s\nAnswer: %s\n\n", d.prompt, d.response);
-            tmap_sample_clear(&d);
+            tmap_sample_free(&d);
         }
         struct tmap_sample q;
         assert_int_equal(tmap_pool_sample(tiny, i, &q, &err), TMAP_OK);
@@ -228,7 +228,7 @@ static double by_hand(const struct tmap_pool *tiny, size_t n_items, size_t (*dem
         sum += res.sum_logprob / res.n_tokens;
         free(pt);
         free(rt);
-        tmap_sample_clear(&q);
+        tmap_sample_free(&q);
     }
     return sum / (double)n_items;
 }

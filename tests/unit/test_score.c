@@ -63,7 +63,7 @@ static void sample_tokens(const struct tmap_pool *from, size_t i, int32_t **prom
     assert_int_equal(tmap_model_tokenize(model, text, true, prompt, np, &err), TMAP_OK);
     assert_int_equal(tmap_model_tokenize(model, s.response, false, response, nr, &err), TMAP_OK);
     free(text);
-    tmap_sample_clear(&s);
+    tmap_sample_free(&s);
 }
 
 /* ---- indicators against independent computations ----------------------- */
@@ -97,7 +97,7 @@ static void test_loss_ifd_length_text(void **state)
         assert_true(col(s, i, TMAP_IND_STEPS) == tmap_indicator_steps(smp.response));
         assert_true(col(s, i, TMAP_IND_NUMERACY) == tmap_indicator_numeracy(smp.response));
         assert_true(col(s, i, TMAP_IND_LEXICAL) == tmap_indicator_mtld(smp.response));
-        tmap_sample_clear(&smp);
+        tmap_sample_free(&smp);
         free(prompt);
         free(response);
     }
@@ -220,7 +220,7 @@ static void test_ratings(void **state)
     /* The rating tokens are the digits themselves in the Llama-2 vocabulary. */
     assert_int_equal(r.tokens[0], 29896);
     free(tokens);
-    tmap_sample_clear(&smp);
+    tmap_sample_free(&smp);
     tmap_scores_free(s);
 }
 

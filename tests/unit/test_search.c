@@ -126,7 +126,7 @@ static struct tmap_search_result run(size_t d, const struct tmap_search_params *
     return r;
 }
 
-static struct tmap_search_params params(enum tmap_search_method method, size_t iters,
+static struct tmap_search_params params(enum tmap_search_kind method, size_t iters,
                                         uint64_t seed)
 {
     struct tmap_search_params p = tmap_search_default_params();
@@ -160,7 +160,7 @@ static void assert_on_space(const struct tmap_search_result *r, bool signed_weig
 static void test_deterministic(void **state)
 {
     (void)state;
-    static const enum tmap_search_method methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
+    static const enum tmap_search_kind methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
     const double target[] = { 0.1, 0.6, 0.1, 0.2 };
     for (size_t m = 0; m < 2; m++) {
         struct tmap_search_params p = params(methods[m], 12, 42);
@@ -188,7 +188,7 @@ static void test_deterministic(void **state)
 static void test_budget_counts_fresh_only(void **state)
 {
     (void)state;
-    static const enum tmap_search_method methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
+    static const enum tmap_search_kind methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
     for (size_t m = 0; m < 2; m++) {
         size_t calls = 0;
         struct tmap_search_params p = params(methods[m], 8, 1);
@@ -208,7 +208,7 @@ static void test_budget_counts_fresh_only(void **state)
 static void test_max_evaluations_stops_memo_loop(void **state)
 {
     (void)state;
-    static const enum tmap_search_method methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
+    static const enum tmap_search_kind methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
     for (size_t m = 0; m < 2; m++) {
         struct memo memo = { 0 };
         struct tmap_search_params p = params(methods[m], 10, 2);
@@ -255,7 +255,7 @@ static void test_points_on_space(void **state)
         for (int sign = 0; sign < 2; sign++) {
             struct quadratic q = { target, 0 };
             struct seen seen = { 0, true };
-            struct tmap_search_params p = params((enum tmap_search_method)method, 20, 9);
+            struct tmap_search_params p = params((enum tmap_search_kind)method, 20, 9);
             p.signed_weights = sign;
             p.n_candidates = 300;
             p.on_eval = on_eval;
@@ -363,7 +363,7 @@ static void test_one_indicator(void **state)
     const double target[] = { 1.0 };
     for (int method = 0; method < 3; method++) {
         struct quadratic q = { target, 0 };
-        struct tmap_search_params p = params((enum tmap_search_method)method, 30, 0);
+        struct tmap_search_params p = params((enum tmap_search_kind)method, 30, 0);
         struct tmap_search_result r = run(1, &p, quadratic, &q);
         assert_int_equal(r.n_trace, 1);
         assert_true(r.best_w[0] == 1.0);
