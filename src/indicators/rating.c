@@ -13,6 +13,7 @@
  * seven are the prompt, the first token after them spells the digit, and
  * any prompt tokens past the shared part are dropped before reading.
  */
+#include "task/fewshot.h"
 #include "indicators/rating.h"
 #include "util/error.h"
 
@@ -33,14 +34,6 @@ static const char complexity_task[] =
     "how many steps a good answer needs, on a scale from 1 (very simple) to 6 "
     "(very complex). Reply with the number only.\n\n### Instruction:\n%s";
 
-static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb)
-{
-    int32_t n = 0;
-    while (n < na && n < nb && a[n] == b[n])
-        n++;
-    return n;
-}
-
 /* Given the probe's tokens and the probe + digit tokens, find each digit's
  * token and how many trailing probe tokens the digits replace. */
 static enum tmap_status find_rating_tokens(struct tmap_rater *r, const int32_t *base, int32_t n_base,
@@ -49,7 +42,7 @@ static enum tmap_status find_rating_tokens(struct tmap_rater *r, const int32_t *
 {
     int32_t shared = n_base;
     for (int k = 0; k < TMAP_RATING_LEVELS; k++) {
-        int32_t c = common_prefix(base, n_base, with[k], n_with[k]);
+        int32_t c = tmap_tokens_common_prefix(base, n_base, with[k], n_with[k]);
         shared = c < shared ? c : shared;
     }
     for (int k = 0; k < TMAP_RATING_LEVELS; k++) {

@@ -74,16 +74,20 @@ enum tmap_status tmap_fewshot_layout(struct tmap_model *model, enum tmap_templat
                                       : layout_plain(model, demos, k, query, out, err);
 }
 
+int32_t tmap_tokens_common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb)
+{
+    int32_t n = 0;
+    while (n < na && n < nb && a[n] == b[n])
+        n++;
+    return n;
+}
+
 int32_t tmap_fewshot_common_prefix(int32_t *const *tokens, const int32_t *n, size_t count)
 {
     if (count < 2)
         return 0;
     int32_t len = n[0] - 1;
-    for (size_t i = 1; i < count && len > 0; i++) {
-        int32_t lim = n[i] - 1 < len ? n[i] - 1 : len, j = 0;
-        while (j < lim && tokens[i][j] == tokens[0][j])
-            j++;
-        len = j;
-    }
+    for (size_t i = 1; i < count && len > 0; i++)
+        len = tmap_tokens_common_prefix(tokens[0], len, tokens[i], n[i] - 1);
     return len > 0 ? len : 0;
 }

@@ -29,6 +29,9 @@ enum tmap_status tmap_fewshot_layout(struct tmap_model *model, enum tmap_templat
                                      const struct tmap_sample *demos, size_t k, const struct tmap_sample *query,
                                      char **out, struct tmap_error *err);
 
+/* The length of the longest common prefix of token lists a and b. */
+int32_t tmap_tokens_common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb);
+
 /* The number of leading tokens every one of the count token lists shares,
  * leaving each at least one token of its own (the first scored or generated
  * token is predicted from the last prompt token, which must be decoded with
