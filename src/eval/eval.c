@@ -16,6 +16,7 @@
 #include "task/answer.h"
 #include "task/fewshot.h"
 #include "util/clock.h"
+#include "util/atomic.h"
 #include "util/error.h"
 #include "util/random.h"
 #include "util/utf8.h"
@@ -656,10 +657,11 @@ static json_t *item_json(const struct tmap_eval_result *res, size_t i)
 enum tmap_status tmap_eval_write_predictions(const struct tmap_eval_result *res, const char *path,
                                              struct tmap_error *err)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    enum tmap_status st = TMAP_OK;
+    struct tmap_atomic_file a;
+    enum tmap_status st = tmap_atomic_open(&a, path, "w", err);
+    if (st)
+        return st;
+    FILE *f = a.f;
     for (size_t i = 0; i < res->n_items && !st; i++) {
         json_t *o = item_json(res, i);
         char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -670,7 +672,9 @@ enum tmap_status tmap_eval_write_predictions(const struct tmap_eval_result *res,
         free(line);
         json_decref(o);
     }
-    if (fclose(f) != 0 && !st)
-        st = tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return st;
+    if (st) {
+        tmap_atomic_abort(&a);
+        return st;
+    }
+    return tmap_atomic_commit(&a, err);
 }

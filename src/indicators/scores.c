@@ -5,6 +5,7 @@
  */
 #include "indicators/scores.h"
 #include "util/csv.h"
+#include "util/atomic.h"
 #include "util/error.h"
 #include "util/grow.h"
 
@@ -117,12 +118,14 @@ static bool column_has_values(const struct tmap_scores *s, size_t col)
 enum tmap_status tmap_scores_write_csv(const struct tmap_scores *s, const struct tmap_pool *pool,
                                        const char *path, struct tmap_error *err)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    struct tmap_atomic_file a;
+    enum tmap_status st = tmap_atomic_open(&a, path, "w", err);
+    if (st)
+        return st;
+    FILE *f = a.f;
     bool *keep = calloc(s->n_cols ? s->n_cols : 1, sizeof *keep);
     if (!keep) {
-        fclose(f);
+        tmap_atomic_abort(&a);
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory writing %s", path);
     }
     fputs("id,line,hash", f);
@@ -150,10 +153,7 @@ enum tmap_status tmap_scores_write_csv(const struct tmap_scores *s, const struct
         fputc('\n', f);
     }
     free(keep);
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0 || failed)
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return TMAP_OK;
+    return tmap_atomic_commit(&a, err); /* a failed write shows here */
 }
 
 /* ---- CSV in (--extra) --------------------------------------------------- */
