@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/error.h"
 
@@ -147,10 +148,28 @@ static enum tmap_status open_db(struct tmap_store *s, struct tmap_error *err)
 /* WAL makes a commit one append to the log and lets readers work beside the
  * writer; synchronous=NORMAL syncs the log at checkpoints only, which a
  * killed process cannot undo (only a power cut can lose the last commits). */
+/* Switching a new file to WAL needs the file to itself for a moment: when
+ * several processes open one new store at once, the others see SQLITE_BUSY
+ * (SQLite does not always call the busy handler here) or the old mode. Both
+ * pass as soon as the first switch is done, so wait and ask again, for as
+ * long as the busy timeout. */
+static int journal_wal(struct tmap_store *s, char *mode, size_t size)
+{
+    int rc = SQLITE_OK;
+    for (int waited_ms = 0; waited_ms <= STORE_BUSY_TIMEOUT_MS; waited_ms += 20) {
+        rc = query_text(s, "PRAGMA journal_mode=WAL", mode, size);
+        bool busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+        if (!busy && (rc != SQLITE_OK || strcmp(mode, "wal") == 0))
+            return rc;
+        nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+    }
+    return rc;
+}
+
 static enum tmap_status set_journal(struct tmap_store *s, struct tmap_error *err)
 {
-    char mode[32];
-    int rc = query_text(s, "PRAGMA journal_mode=WAL", mode, sizeof mode);
+    char mode[32] = "";
+    int rc = journal_wal(s, mode, sizeof mode);
     if (rc != SQLITE_OK)
         return store_fail(s, rc, err, "cannot read the file");
     if (strcmp(mode, "wal") != 0)
@@ -200,6 +219,10 @@ static enum tmap_status create_schema(struct tmap_store *s, struct tmap_error *e
 static enum tmap_status check_schema(struct tmap_store *s, struct tmap_error *err)
 {
     int rc = exec(s, "BEGIN IMMEDIATE");
+    for (int waited_ms = 0; (rc & 0xff) == SQLITE_BUSY && waited_ms < STORE_BUSY_TIMEOUT_MS; waited_ms += 20) {
+        nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL); /* see journal_wal */
+        rc = exec(s, "BEGIN IMMEDIATE");
+    }
     if (rc != SQLITE_OK)
         return store_fail(s, rc, err, "cannot lock the store to check its schema");
     enum tmap_status st = create_schema(s, err);

@@ -67,6 +67,7 @@ p1=$!
 p2=$!
 wait "$p1"; s1=$?
 wait "$p2"; s2=$?
+[ "$s1" -eq 0 ] && [ "$s2" -eq 0 ] || { echo "first run ($s1):"; cat c1.log; echo "second run ($s2):"; cat c2.log; }
 expect_true test "$s1" -eq 0
 expect_true test "$s2" -eq 0
 expect_true test -z "$(grep -il 'locked' c1.log c2.log)"
