@@ -448,6 +448,20 @@ static int compare_size(const void *x, const void *y)
     return (a > c) - (a < c);
 }
 
+/* n_random arms NAME-1.. of k rows drawn from from[0..n_from), seeds
+ * seed_base + 0, 1, ...; rows is workspace for n_from entries. */
+static void random_arms(struct bench *b, const char *name, enum arm_kind kind, const size_t *from, size_t n_from,
+                        size_t k, uint64_t seed_base, size_t *rows)
+{
+    for (size_t r = 0; r < b->s.n_random; r++) {
+        char label[64];
+        size_t got = tmap_random_sample(from, n_from, k, seed_base + r, rows);
+        qsort(rows, got, sizeof *rows, compare_size);
+        snprintf(label, sizeof label, "%s-%zu", name, r + 1);
+        add_arm(b, label, kind, rows, got);
+    }
+}
+
 static void make_arms(struct bench *b)
 {
     size_t n = tmap_pool_size(b->pool), d = b->learned.d;
@@ -461,13 +475,7 @@ static void make_arms(struct bench *b)
     size_t *all = malloc(n * sizeof *all), *rows = malloc(n * sizeof *rows);
     for (size_t i = 0; i < n; i++)
         all[i] = i;
-    for (size_t r = 0; r < b->s.n_random; r++) {
-        char name[64];
-        size_t got = tmap_random_sample(all, n, k, b->s.seed * 1000 + r, rows);
-        qsort(rows, got, sizeof *rows, compare_size);
-        snprintf(name, sizeof name, "random-%zu", r + 1);
-        add_arm(b, name, ARM_RANDOM, rows, got);
-    }
+    random_arms(b, "random", ARM_RANDOM, all, n, k, b->s.seed * 1000, rows);
     for (size_t r = 0; r < b->s.n_random; r++) {
         /* Random records until the token count reaches tmap's. */
         char name[64];
@@ -499,13 +507,7 @@ static void make_arms(struct bench *b)
         for (size_t i = 0; i < n; i++)
             if (b->rec[i].kind == FID_CLEAN)
                 all[n_clean++] = i;
-        for (size_t r = 0; r < b->s.n_random; r++) {
-            char name[64];
-            size_t got = tmap_random_sample(all, n_clean, k, b->s.seed * 4000 + r, rows);
-            qsort(rows, got, sizeof *rows, compare_size);
-            snprintf(name, sizeof name, "clean random-%zu", r + 1);
-            add_arm(b, name, ARM_CLEAN, rows, got);
-        }
+        random_arms(b, "clean random", ARM_CLEAN, all, n_clean, k, b->s.seed * 4000, rows);
         for (size_t i = 0; i < n; i++)
             all[i] = i;
     }
