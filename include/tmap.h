@@ -778,6 +778,8 @@ struct tmap_run_params {
     struct tmap_tiny_params  tiny;
     struct tmap_learn_params learn;
     double                   diversity_threshold; /* > 0: apply the diversity filter */
+    const char              *judge_path;  /* rates quality/complexity (score.judge); NULL = the target model */
+    const char              *embed_path;  /* embeds for diversity/relevance (score.embedder); NULL = the target */
 };
 
 TMAP_API struct tmap_run_params tmap_run_default_params(void);
@@ -913,8 +915,10 @@ TMAP_API enum tmap_status tmap_bootstrap_mean_ci(const double *values, size_t n,
 /* Test models                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* A random-init Llama with a real tokenizer, for tests and the demo. The
- * same params give the same bytes. */
+/* A random-init model with a real tokenizer, for tests and the demo: a
+ * Llama by default, or another architecture llama.cpp can build from
+ * hyperparameters alone (tmap_model_arch_names). The same params give the
+ * same bytes. */
 struct tmap_model_create_params {
     int32_t     n_embd;
     int32_t     n_layer;
@@ -926,9 +930,13 @@ struct tmap_model_create_params {
     float       init_std;      /* standard deviation of the weight matrices */
     const char *vocab_path;    /* vocab-only GGUF or SentencePiece .vocab (BPE, byte fallback), NULL = the bundled Llama-2 GGUF */
     const char *chat_template; /* stored as tokenizer.chat_template, NULL = none */
+    const char *arch;          /* general.architecture: "llama" (default), "qwen2", ... */
 };
 
 TMAP_API struct tmap_model_create_params tmap_model_create_default_params(void);
+
+/* The architectures tmap_model_create can build, comma-separated. */
+TMAP_API const char *tmap_model_arch_names(void);
 
 TMAP_API enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model_create_params *params,
                                    struct tmap_error *err);

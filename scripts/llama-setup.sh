@@ -45,22 +45,41 @@ flag_hash=$( { printf '%s\n' "${flags[@]}"; cat "${patches[@]}"; } | sha256sum |
 cache=${TMAP_CACHE:-$HOME/.cache/tmap}
 prefix="$cache/llama/node-llama-cpp-$npm_version-$gpu-$flag_hash"
 
+# Fetches the source bundle into $work/src and applies tmap's patches.
+fetch_source() {
+    echo "llama-setup: fetching node-llama-cpp@$npm_version from the npm registry" >&2
+    (cd "$work" && npm pack --silent "node-llama-cpp@$npm_version" >/dev/null)
+    tar -xzf "$work/node-llama-cpp-$npm_version.tgz" -C "$work" package/llama/gitRelease.bundle
+    git clone --quiet "$work/package/llama/gitRelease.bundle" "$work/src" 2>/dev/null
+    for p in "${patches[@]}"; do
+        git -C "$work/src" apply "$p" || { echo "llama-setup: cannot apply $p" >&2; exit 1; }
+    done
+}
+
+# The vocab-only GGUFs of every tokenizer family llama.cpp ships are how test
+# models get a real tokenizer (docs/design.md 13; tests/cli/families.sh).
+# The marker says the set is whole; a prefix built before the set was copied
+# gets it without a rebuild.
+copy_vocabs() {
+    mkdir -p "$prefix/share/tmap/vocab"
+    cp "$work"/src/models/ggml-vocab-*.gguf "$prefix/share/tmap/vocab/"
+    touch "$prefix/share/tmap/vocab/.all"
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tmap-llama.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
 if [ -f "$prefix/.complete" ]; then
+    if [ ! -f "$prefix/share/tmap/vocab/.all" ]; then
+        fetch_source
+        copy_vocabs
+    fi
     echo "$prefix"
     exit 0
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/tmap-llama.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
-
-echo "llama-setup: fetching node-llama-cpp@$npm_version from the npm registry" >&2
-(cd "$work" && npm pack --silent "node-llama-cpp@$npm_version" >/dev/null)
-tar -xzf "$work/node-llama-cpp-$npm_version.tgz" -C "$work" package/llama/gitRelease.bundle
-git clone --quiet "$work/package/llama/gitRelease.bundle" "$work/src" 2>/dev/null
-for p in "${patches[@]}"; do
-    git -C "$work/src" apply "$p" || { echo "llama-setup: cannot apply $p" >&2; exit 1; }
-done
+fetch_source
 
 echo "llama-setup: building llama.cpp ($gpu) into $prefix" >&2
 cmake -S "$work/src" -B "$work/build" "${flags[@]}" >"$work/configure.log" 2>&1 \
@@ -73,9 +92,7 @@ cmake --build "$work/build" -j"$(nproc)" >"$work/build.log" 2>&1 \
 rm -rf "$prefix"
 cmake -DCMAKE_INSTALL_PREFIX="$prefix" -P "$work/build/cmake_install.cmake" >/dev/null
 
-# The vocab-only GGUFs are how test models get a real tokenizer (docs/design.md 13).
-mkdir -p "$prefix/share/tmap/vocab"
-cp "$work/src/models/ggml-vocab-llama-spm.gguf" "$prefix/share/tmap/vocab/"
+copy_vocabs
 git -C "$work/src" log -1 --format=%H > "$prefix/share/tmap/llama-commit"
 for p in "${patches[@]}"; do basename "$p"; done > "$prefix/share/tmap/llama-patches"
 echo "$(( $(date +%s) - start ))" > "$prefix/.build-seconds"

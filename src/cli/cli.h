@@ -128,7 +128,7 @@ void cli_data_options_free(struct cli_data_options *d);
  * are turned into enums by cli_learn_options_finish. */
 struct cli_learn_options {
     struct tmap_learn_params learn;
-    int search, policy, metric, proxy, select;
+    int search, policy, metric, proxy, select, template_choice;
 };
 
 
@@ -153,7 +153,8 @@ struct cli_learn_options {
     { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, tmap_proxy_kind_names() }, \
     { "--ft-records", CLI_SIZE, &(l).learn.proxy.ft_records, "N", "fine-tune proxy: records drawn from the subset per draw (default 64)", 1, 1000000, NULL }, \
     { "--baselines", CLI_SIZE, &(l).learn.n_random, "R", "random subsets of the same size the learned weights must beat (default 5; 0 = none)", 0, 1000, NULL }, \
-    { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }
+    { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }, \
+    { "--template", CLI_CHOICE, &(l).template_choice, "plain|chat", "prompt layout: plain, or the model's own chat template (default plain)", 0, 0, tmap_template_names() }
 
 void cli_learn_options_init(struct cli_learn_options *l);
 void cli_learn_options_finish(struct cli_learn_options *l);

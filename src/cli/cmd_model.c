@@ -22,6 +22,8 @@ static int model_create(int argc, char **argv)
 {
     struct tmap_model_create_params p = tmap_model_create_default_params();
     const char *out = NULL;
+    char arch_help[160];
+    snprintf(arch_help, sizeof arch_help, "architecture: %s (default llama)", tmap_model_arch_names());
     const struct cli_option options[] = {
         { "-o|--out", CLI_STRING, &out, "FILE", "where to write the GGUF", 0, 0, NULL },
         { "--n-embd", CLI_INT, &p.n_embd, "N", "width (default 64)", 8, 65536, NULL },
@@ -33,12 +35,13 @@ static int model_create(int argc, char **argv)
         { "--seed", CLI_U64, &p.seed, "S", "random seed (default 42)", 0, 0, NULL },
         { "--std", CLI_FLOAT, &p.init_std, "X", "weight standard deviation (default 0.02)", 1e-6, 10, NULL },
         { "--vocab", CLI_STRING, &p.vocab_path, "FILE", "tokenizer: a vocab-only GGUF or a SentencePiece .vocab (default: the bundled Llama-2 GGUF)", 0, 0, NULL },
-        { "--chat-template", CLI_STRING, &p.chat_template, "T", "store a chat template: 'chatml' or template text", 0, 0, NULL },
+        { "--chat-template", CLI_STRING, &p.chat_template, "T", "store a chat template: 'chatml', a llama.cpp template name (llama3, mistral-v7, phi3, gemma, ...) or template text", 0, 0, NULL },
+        { "--arch", CLI_STRING, &p.arch, "NAME", arch_help, 0, 0, NULL },
         CLI_OPT_END,
     };
     const struct cli_spec spec = {
         "tmap model create --out FILE [--n-embd 64] [--n-layer 2] [--seed S]",
-        "Writes a random-init Llama-architecture GGUF with a real tokenizer.",
+        "Writes a random-init GGUF (a Llama unless --arch) with a real tokenizer.",
         options, 0, 0,
     };
     bool head_kv_given = false;

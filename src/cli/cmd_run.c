@@ -99,6 +99,8 @@ int cmd_run(int argc, char **argv)
         { "--indicators", CLI_STRING, &indicators, "LIST", "indicators to score and weigh (default all)", 0, 0, NULL },
         { "-n|--tiny-items", CLI_SIZE, &p.tiny.n, "N", "anchors in the tiny set (default 100)", 1, 1e6, NULL },
         { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tmap_tiny_mode_names() },
+        { "--judge", CLI_STRING, &p.judge_path, "GGUF", "rate quality/complexity with this model (default: the target)", 0, 0, NULL },
+        { "--embed-model", CLI_STRING, &p.embed_path, "GGUF", "embeddings for diversity and relevance from this model (default: the target)", 0, 0, NULL },
         { "--diverse", CLI_DOUBLE, &p.diversity_threshold, "SIM", "drop a sample more similar than SIM (cosine) to a kept one", 0, 1, NULL },
         CLI_LEARN_OPTIONS(l),
         CLI_DATA_OPTIONS(d),
@@ -119,6 +121,7 @@ int cmd_run(int argc, char **argv)
         return cli_report(&err);
     cli_learn_options_finish(&l);
     p.learn = l.learn;
+    p.score.tmpl = p.learn.proxy.tmpl; /* the target reads samples as the proxy lays them out */
     p.learn.on_eval = print_eval;
     p.tiny.mode = tiny_mode == 1 ? TMAP_TINY_RANDOM : TMAP_TINY_ANCHORS;
     p.tiny.seed = p.learn.seed;

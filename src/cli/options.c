@@ -324,6 +324,7 @@ void cli_learn_options_init(struct cli_learn_options *l)
     l->metric = (int)l->learn.proxy.metric;
     l->proxy = (int)l->learn.proxy.kind;
     l->select = (int)l->learn.select.mode;
+    l->template_choice = (int)l->learn.proxy.tmpl;
 }
 
 void cli_learn_options_finish(struct cli_learn_options *l)
@@ -332,6 +333,7 @@ void cli_learn_options_finish(struct cli_learn_options *l)
     l->learn.proxy.policy = (enum tmap_demo_policy)l->policy;
     l->learn.proxy.metric = (enum tmap_metric)l->metric;
     l->learn.proxy.kind = (enum tmap_proxy_kind)l->proxy;
+    l->learn.proxy.tmpl = (enum tmap_template)l->template_choice;
     l->learn.proxy.seed = l->learn.seed;
     l->learn.select.mode = (enum tmap_select_mode)l->select;
     l->learn.select.seed = l->learn.seed;

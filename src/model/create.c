@@ -42,8 +42,30 @@ struct tmap_model_create_params tmap_model_create_default_params(void)
         .init_std      = 0.02f,
         .vocab_path    = NULL,
         .chat_template = NULL,
+        .arch          = "llama",
     };
     return p;
+}
+
+/* The architectures whose tensors llama.cpp can lay out from the shape keys
+ * written below alone. Each differs from the Llama in what real models of
+ * the family differ in (qwen2: q/k/v biases; qwen3: q/k norms; phi3: one
+ * fused qkv matrix and a fused gate+up; gemma: tied output, scaled
+ * embeddings; starcoder2 and gpt2: LayerNorm with biases, gpt2 learned
+ * positions), so a model of each family exercises its graph. */
+static const char *const create_archs[] = { "llama", "qwen2", "qwen3", "phi3", "gemma", "starcoder2", "gpt2", NULL };
+
+const char *tmap_model_arch_names(void)
+{
+    return "llama,qwen2,qwen3,phi3,gemma,starcoder2,gpt2";
+}
+
+static bool arch_known(const char *arch)
+{
+    for (int i = 0; create_archs[i]; i++)
+        if (strcmp(create_archs[i], arch) == 0)
+            return true;
+    return false;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -151,6 +173,8 @@ static enum tmap_status check_create_params(const struct tmap_model_create_param
                          p->n_head, p->n_head_kv);
     if (!(p->init_std > 0.0f))
         return tmap_fail(err, TMAP_ERR_USAGE, "init_std %g must be positive", (double)p->init_std);
+    if (p->arch && !arch_known(p->arch))
+        return tmap_fail(err, TMAP_ERR_USAGE, "unknown architecture '%s' (%s)", p->arch, tmap_model_arch_names());
     return TMAP_OK;
 }
 
@@ -164,23 +188,30 @@ static struct gguf_context *build_metadata(const struct tmap_model_create_params
     gguf_remove_key(g, "general.file_type");
 
     int32_t n_ff = p->n_ff > 0 ? p->n_ff : ((p->n_embd * 8 / 3 + 31) / 32) * 32;
+    const char *arch = p->arch ? p->arch : "llama";
     char name[96];
-    snprintf(name, sizeof name, "tmap-llama-%dx%d-seed%llu", p->n_embd, p->n_layer,
+    snprintf(name, sizeof name, "tmap-%s-%dx%d-seed%llu", arch, p->n_embd, p->n_layer,
              (unsigned long long)p->seed);
-    gguf_set_val_str(g, "general.architecture", "llama");
+    gguf_set_val_str(g, "general.architecture", arch);
     gguf_set_val_str(g, "general.name", name);
-    gguf_set_val_u32(g, "llama.context_length", (uint32_t)p->n_ctx);
-    gguf_set_val_u32(g, "llama.embedding_length", (uint32_t)p->n_embd);
-    gguf_set_val_u32(g, "llama.feed_forward_length", (uint32_t)n_ff);
-    gguf_set_val_u32(g, "llama.block_count", (uint32_t)p->n_layer);
-    gguf_set_val_u32(g, "llama.attention.head_count", (uint32_t)p->n_head);
-    gguf_set_val_u32(g, "llama.attention.head_count_kv", (uint32_t)p->n_head_kv);
-    gguf_set_val_u32(g, "llama.rope.dimension_count", (uint32_t)(p->n_embd / p->n_head));
-    gguf_set_val_f32(g, "llama.rope.freq_base", 10000.0f);
-    gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    /* Every key is ARCH.something: llama.cpp reads the ones its
+     * architecture needs (RMSNorm or LayerNorm epsilon) and ignores the rest. */
+    char key[128];
+#define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
+    gguf_set_val_u32(g, ARCH_KEY("context_length"), (uint32_t)p->n_ctx);
+    gguf_set_val_u32(g, ARCH_KEY("embedding_length"), (uint32_t)p->n_embd);
+    gguf_set_val_u32(g, ARCH_KEY("feed_forward_length"), (uint32_t)n_ff);
+    gguf_set_val_u32(g, ARCH_KEY("block_count"), (uint32_t)p->n_layer);
+    gguf_set_val_u32(g, ARCH_KEY("attention.head_count"), (uint32_t)p->n_head);
+    gguf_set_val_u32(g, ARCH_KEY("attention.head_count_kv"), (uint32_t)p->n_head_kv);
+    gguf_set_val_u32(g, ARCH_KEY("rope.dimension_count"), (uint32_t)(p->n_embd / p->n_head));
+    gguf_set_val_f32(g, ARCH_KEY("rope.freq_base"), 10000.0f);
+    gguf_set_val_f32(g, ARCH_KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
+    gguf_set_val_f32(g, ARCH_KEY("attention.layer_norm_epsilon"), 1e-5f);
     int64_t tok = gguf_find_key(vocab, "tokenizer.ggml.tokens");
     if (tok >= 0)
-        gguf_set_val_u32(g, "llama.vocab_size", (uint32_t)gguf_get_arr_n(vocab, tok));
+        gguf_set_val_u32(g, ARCH_KEY("vocab_size"), (uint32_t)gguf_get_arr_n(vocab, tok));
+#undef ARCH_KEY
     return g;
 }
 
@@ -221,6 +252,15 @@ enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model
     st = tmap_vocab_read(vocab_path, &vocab, err);
     if (st)
         return st;
+    /* llama.cpp's model writer aborts the process on a Unigram (T5-style)
+     * vocabulary's character map (llama_model_saver cannot store a char
+     * array): refuse it here with a message instead. */
+    if (gguf_find_key(vocab, "tokenizer.ggml.precompiled_charsmap") >= 0) {
+        gguf_free(vocab);
+        return tmap_fail(err, TMAP_ERR_MODEL,
+                         "%s: a Unigram vocabulary with a precompiled character map: llama.cpp cannot "
+                         "write a model with it", vocab_path);
+    }
     struct gguf_context *meta = build_metadata(p, vocab);
     gguf_free(vocab);
     if (!meta)

@@ -56,7 +56,7 @@ struct run_state {
     const struct tmap_run_params *p;
     char                store[4096];
     struct tmap_pool   *pool, *val, *tiny_pool;
-    struct tmap_model  *model;
+    struct tmap_model  *model, *judge, *embedder; /* judge, embedder: NULL = the model */
     struct tmap_scores *scores;
     struct tmap_tiny    tiny;
     struct tmap_proxy  *proxy;
@@ -72,6 +72,8 @@ static void free_state(struct run_state *r)
     tmap_proxy_free(r->proxy);
     tmap_tiny_free(&r->tiny);
     tmap_scores_free(r->scores);
+    tmap_model_free(r->embedder);
+    tmap_model_free(r->judge);
     tmap_model_free(r->model);
     tmap_pool_free(r->tiny_pool);
     tmap_pool_free(r->val);
@@ -100,10 +102,12 @@ static char *config_json(const struct run_state *r)
     const struct tmap_run_params *p = r->p;
     struct tmap_model_info mi;
     tmap_model_get_info(r->model, &mi);
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:f, s:s, s:I, s:b, s:I, "
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:f, s:s, s:f, s:s, s:I, s:b, s:I, "
                           "s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f}, s:I}",
                           "model", p->model.path, "model_fingerprint", mi.fingerprint, "model_description",
-                          mi.description, "pool", p->pool_path, "val", p->val_path, "ratio", p->learn.select.ratio,
+                          mi.description, "pool", p->pool_path, "val", p->val_path, "template",
+                          tmap_template_name(p->score.tmpl), "judge", p->judge_path, "embed_model", p->embed_path,
+                          "ratio", p->learn.select.ratio,
                           "select", tmap_select_mode_name(p->learn.select.mode), "drop",
                           p->learn.select.mode == TMAP_SELECT_FILTER ? p->learn.select.drop : 0.0, "search", tmap_search_kind_name(p->learn.search), "iters", (json_int_t)p->learn.iters,
                           "signed", p->learn.signed_weights, "seed", (json_int_t)p->learn.seed, "proxy",
@@ -127,6 +131,16 @@ static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
         st = tmap_pool_load(p->val_path, &p->pool, &r->val, err);
     if (!st)
         st = tmap_model_load(&p->model, &r->model, err);
+    /* The judge and the embedder run with the target's runtime options. */
+    struct tmap_model_params mp = p->model;
+    if (!st && p->judge_path) {
+        mp.path = p->judge_path;
+        st = tmap_model_load(&mp, &r->judge, err);
+    }
+    if (!st && p->embed_path) {
+        mp.path = p->embed_path;
+        st = tmap_model_load(&mp, &r->embedder, err);
+    }
     return st;
 }
 
@@ -135,6 +149,8 @@ static enum tmap_status score_pool(struct run_state *r, struct tmap_run_summary 
     struct tmap_score_params sp = r->p->score;
     sp.store_path = r->store;
     sp.val = r->val;
+    sp.judge = r->judge;
+    sp.embedder = r->embedder;
     double t0 = tmap_now_seconds();
     enum tmap_status st = tmap_score(r->pool, r->model, &sp, &r->scores, err);
     sum->seconds_score = tmap_now_seconds() - t0;
@@ -176,7 +192,8 @@ static enum tmap_status diversify(struct run_state *r, struct tmap_error *err)
 {
     float *emb = NULL;
     int32_t dim = 0;
-    enum tmap_status st = tmap_embed_pool(r->pool, r->model, r->store, &emb, NULL, &dim, err);
+    struct tmap_model *embedder = r->embedder ? r->embedder : r->model;
+    enum tmap_status st = tmap_embed_pool(r->pool, embedder, r->store, &emb, NULL, &dim, err);
     if (!st)
         st = tmap_selection_diversify(r->pool, &r->sel, emb, dim, r->p->diversity_threshold, err);
     free(emb);

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Every tokenizer family whose vocabulary llama.cpp's source ships
+# (models/ggml-vocab-*.gguf, copied by scripts/llama-setup.sh), each in a
+# small created model of the matching architecture where llama.cpp can
+# build one from hyperparameters (qwen2, qwen3, gemma, gpt2, starcoder2; a
+# Llama otherwise), through score, tiny, proxy, eval and run. Families with
+# a chat template in llama.cpp also run with --template chat.
+#
+# Usage: families.sh TMAP SRC MODEL VOCAB_DIR [FAMILY...]
+. "$(dirname "$0")/lib.sh"
+VOCABS=$4
+shift 4
+if [ ! -f "$VOCABS/.all" ]; then
+    echo "SKIP: $VOCABS lacks llama.cpp's vocabularies (scripts/llama-setup.sh copies them)"
+    exit 77
+fi
+
+# family -> "architecture chat-template" (- = none)
+declare -A spec=(
+    [llama-spm]="llama llama2"       [llama-bpe]="llama llama3"
+    [qwen2]="qwen2 chatml"           [qwen35]="qwen3 chatml"
+    [phi-3]="llama phi3"             [gemma-4]="gemma gemma"
+    [gpt-2]="gpt2 -"                 [gpt-neox]="llama -"
+    [starcoder]="starcoder2 -"       [refact]="llama -"
+    [deepseek-llm]="llama deepseek"  [deepseek-coder]="llama -"
+    [command-r]="llama command-r"    [falcon]="llama falcon3"
+    [mpt]="llama -"                  [baichuan]="llama -"
+    [aquila]="llama -"               [bert-bge]="llama -"
+)
+families=("$@")
+[ ${#families[@]} -eq 0 ] && families=("${!spec[@]}")
+
+head -n 8 "$SRC/data/gsm8k/train.jsonl" > pool.jsonl
+head -n 3 "$SRC/data/gsm8k/test.jsonl" > val.jsonl
+finite() { awk -v x="$1" 'BEGIN { exit !(x + 0 == x && x > -1e30 && x < 0) }'; }
+rt=(-c 512 -t 1 -q)
+
+for fam in "${families[@]}"; do
+    read -r arch tmpl <<< "${spec[$fam]}"
+    vocab=$VOCABS/ggml-vocab-$fam.gguf
+    m=$fam.gguf
+    check "$fam: create ($arch, template $tmpl)"
+    chat=(); [ "$tmpl" != - ] && chat=(--chat-template "$tmpl")
+    run "$TMAP" model create -q --out "$m" --vocab "$vocab" --arch "$arch" --n-embd 32 --n-layer 1 --n-head 2 \
+        --ctx 512 "${chat[@]}"
+    expect_status 0
+    run "$TMAP" info -m "$m" --json
+    expect_out "\"architecture\": \"$arch\""
+
+    check "$fam: score (loss, ifd)"
+    run "$TMAP" score -m "$m" "${rt[@]}" -d pool.jsonl --indicators loss,ifd,length -o "$fam.csv"
+    expect_status 0
+    expect_true test "$(wc -l < "$fam.csv")" -eq 9
+    # loss is a mean negative log-likelihood: positive and finite on every row
+    expect_true awk -F, 'NR > 1 && !($4 + 0 > 0 && $4 + 0 < 100) { bad = 1 } END { exit bad }' "$fam.csv"
+
+    check "$fam: tiny, proxy, eval"
+    run "$TMAP" tiny -m "$m" "${rt[@]}" -d val.jsonl -n 2 -o "$fam-tiny.jsonl"
+    expect_status 0
+    expect_true test "$(wc -l < "$fam-tiny.jsonl")" -eq 2
+    run "$TMAP" proxy -m "$m" "${rt[@]}" --demos-from pool.jsonl --tiny "$fam-tiny.jsonl" -k 2 --json
+    expect_status 0
+    value=$(grep -oE '"proxy": -?[0-9.e+-]+' "$WORK/.out" | grep -oE -- '-?[0-9.e+-]+$')
+    expect_true finite "$value"
+    run "$TMAP" eval -m "$m" "${rt[@]}" -d val.jsonl --metric loglik --bootstrap 0
+    expect_status 0
+    expect_out "items      3 (0 skipped"
+
+    check "$fam: run"
+    t=(); [ "$tmpl" != - ] && t=(--template chat)
+    run "$TMAP" run -m "$m" "${rt[@]}" -d pool.jsonl --val val.jsonl -n 2 --iters 2 -k 2 --draws 1 \
+        --baselines 1 --redraws 1 --indicators loss,length "${t[@]}" --out "run-$fam"
+    expect_status 0
+    expect_true test "$(wc -l < "run-$fam/selected.jsonl")" -eq 3
+    [ "$tmpl" != - ] && expect_true grep -q '"template": "chat"' "run-$fam/weights.json"
+done
+
+check "a Unigram vocabulary llama.cpp cannot write: a message, not an abort"
+if [ -f "$VOCABS/ggml-vocab-nomic-bert-moe.gguf" ]; then
+    run "$TMAP" model create -q --out nomic.gguf --vocab "$VOCABS/ggml-vocab-nomic-bert-moe.gguf"
+    expect_status 4
+    expect_err "ggml-vocab-nomic-bert-moe.gguf: a Unigram vocabulary with a precompiled character map"
+    expect_true test ! -e nomic.gguf
+fi
+finish
