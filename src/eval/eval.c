@@ -331,7 +331,7 @@ static enum tmap_status run_loglik(struct eval_run *r, struct group *g, struct t
     for (size_t i = 0; i < g->n && !st; i++) {
         req[i] = (struct tmap_logprob_request){ .prompt = g->tokens[i] + g->shared,
                                                 .n_prompt = g->n_tokens[i] - g->shared };
-        st = tmap_model_tokenize(r->m, g->s[i].response, false, &gold[i], &req[i].n_response, err);
+        st = tmap_model_tokenize_response(r->m, &g->s[i], r->tmpl, &gold[i], &req[i].n_response, err);
         req[i].response = gold[i];
     }
     if (!st)

@@ -218,7 +218,7 @@ static enum tmap_status tokenize_sample(struct tmap_model *model, enum tmap_temp
     st = tmap_model_tokenize_prompt(model, text, tmpl, prompt, n_prompt, err);
     free(text);
     if (!st)
-        st = tmap_model_tokenize(model, s->response, false, response, n_response, err);
+        st = tmap_model_tokenize_response(model, s, tmpl, response, n_response, err);
     return st;
 }
 

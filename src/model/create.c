@@ -49,15 +49,16 @@ struct tmap_model_create_params tmap_model_create_default_params(void)
 
 /* The architectures whose tensors llama.cpp can lay out from the shape keys
  * written below alone. Each differs from the Llama in what real models of
- * the family differ in (qwen2: q/k/v biases; qwen3: q/k norms; phi3: one
- * fused qkv matrix and a fused gate+up; gemma: tied output, scaled
- * embeddings; starcoder2 and gpt2: LayerNorm with biases, gpt2 learned
- * positions), so a model of each family exercises its graph. */
-static const char *const create_archs[] = { "llama", "qwen2", "qwen3", "phi3", "gemma", "starcoder2", "gpt2", NULL };
+ * the family differ in (qwen2: q/k/v biases; qwen3: q/k norms; gemma: tied
+ * output, scaled embeddings; starcoder2 and gpt2: LayerNorm with biases,
+ * gpt2 learned positions), so a model of each family exercises its graph.
+ * phi3 is not here: llama.cpp cannot build it from user data (its optional
+ * fused and split q/k/v tensors), so Phi-3's vocabulary goes in a Llama. */
+static const char *const create_archs[] = { "llama", "qwen2", "qwen3", "gemma", "starcoder2", "gpt2", NULL };
 
 const char *tmap_model_arch_names(void)
 {
-    return "llama,qwen2,qwen3,phi3,gemma,starcoder2,gpt2";
+    return "llama,qwen2,qwen3,gemma,starcoder2,gpt2";
 }
 
 static bool arch_known(const char *arch)

@@ -357,6 +357,81 @@ enum tmap_status tmap_model_tokenize_prompt(struct tmap_model *m, const char *te
     return tokenize(m, text, true, chat, tokens, n_tokens, err);
 }
 
+static enum tmap_status format_chat(struct tmap_model *m, const char *tmpl, const struct tmap_sample *s,
+                                    const char *reply, char **out, struct tmap_error *err);
+
+static bool same_tokens(const int32_t *a, int32_t na, const int32_t *b, int32_t nb)
+{
+    return na == nb && (na == 0 || memcmp(a, b, (size_t)na * sizeof *a) == 0);
+}
+
+/* Where the response's text ends in the whole conversation's text:
+ * after its last occurrence at or past from (templates may trim it, then
+ * it is not found: 0). */
+static size_t response_end(const char *full, size_t from, const char *response)
+{
+    size_t lr = strlen(response), lf = strlen(full);
+    if (lr == 0 || lf < from + lr)
+        return 0;
+    for (size_t at = lf - lr + 1; at-- > from;)
+        if (memcmp(full + at, response, lr) == 0)
+            return at + lr;
+    return 0;
+}
+
+enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct tmap_sample *s,
+                                              enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
+                                              struct tmap_error *err)
+{
+    enum tmap_status st = tokenize(m, s->response, false, false, tokens, n_tokens, err);
+    const char *t = tmpl == TMAP_TEMPLATE_CHAT ? llama_model_chat_template(m->model, NULL) : NULL;
+    if (st || !t)
+        return st;
+    /* The generation prompt (what the model reads before answering) and the
+     * whole conversation with the response as the last assistant turn: the
+     * response's tokens are what the conversation's tokens add to the
+     * prompt's, up to the end of the response's text. So a template that
+     * opens the assistant turn with a space after its generation prompt
+     * (mistral-v7) has the model predict that space, as it would when
+     * generating. */
+    int32_t *special = NULL, *prompt = NULL, *joint = NULL, n_special = 0, n_prompt = 0, n_joint = 0;
+    char *gen = NULL, *full = NULL;
+    st = tokenize(m, s->response, false, true, &special, &n_special, err);
+    bool ok = !st && same_tokens(special, n_special, *tokens, *n_tokens); /* else it injects control tokens */
+    if (ok)
+        st = format_chat(m, t, s, NULL, &gen, err);
+    if (ok && !st)
+        st = format_chat(m, t, s, s->response, &full, err);
+    size_t lg = gen ? strlen(gen) : 0;
+    size_t end = 0;
+    ok = ok && !st && strncmp(full, gen, lg) == 0 && (end = response_end(full, lg, s->response)) > 0;
+    if (ok) {
+        full[end] = '\0';
+        st = tokenize(m, gen, true, true, &prompt, &n_prompt, err);
+        if (!st)
+            st = tokenize(m, full, true, true, &joint, &n_joint, err);
+        ok = !st && n_joint > n_prompt && same_tokens(joint, n_prompt, prompt, n_prompt);
+    }
+    if (ok) {
+        memmove(joint, joint + n_prompt, (size_t)(n_joint - n_prompt) * sizeof *joint);
+        free(*tokens);
+        *tokens = joint;
+        *n_tokens = n_joint - n_prompt;
+        joint = NULL;
+    }
+    free(joint);
+    free(prompt);
+    free(full);
+    free(gen);
+    free(special);
+    if (st) {
+        free(*tokens);
+        *tokens = NULL;
+        *n_tokens = 0;
+    }
+    return st;
+}
+
 static enum tmap_status format_plain(const struct tmap_sample *s, char **out, struct tmap_error *err)
 {
     /* No trailing space after "Answer:": the response is tokenized on its own
@@ -369,26 +444,34 @@ static enum tmap_status format_plain(const struct tmap_sample *s, char **out, st
     return TMAP_OK;
 }
 
+/* The sample's turns through the model's template: with add_ass, the
+ * generation prompt after them; with reply, that assistant turn too. */
 static enum tmap_status format_chat(struct tmap_model *m, const char *tmpl, const struct tmap_sample *s,
-                                    char **out, struct tmap_error *err)
+                                    const char *reply, char **out, struct tmap_error *err)
 {
-    size_t n_msg = s->n_turns;
+    size_t n_msg = s->n_turns + (reply ? 1 : 0);
     struct llama_chat_message *msgs = calloc(n_msg ? n_msg : 1, sizeof *msgs);
     if (!msgs)
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory formatting sample %s", s->id);
     size_t cap = 64;
-    for (size_t i = 0; i < n_msg; i++) {
+    for (size_t i = 0; i < s->n_turns; i++) {
         msgs[i].role    = s->turns[i].role;
         msgs[i].content = s->turns[i].content;
         cap += strlen(s->turns[i].content) * 2 + 64;
     }
+    if (reply) {
+        msgs[s->n_turns].role    = "assistant";
+        msgs[s->n_turns].content = reply;
+        cap += strlen(reply) * 2 + 64;
+    }
+    bool add_ass = reply == NULL;
     char *buf = malloc(cap);
-    int32_t need = buf ? llama_chat_apply_template(tmpl, msgs, n_msg, true, buf, (int32_t)cap) : -1;
+    int32_t need = buf ? llama_chat_apply_template(tmpl, msgs, n_msg, add_ass, buf, (int32_t)cap) : -1;
     if (need > (int32_t)cap) {
         free(buf);
         cap = (size_t)need + 1;
         buf = malloc(cap);
-        need = buf ? llama_chat_apply_template(tmpl, msgs, n_msg, true, buf, (int32_t)cap) : -1;
+        need = buf ? llama_chat_apply_template(tmpl, msgs, n_msg, add_ass, buf, (int32_t)cap) : -1;
     }
     free(msgs);
     if (need < 0) {
@@ -411,7 +494,7 @@ enum tmap_status tmap_model_format_prompt(struct tmap_model *m, const struct tma
     if (tmpl == TMAP_TEMPLATE_CHAT) {
         const char *t = llama_model_chat_template(m->model, NULL);
         if (t)
-            return format_chat(m, t, s, out, err);
+            return format_chat(m, t, s, NULL, out, err);
         if (fell_back)
             *fell_back = true;
     }

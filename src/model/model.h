@@ -37,6 +37,18 @@ struct tmap_model {
  * another model of the same shape the same way. */
 const struct tmap_model_params *tmap_model_load_params(const struct tmap_model *m);
 
+/* The tokens of a sample's response as the model reads them after its
+ * prompt under tmpl. Plain: the response tokenized on its own (SentencePiece
+ * gives it the leading space "Answer:" lacks). Chat: the tokens that follow
+ * the prompt's when the prompt and the response are tokenized as one text,
+ * as the model saw its assistant turns in training (a template such as
+ * llama2's puts the answer right after "[/INST]", with no space); on its own
+ * when the response holds text that would parse as a control token (data
+ * never injects one) or when a token spans the boundary. */
+enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct tmap_sample *s,
+                                              enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
+                                              struct tmap_error *err);
+
 /* Decodes a batch, counting calls and tokens; names the model on failure.
  * With m->capture set, m->hidden holds the batch's output rows afterwards. */
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,

@@ -126,7 +126,7 @@ static enum tmap_status prepare_item(struct tmap_proxy *px, size_t i, struct tma
     struct tiny_item *it = &px->items[i];
     enum tmap_status st = tmap_pool_sample(px->tiny, i, &it->s, err);
     if (!st)
-        st = tmap_model_tokenize(px->model, it->s.response, false, &it->answer, &it->n_answer, err);
+        st = tmap_model_tokenize_response(px->model, &it->s, px->p.tmpl, &it->answer, &it->n_answer, err);
     if (st || px->p.metric != TMAP_METRIC_MC)
         return st;
     if (it->s.n_choices == 0 || it->s.answer_index < 0)

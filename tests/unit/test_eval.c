@@ -75,6 +75,26 @@ static struct tmap_logprob_result logprob_by_hand(struct tmap_model *m, const ch
     return res;
 }
 
+/* The same under a chat template: the response's tokens are those the whole
+ * text (prompt then response) adds to the prompt's, as the model reads an
+ * assistant turn (tmap_model_tokenize_response). */
+static struct tmap_logprob_result logprob_by_hand_chat(struct tmap_model *m, const char *prompt, const char *response)
+{
+    int32_t *pt, *all, np, na;
+    struct tmap_error err = { 0 };
+    char both[1024];
+    snprintf(both, sizeof both, "%s%s", prompt, response);
+    assert_int_equal(tmap_model_tokenize(m, prompt, true, &pt, &np, &err), TMAP_OK);
+    assert_int_equal(tmap_model_tokenize(m, both, true, &all, &na, &err), TMAP_OK);
+    assert_true(na > np && memcmp(pt, all, (size_t)np * sizeof *pt) == 0);
+    struct tmap_logprob_request req = { .prompt = pt, .n_prompt = np, .response = all + np, .n_response = na - np };
+    struct tmap_logprob_result res;
+    assert_int_equal(tmap_model_logprob(m, &req, 1, &res, &err), TMAP_OK);
+    free(pt);
+    free(all);
+    return res;
+}
+
 /* The plain few-shot layout of docs/design.md section 5, written out here. */
 static char *plain_prompt(const struct tmap_pool *demos, size_t k, const struct tmap_sample *query)
 {
@@ -203,7 +223,7 @@ static void test_chat_layout(void **state)
         snprintf(prompt, sizeof prompt,
                  "<|im_start|>user\nWhat is 1+1?<|im_end|>\n<|im_start|>assistant\n2<|im_end|>\n"
                  "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", questions[i]);
-        struct tmap_logprob_result h = logprob_by_hand(chat, prompt, answers[i]);
+        struct tmap_logprob_result h = logprob_by_hand_chat(chat, prompt, answers[i]);
         expect_near(r.scores[i], h.sum_logprob / h.n_tokens, 1e-4, "chat layout vs by hand", i);
     }
     tmap_eval_result_free(&r);
