@@ -128,7 +128,10 @@ static void notice(const struct scorer *sc, const char *fmt, ...)
 
 static const char *template_name(enum tmap_template t)
 {
-    return t == TMAP_TEMPLATE_CHAT ? "chat" : "plain";
+    /* "chat2": since the response is read in place after the generation
+     * prompt (tmap_model_tokenize_response), values stored under "chat"
+     * came from other tokens and must not be served. */
+    return t == TMAP_TEMPLATE_CHAT ? "chat2" : "plain";
 }
 
 /* Store keys say which model computed a value and how it read the sample:

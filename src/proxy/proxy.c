@@ -709,6 +709,10 @@ static void memo_key(const struct tmap_proxy *px, const struct tmap_pool *demos,
     int32_t config[] = { 1 /* key version */, px->p.k, (int32_t)px->p.policy, (int32_t)px->p.metric,
                          (int32_t)px->p.tmpl, (int32_t)px->p.draws, px->p.max_tokens };
     XXH3_128bits_update(h, config, sizeof config);
+    /* Chat values since the response is read in place (as the score keys'
+     * "chat2"); plain values keep their keys. */
+    if (px->p.tmpl == TMAP_TEMPLATE_CHAT)
+        XXH3_128bits_update(h, "chat2", 5);
     /* The fine-tune proxy's settings join the key; ICL values keep theirs. */
     if (px->p.kind == TMAP_PROXY_FINETUNE) {
         int32_t ft[] = { (int32_t)px->p.kind, (int32_t)px->p.ft_records, px->p.ft_epochs };
