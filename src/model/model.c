@@ -26,13 +26,15 @@
 static bool log_quiet;
 static char last_error[512];
 
-/* llama.cpp reports why a load failed only through its log; keep the last
- * error line so our message can say it, and pass the rest to stderr unless
- * quiet (the library never writes to stdout). */
+/* llama.cpp reports why a load failed only through its log; keep the first
+ * error line since the call began (the specific reason, such as "unknown
+ * model architecture: 'x'"; later lines only say that loading failed) so
+ * our message can say it, and pass the rest to stderr unless quiet (the
+ * library never writes to stdout). */
 static void on_llama_log(enum ggml_log_level level, const char *text, void *user_data)
 {
     (void)user_data;
-    if (level == GGML_LOG_LEVEL_ERROR) {
+    if (level == GGML_LOG_LEVEL_ERROR && last_error[0] == '\0') {
         snprintf(last_error, sizeof last_error, "%s", text);
         size_t n = strlen(last_error);
         while (n > 0 && (last_error[n - 1] == '\n' || last_error[n - 1] == ' '))
@@ -185,6 +187,7 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     cp.n_threads_batch = cp.n_threads;
     cp.no_perf         = true;
 
+    last_error[0] = '\0';
     m->ctx = llama_init_from_model(m->model, cp);
     if (!m->ctx)
         return tmap_fail(err, TMAP_ERR_MODEL, "%s: cannot create a context of %d x %d tokens: %s",

@@ -41,6 +41,39 @@ run "$TMAP" info
 expect_status 1
 expect_err "no model given"
 
+check "bad models: exit 4, the file named, the reason, never a crash"
+# Every command that loads a model goes through one loader; score, eval and
+# info stand for them.
+"$TMAP" model create --quiet --out good.gguf --n-embd 16 --n-layer 1 --n-head 2
+head -n 3 "$SRC/data/gsm8k/train.jsonl" > pool.jsonl
+head -c 20 good.gguf > cut-header.gguf              # the magic, then nothing
+head -c $(( $(stat -c %s good.gguf) / 2 )) good.gguf > cut-tensors.gguf
+LC_ALL=C sed 's/llama/llamb/g' good.gguf > arch.gguf  # keys and name: an architecture no one knows
+LC_ALL=C sed 's/tokenizer\.ggml\.model/tokenizer.ggml.modeX/' good.gguf > novocab.gguf
+for cmd in info score eval; do
+    case $cmd in
+        info)  args=() ;;
+        score) args=(-d pool.jsonl -o s.csv) ;;
+        eval)  args=(-d pool.jsonl --metric loglik) ;;
+    esac
+    run "$TMAP" $cmd -q -m cut-header.gguf "${args[@]}"
+    expect_status 4
+    expect_err "cut-header.gguf: a truncated or damaged GGUF file"
+    run "$TMAP" $cmd -q -m cut-tensors.gguf "${args[@]}"
+    expect_status 4
+    expect_err "cut-tensors.gguf: llama.cpp cannot load this model"
+    expect_err "is not within the file bounds"
+    run "$TMAP" $cmd -q -m arch.gguf "${args[@]}"
+    expect_status 4
+    expect_err "arch.gguf: llama.cpp cannot load this model"
+    expect_err "unknown model architecture: 'llamb'"
+    run "$TMAP" $cmd -q -m novocab.gguf "${args[@]}"
+    expect_status 4
+    expect_err "novocab.gguf: llama.cpp cannot load this model"
+    expect_err "key not found in model: tokenizer.ggml.model"
+done
+expect_true test ! -e s.csv
+
 check "create errors"
 run "$TMAP" model create
 expect_status 1
