@@ -19,3 +19,14 @@ for shape in "64 2" "512 8"; do
     "$build/bench/bench_score" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}" 2
     "$build/bench/bench_proxy" "$m" "$root/data/gsm8k/train.jsonl" "$root/data/gsm8k/test.jsonl" 8 100 2
 done
+
+# A big vocabulary: Qwen2's 151,936 tokens in a qwen2 model (q/k/v biases)
+# of the 512x8 shape, where the output layer and the log-softmax over it
+# weigh most (docs/design.md 10). Needs llama.cpp's vocabularies (setup).
+vocabs="$(cat "$build/.llama-prefix" 2>/dev/null)/share/tmap/vocab"
+if [ -f "$vocabs/ggml-vocab-qwen2.gguf" ]; then
+    m="$models/qwen2-512x8.gguf"
+    [ -f "$m" ] || "$build/tmap" model create --quiet --out "$m" --arch qwen2 --vocab "$vocabs/ggml-vocab-qwen2.gguf" \
+        --n-embd 512 --n-layer 8 --n-head 16
+    "$build/bench/bench_score" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}" 2
+fi
