@@ -761,6 +761,15 @@ TMAP_API enum tmap_status tmap_selection_write_table(const struct tmap_pool *poo
 TMAP_API enum tmap_status tmap_weights_write_json(const struct tmap_weights *w, const struct tmap_baselines *baselines,
                                          const char *config_json, const char *path, struct tmap_error *err);
 TMAP_API enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *out, struct tmap_error *err);
+/* The learning settings (selection, search, proxy) as the compact JSON
+ * object weights.json records under "config"; malloc'd, NULL when out of
+ * memory. tmap run adds its own keys to it. */
+TMAP_API char *tmap_learn_params_to_json(const struct tmap_learn_params *params);
+/* The selection a weights.json recorded (config: ratio, select, drop,
+ * seed) into *params; keys it lacks leave their fields alone. So `tmap
+ * select` repeats a run's filter selection without the flags again. */
+TMAP_API enum tmap_status tmap_select_params_read_json(const char *path, struct tmap_select_params *params,
+                                                       struct tmap_error *err);
 TMAP_API enum tmap_status tmap_learn_result_write_trace(const struct tmap_learn_result *r, const char *path,
                                       struct tmap_error *err);
 

@@ -85,6 +85,10 @@ struct cli_spec {
 /* Parses argv[1..] against spec. Positional arguments land in positional
  * (which must hold max_positional entries). Returns -1 when the command
  * should go on, or the exit status to return now (0 after --help). */
+/* Was this long flag on the command line (as "--flag V" or "--flag=V")?
+ * For defaults that come from a file unless the user gave the flag. */
+bool cli_given(int argc, char **argv, const char *flag);
+
 int cli_parse(const struct cli_spec *spec, int argc, char **argv, const char **positional,
               size_t *n_positional);
 

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static void print_eval(size_t i, const double *w, size_t d, double value, bool reused, void *ud)
 {
@@ -45,8 +46,10 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
         st = tmap_proxy_create(in.model, in.tiny, NULL, &l->learn.proxy, &in.proxy, &err);
     if (!st)
         st = tmap_learn(in.pool, in.scores, in.proxy, &l->learn, &res, &err);
+    char *config = st ? NULL : tmap_learn_params_to_json(&l->learn);
     if (!st)
-        st = tmap_weights_write_json(&res.weights, &res.baselines, NULL, weights_path, &err);
+        st = tmap_weights_write_json(&res.weights, &res.baselines, config, weights_path, &err);
+    free(config);
     if (!st)
         st = tmap_learn_result_write_trace(&res, trace_path, &err);
     if (!st) {

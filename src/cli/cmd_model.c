@@ -44,9 +44,7 @@ static int model_create(int argc, char **argv)
         "Writes a random-init GGUF (a Llama unless --arch) with a real tokenizer.",
         options, 0, 0,
     };
-    bool head_kv_given = false;
-    for (int i = 1; i < argc; i++)
-        head_kv_given |= strncmp(argv[i], "--n-head-kv", 11) == 0;
+    bool head_kv_given = cli_given(argc, argv, "--n-head-kv");
     size_t n_pos;
     int rc = cli_parse(&spec, argc, argv, NULL, &n_pos);
     if (rc >= 0)

@@ -38,6 +38,21 @@ int cmd_select(int argc, char **argv)
     if ((rc = cli_data_options_finish(&d, pool_path)) != 0)
         return rc;
     struct tmap_error err = { 0 };
+    /* The selection weights.json recorded is the default; a flag given
+     * here wins. */
+    struct tmap_select_params recorded = sp;
+    struct tmap_error config_err = { 0 };
+    enum tmap_status config_st = tmap_select_params_read_json(weights_path, &recorded, &config_err);
+    if (config_st == TMAP_OK) {
+        if (!cli_given(argc, argv, "--ratio"))
+            sp.ratio = recorded.ratio;
+        if (!cli_given(argc, argv, "--select"))
+            sp.mode = recorded.mode;
+        if (!cli_given(argc, argv, "--drop"))
+            sp.drop = recorded.drop;
+        if (!cli_given(argc, argv, "--seed"))
+            sp.seed = recorded.seed;
+    }
     struct tmap_pool *pool = NULL;
     struct tmap_scores *scores = NULL;
     struct tmap_weights w = { 0 };
@@ -47,6 +62,10 @@ int cmd_select(int argc, char **argv)
         st = tmap_scores_read_csv(pool, scores_path, &scores, &err);
     if (!st)
         st = tmap_weights_read_json(weights_path, &w, &err);
+    if (!st && config_st) { /* the file reads, its config does not */
+        err = config_err;
+        st = config_st;
+    }
     if (!st)
         st = tmap_select(pool, scores, &w, &sp, &sel, &err);
     if (!st)

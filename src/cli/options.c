@@ -213,6 +213,15 @@ static int parse_one(const struct cli_spec *spec, int argc, char **argv, int *i)
     return set_option(spec, name, o, value);
 }
 
+bool cli_given(int argc, char **argv, const char *flag)
+{
+    size_t n = strlen(flag);
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], flag, n) == 0 && (argv[i][n] == '\0' || argv[i][n] == '='))
+            return true;
+    return false;
+}
+
 int cli_parse(const struct cli_spec *spec, int argc, char **argv, const char **positional,
               size_t *n_positional)
 {

@@ -216,6 +216,55 @@ enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *w
     return st;
 }
 
+char *tmap_learn_params_to_json(const struct tmap_learn_params *p)
+{
+    const struct tmap_proxy_params *pp = &p->proxy;
+    json_t *c = json_pack("{s:f, s:s, s:f, s:s, s:I, s:b, s:I, s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f}}",
+                          "ratio", p->select.ratio, "select", tmap_select_mode_name(p->select.mode), "drop",
+                          p->select.mode == TMAP_SELECT_FILTER ? p->select.drop : 0.0, "search",
+                          tmap_search_kind_name(p->search), "iters", (json_int_t)p->iters, "signed",
+                          p->signed_weights, "seed", (json_int_t)p->seed, "proxy", "kind",
+                          tmap_proxy_kind_name(pp->kind), "k", pp->k, "policy", tmap_demo_policy_name(pp->policy),
+                          "draws", (json_int_t)pp->draws, "groups", (json_int_t)pp->groups, "metric",
+                          tmap_metric_name(pp->metric), "ft_records", (json_int_t)pp->ft_records, "ft_epochs",
+                          pp->ft_epochs, "ft_lr", (double)pp->ft_lr);
+    char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(c);
+    return text;
+}
+
+enum tmap_status tmap_select_params_read_json(const char *path, struct tmap_select_params *p, struct tmap_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        return tmap_fail(err, errno == ENOENT ? TMAP_ERR_IO : TMAP_ERR_DATA, "%s:%d: %s", path, jerr.line, jerr.text);
+    json_t *c = json_object_get(root, "config");
+    json_t *ratio = json_object_get(c, "ratio"), *mode = json_object_get(c, "select");
+    json_t *drop = json_object_get(c, "drop"), *seed = json_object_get(c, "seed");
+    enum tmap_status st = TMAP_OK;
+    if (json_is_number(ratio))
+        p->ratio = json_number_value(ratio);
+    if (json_is_integer(seed))
+        p->seed = (uint64_t)json_integer_value(seed);
+    if (json_is_string(mode)) {
+        const char *const *names = tmap_select_mode_names();
+        size_t i = 0;
+        while (names[i] && strcmp(names[i], json_string_value(mode)) != 0)
+            i++;
+        if (names[i])
+            p->mode = (enum tmap_select_mode)i;
+        else
+            st = tmap_fail(err, TMAP_ERR_DATA, "%s: config.select \"%s\" is not one of top, filter", path,
+                           json_string_value(mode));
+    }
+    /* drop is recorded as 0 for a top selection, where it means nothing. */
+    if (json_is_number(drop) && p->mode == TMAP_SELECT_FILTER)
+        p->drop = json_number_value(drop);
+    json_decref(root);
+    return st;
+}
+
 /* ---- scores.csv back in -------------------------------------------------- */
 
 /* The raw columns of a scores file: every column but these. */

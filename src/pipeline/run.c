@@ -102,21 +102,18 @@ static char *config_json(const struct run_state *r)
     const struct tmap_run_params *p = r->p;
     struct tmap_model_info mi;
     tmap_model_get_info(r->model, &mi);
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:f, s:s, s:f, s:s, s:I, s:b, s:I, "
-                          "s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f}, s:I}",
-                          "model", p->model.path, "model_fingerprint", mi.fingerprint, "model_description",
-                          mi.description, "pool", p->pool_path, "val", p->val_path, "template",
-                          tmap_template_name(p->score.tmpl), "judge", p->judge_path, "embed_model", p->embed_path,
-                          "ratio", p->learn.select.ratio,
-                          "select", tmap_select_mode_name(p->learn.select.mode), "drop",
-                          p->learn.select.mode == TMAP_SELECT_FILTER ? p->learn.select.drop : 0.0, "search", tmap_search_kind_name(p->learn.search), "iters", (json_int_t)p->learn.iters,
-                          "signed", p->learn.signed_weights, "seed", (json_int_t)p->learn.seed, "proxy",
-                          "kind", tmap_proxy_kind_name(p->learn.proxy.kind), "k", p->learn.proxy.k, "policy", tmap_demo_policy_name(p->learn.proxy.policy), "draws",
-                          (json_int_t)p->learn.proxy.draws, "groups", (json_int_t)p->learn.proxy.groups,
-                          "metric", tmap_metric_name(p->learn.proxy.metric), "ft_records", (json_int_t)p->learn.proxy.ft_records,
-                          "ft_epochs", p->learn.proxy.ft_epochs, "ft_lr", (double)p->learn.proxy.ft_lr,
-                          "tiny_items", (json_int_t)r->tiny.n);
-    char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    char *learn = tmap_learn_params_to_json(&p->learn);
+    json_t *c = learn ? json_loads(learn, 0, NULL) : NULL;
+    free(learn);
+    json_t *run = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:I}", "model", p->model.path,
+                            "model_fingerprint", mi.fingerprint, "model_description", mi.description, "pool",
+                            p->pool_path, "val", p->val_path, "template", tmap_template_name(p->score.tmpl),
+                            "judge", p->judge_path, "embed_model", p->embed_path, "tiny_items",
+                            (json_int_t)r->tiny.n);
+    char *text = NULL;
+    if (c && run && json_object_update(c, run) == 0)
+        text = json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(run);
     json_decref(c);
     return text;
 }

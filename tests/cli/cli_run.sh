@@ -53,6 +53,23 @@ run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights f/weights.json 
 expect_status 1
 expect_err "drop 0.8 with ratio 0.3"
 
+check "tmap select repeats the recorded selection without its flags; a flag wins"
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights f/weights.json -o f-recorded.jsonl
+expect_status 0
+expect_true cmp -s f/selected.jsonl f-recorded.jsonl
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights f/weights.json --select top -o f-top.jsonl \
+    --table f-top.csv
+expect_status 0
+# a top selection: every selected combined score at least every other one
+expect_true awk -F, 'NR > 1 { if ($NF == 1) { if (min == "" || $(NF-1) < min) min = $(NF-1) }
+                               else if (max == "" || $(NF-1) > max) max = $(NF-1) }
+                     END { exit !(min >= max) }' f-top.csv
+expect_true test "$(cat f-top.jsonl)" != "$(cat f/selected.jsonl)"
+sed 's/"select": "filter"/"select": "sideways"/' f/weights.json > bad-select.json
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights bad-select.json
+expect_status 2
+expect_err "bad-select.json: config.select \"sideways\" is not one of top, filter"
+
 check "a pretty-printed JSON array in, one JSON record per output line"
 # Alpaca ships alpaca_data.json this way: one key per line, 2-space indent.
 to_array() {
@@ -79,6 +96,7 @@ expect_status 0
 expect_out "proxy"
 expect_true test -s weights.json
 expect_true test -s trace.csv
+expect_true grep -q '"select": "top"' weights.json   # learn records its selection too
 
 check "bad input"
 run "$TMAP" run -m "$MODEL" -d pool.jsonl --out x
