@@ -476,12 +476,14 @@ TMAP_API enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct t
 /* ------------------------------------------------------------------------ */
 
 /* Embeddings of every record of a pool (n x dim floats, row-major,
- * L2-normalised), computed as scoring computes them and kept in the store
- * when store_path is set. Rows the model cannot fit are zero and
- * ok[row] false (ok may be NULL). *out and *ok are malloc'd. */
+ * L2-normalised), computed as scoring computes them with the model reading
+ * each record under tmpl, and kept in the store when store_path is set (a
+ * scoring run under the same template has already put them there). Rows the
+ * model cannot fit are zero and ok[row] false (ok may be NULL). *out and
+ * *ok are malloc'd. */
 TMAP_API enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model *model,
-                                 const char *store_path, float **out, bool **ok, int32_t *dim,
-                                 struct tmap_error *err);
+                                          enum tmap_template tmpl, const char *store_path, float **out,
+                                          bool **ok, int32_t *dim, struct tmap_error *err);
 
 enum tmap_tiny_mode {
     TMAP_TINY_ANCHORS = 0, /* k-medoids medoids, weighted by cluster share (Vivek et al. 2024) */
@@ -494,6 +496,7 @@ struct tmap_tiny_params {
     uint64_t            seed;
     int32_t             max_iter;   /* k-medoids rounds (50) */
     const char         *store_path; /* embedding store, NULL = none */
+    enum tmap_template  tmpl;       /* how the model reads an item to embed it */
 };
 
 TMAP_API struct tmap_tiny_params tmap_tiny_default_params(void);

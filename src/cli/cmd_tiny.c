@@ -44,7 +44,7 @@ int cmd_tiny(int argc, char **argv)
     struct cli_data_options d;
     cli_data_options_init(&d);
     const char *val_path = NULL, *out_path = "tiny.jsonl";
-    int mode = 0;
+    int mode = 0, template_choice = 0;
     const struct cli_option options[] = {
         CLI_MODEL_OPTIONS(mp),
         { "-d|--data", CLI_STRING, &val_path, "FILE", "the task's validation data", 0, 0, NULL },
@@ -52,6 +52,7 @@ int cmd_tiny(int argc, char **argv)
         { "--mode", CLI_CHOICE, &mode, "anchors|random", "k-medoids anchors, or a random sample", 0, 0, tmap_tiny_mode_names() },
         { "--seed", CLI_U64, &tp.seed, "S", "random seed (default 42)", 0, 0, NULL },
         { "--cache", CLI_STRING, &tp.store_path, "DB", "store for the embeddings", 0, 0, NULL },
+        { "--template", CLI_CHOICE, &template_choice, "plain|chat", "how the model reads an item to embed it (default plain)", 0, 0, tmap_template_names() },
         { "-o|--out", CLI_STRING, &out_path, "FILE", "the tiny set, JSONL with tmap_weight (default tiny.jsonl)", 0, 0, NULL },
         CLI_DATA_OPTIONS(d),
         CLI_OPT_END,
@@ -67,6 +68,7 @@ int cmd_tiny(int argc, char **argv)
     if (rc >= 0)
         return rc;
     tp.mode = mode == 1 ? TMAP_TINY_RANDOM : TMAP_TINY_ANCHORS;
+    tp.tmpl = (enum tmap_template)template_choice;
     if (!val_path)
         return cli_usage_error(&spec, "no validation data given (-d FILE)");
     if (!mp.path && tp.mode == TMAP_TINY_ANCHORS)

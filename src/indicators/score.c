@@ -834,7 +834,7 @@ enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model
 /* ------------------------------------------------------------------------ */
 
 enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model *model,
-                                 const char *store_path, float **out, bool **ok, int32_t *dim,
+                                 enum tmap_template tmpl, const char *store_path, float **out, bool **ok, int32_t *dim,
                                  struct tmap_error *err)
 {
     *out = NULL;
@@ -843,6 +843,7 @@ enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model
     struct tmap_score_params p = tmap_score_default_params();
     p.indicators = BIT(TMAP_IND_DIVERSITY); /* any embedding indicator: no ratings set up */
     p.store_path = store_path;
+    p.tmpl = tmpl;
     struct scorer sc;
     enum tmap_status st = open_scorer(&sc, model, &p, err);
     struct target t = { .pool = pool, .embed = true, .stage = "embedding" };

@@ -160,6 +160,7 @@ static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary 
 {
     struct tmap_tiny_params tp = r->p->tiny;
     tp.store_path = r->store;
+    tp.tmpl = r->p->score.tmpl;
     double t0 = tmap_now_seconds();
     char path[4200];
     out_path(r, "tiny.jsonl", path, sizeof path);
@@ -190,7 +191,10 @@ static enum tmap_status diversify(struct run_state *r, struct tmap_error *err)
     float *emb = NULL;
     int32_t dim = 0;
     struct tmap_model *embedder = r->embedder ? r->embedder : r->model;
-    enum tmap_status st = tmap_embed_pool(r->pool, embedder, r->store, &emb, NULL, &dim, err);
+    /* The template scoring read the pool under (a separate embedder reads
+     * plain text), so the stored embeddings are found. */
+    enum tmap_template tmpl = r->embedder ? TMAP_TEMPLATE_PLAIN : r->p->score.tmpl;
+    enum tmap_status st = tmap_embed_pool(r->pool, embedder, tmpl, r->store, &emb, NULL, &dim, err);
     if (!st)
         st = tmap_selection_diversify(r->pool, &r->sel, emb, dim, r->p->diversity_threshold, err);
     free(emb);

@@ -204,7 +204,7 @@ enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_p
         st = tmap_store_open(p->store_path, &px->store, err);
     if (!st && p->policy == TMAP_DEMOS_KNN) {
         bool *ok = NULL;
-        st = tmap_embed_pool(tiny, model, p->store_path, &px->tiny_emb, &ok, &px->dim, err);
+        st = tmap_embed_pool(tiny, model, p->tmpl, p->store_path, &px->tiny_emb, &ok, &px->dim, err);
         free(ok);
     }
     if (st) {
@@ -746,7 +746,7 @@ static enum tmap_status embed_demos(struct tmap_proxy *px, const struct tmap_poo
     px->demo_emb = NULL;
     bool *ok = NULL;
     int32_t dim;
-    enum tmap_status st = tmap_embed_pool(demos, px->model, px->p.store_path, &px->demo_emb, &ok, &dim, err);
+    enum tmap_status st = tmap_embed_pool(demos, px->model, px->p.tmpl, px->p.store_path, &px->demo_emb, &ok, &dim, err);
     free(ok);
     px->emb_pool = st ? NULL : demos;
     return st;

@@ -216,7 +216,7 @@ enum tmap_status tmap_tiny_select(const struct tmap_pool *val, struct tmap_model
     } else {
         float *emb = NULL;
         int32_t dim = 0;
-        st = tmap_embed_pool(val, embedder, p->store_path, &emb, NULL, &dim, err);
+        st = tmap_embed_pool(val, embedder, p->tmpl, p->store_path, &emb, NULL, &dim, err);
         if (!st) {
             struct tmap_tiny_params q = *p;
             q.n = out->n;

@@ -9,6 +9,7 @@
 # Usage: families.sh TMAP SRC MODEL VOCAB_DIR [FAMILY...]
 . "$(dirname "$0")/lib.sh"
 VOCABS=$4
+command -v sqlite3 >/dev/null || { echo "families: needs the sqlite3 command (make setup --test installs it)"; exit 1; }
 shift 4
 if [ ! -f "$VOCABS/.all" ]; then
     echo "SKIP: $VOCABS lacks llama.cpp's vocabularies (scripts/llama-setup.sh copies them)"
@@ -67,12 +68,18 @@ for fam in "${families[@]}"; do
     expect_out "items      3 (0 skipped"
 
     check "$fam: run"
-    t=(); [ "$tmpl" != - ] && t=(--template chat)
+    # --diverse 1: the diversity filter runs (it drops nothing), reading
+    # the embeddings scoring stored under the run's template
+    t=(); [ "$tmpl" != - ] && t=(--template chat --diverse 1)
     run "$TMAP" run -m "$m" "${rt[@]}" -d pool.jsonl --val val.jsonl -n 2 --iters 2 -k 2 --draws 1 \
         --baselines 1 --redraws 1 --indicators loss,length "${t[@]}" --out "run-$fam"
     expect_status 0
     expect_true test "$(wc -l < "run-$fam/selected.jsonl")" -eq 3
-    [ "$tmpl" != - ] && expect_true grep -q '"template": "chat"' "run-$fam/weights.json"
+    if [ "$tmpl" != - ]; then
+        expect_true grep -q '"template": "chat"' "run-$fam/weights.json"
+        # every embedding (scoring, tiny set, diversity) read under the chat template
+        expect_true test "$(sqlite3 "run-$fam/store.db" "SELECT DISTINCT substr(model, 34) FROM embeddings")" = chat2/e2
+    fi
 done
 
 check "a Unigram vocabulary llama.cpp cannot write: a message, not an abort"

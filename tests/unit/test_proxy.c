@@ -289,8 +289,8 @@ static void test_knn_by_hand(void **state)
     (void)state;
     struct tmap_pool *tiny = tiny_pool(3);
     struct tmap_error err = { 0 };
-    assert_int_equal(tmap_embed_pool(tiny, model, NULL, &tiny_emb, NULL, &emb_dim, &err), TMAP_OK);
-    assert_int_equal(tmap_embed_pool(demos, model, NULL, &demo_emb, NULL, &emb_dim, &err), TMAP_OK);
+    assert_int_equal(tmap_embed_pool(tiny, model, TMAP_TEMPLATE_PLAIN, NULL, &tiny_emb, NULL, &emb_dim, &err), TMAP_OK);
+    assert_int_equal(tmap_embed_pool(demos, model, TMAP_TEMPLATE_PLAIN, NULL, &demo_emb, NULL, &emb_dim, &err), TMAP_OK);
     struct tmap_proxy_params p = tmap_proxy_default_params();
     p.k = 3;
     p.policy = TMAP_DEMOS_KNN;
