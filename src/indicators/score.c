@@ -21,6 +21,7 @@
  * the end from the embeddings (stored per sample) and never stored.
  */
 #include "util/clock.h"
+#include "indicators/ann.h"
 #include "indicators/neighbors.h"
 #include "indicators/rating.h"
 #include "indicators/scores.h"
@@ -42,6 +43,7 @@ struct tmap_score_params tmap_score_default_params(void)
         .indicators    = TMAP_IND_ALL,
         .tmpl          = TMAP_TEMPLATE_PLAIN,
         .knn_k         = 10,
+        .ann_min_rows  = 50000,
         .relevance_m   = 5,
         .batch_samples = 64,
     };
@@ -582,6 +584,29 @@ static float *packed_embeddings(const struct scorer *sc, const struct target *t,
     return out;
 }
 
+/* Diversity of n packed rows: exact below p->ann_min_rows, else from an
+ * approximate index when tmap has FAISS (docs/design.md section 2). */
+static enum tmap_status diversity(struct scorer *sc, const float *emb, size_t n, double *out)
+{
+    const struct tmap_score_params *p = sc->p;
+    if (p->ann_min_rows == 0 || n < p->ann_min_rows)
+        return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
+#if TMAP_HAVE_FAISS
+    struct tmap_ann_params ap = tmap_ann_default_params();
+    ap.seed = p->ann_seed;
+    struct tmap_ann *ann = NULL;
+    enum tmap_status st = tmap_ann_build(emb, n, sc->dim, &ap, &ann, sc->err);
+    if (!st)
+        st = tmap_ann_knn_mean_distance(ann, p->knn_k, 0, n, out, sc->err);
+    tmap_ann_free(ann);
+    return st;
+#else
+    notice(sc, "diversity: %zu rows and tmap was built without FAISS: the exact search costs "
+               "n^2 x dim (minutes past 100,000 rows, hours past a million)", n);
+    return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
+#endif
+}
+
 static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *pool, struct target *val)
 {
     size_t *rows = NULL, *vrows = NULL, n = 0, nv = 0;
@@ -592,7 +617,7 @@ static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *p
     if (!emb || !out || (val && !vemb))
         st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu embeddings", n);
     if (!st && (pool->mask & BIT(TMAP_IND_DIVERSITY)) && n > 0) {
-        st = tmap_knn_mean_distance(emb, n, sc->dim, sc->p->knn_k, out, sc->err);
+        st = diversity(sc, emb, n, out);
         for (size_t i = 0; !st && i < n; i++)
             *cell(pool, rows[i], TMAP_IND_DIVERSITY) = out[i];
     }
