@@ -562,14 +562,22 @@ static enum tmap_status score_target(struct scorer *sc, struct target *t)
     return TMAP_OK;
 }
 
-/* Rows with an embedding, packed, and where each came from. */
-static float *packed_embeddings(const struct scorer *sc, const struct target *t, size_t **rows, size_t *n_rows)
+/* Rows with an embedding, packed, and where each came from. When every row
+ * has one, the packed rows are t->emb itself (*copied false): at a million
+ * rows a copy would cost as much again as the embeddings. */
+static float *packed_embeddings(const struct scorer *sc, const struct target *t, size_t **rows, size_t *n_rows,
+                                bool *copied)
 {
     size_t n = tmap_pool_size(t->pool), k = 0;
-    float *out = malloc((n ? n : 1) * (size_t)sc->dim * sizeof *out);
+    size_t n_with = 0;
+    for (size_t i = 0; i < n; i++)
+        n_with += t->has_emb[i];
+    *copied = n_with < n;
+    float *out = *copied ? malloc((n ? n : 1) * (size_t)sc->dim * sizeof *out) : t->emb;
     *rows = malloc((n ? n : 1) * sizeof **rows);
     if (!out || !*rows) {
-        free(out);
+        if (*copied)
+            free(out);
         free(*rows);
         *rows = NULL;
         return NULL;
@@ -577,7 +585,8 @@ static float *packed_embeddings(const struct scorer *sc, const struct target *t,
     for (size_t i = 0; i < n; i++) {
         if (!t->has_emb[i])
             continue;
-        memcpy(out + k * (size_t)sc->dim, t->emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *out);
+        if (*copied)
+            memcpy(out + k * (size_t)sc->dim, t->emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *out);
         (*rows)[k++] = i;
     }
     *n_rows = k;
@@ -610,8 +619,9 @@ static enum tmap_status diversity(struct scorer *sc, const float *emb, size_t n,
 static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *pool, struct target *val)
 {
     size_t *rows = NULL, *vrows = NULL, n = 0, nv = 0;
-    float *emb = packed_embeddings(sc, pool, &rows, &n);
-    float *vemb = val ? packed_embeddings(sc, val, &vrows, &nv) : NULL;
+    bool emb_copied = false, vemb_copied = false;
+    float *emb = packed_embeddings(sc, pool, &rows, &n, &emb_copied);
+    float *vemb = val ? packed_embeddings(sc, val, &vrows, &nv, &vemb_copied) : NULL;
     double *out = malloc((n ? n : 1) * sizeof *out);
     enum tmap_status st = TMAP_OK;
     if (!emb || !out || (val && !vemb))
@@ -626,8 +636,10 @@ static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *p
         for (size_t i = 0; !st && i < n; i++)
             *cell(pool, rows[i], TMAP_IND_RELEVANCE) = out[i];
     }
-    free(emb);
-    free(vemb);
+    if (emb_copied)
+        free(emb);
+    if (vemb_copied)
+        free(vemb);
     free(rows);
     free(vrows);
     free(out);
