@@ -405,6 +405,10 @@ struct tmap_score_params {
     const char         *store_path;    /* SQLite score store; NULL = none */
     enum tmap_template  tmpl;          /* how the target model reads a sample */
     int32_t             knn_k;         /* neighbours for diversity (10) */
+    size_t              ann_min_rows;  /* diversity from an approximate index (FAISS) from
+                                          this many rows on (50,000); 0 = always exact.
+                                          Exact costs n^2 x dim: minutes past 100k rows */
+    uint64_t            ann_seed;      /* seeds that index's k-means (0) */
     int32_t             relevance_m;   /* top similarities for relevance (5) */
     size_t              batch_samples; /* samples per store transaction (64) */
     tmap_progress_fn    progress;

@@ -9,6 +9,8 @@ mkdir -p "$models"
 
 # The weight search and the selection (no model needed).
 "$build/bench/bench_search"
+# Diversity: exact against the approximate index at 100k rows, then 1M rows.
+"$build/bench/bench_ann"
 
 for shape in "64 2" "512 8"; do
     read -r embd layers <<< "$shape"

@@ -130,6 +130,7 @@ int cmd_score(int argc, char **argv)
         { "--extra", CLI_STRING, &o.extra_path, "CSV", "merge your own columns (id,NAME,...)", 0, 0, NULL },
         { "--template", CLI_CHOICE, &o.template_choice, "plain|chat", "how the model reads a sample", 0, 0, tmap_template_names() },
         { "-k|--knn", CLI_INT, &o.score.knn_k, "K", "neighbours for diversity (default 10)", 1, 1000, NULL },
+        { "--ann-min-rows", CLI_SIZE, &o.score.ann_min_rows, "N", "diversity from an approximate index from N rows on (default 50000; 0: always exact; needs FAISS)", 0, 1e12, NULL },
         { "--top-m", CLI_INT, &o.score.relevance_m, "M", "validation matches for relevance (default 5)", 1, 1000, NULL },
         { "--batch-samples", CLI_SIZE, &o.score.batch_samples, "N", "samples per stored batch (default 64)", 1, 1e6, NULL },
         { "--dry-run", CLI_FLAG, &o.dry_run, NULL, "print tokens, passes and an estimated time, then stop", 0, 0, NULL },

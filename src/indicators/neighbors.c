@@ -65,6 +65,7 @@ struct search {
     size_t       k;
     bool         exclude_self; /* rows and cols are one matrix: skip i == j */
     bool         distance;     /* report 1 - cos (diversity), else cos */
+    size_t      *neighbours;   /* optional: each row's k chosen columns, by index */
 };
 
 /* A row's k best so far, as a heap with the worst at the root. */
@@ -149,6 +150,8 @@ static double dot_double(const float *a, const float *b, int32_t dim)
 static double finish_row(const struct search *s, size_t i, struct heap *h)
 {
     qsort(h->items, h->size, sizeof *h->items, by_index);
+    for (size_t c = 0; s->neighbours && c < h->size; c++)
+        s->neighbours[i * s->k + c] = h->items[c].index;
     const float *row = s->rows + i * (size_t)s->dim;
     double sum = 0;
     for (size_t c = 0; c < h->size; c++) {
@@ -277,7 +280,7 @@ static enum tmap_status mean_over_all(const struct search *s, double *out,
 
 static enum tmap_status run_search(const struct search *s, double *out, struct tmap_error *err)
 {
-    if (s->k == s->n_cols - (s->exclude_self ? 1 : 0))
+    if (s->k == s->n_cols - (s->exclude_self ? 1 : 0) && !s->neighbours)
         return mean_over_all(s, out, err);
     size_t tile_rows = HEAP_BUDGET / s->k;
     tile_rows = tile_rows < 1 ? 1 : tile_rows > TILE_ROWS ? TILE_ROWS : tile_rows;
@@ -324,6 +327,27 @@ enum tmap_status tmap_knn_mean_distance(const float *emb, size_t n, int32_t dim,
         .k = (size_t)k < n - 1 ? (size_t)k : n - 1, .exclude_self = true, .distance = true,
     };
     return run_search(&s, out, err);
+}
+
+enum tmap_status tmap_knn_neighbours(const float *emb, size_t n, int32_t dim, int32_t k,
+                                     size_t *neighbours, struct tmap_error *err)
+{
+    if (dim <= 0 || k <= 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "neighbours: dimension %d and k = %d must be positive",
+                         (int)dim, (int)k);
+    if (n <= 1)
+        return TMAP_OK;
+    double *out = malloc(n * sizeof *out);
+    if (!out)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for %zu values", n);
+    struct search s = {
+        .rows = emb, .cols = emb, .n_rows = n, .n_cols = n, .dim = dim,
+        .k = (size_t)k < n - 1 ? (size_t)k : n - 1, .exclude_self = true, .distance = true,
+        .neighbours = neighbours,
+    };
+    enum tmap_status st = run_search(&s, out, err);
+    free(out);
+    return st;
 }
 
 enum tmap_status tmap_topm_mean_similarity(const float *pool, size_t n, const float *val,

@@ -22,6 +22,12 @@
 enum tmap_status tmap_knn_mean_distance(const float *emb, size_t n, int32_t dim, int32_t k,
                                         double *out, struct tmap_error *err);
 
+/* The rows tmap_knn_mean_distance averages over: neighbours[i * k' ..] are
+ * row i's k' = min(k, n - 1) nearest other rows, by index (for measuring an
+ * approximate search's recall). */
+enum tmap_status tmap_knn_neighbours(const float *emb, size_t n, int32_t dim, int32_t k,
+                                     size_t *neighbours, struct tmap_error *err);
+
 /* Relevance: out[i] = mean of the m highest cosine similarities of pool row i
  * to the n_val validation rows; m is capped at n_val, which must be >= 1. */
 enum tmap_status tmap_topm_mean_similarity(const float *pool, size_t n, const float *val,

@@ -21,6 +21,7 @@
  * the end from the embeddings (stored per sample) and never stored.
  */
 #include "util/clock.h"
+#include "indicators/ann.h"
 #include "indicators/neighbors.h"
 #include "indicators/rating.h"
 #include "indicators/scores.h"
@@ -42,6 +43,7 @@ struct tmap_score_params tmap_score_default_params(void)
         .indicators    = TMAP_IND_ALL,
         .tmpl          = TMAP_TEMPLATE_PLAIN,
         .knn_k         = 10,
+        .ann_min_rows  = 50000,
         .relevance_m   = 5,
         .batch_samples = 64,
     };
@@ -563,14 +565,22 @@ static enum tmap_status score_target(struct scorer *sc, struct target *t)
     return TMAP_OK;
 }
 
-/* Rows with an embedding, packed, and where each came from. */
-static float *packed_embeddings(const struct scorer *sc, const struct target *t, size_t **rows, size_t *n_rows)
+/* Rows with an embedding, packed, and where each came from. When every row
+ * has one, the packed rows are t->emb itself (*copied false): at a million
+ * rows a copy would cost as much again as the embeddings. */
+static float *packed_embeddings(const struct scorer *sc, const struct target *t, size_t **rows, size_t *n_rows,
+                                bool *copied)
 {
     size_t n = tmap_pool_size(t->pool), k = 0;
-    float *out = malloc((n ? n : 1) * (size_t)sc->dim * sizeof *out);
+    size_t n_with = 0;
+    for (size_t i = 0; i < n; i++)
+        n_with += t->has_emb[i];
+    *copied = n_with < n;
+    float *out = *copied ? malloc((n ? n : 1) * (size_t)sc->dim * sizeof *out) : t->emb;
     *rows = malloc((n ? n : 1) * sizeof **rows);
     if (!out || !*rows) {
-        free(out);
+        if (*copied)
+            free(out);
         free(*rows);
         *rows = NULL;
         return NULL;
@@ -578,24 +588,49 @@ static float *packed_embeddings(const struct scorer *sc, const struct target *t,
     for (size_t i = 0; i < n; i++) {
         if (!t->has_emb[i])
             continue;
-        memcpy(out + k * (size_t)sc->dim, t->emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *out);
+        if (*copied)
+            memcpy(out + k * (size_t)sc->dim, t->emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *out);
         (*rows)[k++] = i;
     }
     *n_rows = k;
     return out;
 }
 
+/* Diversity of n packed rows: exact below p->ann_min_rows, else from an
+ * approximate index when tmap has FAISS (docs/design.md section 2). */
+static enum tmap_status diversity(struct scorer *sc, const float *emb, size_t n, double *out)
+{
+    const struct tmap_score_params *p = sc->p;
+    if (p->ann_min_rows == 0 || n < p->ann_min_rows)
+        return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
+#if TMAP_HAVE_FAISS
+    struct tmap_ann_params ap = tmap_ann_default_params();
+    ap.seed = p->ann_seed;
+    struct tmap_ann *ann = NULL;
+    enum tmap_status st = tmap_ann_build(emb, n, sc->dim, &ap, &ann, sc->err);
+    if (!st)
+        st = tmap_ann_knn_mean_distance(ann, p->knn_k, 0, n, out, sc->err);
+    tmap_ann_free(ann);
+    return st;
+#else
+    notice(sc, "diversity: %zu rows and tmap was built without FAISS: the exact search costs "
+               "n^2 x dim (minutes past 100,000 rows, hours past a million)", n);
+    return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
+#endif
+}
+
 static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *pool, struct target *val)
 {
     size_t *rows = NULL, *vrows = NULL, n = 0, nv = 0;
-    float *emb = packed_embeddings(sc, pool, &rows, &n);
-    float *vemb = val ? packed_embeddings(sc, val, &vrows, &nv) : NULL;
+    bool emb_copied = false, vemb_copied = false;
+    float *emb = packed_embeddings(sc, pool, &rows, &n, &emb_copied);
+    float *vemb = val ? packed_embeddings(sc, val, &vrows, &nv, &vemb_copied) : NULL;
     double *out = malloc((n ? n : 1) * sizeof *out);
     enum tmap_status st = TMAP_OK;
     if (!emb || !out || (val && !vemb))
         st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu embeddings", n);
     if (!st && (pool->mask & BIT(TMAP_IND_DIVERSITY)) && n > 0) {
-        st = tmap_knn_mean_distance(emb, n, sc->dim, sc->p->knn_k, out, sc->err);
+        st = diversity(sc, emb, n, out);
         for (size_t i = 0; !st && i < n; i++)
             *cell(pool, rows[i], TMAP_IND_DIVERSITY) = out[i];
     }
@@ -604,8 +639,10 @@ static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *p
         for (size_t i = 0; !st && i < n; i++)
             *cell(pool, rows[i], TMAP_IND_RELEVANCE) = out[i];
     }
-    free(emb);
-    free(vemb);
+    if (emb_copied)
+        free(emb);
+    if (vemb_copied)
+        free(vemb);
     free(rows);
     free(vrows);
     free(out);

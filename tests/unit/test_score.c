@@ -185,6 +185,36 @@ static void count_notice(const char *msg, void *ud)
     snprintf(last_notice, sizeof last_notice, "%s", msg);
 }
 
+/* Past ann_min_rows diversity comes from the approximate index; on 40 rows
+ * it has one list, so it scans every row and must give the exact values
+ * (bit for bit: the same neighbours, the same arithmetic). Without FAISS the
+ * exact search runs, with a notice that says what it costs. */
+static void test_diversity_through_index(void **state)
+{
+    (void)state;
+    struct tmap_score_params p = tmap_score_default_params();
+    p.indicators = 1u << TMAP_IND_DIVERSITY;
+    p.knn_k = 5;
+    p.ann_min_rows = 0; /* exact */
+    struct tmap_scores *exact = score(&p);
+    p.ann_min_rows = N_POOL;
+    p.notice = count_notice;
+    notices_seen = 0;
+    struct tmap_scores *approx = score(&p);
+    for (size_t i = 0; i < N_POOL; i++)
+        if (col(approx, i, TMAP_IND_DIVERSITY) != col(exact, i, TMAP_IND_DIVERSITY))
+            fail_msg("row %zu: through the index %.17g, exact %.17g", i,
+                     col(approx, i, TMAP_IND_DIVERSITY), col(exact, i, TMAP_IND_DIVERSITY));
+#if TMAP_HAVE_FAISS
+    assert_int_equal(notices_seen, 0);
+#else
+    assert_int_equal(notices_seen, 1);
+    assert_non_null(strstr(last_notice, "built without FAISS"));
+#endif
+    tmap_scores_free(exact);
+    tmap_scores_free(approx);
+}
+
 static void test_ratings(void **state)
 {
     (void)state;
@@ -507,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_rater_expected),
         cmocka_unit_test(test_loss_ifd_length_text),
         cmocka_unit_test(test_diversity_relevance_brute_force),
+        cmocka_unit_test(test_diversity_through_index),
         cmocka_unit_test(test_ratings),
         cmocka_unit_test(test_rerun_served_from_store),
         cmocka_unit_test(test_plan_matches_run),
