@@ -11,7 +11,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(build-essential cmake pkg-config git ca-certificates npm
-          libjansson-dev libxxhash-dev libcmocka-dev libsqlite3-dev libopenblas-dev libgsl-dev)
+          libjansson-dev libxxhash-dev libcmocka-dev libsqlite3-dev libopenblas-dev libgsl-dev
+          libopenmpi-dev openmpi-bin)
 # chromium: tests/cli/report_browser.sh renders report.html headless.
 # sqlite3: tests/cli/kill_run.sh runs PRAGMA integrity_check on killed stores.
 test_packages=(chromium sqlite3)
