@@ -76,6 +76,22 @@ TMAP_API const char *tmap_version(void);
 TMAP_API const char *tmap_build_info(void);
 
 /* ------------------------------------------------------------------------ */
+/* Distributed runs (MPI; docs/distributed.md)                              */
+/* ------------------------------------------------------------------------ */
+
+/* Joins the MPI job when tmap was built with MPI and this process was
+ * started by mpirun or srun; otherwise one rank, and MPI is never touched.
+ * Call once before anything else, and tmap_dist_finalize at exit. A call
+ * whose params say `distributed` is then collective: every rank makes it,
+ * with the same inputs, and gets the same result. */
+TMAP_API enum tmap_status tmap_dist_init(int *argc, char ***argv, struct tmap_error *err);
+TMAP_API void tmap_dist_finalize(void);
+TMAP_API bool tmap_dist_available(void); /* built with MPI */
+TMAP_API int  tmap_dist_rank(void);       /* 0 .. size-1 */
+TMAP_API int  tmap_dist_size(void);
+TMAP_API int  tmap_dist_local_rank(void); /* rank among this host's ranks: which GPU */
+
+/* ------------------------------------------------------------------------ */
 /* Data: a pool of instruction records                                      */
 /* ------------------------------------------------------------------------ */
 
@@ -411,6 +427,7 @@ struct tmap_score_params {
     void               *progress_user_data;
     tmap_notice_fn      notice;        /* fallbacks and skipped samples */
     void               *notice_user_data;
+    bool                distributed;   /* share the batches among the MPI ranks (false) */
 };
 
 TMAP_API struct tmap_score_params tmap_score_default_params(void);

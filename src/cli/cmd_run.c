@@ -99,6 +99,7 @@ int cmd_run(int argc, char **argv)
         { "--indicators", CLI_STRING, &indicators, "LIST", "indicators to score and weigh (default all)", 0, 0, NULL },
         { "-n|--tiny-items", CLI_SIZE, &p.tiny.n, "N", "anchors in the tiny set (default 100)", 1, 1e6, NULL },
         { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tmap_tiny_mode_names() },
+        { "--batch-samples", CLI_SIZE, &p.score.batch_samples, "N", "samples per stored batch; the unit ranks share (default 64)", 1, 1e6, NULL },
         { "--diverse", CLI_DOUBLE, &p.diversity_threshold, "SIM", "drop a sample more similar than SIM (cosine) to a kept one", 0, 1, NULL },
         CLI_LEARN_OPTIONS(l),
         CLI_DATA_OPTIONS(d),
@@ -124,6 +125,7 @@ int cmd_run(int argc, char **argv)
     p.tiny.seed = p.learn.seed;
     p.score.notice = cli_notice;
     p.score.progress = cli_progress;
+    p.score.distributed = true;
     if ((rc = cli_data_options_finish(&d, p.pool_path)) != 0)
         return rc;
     p.pool = d.pool;
@@ -132,7 +134,8 @@ int cmd_run(int argc, char **argv)
     if (tmap_run(&p, &s, &err)) {
         rc = cli_report(&err);
     } else {
-        print_summary(&s, &p);
+        if (tmap_dist_rank() == 0)
+            print_summary(&s, &p);
         tmap_run_summary_free(&s);
     }
     tmap_backend_free();

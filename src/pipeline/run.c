@@ -312,6 +312,13 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
     enum tmap_status st = load_inputs(&r, err);
     if (!st)
         st = score_pool(&r, out, err);
+    /* Scoring is shared among the ranks; the rest of the job is rank 0's. */
+    bool rest = !p->score.distributed || tmap_dist_rank() == 0;
+    if (!st && !rest) {
+        out->seconds_total = tmap_now_seconds() - t0;
+        free_state(&r);
+        return TMAP_OK;
+    }
     if (!st)
         st = build_tiny(&r, out, err);
     if (!st)
