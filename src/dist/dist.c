@@ -26,7 +26,9 @@
 enum { HOST_LEN = 64 };
 
 static int   g_rank, g_size = 1, g_local_rank;
+#ifdef TMAP_MPI
 static bool  g_started;
+#endif
 static char  g_host_single[HOST_LEN];
 static char *g_hosts; /* size x HOST_LEN, every rank's host name */
 
@@ -296,6 +298,26 @@ enum tmap_status dist_share_status(enum tmap_status st, struct tmap_error *err, 
     if (g_rank != root)
         return tmap_fail(err, (enum tmap_status)code, "%s", e.message);
     return (enum tmap_status)code;
+}
+
+enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err)
+{
+#ifdef TMAP_MPI
+    if (!g_started || g_size == 1)
+        return st;
+    int mine[2] = { (int)st, st ? g_rank : -1 }, worst[2];
+    MPI_Request req;
+    if (MPI_Iallreduce(mine, worst, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD, &req) != MPI_SUCCESS ||
+        wait_request(&req) != 0)
+        return st ? st : tmap_fail(err, TMAP_ERR_IO, "could not agree on a status with the other ranks");
+    if (st || worst[0] == TMAP_OK)
+        return st;
+    return tmap_fail(err, (enum tmap_status)worst[0], "rank %d (%s) failed: %s", worst[1], dist_host(worst[1]),
+                     tmap_status_name((enum tmap_status)worst[0]));
+#else
+    (void)err;
+    return st;
+#endif
 }
 
 void dist_barrier(void)

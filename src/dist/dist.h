@@ -44,6 +44,11 @@ int dist_allgather_doubles(const double *mine, double *out, const size_t *counts
  * collective call must stop on every rank when it fails on one. */
 enum tmap_status dist_share_status(enum tmap_status st, struct tmap_error *err, int root);
 
+/* The worst status of any rank, on every rank: for a step that may fail
+ * on any of them (out of memory). A rank that did not fail itself gets
+ * "rank R failed" with the status. */
+enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err);
+
 /* Waits until every rank gets here. */
 void dist_barrier(void);
 

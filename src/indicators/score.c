@@ -88,8 +88,12 @@ struct target {
     float                  *emb;    /* n x dim */
     bool                   *has_emb;
     size_t                 *first;  /* per row: the first row with the same content */
+    uint32_t               *missing; /* distributed: per row, what rank 0's store lacks */
+    uint8_t                *flags;   /* ... and FLAG_* */
     const char             *stage;
 };
+
+enum { FLAG_WANT_EMB = 1, FLAG_COPY = 2 };
 
 struct scorer {
     const struct tmap_score_params *p;
@@ -501,7 +505,13 @@ static enum tmap_status load_items(struct scorer *sc, struct target *t, size_t b
         enum tmap_status st = tmap_pool_sample(t->pool, it->row, &it->s, sc->err);
         if (st)
             return st;
-        lookup_stored(sc, t, it, begin);
+        if (t->missing) {
+            it->missing = t->missing[it->row];
+            it->want_emb = t->flags[it->row] & FLAG_WANT_EMB;
+            it->copy = t->flags[it->row] & FLAG_COPY;
+        } else {
+            lookup_stored(sc, t, it, begin);
+        }
     }
     return TMAP_OK;
 }
@@ -567,7 +577,7 @@ static struct tmap_model_counters work_so_far(const struct scorer *sc);
 /* ------------------------------------------------------------------------ */
 
 /* What a rank sends rank 0 for one batch: a head, n wire items, then n
- * embeddings of dim floats (zeros where a row has none). Both ends are
+ * embeddings of dim floats (zeros where none was computed). Both ends are
  * this same binary, so the structs travel as they are. */
 struct wire_head {
     struct tmap_error err; /* status TMAP_OK, or why the batch failed */
@@ -580,7 +590,7 @@ struct wire_item {
     double   loss;
     uint32_t computed;
     int32_t  n_response;
-    uint8_t  emb_done, main_done, skipped, copy, has_emb;
+    uint8_t  emb_done, main_done, skipped, copy;
 };
 
 static size_t wire_size(const struct scorer *sc, size_t n)
@@ -614,10 +624,10 @@ static enum tmap_status send_batch(struct scorer *sc, struct target *t, const st
         const struct item *it = &items[i];
         w[i] = (struct wire_item){ .loss = it->loss, .computed = it->computed, .n_response = it->n_response,
                                    .emb_done = it->emb_done, .main_done = it->main_done, .skipped = it->skipped,
-                                   .copy = it->copy, .has_emb = t->embed && t->has_emb[it->row] };
+                                   .copy = it->copy };
         for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
             w[i].values[j] = *cell(t, it->row, (enum tmap_indicator)j);
-        if (w[i].has_emb)
+        if (it->emb_done)
             memcpy(emb + i * (size_t)sc->dim, t->emb + it->row * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
     }
     enum tmap_status st = TMAP_OK;
@@ -663,10 +673,12 @@ static enum tmap_status receive_batch(struct scorer *sc, struct target *t, int o
         it->main_done = w[i].main_done;
         it->skipped = w[i].skipped;
         it->copy = w[i].copy;
+        /* Only what the owner computed: rank 0 read the stored values
+         * itself (plan_missing), and copies come from their first row. */
         for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
-            if (t->mask & BIT(j) & PER_SAMPLE)
+            if (it->computed & BIT(j))
                 *cell(t, it->row, (enum tmap_indicator)j) = w[i].values[j];
-        if (w[i].has_emb) {
+        if (w[i].emb_done) {
             memcpy(t->emb + it->row * (size_t)sc->dim, emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
             t->has_emb[it->row] = true;
         }
@@ -789,12 +801,42 @@ static enum tmap_status index_copies(struct scorer *sc, struct target *t)
     return TMAP_OK;
 }
 
+/* Distributed: rank 0 reads what the store holds for every row, once,
+ * before any batch (its table gets the stored values), and tells every
+ * rank what is missing. The other ranks never open the store, which then
+ * only has to be reachable from rank 0's host; and what a batch computes
+ * depends on the store at the start alone. */
+static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
+{
+    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    t->missing = calloc(n ? n : 1, sizeof *t->missing);
+    t->flags = calloc(n ? n : 1, sizeof *t->flags);
+    enum tmap_status st = t->missing && t->flags ? TMAP_OK
+                                                 : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory planning %zu samples", n);
+    for (size_t i = 0; i < n && !st && sc->rank == 0; i++) {
+        struct item it = { .row = i };
+        tmap_pool_record(t->pool, i, &it.rec);
+        lookup_stored(sc, t, &it, i - i % b);
+        t->missing[i] = it.missing;
+        t->flags[i] = (uint8_t)((it.want_emb ? FLAG_WANT_EMB : 0) | (it.copy ? FLAG_COPY : 0));
+    }
+    st = dist_share_status(st, sc->err, 0);
+    if (!st && (dist_bcast(t->missing, n * sizeof *t->missing, 0) != 0 ||
+                dist_bcast(t->flags, n * sizeof *t->flags, 0) != 0))
+        st = tmap_fail(sc->err, TMAP_ERR_IO, "could not share the plan of %zu samples among the ranks", n);
+    return st;
+}
+
 static enum tmap_status score_target(struct scorer *sc, struct target *t)
 {
     size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
     bool *rank_failed = calloc((size_t)sc->size, sizeof *rank_failed);
     enum tmap_status failed = rank_failed ? index_copies(sc, t)
                                           : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %d ranks", sc->size);
+    if (sc->size > 1)
+        failed = dist_worst_status(failed, sc->err);
+    if (sc->size > 1 && !failed)
+        failed = plan_missing(sc, t);
     /* Every rank walks every batch even after a failure (score_batch): the
      * others' messages must be taken. One process just stops. */
     for (size_t k = 0, begin = 0; begin < n && !(failed && sc->size == 1); k++, begin += b) {
@@ -807,7 +849,11 @@ static enum tmap_status score_target(struct scorer *sc, struct target *t)
     }
     free(rank_failed);
     free(t->first);
+    free(t->missing);
+    free(t->flags);
     t->first = NULL;
+    t->missing = NULL;
+    t->flags = NULL;
     return sc->size > 1 ? dist_share_status(failed, sc->err, 0) : failed;
 }
 
@@ -881,18 +927,13 @@ static enum tmap_status check_score_params(const struct tmap_score_params *p, st
     return TMAP_OK;
 }
 
-/* Rank 0 opens (and may create) the store first; the others open it
- * once it exists, only to read: rank 0 is its one writer. */
+/* Rank 0 alone opens the store: one store, one writer (plan_missing). */
 static enum tmap_status open_store(struct scorer *sc)
 {
     enum tmap_status st = TMAP_OK;
     if (sc->rank == 0)
         st = tmap_store_open(sc->p->store_path, &sc->store, sc->err);
-    if (sc->size > 1)
-        st = dist_share_status(st, sc->err, 0);
-    if (!st && sc->rank != 0)
-        st = tmap_store_open(sc->p->store_path, &sc->store, sc->err);
-    return st;
+    return sc->size > 1 ? dist_share_status(st, sc->err, 0) : st;
 }
 
 static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
