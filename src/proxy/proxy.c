@@ -27,6 +27,7 @@
 
 #include "util/clock.h"
 #include "model/model.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 #include "task/answer.h"
 #include "task/fewshot.h"
@@ -748,24 +749,56 @@ static enum tmap_status embed_demos(struct tmap_proxy *px, const struct tmap_poo
     return st;
 }
 
+bool proxy_memo_get(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows, size_t n_rows,
+                    const double *scores, double *value)
+{
+    if (!px->store || n_rows == 0)
+        return false;
+    char key[33];
+    memo_key(px, demos, rows, n_rows, scores, key);
+    return tmap_store_get_proxy(px->store, key, value);
+}
+
+enum tmap_status proxy_memo_put(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                size_t n_rows, const double *scores, double value, struct tmap_error *err)
+{
+    if (!px->store)
+        return TMAP_OK;
+    char key[33];
+    memo_key(px, demos, rows, n_rows, scores, key);
+    return tmap_store_put_proxy(px->store, key, value, err);
+}
+
 enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                  size_t n_rows, const double *scores, double *value,
                                  struct tmap_proxy_stats *stats, struct tmap_error *err)
+{
+    double t0 = tmap_now_seconds();
+    *value = NAN;
+    if (n_rows == 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
+    if (proxy_memo_get(px, demos, rows, n_rows, scores, value)) {
+        if (stats)
+            *stats = (struct tmap_proxy_stats){ .from_memo = true, .seconds = tmap_now_seconds() - t0 };
+        return TMAP_OK;
+    }
+    enum tmap_status st = proxy_compute(px, demos, rows, n_rows, scores, value, stats, err);
+    if (!st)
+        st = proxy_memo_put(px, demos, rows, n_rows, scores, *value, err);
+    if (stats)
+        stats->seconds = tmap_now_seconds() - t0;
+    return st;
+}
+
+enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                               size_t n_rows, const double *scores, double *value, struct tmap_proxy_stats *stats,
+                               struct tmap_error *err)
 {
     struct tmap_proxy_stats local = { 0 };
     double t0 = tmap_now_seconds();
     *value = NAN;
     if (n_rows == 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
-    char key[33];
-    memo_key(px, demos, rows, n_rows, scores, key);
-    if (px->store && tmap_store_get_proxy(px->store, key, value)) {
-        local.from_memo = true;
-        local.seconds = tmap_now_seconds() - t0;
-        if (stats)
-            *stats = local;
-        return TMAP_OK;
-    }
     struct tmap_model_counters before, after;
     tmap_model_get_counters(px->model, &before);
     bool finetune = px->p.kind == TMAP_PROXY_FINETUNE;
@@ -783,8 +816,6 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *
     if (st)
         return st;
     *value = sum / (double)draws;
-    if (px->store && (st = tmap_store_put_proxy(px->store, key, *value, err)))
-        return st;
     tmap_model_get_counters(px->model, &after);
     local.n_tokens = after.n_tokens_decoded - before.n_tokens_decoded + ft_tokens;
     local.seconds = tmap_now_seconds() - t0;
