@@ -673,6 +673,8 @@ struct tmap_learn_params {
     struct tmap_proxy_params proxy;          /* default: random policy, 2 draws */
     size_t                   n_random;       /* baselines: random subsets of the selection's size (5) */
     size_t                   n_redraws;      /* baselines: fresh demonstration draws of the learned subset (4) */
+    size_t                   batch;          /* BO: candidates per round, kriging believer (1) */
+    bool                     distributed;    /* share proxy evaluations among the MPI ranks (false) */
     /* After every evaluation (reused = served from the memo, no budget). */
     void (*on_eval)(size_t i, const double *w, size_t d, double value, bool reused, void *user_data);
     void *on_eval_user_data;

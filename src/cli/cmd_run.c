@@ -126,6 +126,7 @@ int cmd_run(int argc, char **argv)
     p.score.notice = cli_notice;
     p.score.progress = cli_progress;
     p.score.distributed = true;
+    p.learn.distributed = true;
     if ((rc = cli_data_options_finish(&d, p.pool_path)) != 0)
         return rc;
     p.pool = d.pool;
