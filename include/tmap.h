@@ -581,6 +581,12 @@ struct tmap_proxy_params {
     size_t                ft_records;   /* 64 */
     int32_t               ft_epochs;    /* 1 */
     float                 ft_lr;        /* 1e-4, tmap finetune's default */
+    /* In-context proxy: each group's items are decoded in this many slices
+     * apart (1), each with its own copy of the shared prefix. Under MPI the
+     * ranks share an evaluation's slices; a value depends on the number of
+     * slices (the sequences a decode call sees move the result by ~1e-6),
+     * never on the number of ranks. */
+    size_t                slices;
 };
 
 TMAP_API struct tmap_proxy_params tmap_proxy_default_params(void);

@@ -149,6 +149,7 @@ struct cli_learn_options {
     { "-k", CLI_INT, &(l).learn.proxy.k, "K", "demonstrations per proxy prompt (default 8)", 1, 1000, NULL }, \
     { "--policy", CLI_CHOICE, &(l).policy, "top|random|knn", "how demonstrations are drawn (default random)", 0, 0, tmap_demo_policy_names() }, \
     { "--draws", CLI_SIZE, &(l).learn.proxy.draws, "M", "random policy and fine-tune proxy: draws averaged (default 2)", 1, 1000, NULL }, \
+    { "--proxy-slices", CLI_SIZE, &(l).learn.proxy.slices, "S", "decode each evaluation's tiny set in S slices, shared among MPI ranks (default 1)", 1, 4096, NULL }, \
     { "--groups", CLI_SIZE, &(l).learn.proxy.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL }, \
     { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, tmap_metric_names() }, \
     { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, tmap_proxy_kind_names() }, \

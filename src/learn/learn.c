@@ -450,7 +450,17 @@ static enum tmap_status run_jobs(struct objective *o, struct job *jobs, size_t m
     for (size_t j = 0; !st && j < m; j++)
         if (!known[j])
             todo[n_todo++] = j;
-    for (size_t t = 0; !st && t < n_todo; t++) {
+    /* Fewer evaluations than ranks: each is computed by all the ranks
+     * together, slice by slice, when the proxy has slices to share. */
+    bool together = o->size > 1 && n_todo < (size_t)o->size && proxy_splits(o->proxy);
+    proxy_set_collective(o->proxy, together);
+    for (size_t t = 0; !st && together && t < n_todo; t++) {
+        struct job *jb = &jobs[todo[t]];
+        tmap_proxy_set_seed(o->proxy, jb->seed);
+        st = proxy_compute(o->proxy, o->pool, jb->rows, jb->k, jb->s, &jb->value, NULL, err);
+    }
+    proxy_set_collective(o->proxy, false);
+    for (size_t t = 0; !st && !together && t < n_todo; t++) {
         counts[t % (size_t)o->size]++;
         if ((int)(t % (size_t)o->size) != o->rank)
             continue;
@@ -459,7 +469,7 @@ static enum tmap_status run_jobs(struct objective *o, struct job *jobs, size_t m
         st = proxy_compute(o->proxy, o->pool, jb->rows, jb->k, jb->s, &mine[n_mine++], NULL, err);
     }
     tmap_proxy_set_seed(o->proxy, seed);
-    if (o->size > 1 && n_todo > 0) {
+    if (o->size > 1 && n_todo > 0 && !together) {
         st = dist_worst_status(st, err);
         if (!st && dist_allgather_doubles(mine, all, counts) != 0)
             st = tmap_fail(err, TMAP_ERR_IO, "could not gather %zu proxy values from the ranks", n_todo);
@@ -468,7 +478,7 @@ static enum tmap_status run_jobs(struct objective *o, struct job *jobs, size_t m
     }
     /* all holds rank 0's values, then rank 1's, ...: rank r's i-th is the
      * (r + i size)-th job to compute. */
-    for (size_t r = 0, at = 0; !st && r < (size_t)o->size; r++)
+    for (size_t r = 0, at = 0; !st && !together && r < (size_t)o->size; r++)
         for (size_t i = 0; i < counts[r]; i++)
             jobs[todo[r + i * (size_t)o->size]].value = all[at++];
     for (size_t t = 0; !st && o->rank == 0 && t < n_todo; t++) {

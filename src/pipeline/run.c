@@ -103,7 +103,7 @@ static char *config_json(const struct run_state *r)
     struct tmap_model_info mi;
     tmap_model_get_info(r->model, &mi);
     json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:f, s:s, s:I, s:b, s:I, "
-                          "s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f}, s:I, s:I}",
+                          "s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f, s:I}, s:I, s:I}",
                           "model", p->model.path, "model_fingerprint", mi.fingerprint, "model_description",
                           mi.description, "pool", p->pool_path, "val", p->val_path, "ratio", p->learn.select.ratio,
                           "select", tmap_select_mode_name(p->learn.select.mode), "drop",
@@ -113,6 +113,7 @@ static char *config_json(const struct run_state *r)
                           (json_int_t)p->learn.proxy.draws, "groups", (json_int_t)p->learn.proxy.groups,
                           "metric", tmap_metric_name(p->learn.proxy.metric), "ft_records", (json_int_t)p->learn.proxy.ft_records,
                           "ft_epochs", p->learn.proxy.ft_epochs, "ft_lr", (double)p->learn.proxy.ft_lr,
+                          "slices", (json_int_t)p->learn.proxy.slices,
                           "tiny_items", (json_int_t)r->tiny.n, "batch", (json_int_t)(p->learn.batch ? p->learn.batch : 1));
     char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(c);

@@ -9,6 +9,15 @@
 
 #include "tmap.h"
 
+/* Whether an evaluation can be shared among ranks: in-context, with more
+ * than one slice. */
+bool proxy_splits(const struct tmap_proxy *px);
+
+/* From now on, proxy_compute is a collective call: every rank makes it
+ * with the same arguments, scores its share of the slices, and gets the
+ * value (only when proxy_splits). */
+void proxy_set_collective(struct tmap_proxy *px, bool collective);
+
 /* The memoised value of this subset, if the proxy has a store and it is
  * there. */
 bool proxy_memo_get(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows, size_t n_rows,

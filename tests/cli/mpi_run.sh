@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `mpirun -np 2|3 tmap run`: selected.jsonl, scores.csv, weights.json,
 # tiny.jsonl and trace.csv (less its timing column) byte for byte those of
-# one process, with --batch 1 and 2, and the report written. Skipped (77) when
+# one process, and the report written. Skipped (77) when
 # tmap is built without MPI or mpirun is missing.
 . "$(dirname "$0")/lib.sh"
 
@@ -32,22 +32,6 @@ for np in 2 3; do
     expect_true same_outputs "np$np"
     # Rank 0 alone prints the summary table.
     expect_true test "$(grep -c '^weight search' "$WORK/.out")" -eq 1
-done
-
-# --batch 2: two candidates a round (kriging believer), shared among the
-# ranks; one process is the reference again. 9 evaluations: past the
-# initial design's 5 (4 indicators alone, equal weights).
-check "--batch 2, one process: the reference"
-rm -rf ref
-run "$TMAP" run "${common[@]}" --iters 9 --batch 2 --out ref
-expect_status 0
-expect_true grep -q '"batch": 2' ref/weights.json
-expect_true test "$(wc -l < ref/trace.csv)" -ge 10
-for np in 2 3; do
-    check "--batch 2 on $np ranks: the same outputs"
-    run mpi "$np" run "${common[@]}" --iters 9 --batch 2 --out "b$np"
-    expect_status 0
-    expect_true same_outputs "b$np"
 done
 
 finish
