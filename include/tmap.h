@@ -227,6 +227,10 @@ struct tmap_model_params {
     int32_t n_batch;      /* -b: tokens per llama_decode call */
     int32_t n_seq;        /* -np: sequences decoded side by side */
     bool    use_mmap;     /* false for training (the optimiser writes weights) */
+    /* The one GPU to run on (modulo the GPUs there are), -1 = llama.cpp's
+     * default (split over all). Under MPI the CLI gives each rank its local
+     * rank: one GPU per rank. No GPU: ignored. */
+    int32_t main_gpu;
 };
 
 TMAP_API struct tmap_model_params tmap_model_default_params(void);

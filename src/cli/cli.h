@@ -99,6 +99,7 @@ void cli_print_help(const struct cli_spec *spec);
     { "-c|--ctx-size", CLI_INT, &(mp).n_ctx, "N", "context per sequence (0 = from model, at most 4096)", 0, 1 << 20, NULL }, \
     { "-b|--batch-size", CLI_INT, &(mp).n_batch, "N", "tokens per llama_decode call", 1, 1 << 20, NULL }, \
     { "-ngl|--n-gpu-layers", CLI_INT, &(mp).n_gpu_layers, "N", "layers to offload to the GPU (-1 = all)", -1, 1 << 20, NULL }, \
+    { "--main-gpu", CLI_INT, &(mp).main_gpu, "I", "run on GPU I only (default: all; under MPI, the rank's local rank)", -1, 1 << 20, NULL }, \
     { "-np|--parallel", CLI_INT, &(mp).n_seq, "N", "sequences decoded side by side", 1, 256, NULL }
 
 /* --fields --on-error --rejects --max-record-bytes, filled into a pool's params. */

@@ -119,6 +119,9 @@ int cmd_run(int argc, char **argv)
     if (tmap_indicator_parse_list(indicators, &p.score.indicators, &err))
         return cli_report(&err);
     cli_learn_options_finish(&l);
+    /* One GPU per rank, by its rank on this host (harmless without GPUs). */
+    if (tmap_dist_size() > 1 && p.model.main_gpu < 0)
+        p.model.main_gpu = tmap_dist_local_rank();
     p.learn = l.learn;
     p.learn.on_eval = print_eval;
     p.tiny.mode = tiny_mode == 1 ? TMAP_TINY_RANDOM : TMAP_TINY_ANCHORS;

@@ -156,6 +156,9 @@ int cmd_score(int argc, char **argv)
     if (tmap_indicator_parse_list(o.indicators, &o.score.indicators, &err))
         return cli_report(&err);
     o.score.tmpl = (enum tmap_template)o.template_choice;
+    /* One GPU per rank, by its rank on this host (harmless without GPUs). */
+    if (tmap_dist_size() > 1 && o.model.main_gpu < 0)
+        o.model.main_gpu = tmap_dist_local_rank();
     rc = cli_data_options_finish(&o.data, o.pool_path);
     if (rc == 0)
         rc = run_score(&o);
