@@ -613,8 +613,9 @@ static enum tmap_status send_batch(struct scorer *sc, struct target *t, const st
     if (!buf)
         return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory sending a batch of %zu", n);
     struct wire_head *h = (struct wire_head *)buf;
-    if (computed)
+    if (computed && sc->err)
         h->err = *sc->err;
+    h->err.status = computed;
     h->n_tokens = tokens;
     h->n_decode_calls = calls;
     h->n = computed ? 0 : n;
