@@ -173,24 +173,27 @@ static int wait_request(MPI_Request *req)
 }
 #endif
 
-int dist_send(const void *buf, size_t n, int dest, int tag)
+int dist_send_start(const void *buf, size_t n, int dest, int tag, struct dist_pending *p)
 {
+    p->requests = NULL;
+    p->n_requests = 0;
 #ifdef TMAP_MPI
     if (!g_started)
         return -1;
-    /* The size first, then the bytes in pieces: the receiver allocates once. */
-    unsigned long long size = n;
-    MPI_Request req;
-    if (MPI_Isend(&size, 1, MPI_UNSIGNED_LONG_LONG, dest, tag, MPI_COMM_WORLD, &req) != MPI_SUCCESS ||
-        wait_request(&req) != 0)
+    /* The size, then the pieces: dist_recv's protocol. */
+    size_t pieces = (n + CHUNK - 1) / CHUNK;
+    MPI_Request *req = malloc((pieces + 1) * sizeof *req);
+    if (!req)
         return -1;
-    for (size_t at = 0; at < n; at += CHUNK) {
+    p->size = n;
+    int k = 0, rc = MPI_Isend(&p->size, 1, MPI_UNSIGNED_LONG_LONG, dest, tag, MPI_COMM_WORLD, &req[k++]);
+    for (size_t at = 0; rc == MPI_SUCCESS && at < n; at += CHUNK) {
         int len = (int)(n - at < CHUNK ? n - at : CHUNK);
-        if (MPI_Isend((const char *)buf + at, len, MPI_BYTE, dest, tag, MPI_COMM_WORLD, &req) != MPI_SUCCESS ||
-            wait_request(&req) != 0)
-            return -1;
+        rc = MPI_Isend((const char *)buf + at, len, MPI_BYTE, dest, tag, MPI_COMM_WORLD, &req[k++]);
     }
-    return 0;
+    p->requests = req;
+    p->n_requests = k;
+    return rc == MPI_SUCCESS ? 0 : -1;
 #else
     (void)buf;
     (void)n;
@@ -198,6 +201,21 @@ int dist_send(const void *buf, size_t n, int dest, int tag)
     (void)tag;
     return -1;
 #endif
+}
+
+int dist_send_wait(struct dist_pending *p)
+{
+    int rc = 0;
+#ifdef TMAP_MPI
+    MPI_Request *req = p->requests;
+    for (int k = 0; k < p->n_requests; k++)
+        if (wait_request(&req[k]) != 0)
+            rc = -1;
+#endif
+    free(p->requests);
+    p->requests = NULL;
+    p->n_requests = 0;
+    return rc;
 }
 
 int dist_recv(int src, int tag, void **buf, size_t *n)

@@ -25,9 +25,21 @@ int dist_size(void);
  * of any rank in a message); "" for a rank out of range. */
 const char *dist_host(int rank);
 
-/* Sends n bytes to rank dest. Blocking; the receiver posts dist_recv with
- * the same tag. Returns non-zero on failure. */
-int dist_send(const void *buf, size_t n, int dest, int tag);
+/* A send in flight (dist_send_start). It and the buffer sent must stay
+ * where they are, untouched, until dist_send_wait. */
+struct dist_pending {
+    void              *requests; /* MPI_Request[n_requests] */
+    int                n_requests;
+    unsigned long long size;     /* the first message: the size of the rest */
+};
+
+/* Starts sending n bytes to rank dest and returns at once: the sender
+ * computes on while the message waits for its receiver, which posts
+ * dist_recv with the same tag. Returns non-zero on failure. */
+int dist_send_start(const void *buf, size_t n, int dest, int tag, struct dist_pending *p);
+
+/* Waits for a started send (nothing when none is in flight). */
+int dist_send_wait(struct dist_pending *p);
 
 /* Receives the next message with this tag from rank src into a new buffer
  * (malloc'd; free it), whatever its size. */

@@ -107,6 +107,8 @@ struct scorer {
     struct tmap_score_stats stats;
     struct tmap_model_counters work_at_start;
     uint64_t remote_tokens, remote_calls; /* decoded by the other ranks (rank 0) */
+    struct dist_pending sending;          /* the last batch sent, in flight (ranks > 0) */
+    void   *send_buf;                     /* ... and its bytes */
     int     rank, size;                   /* 0 and 1 unless distributed */
     double  t0;
     struct tmap_error *err;
@@ -605,6 +607,18 @@ static int wire_tag(const struct target *t)
     return t->scores ? 1 : 2;
 }
 
+/* Waits for the batch in flight, if any, and frees it. */
+static enum tmap_status finish_sending(struct scorer *sc)
+{
+    int rc = dist_send_wait(&sc->sending);
+    free(sc->send_buf);
+    sc->send_buf = NULL;
+    if (rc != 0)
+        return tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
+                         dist_host(sc->rank));
+    return TMAP_OK;
+}
+
 static enum tmap_status send_batch(struct scorer *sc, struct target *t, const struct item *items, size_t n,
                                    enum tmap_status computed, uint64_t tokens, uint64_t calls)
 {
@@ -631,11 +645,16 @@ static enum tmap_status send_batch(struct scorer *sc, struct target *t, const st
         if (it->emb_done)
             memcpy(emb + i * (size_t)sc->dim, t->emb + it->row * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
     }
-    enum tmap_status st = TMAP_OK;
-    if (dist_send(buf, size, 0, wire_tag(t)) != 0)
+    /* One batch in flight: the rank computes its next batch while rank 0
+     * is still busy with its own, instead of waiting for it in lockstep. */
+    enum tmap_status st = finish_sending(sc);
+    if (!st && dist_send_start(buf, size, 0, wire_tag(t), &sc->sending) != 0)
         st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
                        dist_host(sc->rank));
-    free(buf);
+    if (st)
+        free(buf);
+    else
+        sc->send_buf = buf;
     return st;
 }
 
@@ -847,6 +866,10 @@ static enum tmap_status score_target(struct scorer *sc, struct target *t)
             failed = st;
         if (!failed && sc->rank == 0)
             report_progress(sc, t->stage, begin + count, n);
+    }
+    if (sc->rank != 0) {
+        enum tmap_status sent = finish_sending(sc);
+        failed = failed ? failed : sent;
     }
     free(rank_failed);
     free(t->first);
