@@ -76,6 +76,22 @@ TMAP_API const char *tmap_version(void);
 TMAP_API const char *tmap_build_info(void);
 
 /* ------------------------------------------------------------------------ */
+/* Distributed runs (MPI; docs/distributed.md)                              */
+/* ------------------------------------------------------------------------ */
+
+/* Joins the MPI job when tmap was built with MPI and this process was
+ * started by mpirun or srun; otherwise one rank, and MPI is never touched.
+ * Call once before anything else, and tmap_dist_finalize at exit. A call
+ * whose params say `distributed` is then collective: every rank makes it,
+ * with the same inputs, and gets the same result. */
+TMAP_API enum tmap_status tmap_dist_init(int *argc, char ***argv, struct tmap_error *err);
+TMAP_API void tmap_dist_finalize(void);
+TMAP_API bool tmap_dist_available(void); /* built with MPI */
+TMAP_API int  tmap_dist_rank(void);       /* 0 .. size-1 */
+TMAP_API int  tmap_dist_size(void);
+TMAP_API int  tmap_dist_local_rank(void); /* rank among this host's ranks: which GPU */
+
+/* ------------------------------------------------------------------------ */
 /* Data: a pool of instruction records                                      */
 /* ------------------------------------------------------------------------ */
 
@@ -211,6 +227,10 @@ struct tmap_model_params {
     int32_t n_batch;      /* -b: tokens per llama_decode call */
     int32_t n_seq;        /* -np: sequences decoded side by side */
     bool    use_mmap;     /* false for training (the optimiser writes weights) */
+    /* The one GPU to run on (modulo the GPUs there are), -1 = llama.cpp's
+     * default (split over all). Under MPI the CLI gives each rank its local
+     * rank: one GPU per rank. No GPU: ignored. */
+    int32_t main_gpu;
 };
 
 TMAP_API struct tmap_model_params tmap_model_default_params(void);
@@ -415,6 +435,7 @@ struct tmap_score_params {
     void               *progress_user_data;
     tmap_notice_fn      notice;        /* fallbacks and skipped samples */
     void               *notice_user_data;
+    bool                distributed;   /* share the batches among the MPI ranks (false) */
 };
 
 TMAP_API struct tmap_score_params tmap_score_default_params(void);
@@ -571,6 +592,12 @@ struct tmap_proxy_params {
     size_t                ft_records;   /* 64 */
     int32_t               ft_epochs;    /* 1 */
     float                 ft_lr;        /* 1e-4, tmap finetune's default */
+    /* In-context proxy: each group's items are decoded in this many slices
+     * apart (1), each with its own copy of the shared prefix. Under MPI the
+     * ranks share an evaluation's slices; a value depends on the number of
+     * slices (the sequences a decode call sees move the result by ~1e-6),
+     * never on the number of ranks. */
+    size_t                slices;
 };
 
 TMAP_API struct tmap_proxy_params tmap_proxy_default_params(void);
@@ -663,6 +690,8 @@ struct tmap_learn_params {
     struct tmap_proxy_params proxy;          /* default: random policy, 2 draws */
     size_t                   n_random;       /* baselines: random subsets of the selection's size (5) */
     size_t                   n_redraws;      /* baselines: fresh demonstration draws of the learned subset (4) */
+    size_t                   batch;          /* BO: candidates per round, kriging believer (1) */
+    bool                     distributed;    /* share proxy evaluations among the MPI ranks (false) */
     /* After every evaluation (reused = served from the memo, no budget). */
     void (*on_eval)(size_t i, const double *w, size_t d, double value, bool reused, void *user_data);
     void *on_eval_user_data;

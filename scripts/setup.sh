@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # (optional to the build: without it diversity is exact at any size).
 packages=(build-essential cmake pkg-config git ca-certificates npm
           libjansson-dev libxxhash-dev libcmocka-dev libsqlite3-dev libopenblas-dev libgsl-dev
-          libfaiss-dev)
+          libfaiss-dev libopenmpi-dev openmpi-bin)
 # chromium: tests/cli/report_browser.sh renders report.html headless.
 # sqlite3: tests/cli/kill_run.sh runs PRAGMA integrity_check on killed stores.
 test_packages=(chromium sqlite3)

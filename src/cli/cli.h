@@ -103,6 +103,7 @@ void cli_print_help(const struct cli_spec *spec);
     { "-c|--ctx-size", CLI_INT, &(mp).n_ctx, "N", "context per sequence (0 = from model, at most 4096)", 0, 1 << 20, NULL }, \
     { "-b|--batch-size", CLI_INT, &(mp).n_batch, "N", "tokens per llama_decode call", 1, 1 << 20, NULL }, \
     { "-ngl|--n-gpu-layers", CLI_INT, &(mp).n_gpu_layers, "N", "layers to offload to the GPU (-1 = all)", -1, 1 << 20, NULL }, \
+    { "--main-gpu", CLI_INT, &(mp).main_gpu, "I", "run on GPU I only (default: all; under MPI, the rank's local rank)", -1, 1 << 20, NULL }, \
     { "-np|--parallel", CLI_INT, &(mp).n_seq, "N", "sequences decoded side by side", 1, 256, NULL }
 
 /* --fields --on-error --rejects --max-record-bytes, filled into a pool's params. */
@@ -146,12 +147,14 @@ struct cli_learn_options {
 #define CLI_LEARN_OPTIONS(l)                                                                       \
     CLI_SELECT_OPTIONS((l).learn.select, (l).select), \
     { "--iters", CLI_SIZE, &(l).learn.iters, "N", "proxy evaluations the search may spend (default 30)", 1, 100000, NULL }, \
+    { "--batch", CLI_SIZE, &(l).learn.batch, "Q", "candidates per search round, shared among MPI ranks (default 1)", 1, 1024, NULL }, \
     { "--search", CLI_CHOICE, &(l).search, "bo|random|grid", "how weights are searched (default bo)", 0, 0, tmap_search_kind_names() }, \
     { "--signed", CLI_FLAG, &(l).learn.signed_weights, NULL, "also learn directions (weights on the L1 sphere)", 0, 0, NULL }, \
     { "--seed", CLI_U64, &(l).learn.seed, "S", "random seed (default 42)", 0, 0, NULL }, \
     { "-k", CLI_INT, &(l).learn.proxy.k, "K", "demonstrations per proxy prompt (default 8)", 1, 1000, NULL }, \
     { "--policy", CLI_CHOICE, &(l).policy, "top|random|knn", "how demonstrations are drawn (default random)", 0, 0, tmap_demo_policy_names() }, \
     { "--draws", CLI_SIZE, &(l).learn.proxy.draws, "M", "random policy and fine-tune proxy: draws averaged (default 2)", 1, 1000, NULL }, \
+    { "--proxy-slices", CLI_SIZE, &(l).learn.proxy.slices, "S", "decode each evaluation's tiny set in S slices, shared among MPI ranks (default 1)", 1, 4096, NULL }, \
     { "--groups", CLI_SIZE, &(l).learn.proxy.groups, "G", "random policy: tiny-set groups, each with its own demonstrations (default 1)", 1, 10000, NULL }, \
     { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, tmap_metric_names() }, \
     { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, tmap_proxy_kind_names() }, \

@@ -101,6 +101,7 @@ int cmd_run(int argc, char **argv)
         { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tmap_tiny_mode_names() },
         { "--judge", CLI_STRING, &p.judge_path, "GGUF", "rate quality/complexity with this model (default: the target)", 0, 0, NULL },
         { "--embed-model", CLI_STRING, &p.embed_path, "GGUF", "embeddings for diversity and relevance from this model (default: the target)", 0, 0, NULL },
+        { "--batch-samples", CLI_SIZE, &p.score.batch_samples, "N", "samples per stored batch; the unit ranks share (default 64)", 1, 1e6, NULL },
         { "--diverse", CLI_DOUBLE, &p.diversity_threshold, "SIM", "drop a sample more similar than SIM (cosine) to a kept one", 0, 1, NULL },
         CLI_LEARN_OPTIONS(l),
         CLI_DATA_OPTIONS(d),
@@ -120,6 +121,9 @@ int cmd_run(int argc, char **argv)
     if (tmap_indicator_parse_list(indicators, &p.score.indicators, &err))
         return cli_report(&err);
     cli_learn_options_finish(&l);
+    /* One GPU per rank, by its rank on this host (harmless without GPUs). */
+    if (tmap_dist_size() > 1 && p.model.main_gpu < 0)
+        p.model.main_gpu = tmap_dist_local_rank();
     p.learn = l.learn;
     p.score.tmpl = p.learn.proxy.tmpl; /* the target reads samples as the proxy lays them out */
     p.learn.on_eval = print_eval;
@@ -127,6 +131,8 @@ int cmd_run(int argc, char **argv)
     p.tiny.seed = p.learn.seed;
     p.score.notice = cli_notice;
     p.score.progress = cli_progress;
+    p.score.distributed = true;
+    p.learn.distributed = true;
     if ((rc = cli_data_options_finish(&d, p.pool_path)) != 0)
         return rc;
     p.pool = d.pool;
@@ -135,7 +141,8 @@ int cmd_run(int argc, char **argv)
     if (tmap_run(&p, &s, &err)) {
         rc = cli_report(&err);
     } else {
-        print_summary(&s, &p);
+        if (tmap_dist_rank() == 0)
+            print_summary(&s, &p);
         tmap_run_summary_free(&s);
     }
     tmap_backend_free();

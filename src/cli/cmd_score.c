@@ -88,17 +88,19 @@ static int run_score(struct score_options *o)
     struct loaded l = { 0 };
     tmap_backend_init(true);
     enum tmap_status st = load_inputs(o, &l, &err);
+    bool writer = tmap_dist_rank() == 0; /* the other ranks only compute */
     if (!st && o->dry_run) {
         struct tmap_score_plan plan;
-        st = tmap_score_plan(l.pool, l.model, &o->score, &plan, &err);
-        if (!st)
+        if (writer)
+            st = tmap_score_plan(l.pool, l.model, &o->score, &plan, &err);
+        if (!st && writer)
             print_plan(&plan);
     } else if (!st) {
         struct tmap_scores *scores = NULL;
         st = tmap_score(l.pool, l.model, &o->score, &scores, &err);
-        if (!st && o->extra_path)
+        if (!st && o->extra_path && writer)
             st = tmap_scores_merge_csv(scores, l.pool, o->extra_path, &err);
-        if (!st)
+        if (!st && writer)
             st = tmap_scores_write_csv(scores, l.pool, o->out_path, &err);
         if (!st)
             print_summary(scores, o->out_path);
@@ -118,6 +120,7 @@ int cmd_score(int argc, char **argv)
     o.score = tmap_score_default_params();
     o.score.notice = cli_notice;
     o.score.progress = cli_progress;
+    o.score.distributed = true;
     const struct cli_option options[] = {
         CLI_MODEL_OPTIONS(o.model),
         { "-d|--data", CLI_STRING, &o.pool_path, "FILE", "the pool to score (JSONL or JSON array)", 0, 0, NULL },
@@ -154,6 +157,9 @@ int cmd_score(int argc, char **argv)
     if (tmap_indicator_parse_list(o.indicators, &o.score.indicators, &err))
         return cli_report(&err);
     o.score.tmpl = (enum tmap_template)o.template_choice;
+    /* One GPU per rank, by its rank on this host (harmless without GPUs). */
+    if (tmap_dist_size() > 1 && o.model.main_gpu < 0)
+        o.model.main_gpu = tmap_dist_local_rank();
     rc = cli_data_options_finish(&o.data, o.pool_path);
     if (rc == 0)
         rc = run_score(&o);

@@ -53,7 +53,14 @@ int cli_run_subcommand(const char *group, const struct cli_subcommand *subs, siz
     return asked ? 0 : TMAP_ERR_USAGE;
 }
 
-int main(int argc, char **argv)
+/* Commands that share their work among MPI ranks; under mpirun the other
+ * commands run on rank 0 alone. */
+static bool distributed(const char *name)
+{
+    return strcmp(name, "score") == 0 || strcmp(name, "run") == 0;
+}
+
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         print_help();
@@ -66,9 +73,29 @@ int main(int argc, char **argv)
     }
     if (strcmp(name, "--version") == 0)
         name = "version";
+    if (tmap_dist_rank() > 0 && !distributed(name))
+        return 0;
     for (size_t i = 0; i < n_commands; i++)
         if (strcmp(commands[i].name, name) == 0)
             return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "tmap: '%s' is not a command; `tmap --help` lists them\n", name);
     return TMAP_ERR_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    /* Under mpirun or srun every rank runs this same command line; rank 0
+     * prints and writes the outputs, the others only compute (and report
+     * their own errors, prefixed by cli_report). */
+    struct tmap_error err = { 0 };
+    if (tmap_dist_init(&argc, &argv, &err) != TMAP_OK)
+        return cli_report(&err);
+    if (tmap_dist_rank() > 0) {
+        cli_quiet = true;
+        if (!freopen("/dev/null", "w", stdout))
+            fprintf(stderr, "tmap: rank %d: cannot silence stdout\n", tmap_dist_rank());
+    }
+    int rc = dispatch(argc, argv);
+    tmap_dist_finalize();
+    return rc;
 }

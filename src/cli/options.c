@@ -22,7 +22,10 @@ bool cli_quiet;
 
 int cli_report(const struct tmap_error *err)
 {
-    fprintf(stderr, "tmap: %s\n", err->message);
+    if (tmap_dist_size() > 1 && tmap_dist_rank() > 0)
+        fprintf(stderr, "tmap: rank %d: %s\n", tmap_dist_rank(), err->message);
+    else
+        fprintf(stderr, "tmap: %s\n", err->message);
     return err->status ? (int)err->status : 1;
 }
 

@@ -19,8 +19,22 @@
  *      killed run loses at most the batch in flight.
  * Diversity and relevance depend on the whole pool; they are computed at
  * the end from the embeddings (stored per sample) and never stored.
+ *
+ * Distributed (params.distributed under mpirun; docs/distributed.md):
+ * batch b goes to rank b % size, and every rank sends what it computed to
+ * rank 0, the one store writer, which takes the batches in pool order and
+ * stores each in its own transaction as above; a killed job loses only the
+ * batches in flight. Batches are the same rows at any number of ranks, so
+ * each llama_decode sees the same sequences and the values are the same
+ * bits as a single process's (a sample's log-probabilities move by ~1e-6
+ * with the other sequences of its decode call: model.h). For the same
+ * reason, a sample whose content already appeared in an earlier batch is
+ * never decoded again: its values are copied from that first row, so what
+ * a batch decodes depends on the store's state at the start only, not on
+ * how far the other ranks have got.
  */
 #include "util/clock.h"
+#include "dist/dist.h"
 #include "indicators/ann.h"
 #include "indicators/neighbors.h"
 #include "indicators/rating.h"
@@ -75,8 +89,13 @@ struct target {
     bool                    embed;  /* embeddings wanted */
     float                  *emb;    /* n x dim */
     bool                   *has_emb;
+    size_t                 *first;  /* per row: the first row with the same content */
+    uint32_t               *missing; /* distributed: per row, what rank 0's store lacks */
+    uint8_t                *flags;   /* ... and FLAG_* */
     const char             *stage;
 };
+
+enum { FLAG_WANT_EMB = 1, FLAG_COPY = 2 };
 
 struct scorer {
     const struct tmap_score_params *p;
@@ -89,6 +108,10 @@ struct scorer {
     int32_t dim;
     struct tmap_score_stats stats;
     struct tmap_model_counters work_at_start;
+    uint64_t remote_tokens, remote_calls; /* decoded by the other ranks (rank 0) */
+    struct dist_pending sending;          /* the last batch sent, in flight (ranks > 0) */
+    void   *send_buf;                     /* ... and its bytes */
+    int     rank, size;                   /* 0 and 1 unless distributed */
     double  t0;
     struct tmap_error *err;
 };
@@ -108,6 +131,8 @@ struct item {
     double             loss, loss_uncond;
     double             rating_lp[2][TMAP_RATING_LEVELS];
     bool               skipped;
+    bool               main_done; /* the main pass ran (its loss is stored) */
+    bool               copy;      /* same content as a row of an earlier batch */
 };
 
 static void notice(const struct scorer *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -173,8 +198,12 @@ static double *cell(struct target *t, size_t row, enum tmap_indicator ind)
     return &tmap_scores_column(t->scores, (size_t)ind)[row];
 }
 
-static void lookup_stored(struct scorer *sc, struct target *t, struct item *it)
+static void lookup_stored(struct scorer *sc, struct target *t, struct item *it, size_t batch_begin)
 {
+    if (t->first[it->row] < batch_begin) {
+        it->copy = true; /* finish_batch copies its values */
+        return;
+    }
     for (int j = 0; j < TMAP_IND_COUNT; j++) {
         if (!(t->mask & BIT(j) & PER_SAMPLE))
             continue;
@@ -235,7 +264,8 @@ static bool needs_main_pass(const struct scorer *sc, const struct item *it)
 static enum tmap_status prepare_item(struct scorer *sc, struct item *it)
 {
     enum tmap_status st = TMAP_OK;
-    if (needs_main_pass(sc, it))
+    it->main_done = needs_main_pass(sc, it);
+    if (it->main_done)
         st = tokenize_sample(sc->model, sc->tmpl, &it->s, &it->prompt, &it->n_prompt, &it->response,
                              &it->n_response, sc->err);
     for (int r = 0; r < 2 && !st; r++) {
@@ -379,7 +409,7 @@ static enum tmap_status run_list(struct scorer *sc, struct tmap_model *model, st
 }
 
 /* Turns pass results into indicator values. */
-static void derive_values(struct scorer *sc, struct target *t, struct item *it)
+static void derive_values(struct target *t, struct item *it)
 {
     if (it->missing & BIT(TMAP_IND_LOSS))
         *cell(t, it->row, TMAP_IND_LOSS) = it->loss;
@@ -395,11 +425,6 @@ static void derive_values(struct scorer *sc, struct target *t, struct item *it)
     it->computed |= it->missing & (MAIN_PASS | RATINGS);
     if (it->emb_done)
         t->has_emb[it->row] = true;
-    if (it->skipped) {
-        sc->stats.n_skipped++;
-        notice(sc, "%s:%zu: sample %s: %d response tokens do not fit the context; its model indicators are left empty",
-               tmap_pool_path(t->pool), it->rec.line, it->rec.id, it->n_response);
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -409,7 +434,7 @@ static void derive_values(struct scorer *sc, struct target *t, struct item *it)
 /* Did this batch compute anything for the item that the store lacks? */
 static bool it_has_news(const struct item *it)
 {
-    return it->computed || it->emb_done || it->prompt;
+    return it->computed || it->emb_done || it->main_done;
 }
 
 static enum tmap_status store_item(struct scorer *sc, struct target *t, const struct item *it)
@@ -423,7 +448,7 @@ static enum tmap_status store_item(struct scorer *sc, struct target *t, const st
     }
     /* The main pass's loss is kept even when only ifd was asked for: a
      * NaN there is how a rerun knows the sample does not fit. */
-    if (!st && it->prompt && !(it->computed & BIT(TMAP_IND_LOSS)))
+    if (!st && it->main_done && !(it->computed & BIT(TMAP_IND_LOSS)))
         st = tmap_store_put_value(sc->store, sc->key_model, it->rec.hash, "loss", it->loss, sc->err);
     if (!st && it->emb_done)
         st = tmap_store_put_embedding(sc->store, sc->key_embed, it->rec.hash,
@@ -487,16 +512,22 @@ static enum tmap_status load_items(struct scorer *sc, struct target *t, size_t b
         enum tmap_status st = tmap_pool_sample(t->pool, it->row, &it->s, sc->err);
         if (st)
             return st;
-        lookup_stored(sc, t, it);
+        if (t->missing) {
+            it->missing = t->missing[it->row];
+            it->want_emb = t->flags[it->row] & FLAG_WANT_EMB;
+            it->copy = t->flags[it->row] & FLAG_COPY;
+        } else {
+            lookup_stored(sc, t, it, begin);
+        }
     }
     return TMAP_OK;
 }
 
-static enum tmap_status score_batch(struct scorer *sc, struct target *t, size_t begin, size_t n)
+/* Loads, computes and (for the computing rank) fills in one batch; the
+ * items keep what finish_batch and the store need. */
+static enum tmap_status compute_batch(struct scorer *sc, struct target *t, size_t begin, struct item *items,
+                                      size_t n)
 {
-    struct item *items = calloc(n, sizeof *items);
-    if (!items)
-        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
     enum tmap_status st = load_items(sc, t, begin, items, n);
     for (size_t i = 0; i < n && !st; i++) {
         if (t->scores)
@@ -506,19 +537,224 @@ static enum tmap_status score_batch(struct scorer *sc, struct target *t, size_t 
     if (!st)
         st = model_work(sc, t, items, n);
     for (size_t i = 0; i < n && !st; i++)
-        derive_values(sc, t, &items[i]);
-    if (!st)
-        st = store_batch(sc, t, items, n);
-    for (size_t i = 0; i < n; i++) {
-        if (t->scores) {
-            bool news = it_has_news(&items[i]);
-            sc->stats.n_computed += news;
-            sc->stats.n_from_store += !news;
-        }
-        free_item(&items[i]);
-    }
-    free(items);
+        derive_values(t, &items[i]);
     return st;
+}
+
+/* Values of a row that repeats an earlier row's content: that row's. */
+static void copy_first(struct scorer *sc, struct target *t, const struct item *it)
+{
+    size_t from = t->first[it->row];
+    for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
+        if (t->mask & BIT(j) & PER_SAMPLE)
+            *cell(t, it->row, (enum tmap_indicator)j) = *cell(t, from, (enum tmap_indicator)j);
+    if (t->embed && t->has_emb[from]) {
+        memcpy(t->emb + it->row * (size_t)sc->dim, t->emb + from * (size_t)sc->dim, (size_t)sc->dim * sizeof *t->emb);
+        t->has_emb[it->row] = true;
+    }
+}
+
+/* Rank 0's side of a batch, computed here or received: copies, notices,
+ * counts, and the store transaction. */
+static enum tmap_status finish_batch(struct scorer *sc, struct target *t, struct item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = &items[i];
+        if (it->copy)
+            copy_first(sc, t, it);
+        if (it->skipped) {
+            sc->stats.n_skipped++;
+            notice(sc, "%s:%zu: sample %s: %d response tokens do not fit the context; its model indicators are left empty",
+                   tmap_pool_path(t->pool), it->rec.line, it->rec.id, it->n_response);
+        }
+    }
+    enum tmap_status st = store_batch(sc, t, items, n);
+    for (size_t i = 0; i < n && t->scores; i++) {
+        bool news = it_has_news(&items[i]);
+        sc->stats.n_computed += news;
+        sc->stats.n_from_store += !news;
+    }
+    return st;
+}
+
+static struct tmap_model_counters work_so_far(const struct scorer *sc);
+
+/* ------------------------------------------------------------------------ */
+/* Batches between ranks                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* What a rank sends rank 0 for one batch: a head, n wire items, then n
+ * embeddings of dim floats (zeros where none was computed). Both ends are
+ * this same binary, so the structs travel as they are. */
+struct wire_head {
+    struct tmap_error err; /* status TMAP_OK, or why the batch failed */
+    uint64_t          n_tokens, n_decode_calls;
+    uint64_t          n;
+};
+
+struct wire_item {
+    double   values[TMAP_IND_COUNT];
+    double   loss;
+    uint32_t computed;
+    int32_t  n_response;
+    uint8_t  emb_done, main_done, skipped, copy;
+};
+
+static size_t wire_size(const struct scorer *sc, size_t n)
+{
+    return sizeof(struct wire_head) + n * (sizeof(struct wire_item) + (size_t)sc->dim * sizeof(float));
+}
+
+/* Batch messages are tagged by target, so the validation set's never
+ * match the pool's. */
+static int wire_tag(const struct target *t)
+{
+    return t->scores ? 1 : 2;
+}
+
+/* Waits for the batch in flight, if any, and frees it. */
+static enum tmap_status finish_sending(struct scorer *sc)
+{
+    int rc = dist_send_wait(&sc->sending);
+    free(sc->send_buf);
+    sc->send_buf = NULL;
+    if (rc != 0)
+        return tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
+                         dist_host(sc->rank));
+    return TMAP_OK;
+}
+
+static enum tmap_status send_batch(struct scorer *sc, struct target *t, const struct item *items, size_t n,
+                                   enum tmap_status computed, uint64_t tokens, uint64_t calls)
+{
+    size_t size = wire_size(sc, computed ? 0 : n);
+    char *buf = calloc(1, size);
+    if (!buf)
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory sending a batch of %zu", n);
+    struct wire_head *h = (struct wire_head *)buf;
+    if (computed && sc->err)
+        h->err = *sc->err;
+    h->err.status = computed;
+    h->n_tokens = tokens;
+    h->n_decode_calls = calls;
+    h->n = computed ? 0 : n;
+    struct wire_item *w = (struct wire_item *)(h + 1);
+    float *emb = (float *)(w + h->n);
+    for (size_t i = 0; i < h->n; i++) {
+        const struct item *it = &items[i];
+        w[i] = (struct wire_item){ .loss = it->loss, .computed = it->computed, .n_response = it->n_response,
+                                   .emb_done = it->emb_done, .main_done = it->main_done, .skipped = it->skipped,
+                                   .copy = it->copy };
+        for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
+            w[i].values[j] = *cell(t, it->row, (enum tmap_indicator)j);
+        if (it->emb_done)
+            memcpy(emb + i * (size_t)sc->dim, t->emb + it->row * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
+    }
+    /* One batch in flight: the rank computes its next batch while rank 0
+     * is still busy with its own, instead of waiting for it in lockstep. */
+    enum tmap_status st = finish_sending(sc);
+    if (!st && dist_send_start(buf, size, 0, wire_tag(t), &sc->sending) != 0)
+        st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
+                       dist_host(sc->rank));
+    if (st)
+        free(buf);
+    else
+        sc->send_buf = buf;
+    return st;
+}
+
+/* Rank 0 takes a batch from its owner into the table and the items; a
+ * failed batch comes back as its rank's error. */
+static enum tmap_status receive_batch(struct scorer *sc, struct target *t, int owner, size_t begin,
+                                      struct item *items, size_t n)
+{
+    void *buf;
+    size_t size;
+    if (dist_recv(owner, wire_tag(t), &buf, &size) != 0)
+        return tmap_fail(sc->err, TMAP_ERR_IO, "no batch from rank %d (%s)", owner, dist_host(owner));
+    const struct wire_head *h = buf;
+    enum tmap_status st = TMAP_OK;
+    if (size < sizeof *h || (h->err.status == TMAP_OK && size != wire_size(sc, n)))
+        st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) sent %zu bytes for a batch of %zu", owner,
+                       dist_host(owner), size, n);
+    else if (h->err.status != TMAP_OK)
+        st = tmap_fail(sc->err, h->err.status, "rank %d (%s): %s", owner, dist_host(owner), h->err.message);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    sc->remote_tokens += h->n_tokens;
+    sc->remote_calls += h->n_decode_calls;
+    const struct wire_item *w = (const struct wire_item *)(h + 1);
+    const float *emb = (const float *)(w + n);
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = &items[i];
+        it->row = begin + i;
+        tmap_pool_record(t->pool, it->row, &it->rec);
+        it->loss = w[i].loss;
+        it->computed = w[i].computed;
+        it->n_response = w[i].n_response;
+        it->emb_done = w[i].emb_done;
+        it->main_done = w[i].main_done;
+        it->skipped = w[i].skipped;
+        it->copy = w[i].copy;
+        /* Only what the owner computed: rank 0 read the stored values
+         * itself (plan_missing), and copies come from their first row. */
+        for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
+            if (it->computed & BIT(j))
+                *cell(t, it->row, (enum tmap_indicator)j) = w[i].values[j];
+        if (w[i].emb_done) {
+            memcpy(t->emb + it->row * (size_t)sc->dim, emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
+            t->has_emb[it->row] = true;
+        }
+    }
+    free(buf);
+    return TMAP_OK;
+}
+
+/* One batch, as this rank's part of it: compute it (the owner), receive it
+ * (rank 0, from another owner), store it (rank 0). Once a batch has failed,
+ * `failed` says so: rank 0 still takes every batch the other ranks send,
+ * so that none of them waits forever on a send, and stores nothing more. */
+static enum tmap_status score_batch(struct scorer *sc, struct target *t, size_t b, size_t begin, size_t n,
+                                    bool *rank_failed, enum tmap_status failed)
+{
+    int owner = (int)(b % (size_t)sc->size);
+    if (sc->rank != 0 && (owner != sc->rank || failed))
+        return failed;
+    if (sc->rank == 0 && owner != 0 && rank_failed[owner])
+        return failed;
+    if (sc->rank == 0 && owner == 0 && failed)
+        return failed;
+    struct item *items = calloc(n, sizeof *items);
+    if (!items)
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
+    enum tmap_status st;
+    if (owner == sc->rank) {
+        struct tmap_model_counters before = work_so_far(sc);
+        st = compute_batch(sc, t, begin, items, n);
+        if (sc->rank != 0) {
+            struct tmap_model_counters after = work_so_far(sc);
+            enum tmap_status sent = send_batch(sc, t, items, n, st, after.n_tokens_decoded - before.n_tokens_decoded,
+                                               after.n_decode_calls - before.n_decode_calls);
+            st = st ? st : sent;
+        }
+    } else {
+        /* While draining after a failure, the first error is the one kept. */
+        struct tmap_error scratch, *keep = sc->err;
+        if (failed)
+            sc->err = &scratch;
+        st = receive_batch(sc, t, owner, begin, items, n);
+        sc->err = keep;
+        if (st)
+            rank_failed[owner] = true;
+    }
+    if (sc->rank == 0 && !st && !failed)
+        st = finish_batch(sc, t, items, n);
+    for (size_t i = 0; i < n; i++)
+        free_item(&items[i]);
+    free(items);
+    return failed ? failed : st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -552,17 +788,102 @@ static void report_progress(struct scorer *sc, const char *stage, size_t done, s
     sc->p->progress(&pr, sc->p->progress_user_data);
 }
 
+struct hashed_row {
+    uint8_t hash[16];
+    size_t  row;
+};
+
+static int compare_hashed_rows(const void *a, const void *b)
+{
+    const struct hashed_row *x = a, *y = b;
+    int c = memcmp(x->hash, y->hash, sizeof x->hash);
+    return c ? c : (x->row > y->row) - (x->row < y->row);
+}
+
+/* t->first: for each row, the first row with the same content hash. */
+static enum tmap_status index_copies(struct scorer *sc, struct target *t)
+{
+    size_t n = tmap_pool_size(t->pool);
+    struct hashed_row *order = malloc((n ? n : 1) * sizeof *order);
+    t->first = malloc((n ? n : 1) * sizeof *t->first);
+    if (!order || !t->first) {
+        free(order);
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory indexing %zu samples", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(t->pool, i, &rec);
+        memcpy(order[i].hash, rec.hash, sizeof rec.hash);
+        order[i].row = i;
+    }
+    qsort(order, n, sizeof *order, compare_hashed_rows);
+    for (size_t k = 0, first = 0; k < n; k++) {
+        if (k == 0 || memcmp(order[k - 1].hash, order[k].hash, sizeof order[k].hash) != 0)
+            first = order[k].row;
+        t->first[order[k].row] = first;
+    }
+    free(order);
+    return TMAP_OK;
+}
+
+/* Distributed: rank 0 reads what the store holds for every row, once,
+ * before any batch (its table gets the stored values), and tells every
+ * rank what is missing. The other ranks never open the store, which then
+ * only has to be reachable from rank 0's host; and what a batch computes
+ * depends on the store at the start alone. */
+static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
+{
+    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    t->missing = calloc(n ? n : 1, sizeof *t->missing);
+    t->flags = calloc(n ? n : 1, sizeof *t->flags);
+    enum tmap_status st = t->missing && t->flags ? TMAP_OK
+                                                 : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory planning %zu samples", n);
+    for (size_t i = 0; i < n && !st && sc->rank == 0; i++) {
+        struct item it = { .row = i };
+        tmap_pool_record(t->pool, i, &it.rec);
+        lookup_stored(sc, t, &it, i - i % b);
+        t->missing[i] = it.missing;
+        t->flags[i] = (uint8_t)((it.want_emb ? FLAG_WANT_EMB : 0) | (it.copy ? FLAG_COPY : 0));
+    }
+    st = dist_share_status(st, sc->err, 0);
+    if (!st && (dist_bcast(t->missing, n * sizeof *t->missing, 0) != 0 ||
+                dist_bcast(t->flags, n * sizeof *t->flags, 0) != 0))
+        st = tmap_fail(sc->err, TMAP_ERR_IO, "could not share the plan of %zu samples among the ranks", n);
+    return st;
+}
+
 static enum tmap_status score_target(struct scorer *sc, struct target *t)
 {
     size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
-    for (size_t begin = 0; begin < n; begin += b) {
+    bool *rank_failed = calloc((size_t)sc->size, sizeof *rank_failed);
+    enum tmap_status failed = rank_failed ? index_copies(sc, t)
+                                          : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %d ranks", sc->size);
+    if (sc->size > 1)
+        failed = dist_worst_status(failed, sc->err);
+    if (sc->size > 1 && !failed)
+        failed = plan_missing(sc, t);
+    /* Every rank walks every batch even after a failure (score_batch): the
+     * others' messages must be taken. One process just stops. */
+    for (size_t k = 0, begin = 0; begin < n && !(failed && sc->size == 1); k++, begin += b) {
         size_t count = n - begin < b ? n - begin : b;
-        enum tmap_status st = score_batch(sc, t, begin, count);
-        if (st)
-            return st;
-        report_progress(sc, t->stage, begin + count, n);
+        enum tmap_status st = score_batch(sc, t, k, begin, count, rank_failed, failed);
+        if (st && !failed)
+            failed = st;
+        if (!failed && sc->rank == 0)
+            report_progress(sc, t->stage, begin + count, n);
     }
-    return TMAP_OK;
+    if (sc->rank != 0) {
+        enum tmap_status sent = finish_sending(sc);
+        failed = failed ? failed : sent;
+    }
+    free(rank_failed);
+    free(t->first);
+    free(t->missing);
+    free(t->flags);
+    t->first = NULL;
+    t->missing = NULL;
+    t->flags = NULL;
+    return sc->size > 1 ? dist_share_status(failed, sc->err, 0) : failed;
 }
 
 /* Rows with an embedding, packed, and where each came from. When every row
@@ -670,12 +991,23 @@ static enum tmap_status check_score_params(const struct tmap_score_params *p, st
     return TMAP_OK;
 }
 
+/* Rank 0 alone opens the store: one store, one writer (plan_missing). */
+static enum tmap_status open_store(struct scorer *sc)
+{
+    enum tmap_status st = TMAP_OK;
+    if (sc->rank == 0)
+        st = tmap_store_open(sc->p->store_path, &sc->store, sc->err);
+    return sc->size > 1 ? dist_share_status(st, sc->err, 0) : st;
+}
+
 static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
-                                    const struct tmap_score_params *p, struct tmap_error *err)
+                                    const struct tmap_score_params *p, bool distributed, struct tmap_error *err)
 {
     memset(sc, 0, sizeof *sc);
     sc->p = p;
     sc->err = err;
+    sc->size = distributed ? dist_size() : 1;
+    sc->rank = distributed ? dist_rank() : 0;
     sc->model = model;
     sc->judge = p->judge ? p->judge : model;
     sc->embedder = p->embedder ? p->embedder : model;
@@ -685,14 +1017,30 @@ static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
     if (p->tmpl == TMAP_TEMPLATE_CHAT && sc->tmpl != TMAP_TEMPLATE_CHAT)
         notice(sc, "the model has no chat template: samples are read with the plain template");
     enum tmap_status st = check_score_params(p, err);
+    if (sc->size > 1)
+        st = dist_share_status(st, err, 0);
     if (!st && p->store_path)
-        st = tmap_store_open(p->store_path, &sc->store, err);
+        st = open_store(sc);
     if (!st && (p->indicators & RATINGS)) {
         st = tmap_rater_init(&sc->rater, sc->judge, err);
         if (!st && !sc->rater.chat)
             notice(sc, "the judge model has no chat template: quality and complexity use a plain rating prompt");
     }
     return st;
+}
+
+/* Rank 0's table and counts, on every rank (a collective: every rank
+ * calls it, whatever its status). */
+static enum tmap_status share_table(struct scorer *sc, struct tmap_scores *scores, enum tmap_status st)
+{
+    st = dist_share_status(st, sc->err, 0);
+    if (st)
+        return st;
+    size_t n = tmap_scores_n_rows(scores);
+    if (dist_bcast(tmap_scores_column(scores, 0), n * TMAP_IND_COUNT * sizeof(double), 0) != 0 ||
+        dist_bcast(&sc->stats, sizeof sc->stats, 0) != 0)
+        return tmap_fail(sc->err, TMAP_ERR_IO, "could not share the scores of %zu samples among the ranks", n);
+    return TMAP_OK;
 }
 
 static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *pool,
@@ -717,8 +1065,12 @@ static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *poo
         st = score_target(sc, &tp);
     if (!st && relevance)
         st = score_target(sc, &tv);
-    if (!st && tp.embed)
+    /* Rank 0 holds every batch's values now: it alone finds the
+     * neighbours, then every rank gets the finished table. */
+    if (!st && tp.embed && sc->rank == 0)
         st = neighbour_indicators(sc, &tp, relevance ? &tv : NULL);
+    if (sc->size > 1)
+        st = share_table(sc, scores, st);
     free(tp.emb);
     free(tp.has_emb);
     free(tv.emb);
@@ -732,7 +1084,7 @@ enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *mod
 {
     *out = NULL;
     struct scorer sc;
-    enum tmap_status st = open_scorer(&sc, model, p, err);
+    enum tmap_status st = open_scorer(&sc, model, p, p->distributed, err);
     struct tmap_scores *scores = st ? NULL : tmap_scores_create(tmap_pool_size(pool));
     if (!st && !scores)
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the scores of %zu samples", tmap_pool_size(pool));
@@ -745,9 +1097,14 @@ enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *mod
         return st;
     }
     sc.stats.n_samples = tmap_pool_size(pool);
+    /* Rank 0 counts every rank's decoding (sent with each batch). */
     struct tmap_model_counters work = work_so_far(&sc);
-    sc.stats.n_tokens = work.n_tokens_decoded - sc.work_at_start.n_tokens_decoded;
-    sc.stats.n_decode_calls = work.n_decode_calls - sc.work_at_start.n_decode_calls;
+    sc.stats.n_tokens = work.n_tokens_decoded - sc.work_at_start.n_tokens_decoded + sc.remote_tokens;
+    sc.stats.n_decode_calls = work.n_decode_calls - sc.work_at_start.n_decode_calls + sc.remote_calls;
+    if (sc.size > 1) {
+        dist_bcast(&sc.stats.n_tokens, sizeof sc.stats.n_tokens, 0);
+        dist_bcast(&sc.stats.n_decode_calls, sizeof sc.stats.n_decode_calls, 0);
+    }
     sc.stats.seconds = tmap_now_seconds() - sc.t0;
     scores->stats = sc.stats;
     *out = scores;
@@ -817,6 +1174,8 @@ static enum tmap_status plan_target(struct scorer *sc, struct target *t, bool ca
 {
     size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
     enum tmap_status st = t->embed ? alloc_embeddings(sc, t) : TMAP_OK;
+    if (!st)
+        st = index_copies(sc, t);
     for (size_t begin = 0; begin < n && !st; begin += b) {
         size_t count = n - begin < b ? n - begin : b;
         struct item *items = calloc(count, sizeof *items);
@@ -834,8 +1193,10 @@ static enum tmap_status plan_target(struct scorer *sc, struct target *t, bool ca
     }
     free(t->emb);
     free(t->has_emb);
+    free(t->first);
     t->emb = NULL;
     t->has_emb = NULL;
+    t->first = NULL;
     return st;
 }
 
@@ -845,7 +1206,7 @@ enum tmap_status tmap_score_plan(const struct tmap_pool *pool, struct tmap_model
 {
     memset(plan, 0, sizeof *plan);
     struct scorer sc;
-    enum tmap_status st = open_scorer(&sc, model, p, err);
+    enum tmap_status st = open_scorer(&sc, model, p, false, err);
     size_t n = tmap_pool_size(pool);
     struct tmap_scores *scores = st ? NULL : tmap_scores_create(n);
     if (!st && !scores)
@@ -882,7 +1243,7 @@ enum tmap_status tmap_embed_pool(const struct tmap_pool *pool, struct tmap_model
     p.store_path = store_path;
     p.tmpl = tmpl;
     struct scorer sc;
-    enum tmap_status st = open_scorer(&sc, model, &p, err);
+    enum tmap_status st = open_scorer(&sc, model, &p, false, err);
     struct target t = { .pool = pool, .embed = true, .stage = "embedding" };
     if (!st)
         st = alloc_embeddings(&sc, &t);

@@ -9,8 +9,19 @@
  * selected rows, and ask the proxy with demonstrations drawn from that
  * subset. A w whose subset was already judged reuses that value and spends
  * no budget; so does a value the proxy's own memo serves.
+ *
+ * Distributed (params.distributed under mpirun; docs/distributed.md):
+ * every rank runs the same search; the proxy evaluations of a batch (the
+ * search's q candidates, the random baselines, the redraws) are shared out,
+ * the t-th to compute going to rank t % size, and every rank gets every
+ * value, so every rank takes the same next step. Rank 0 alone reads and
+ * writes the proxy memo in the store. A value depends only on its subset,
+ * draws and seed, never on the rank that computed it: the result for a
+ * given q is the same at any number of ranks.
  */
+#include "dist/dist.h"
 #include "indicators/scores.h"
+#include "proxy/proxy.h"
 #include "search/search.h"
 #include "select/rank.h"
 #include "util/error.h"
@@ -36,7 +47,7 @@ struct tmap_learn_params tmap_learn_default_params(void)
 {
     struct tmap_learn_params p = {
         .select = tmap_select_default_params(), .search = TMAP_SEARCH_BO, .iters = 30, .seed = 42,
-        .proxy = tmap_proxy_default_params(), .n_random = 5, .n_redraws = 4,
+        .proxy = tmap_proxy_default_params(), .n_random = 5, .n_redraws = 4, .batch = 1,
     };
     /* Random draws look at the whole subset; the top k would judge only its
      * first eight samples, which many weightings share. */
@@ -401,7 +412,90 @@ struct objective {
     size_t                          n_memo;
     uint64_t                       *hashes; /* per evaluation, for the trace */
     size_t                          n_evals, cap_evals;
+    int                             rank, size; /* 0 and 1 unless distributed */
 };
+
+/* One proxy evaluation to make: a subset, the scores that order it, and
+ * the proxy's seed for its draws. */
+struct job {
+    const size_t *rows;
+    size_t        k;
+    const double *s;
+    uint64_t      seed;
+    double        value;
+};
+
+/* Values for m jobs: rank 0's memo first, then the rest computed, shared
+ * out among the ranks and gathered on every rank, then memoised by rank 0.
+ * One process does the same with one rank. */
+static enum tmap_status run_jobs(struct objective *o, struct job *jobs, size_t m, struct tmap_error *err)
+{
+    uint64_t seed = tmap_proxy_seed(o->proxy);
+    uint8_t *known = calloc(m ? m : 1, 1);
+    size_t *todo = malloc((m ? m : 1) * sizeof *todo), *counts = calloc((size_t)o->size, sizeof *counts);
+    double *mine = malloc((m ? m : 1) * sizeof *mine), *all = malloc((m ? m : 1) * sizeof *all);
+    enum tmap_status st = known && todo && counts && mine && all ? TMAP_OK
+                                                                 : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    st = o->size > 1 ? dist_worst_status(st, err) : st;
+    for (size_t j = 0; !st && o->rank == 0 && j < m; j++) {
+        tmap_proxy_set_seed(o->proxy, jobs[j].seed);
+        known[j] = proxy_memo_get(o->proxy, o->pool, jobs[j].rows, jobs[j].k, jobs[j].s, &jobs[j].value);
+    }
+    for (size_t j = 0; !st && o->size > 1 && j < m; j++) {
+        dist_bcast(&known[j], 1, 0);
+        if (known[j])
+            dist_bcast(&jobs[j].value, sizeof jobs[j].value, 0);
+    }
+    size_t n_todo = 0, n_mine = 0;
+    for (size_t j = 0; !st && j < m; j++)
+        if (!known[j])
+            todo[n_todo++] = j;
+    /* Fewer evaluations than ranks: each is computed by all the ranks
+     * together, slice by slice, when the proxy has slices to share. */
+    bool together = o->size > 1 && n_todo < (size_t)o->size && proxy_splits(o->proxy);
+    proxy_set_collective(o->proxy, together);
+    for (size_t t = 0; !st && together && t < n_todo; t++) {
+        struct job *jb = &jobs[todo[t]];
+        tmap_proxy_set_seed(o->proxy, jb->seed);
+        st = proxy_compute(o->proxy, o->pool, jb->rows, jb->k, jb->s, &jb->value, NULL, err);
+    }
+    proxy_set_collective(o->proxy, false);
+    for (size_t t = 0; !st && !together && t < n_todo; t++) {
+        counts[t % (size_t)o->size]++;
+        if ((int)(t % (size_t)o->size) != o->rank)
+            continue;
+        struct job *jb = &jobs[todo[t]];
+        tmap_proxy_set_seed(o->proxy, jb->seed);
+        st = proxy_compute(o->proxy, o->pool, jb->rows, jb->k, jb->s, &mine[n_mine++], NULL, err);
+    }
+    tmap_proxy_set_seed(o->proxy, seed);
+    if (o->size > 1 && n_todo > 0 && !together) {
+        st = dist_worst_status(st, err);
+        if (!st && dist_allgather_doubles(mine, all, counts) != 0)
+            st = tmap_fail(err, TMAP_ERR_IO, "could not gather %zu proxy values from the ranks", n_todo);
+    } else {
+        memcpy(all, mine, n_mine * sizeof *all);
+    }
+    /* all holds rank 0's values, then rank 1's, ...: rank r's i-th is the
+     * (r + i size)-th job to compute. */
+    for (size_t r = 0, at = 0; !st && !together && r < (size_t)o->size; r++)
+        for (size_t i = 0; i < counts[r]; i++)
+            jobs[todo[r + i * (size_t)o->size]].value = all[at++];
+    for (size_t t = 0; !st && o->rank == 0 && t < n_todo; t++) {
+        struct job *jb = &jobs[todo[t]];
+        tmap_proxy_set_seed(o->proxy, jb->seed);
+        st = proxy_memo_put(o->proxy, o->pool, jb->rows, jb->k, jb->s, jb->value, err);
+    }
+    tmap_proxy_set_seed(o->proxy, seed);
+    if (o->size > 1)
+        st = dist_share_status(st, err, 0);
+    free(known);
+    free(todo);
+    free(counts);
+    free(mine);
+    free(all);
+    return st;
+}
 
 static bool remember_hash(struct objective *o, uint64_t h)
 {
@@ -417,35 +511,81 @@ static bool remember_hash(struct objective *o, uint64_t h)
     return true;
 }
 
+static struct memo_entry *find_memo(struct objective *o, uint64_t h)
+{
+    for (size_t i = 0; i < o->n_memo; i++)
+        if (o->memo[i].hash == h)
+            return &o->memo[i];
+    return NULL;
+}
+
+/* The search's q candidates (w is q x d): each selects its subset; a
+ * subset judged before (in this search or earlier in the batch) reuses its
+ * value and spends no budget; the rest go to run_jobs. A value from the
+ * store's memo (an earlier or killed run) still counts against the budget:
+ * a rerun must search exactly as far as the first run did, or a warm store
+ * would change the weights it learns. */
+static enum tmap_status evaluate_batch(const double *w, size_t q, size_t d, void *ud, double *values, bool *reused,
+                                       struct tmap_error *err)
+{
+    struct objective *o = ud;
+    size_t n = o->n ? o->n : 1;
+    double *s = malloc(q * n * sizeof *s);
+    size_t *rows = malloc(q * n * sizeof *rows), *same = malloc(q * sizeof *same);
+    uint64_t *h = malloc(q * sizeof *h);
+    struct job *jobs = calloc(q, sizeof *jobs);
+    size_t m = 0;
+    enum tmap_status st = s && rows && same && h && jobs ? TMAP_OK
+                                                         : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
+    for (size_t j = 0; !st && j < q; j++) {
+        double *sj = s + j * n;
+        size_t *rj = rows + j * n;
+        tmap_combine(o->u, o->n, d, w + j * d, sj);
+        size_t k = choose_rows(&o->ch, sj, rj);
+        h[j] = tmap_subset_hash(rj, k);
+        if (!remember_hash(o, h[j]))
+            st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
+        struct memo_entry *e = find_memo(o, h[j]);
+        same[j] = SIZE_MAX;
+        for (size_t i = 0; i < j; i++)
+            if (h[i] == h[j] && same[i] == SIZE_MAX)
+                same[j] = i;
+        reused[j] = e || same[j] != SIZE_MAX;
+        if (e)
+            values[j] = e->value;
+        else if (same[j] == SIZE_MAX)
+            jobs[m++] = (struct job){ .rows = rj, .k = k, .s = sj, .seed = tmap_proxy_seed(o->proxy) };
+    }
+    if (!st)
+        st = run_jobs(o, jobs, m, err);
+    for (size_t j = 0, t = 0; !st && j < q; j++) {
+        if (reused[j] && same[j] == SIZE_MAX)
+            continue;
+        if (same[j] != SIZE_MAX) {
+            values[j] = values[same[j]];
+            continue;
+        }
+        values[j] = jobs[t++].value;
+        struct memo_entry *moved = realloc(o->memo, (o->n_memo + 1) * sizeof *moved);
+        if (!moved) {
+            st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
+            break;
+        }
+        o->memo = moved;
+        o->memo[o->n_memo++] = (struct memo_entry){ h[j], values[j] };
+    }
+    free(s);
+    free(rows);
+    free(same);
+    free(h);
+    free(jobs);
+    return st;
+}
+
 static enum tmap_status evaluate(const double *w, size_t d, void *ud, double *value, bool *reused,
                                  struct tmap_error *err)
 {
-    struct objective *o = ud;
-    tmap_combine(o->u, o->n, d, w, o->s);
-    size_t k = choose_rows(&o->ch, o->s, o->rows);
-    uint64_t h = tmap_subset_hash(o->rows, k);
-    if (!remember_hash(o, h))
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
-    for (size_t i = 0; i < o->n_memo; i++) {
-        if (o->memo[i].hash == h) {
-            *value = o->memo[i].value;
-            *reused = true;
-            return TMAP_OK;
-        }
-    }
-    enum tmap_status rc = tmap_proxy_eval(o->proxy, o->pool, o->rows, k, o->s, value, NULL, err);
-    if (rc)
-        return rc;
-    /* A value from the store's memo (an earlier or killed run) still counts
-     * against the budget: a rerun must search exactly as far as the first
-     * run did, or a warm store would change the weights it learns. */
-    *reused = false;
-    struct memo_entry *moved = realloc(o->memo, (o->n_memo + 1) * sizeof *moved);
-    if (!moved)
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory in the weight search");
-    o->memo = moved;
-    o->memo[o->n_memo++] = (struct memo_entry){ h, *value };
-    return TMAP_OK;
+    return evaluate_batch(w, 1, d, ud, value, reused, err);
 }
 
 void tmap_learn_result_free(struct tmap_learn_result *r)
@@ -550,12 +690,24 @@ static enum tmap_status random_baselines(struct objective *o, size_t k, struct t
         w[j] = 1.0 / (double)o->d;
     if (!st)
         tmap_combine(o->u, o->n, o->d, w, o->s);
+    /* Every subset first, then one run_jobs: the ranks share them. */
+    size_t n = o->n ? o->n : 1;
+    size_t *rows = malloc((b->n_random ? b->n_random : 1) * n * sizeof *rows);
+    struct job *jobs = calloc(b->n_random ? b->n_random : 1, sizeof *jobs);
+    if (!st && (!rows || !jobs))
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
     for (size_t r = 0; r < b->n_random && !st; r++) {
         uint64_t seed = o->p->seed ^ (0x72616e646f6dULL + r); /* "random" + r: apart from the search's streams */
-        size_t got = tmap_random_sample(all, o->n, k, seed, o->rows);
-        qsort(o->rows, got, sizeof *o->rows, compare_size);
-        st = tmap_proxy_eval(o->proxy, o->pool, o->rows, got, o->s, &b->random[r], NULL, err);
+        size_t got = tmap_random_sample(all, o->n, k, seed, rows + r * n);
+        qsort(rows + r * n, got, sizeof *rows, compare_size);
+        jobs[r] = (struct job){ .rows = rows + r * n, .k = got, .s = o->s, .seed = tmap_proxy_seed(o->proxy) };
     }
+    if (!st)
+        st = run_jobs(o, jobs, b->n_random, err);
+    for (size_t r = 0; r < b->n_random && !st; r++)
+        b->random[r] = jobs[r].value;
+    free(rows);
+    free(jobs);
     free(w);
     free(all);
     return st;
@@ -569,12 +721,15 @@ static enum tmap_status redraw_baselines(struct objective *o, const double *best
     tmap_combine(o->u, o->n, o->d, best_w, o->s);
     size_t k = choose_rows(&o->ch, o->s, o->rows);
     uint64_t seed = tmap_proxy_seed(o->proxy);
-    enum tmap_status st = TMAP_OK;
-    for (size_t i = 0; i < b->n_redraws && !st; i++) {
-        tmap_proxy_set_seed(o->proxy, seed + 1000 * (i + 1)); /* past the draws one evaluation makes */
-        st = tmap_proxy_eval(o->proxy, o->pool, o->rows, k, o->s, &b->redraws[i], NULL, err);
-    }
-    tmap_proxy_set_seed(o->proxy, seed);
+    struct job *jobs = calloc(b->n_redraws ? b->n_redraws : 1, sizeof *jobs);
+    if (!jobs)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
+    for (size_t i = 0; i < b->n_redraws; i++) /* seeds past the draws one evaluation makes */
+        jobs[i] = (struct job){ .rows = o->rows, .k = k, .s = o->s, .seed = seed + 1000 * (i + 1) };
+    enum tmap_status st = run_jobs(o, jobs, b->n_redraws, err);
+    for (size_t i = 0; i < b->n_redraws && !st; i++)
+        b->redraws[i] = jobs[i].value;
+    free(jobs);
     return st;
 }
 
@@ -638,7 +793,8 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
     if (scores->n_rows != tmap_pool_size(pool))
         return tmap_fail(err, TMAP_ERR_DATA, "%zu score rows for a pool of %zu records", scores->n_rows,
                          tmap_pool_size(pool));
-    struct objective o = { .pool = pool, .proxy = proxy, .p = p };
+    struct objective o = { .pool = pool, .proxy = proxy, .p = p, .rank = p->distributed ? dist_rank() : 0,
+                           .size = p->distributed ? dist_size() : 1 };
     size_t n_dup;
     enum tmap_status st = chooser_init(&o.ch, pool, &p->select, &n_dup, err);
     if (st)
@@ -668,6 +824,8 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
     sp.seed = p->seed;
     sp.on_eval = p->on_eval;
     sp.on_eval_user_data = p->on_eval_user_data;
+    sp.batch = p->batch ? p->batch : 1;
+    sp.batch_f = evaluate_batch;
     struct tmap_search_result sr = { 0 };
     if (!st)
         st = tmap_search_run(d, &sp, evaluate, &o, &sr, err);

@@ -219,15 +219,16 @@ enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *w
 char *tmap_learn_params_to_json(const struct tmap_learn_params *p)
 {
     const struct tmap_proxy_params *pp = &p->proxy;
-    json_t *c = json_pack("{s:f, s:s, s:f, s:s, s:I, s:b, s:I, s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f}}",
+    json_t *c = json_pack("{s:f, s:s, s:f, s:s, s:I, s:b, s:I, s:I, s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f, s:I}}",
                           "ratio", p->select.ratio, "select", tmap_select_mode_name(p->select.mode), "drop",
                           p->select.mode == TMAP_SELECT_FILTER ? p->select.drop : 0.0, "search",
                           tmap_search_kind_name(p->search), "iters", (json_int_t)p->iters, "signed",
-                          p->signed_weights, "seed", (json_int_t)p->seed, "proxy", "kind",
+                          p->signed_weights, "seed", (json_int_t)p->seed, "batch",
+                          (json_int_t)(p->batch ? p->batch : 1), "proxy", "kind",
                           tmap_proxy_kind_name(pp->kind), "k", pp->k, "policy", tmap_demo_policy_name(pp->policy),
                           "draws", (json_int_t)pp->draws, "groups", (json_int_t)pp->groups, "metric",
                           tmap_metric_name(pp->metric), "ft_records", (json_int_t)pp->ft_records, "ft_epochs",
-                          pp->ft_epochs, "ft_lr", (double)pp->ft_lr);
+                          pp->ft_epochs, "ft_lr", (double)pp->ft_lr, "slices", (json_int_t)pp->slices);
     char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(c);
     return text;

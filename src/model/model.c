@@ -75,8 +75,24 @@ struct tmap_model_params tmap_model_default_params(void)
         .n_batch      = 2048,
         .n_seq        = 4,
         .use_mmap     = true,
+        .main_gpu     = -1,
     };
     return p;
+}
+
+/* One GPU, main_gpu modulo the GPUs there are (ranks may outnumber
+ * them); nothing to do on a machine without any. */
+static void set_main_gpu(struct llama_model_params *mp, int32_t main_gpu)
+{
+    if (main_gpu < 0)
+        return;
+    int32_t n_gpu = 0;
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++)
+        n_gpu += ggml_backend_dev_type(ggml_backend_dev_get(i)) == GGML_BACKEND_DEVICE_TYPE_GPU;
+    if (n_gpu == 0)
+        return;
+    mp->split_mode = LLAMA_SPLIT_MODE_NONE;
+    mp->main_gpu = main_gpu % n_gpu;
 }
 
 static int32_t default_threads(void)
@@ -229,6 +245,7 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = p->n_gpu_layers;
     mp.load_mode    = p->use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+    set_main_gpu(&mp, p->main_gpu);
     last_error[0]   = '\0';
     m->model = llama_model_load_from_file(p->path, mp);
     if (!m->model) {

@@ -13,6 +13,7 @@
  * work.
  */
 #include "util/clock.h"
+#include "dist/dist.h"
 #include "report/report.h"
 #include "util/error.h"
 
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct tmap_run_params tmap_run_default_params(void)
 {
@@ -156,6 +158,28 @@ static enum tmap_status score_pool(struct run_state *r, struct tmap_run_summary 
     return st;
 }
 
+/* Distributed: rank 0 picks the tiny set (the store is its own), every
+ * rank gets it. */
+static enum tmap_status share_tiny(struct run_state *r, enum tmap_status st, struct tmap_error *err)
+{
+    st = dist_share_status(st, err, 0);
+    if (st)
+        return st;
+    dist_bcast(&r->tiny.n, sizeof r->tiny.n, 0);
+    if (tmap_dist_rank() != 0) {
+        r->tiny.rows = calloc(r->tiny.n ? r->tiny.n : 1, sizeof *r->tiny.rows);
+        r->tiny.weights = calloc(r->tiny.n ? r->tiny.n : 1, sizeof *r->tiny.weights);
+        if (!r->tiny.rows || !r->tiny.weights)
+            st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a tiny set of %zu", r->tiny.n);
+    }
+    st = dist_worst_status(st, err);
+    if (!st) {
+        dist_bcast(r->tiny.rows, r->tiny.n * sizeof *r->tiny.rows, 0);
+        dist_bcast(r->tiny.weights, r->tiny.n * sizeof *r->tiny.weights, 0);
+    }
+    return st;
+}
+
 static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary *sum, struct tmap_error *err)
 {
     struct tmap_tiny_params tp = r->p->tiny;
@@ -164,11 +188,31 @@ static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary 
     double t0 = tmap_now_seconds();
     char path[4200];
     out_path(r, "tiny.jsonl", path, sizeof path);
-    enum tmap_status st = tmap_tiny_select(r->val, r->model, &tp, &r->tiny, err);
+    bool shared = r->p->learn.distributed && tmap_dist_size() > 1;
+    enum tmap_status st = TMAP_OK;
+    if (!shared || tmap_dist_rank() == 0)
+        st = tmap_tiny_select(r->val, r->model, &tp, &r->tiny, err);
+    if (shared)
+        st = share_tiny(r, st, err);
+    /* The other ranks load the same bytes from a private file: the output
+     * folder is rank 0's. */
+    int fd = -1;
+    if (!st && shared && tmap_dist_rank() != 0) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(path, sizeof path, "%s/tmap-tiny-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if ((fd = mkstemp(path)) < 0)
+            st = tmap_fail(err, TMAP_ERR_IO, "%s: cannot make a temporary file: %s", path, strerror(errno));
+    }
     if (!st)
         st = tmap_tiny_write(&r->tiny, r->val, path, err);
     if (!st)
         st = tmap_pool_load(path, &r->p->pool, &r->tiny_pool, err);
+    if (fd >= 0) {
+        close(fd);
+        unlink(path);
+    }
+    if (shared)
+        st = dist_worst_status(st, err);
     sum->seconds_tiny = tmap_now_seconds() - t0;
     return st;
 }
@@ -176,7 +220,8 @@ static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary 
 static enum tmap_status learn_weights(struct run_state *r, struct tmap_run_summary *sum, struct tmap_error *err)
 {
     struct tmap_proxy_params pp = r->p->learn.proxy;
-    pp.store_path = r->store;
+    /* Rank 0 keeps the proxy memo; the others compute without a store. */
+    pp.store_path = r->p->learn.distributed && tmap_dist_rank() != 0 ? NULL : r->store;
     double t0 = tmap_now_seconds();
     enum tmap_status st = tmap_proxy_create(r->model, r->tiny_pool, NULL, &pp, &r->proxy, err);
     if (!st)
@@ -336,9 +381,11 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
         st = learn_weights(&r, out, err);
     if (!st)
         st = tmap_select(r.pool, r.scores, &r.learned.weights, &p->learn.select, &r.sel, err);
-    if (!st && p->diversity_threshold > 0.0)
+    /* Every rank has the same selection now; rank 0 writes it. */
+    bool writer = !p->learn.distributed || tmap_dist_rank() == 0;
+    if (!st && writer && p->diversity_threshold > 0.0)
         st = diversify(&r, err);
-    if (!st)
+    if (!st && writer)
         st = write_outputs(&r, err);
     if (!st) {
         fill_summary(&r, out);

@@ -26,7 +26,9 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp */
 
 #include "util/clock.h"
+#include "dist/dist.h"
 #include "model/model.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 #include "task/answer.h"
 #include "task/fewshot.h"
@@ -50,7 +52,7 @@ struct tmap_proxy_params tmap_proxy_default_params(void)
     struct tmap_proxy_params p = {
         .k = 8, .policy = TMAP_DEMOS_TOP, .draws = 2, .groups = 1, .metric = TMAP_METRIC_LOGLIK,
         .tmpl = TMAP_TEMPLATE_PLAIN, .seed = 42, .share_prefix = true, .max_tokens = 256,
-        .kind = TMAP_PROXY_ICL, .ft_records = 64, .ft_epochs = 1, .ft_lr = 1e-4f,
+        .kind = TMAP_PROXY_ICL, .ft_records = 64, .ft_epochs = 1, .ft_lr = 1e-4f, .slices = 1,
     };
     return p;
 }
@@ -78,6 +80,7 @@ struct tmap_proxy {
     float                   *demo_emb;
     int32_t                  dim;
     char                    *ft_dir;    /* the fine-tune proxy's temporary folder, made on first use */
+    bool                     collective; /* the MPI ranks compute this evaluation together (proxy.h) */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -164,6 +167,8 @@ static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, st
         return tmap_fail(err, TMAP_ERR_USAGE, "%zu draws: at least 1 (--draws)", p->draws);
     if (p->max_tokens < 1)
         return tmap_fail(err, TMAP_ERR_USAGE, "max tokens %d: at least 1", p->max_tokens);
+    if (p->slices < 1 || p->slices > 4096)
+        return tmap_fail(err, TMAP_ERR_USAGE, "%zu slices: 1 to 4096 (--proxy-slices)", p->slices);
     if (p->kind == TMAP_PROXY_FINETUNE) {
         if (p->metric != TMAP_METRIC_LOGLIK)
             return tmap_fail(err, TMAP_ERR_USAGE, "the fine-tune proxy scores log-likelihood only (--metric loglik)");
@@ -491,18 +496,21 @@ static enum tmap_status build_prompts(struct tmap_proxy *px, const struct tmap_p
     return st;
 }
 
-/* Scores one group's prompts: those of items g, g + groups, ... with their
- * own shared prefix. */
+/* Scores slice `slice` of one group's prompts (items g, g + groups, ...,
+ * cut into px->p.slices contiguous runs) with its own shared prefix. */
 static enum tmap_status score_group(struct tmap_proxy *px, const struct prompts *all, size_t g, size_t groups,
-                                    double *values, struct tmap_error *err)
+                                    size_t slice, double *values, struct tmap_error *err)
 {
-    size_t m = (px->n - g + groups - 1) / groups;
+    size_t in_group = (px->n - g + groups - 1) / groups, slices = px->p.slices;
+    size_t from = in_group * slice / slices, m = in_group * (slice + 1) / slices - from;
+    if (m == 0)
+        return TMAP_OK;
     size_t *item = malloc((m ? m : 1) * sizeof *item);
     struct prompts pr = { .tokens = malloc((m ? m : 1) * sizeof *pr.tokens), .n = malloc((m ? m : 1) * sizeof *pr.n),
                           .item = item, .m = m };
     enum tmap_status st = item && pr.tokens && pr.n ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
     for (size_t j = 0; !st && j < m; j++) {
-        item[j] = g + j * groups;
+        item[j] = g + (from + j) * groups;
         pr.tokens[j] = all->tokens[item[j]];
         pr.n[j] = all->n[item[j]];
     }
@@ -537,6 +545,32 @@ static double tiny_mean(const struct tmap_proxy *px, const double *values, size_
     return wsum > 0.0 ? sum / wsum : NAN;
 }
 
+/* Every item's value from the rank that scored it (collective draws). */
+static enum tmap_status gather_items(struct tmap_proxy *px, size_t groups, double *values, struct tmap_error *err)
+{
+    int size = dist_size();
+    size_t n = px->n, slices = px->p.slices;
+    size_t *counts = malloc((size_t)size * sizeof *counts);
+    double *all = malloc((size_t)size * (n ? n : 1) * sizeof *all);
+    enum tmap_status st = counts && all ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    st = dist_worst_status(st, err);
+    for (int r = 0; !st && r < size; r++)
+        counts[r] = n;
+    if (!st && dist_allgather_doubles(values, all, counts) != 0)
+        st = tmap_fail(err, TMAP_ERR_IO, "could not gather %zu proxy item values from the ranks", n);
+    for (size_t g = 0; !st && g < groups; g++) {
+        size_t in_group = (n - g + groups - 1) / groups;
+        for (size_t c = 0; c < slices; c++) {
+            int owner = (int)((g * slices + c) % (size_t)size);
+            for (size_t j = in_group * c / slices; j < in_group * (c + 1) / slices; j++)
+                values[g + j * groups] = all[(size_t)owner * n + g + j * groups];
+        }
+    }
+    free(counts);
+    free(all);
+    return st;
+}
+
 static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                   size_t n_rows, const double *scores, uint64_t seed, double *value,
                                   size_t *n_skipped, struct tmap_error *err)
@@ -545,9 +579,23 @@ static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool 
     double *values = calloc(px->n ? px->n : 1, sizeof *values);
     enum tmap_status st = values ? build_prompts(px, demos, rows, n_rows, scores, seed, &pr, err)
                                  : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
-    size_t groups = n_groups(px);
+    size_t groups = n_groups(px), slices = px->p.slices;
+    /* Collective: slice t of the groups x slices goes to rank t % size;
+     * each rank scores its own, then every rank takes each item's value
+     * from the rank that scored it, so the mean is summed in item order
+     * everywhere. */
+    int size = px->collective ? dist_size() : 1, rank = px->collective ? dist_rank() : 0;
     for (size_t g = 0; g < groups && !st; g++)
-        st = score_group(px, &pr, g, groups, values, err);
+        for (size_t c = 0; c < slices && !st; c++) {
+            size_t t = g * slices + c;
+            if ((int)(t % (size_t)size) == rank)
+                st = score_group(px, &pr, g, groups, c, values, err);
+        }
+    if (size > 1) {
+        st = dist_worst_status(st, err);
+        if (!st)
+            st = gather_items(px, groups, values, err);
+    }
     double mean = st ? NAN : tiny_mean(px, values, n_skipped);
     if (!st && isnan(mean))
         st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the context with %d demonstrations; "
@@ -719,6 +767,12 @@ static void memo_key(const struct tmap_proxy *px, const struct tmap_pool *demos,
         XXH3_128bits_update(h, ft, sizeof ft);
         XXH3_128bits_update(h, &px->p.ft_lr, sizeof px->p.ft_lr);
     }
+    /* One slice decodes as the proxy always did: its values keep their keys. */
+    if (px->p.slices > 1 && px->p.kind == TMAP_PROXY_ICL) {
+        uint64_t slices = px->p.slices;
+        XXH3_128bits_update(h, "slices", 6);
+        XXH3_128bits_update(h, &slices, sizeof slices);
+    }
     /* One group draws as the proxy always drew: its values keep their keys. */
     if (n_groups(px) > 1) {
         int32_t groups = (int32_t)n_groups(px);
@@ -752,24 +806,66 @@ static enum tmap_status embed_demos(struct tmap_proxy *px, const struct tmap_poo
     return st;
 }
 
+bool proxy_splits(const struct tmap_proxy *px)
+{
+    return px->p.kind == TMAP_PROXY_ICL && px->p.slices > 1;
+}
+
+void proxy_set_collective(struct tmap_proxy *px, bool collective)
+{
+    px->collective = collective && proxy_splits(px);
+}
+
+bool proxy_memo_get(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows, size_t n_rows,
+                    const double *scores, double *value)
+{
+    if (!px->store || n_rows == 0)
+        return false;
+    char key[33];
+    memo_key(px, demos, rows, n_rows, scores, key);
+    return tmap_store_get_proxy(px->store, key, value);
+}
+
+enum tmap_status proxy_memo_put(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                size_t n_rows, const double *scores, double value, struct tmap_error *err)
+{
+    if (!px->store)
+        return TMAP_OK;
+    char key[33];
+    memo_key(px, demos, rows, n_rows, scores, key);
+    return tmap_store_put_proxy(px->store, key, value, err);
+}
+
 enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                  size_t n_rows, const double *scores, double *value,
                                  struct tmap_proxy_stats *stats, struct tmap_error *err)
+{
+    double t0 = tmap_now_seconds();
+    *value = NAN;
+    if (n_rows == 0)
+        return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
+    if (proxy_memo_get(px, demos, rows, n_rows, scores, value)) {
+        if (stats)
+            *stats = (struct tmap_proxy_stats){ .from_memo = true, .seconds = tmap_now_seconds() - t0 };
+        return TMAP_OK;
+    }
+    enum tmap_status st = proxy_compute(px, demos, rows, n_rows, scores, value, stats, err);
+    if (!st)
+        st = proxy_memo_put(px, demos, rows, n_rows, scores, *value, err);
+    if (stats)
+        stats->seconds = tmap_now_seconds() - t0;
+    return st;
+}
+
+enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                               size_t n_rows, const double *scores, double *value, struct tmap_proxy_stats *stats,
+                               struct tmap_error *err)
 {
     struct tmap_proxy_stats local = { 0 };
     double t0 = tmap_now_seconds();
     *value = NAN;
     if (n_rows == 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
-    char key[33];
-    memo_key(px, demos, rows, n_rows, scores, key);
-    if (px->store && tmap_store_get_proxy(px->store, key, value)) {
-        local.from_memo = true;
-        local.seconds = tmap_now_seconds() - t0;
-        if (stats)
-            *stats = local;
-        return TMAP_OK;
-    }
     struct tmap_model_counters before, after;
     tmap_model_get_counters(px->model, &before);
     bool finetune = px->p.kind == TMAP_PROXY_FINETUNE;
@@ -787,8 +883,6 @@ enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *
     if (st)
         return st;
     *value = sum / (double)draws;
-    if (px->store && (st = tmap_store_put_proxy(px->store, key, *value, err)))
-        return st;
     tmap_model_get_counters(px->model, &after);
     local.n_tokens = after.n_tokens_decoded - before.n_tokens_decoded + ft_tokens;
     local.seconds = tmap_now_seconds() - t0;

@@ -17,6 +17,18 @@
  * and max_evaluations bounds the total, so an objective that keeps
  * answering from its memo still ends the search.
  *
+ * Batches (params.batch = q > 1): each round proposes q points by the
+ * kriging believer (Ginsbourger et al., "Kriging is well-suited to
+ * parallelize optimization", 2010): after choosing a point, the GP is
+ * conditioned on its own posterior mean there (hyperparameters kept), which
+ * leaves the mean unchanged and shrinks the variance around that point, so
+ * the next EI maximum lies elsewhere. Chosen over the constant liar because
+ * it needs no lie to pick (the minimum lie crowds the batch near the
+ * incumbent, the maximum spreads it out; the believer follows the model)
+ * and costs one fixed-hyperparameter fit per point. The q points depend
+ * only on the trace, so the result for a given q is the same however they
+ * are evaluated (one process or many MPI ranks).
+ *
  * Randomness: one splitmix64 stream seeded by params.seed drives every draw,
  * and each GP fit gets a seed derived from it, so a seed reproduces the
  * trace exactly.
@@ -49,6 +61,8 @@ struct run {
     size_t                    cap;
     uint64_t                  rng;
     double                   *scratch; /* 2 d: projections */
+    const double             *pending; /* points of the batch being proposed, n_pending x d */
+    size_t                    n_pending;
 };
 
 /* ---- randomness --------------------------------------------------------- */
@@ -126,16 +140,23 @@ static bool budget_left(const struct run *r)
  * any weight difference that can change a subset, far above rounding. */
 #define SAME_POINT 1e-12
 
+static bool same_point(const double *v, const double *w, size_t d)
+{
+    size_t k = 0;
+    while (k < d && fabs(v[k] - w[k]) <= SAME_POINT)
+        k++;
+    return k == d;
+}
+
+/* Evaluated, or already in the batch being proposed. */
 static bool is_evaluated(const struct run *r, const double *w)
 {
-    for (size_t i = 0; i < r->res.n_trace; i++) {
-        const double *v = r->res.trace[i].w;
-        size_t k = 0;
-        while (k < r->d && fabs(v[k] - w[k]) <= SAME_POINT)
-            k++;
-        if (k == r->d)
+    for (size_t i = 0; i < r->res.n_trace; i++)
+        if (same_point(r->res.trace[i].w, w, r->d))
             return true;
-    }
+    for (size_t i = 0; i < r->n_pending; i++)
+        if (same_point(r->pending + i * r->d, w, r->d))
+            return true;
     return false;
 }
 
@@ -175,10 +196,82 @@ static enum tmap_status evaluate(struct run *r, const double *w, struct tmap_err
     return st;
 }
 
+/* Room in the budget for a batch of up to q: what is left to spend and to
+ * evaluate. */
+static size_t batch_room(const struct run *r, size_t q)
+{
+    size_t spend = r->p.iters - r->res.n_spent, total = r->max_evaluations - r->res.n_trace;
+    size_t m = spend < total ? spend : total;
+    return m < q ? m : q;
+}
+
+/* Evaluates m points (m x d) in one call of the batch objective, then
+ * records them in order, as m single evaluations would be. Each gets an
+ * equal share of the call's time. */
+static enum tmap_status evaluate_batch(struct run *r, const double *w, size_t m, struct tmap_error *err)
+{
+    double *values = malloc(m * sizeof *values);
+    bool *reused = calloc(m, sizeof *reused);
+    enum tmap_status st = values && reused ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "weight search: out of memory");
+    double start = tmap_now_seconds();
+    if (!st)
+        st = r->p.batch_f(w, m, r->d, r->ud, values, reused, err);
+    double seconds = (tmap_now_seconds() - start) / (double)m;
+    for (size_t j = 0; j < m && !st; j++) {
+        if (!isfinite(values[j])) {
+            st = tmap_fail(err, TMAP_ERR_DATA, "weight search: the objective returned %g at evaluation %zu",
+                           values[j], r->res.n_trace + 1);
+            break;
+        }
+        st = append(r, w + j * r->d, values[j], reused[j], seconds, err);
+        if (!st && r->p.on_eval)
+            r->p.on_eval(r->res.n_trace - 1, w + j * r->d, r->d, values[j], reused[j], r->p.on_eval_user_data);
+    }
+    free(values);
+    free(reused);
+    return st;
+}
+
+static bool batched(const struct run *r)
+{
+    return r->p.batch > 1 && r->p.batch_f;
+}
+
+/* The initial design in batches of q (points evaluated before skipped). */
+static enum tmap_status initial_design_batched(struct run *r, struct tmap_error *err)
+{
+    size_t q = r->p.batch, d = r->d;
+    double *w = malloc(q * d * sizeof *w);
+    if (!w)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "weight search: out of memory");
+    enum tmap_status st = TMAP_OK;
+    size_t v = 0;
+    while (!st && v <= d && budget_left(r)) {
+        size_t m = 0, room = batch_room(r, q);
+        r->pending = w;
+        for (; v <= d && m < room; v++) {
+            double *p = w + m * d;
+            for (size_t k = 0; k < d; k++)
+                p[k] = v == d ? 1.0 / (double)d : (double)(k == v);
+            r->n_pending = m;
+            if (!is_evaluated(r, p))
+                m++;
+        }
+        r->pending = NULL;
+        r->n_pending = 0;
+        if (m > 0)
+            st = evaluate_batch(r, w, m, err);
+    }
+    free(w);
+    return st;
+}
+
 /* The d vertices, then the uniform vector (docs/design.md section 6); signed
  * search starts from the same, positive, points. */
 static enum tmap_status initial_design(struct run *r, double *w, struct tmap_error *err)
 {
+    if (batched(r))
+        return initial_design_batched(r, err);
     for (size_t v = 0; v <= r->d && budget_left(r); v++) {
         for (size_t k = 0; k < r->d; k++)
             w[k] = v == r->d ? 1.0 / (double)r->d : (double)(k == v);
@@ -395,8 +488,89 @@ static enum tmap_status propose(struct run *r, double *w, bool *found, struct tm
     return st;
 }
 
+/* One EI maximisation over fresh candidates, with gp as the surrogate. */
+static void propose_with(struct run *r, const struct tmap_gp *gp, double *means, double *v, double *w, bool *found)
+{
+    struct acquisition a = { .gp = gp };
+    size_t top[N_REFINED], n_top;
+    set_incumbent(r, &a, means, top, &n_top);
+    for (size_t c = 0; c < r->p.n_candidates; c++) {
+        random_point(r, v);
+        offer(r, &a, v, w);
+    }
+    offer_perturbations(r, &a, top, n_top, v, w);
+    *found = a.found;
+}
+
+/* Up to m points (m x d in w) by the kriging believer; *n_found of them
+ * (fewer only when candidates run out). */
+static enum tmap_status propose_batch(struct run *r, size_t m, double *w, size_t *n_found, struct tmap_error *err)
+{
+    size_t n = r->res.n_trace, d = r->d;
+    struct tmap_gp *gp = NULL;
+    enum tmap_status st = fit_gp(r, &gp, err);
+    double ls = 0, sv = 0, nv = 0, mu = 0;
+    if (!st)
+        tmap_gp_hyperparameters(gp, &ls, &sv, &nv, &mu);
+    double *x = malloc((n + m) * d * sizeof *x), *y = malloc((n + m) * sizeof *y);
+    double *means = malloc(n * sizeof *means), *v = malloc(d * sizeof *v);
+    if (!st && (!x || !y || !means || !v))
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "weight search: out of memory");
+    for (size_t i = 0; !st && i < n; i++) {
+        memcpy(x + i * d, r->res.trace[i].w, d * sizeof *x);
+        y[i] = r->res.trace[i].value;
+    }
+    *n_found = 0;
+    r->pending = w;
+    for (size_t j = 0; !st && j < m; j++) {
+        bool found = false;
+        r->n_pending = j;
+        propose_with(r, gp, means, v, w + j * d, &found);
+        if (!found)
+            break;
+        (*n_found)++;
+        if (j + 1 == m)
+            break;
+        /* Believe the model at the new point, then condition on it. */
+        double mean, var;
+        tmap_gp_predict(gp, w + j * d, &mean, &var);
+        memcpy(x + (n + j) * d, w + j * d, d * sizeof *x);
+        y[n + j] = mean;
+        struct tmap_gp *next = NULL;
+        st = tmap_gp_fit_fixed(x, y, n + j + 1, d, ls, sv, nv > 0 ? nv : 1e-10 * sv, mu, &next, err);
+        if (!st) {
+            tmap_gp_free(gp);
+            gp = next;
+        }
+    }
+    r->pending = NULL;
+    r->n_pending = 0;
+    free(x);
+    free(y);
+    free(means);
+    free(v);
+    tmap_gp_free(gp);
+    return st;
+}
+
+static enum tmap_status run_bo_batched(struct run *r, struct tmap_error *err)
+{
+    double *w = malloc(r->p.batch * r->d * sizeof *w);
+    enum tmap_status st = w ? initial_design(r, w, err) : tmap_fail(err, TMAP_ERR_NOMEM, "weight search: out of memory");
+    size_t found = 1;
+    while (st == TMAP_OK && found && budget_left(r)) {
+        st = propose_batch(r, batch_room(r, r->p.batch), w, &found, err);
+        if (st == TMAP_OK && found)
+            st = evaluate_batch(r, w, found, err);
+    }
+    free(w);
+    return st;
+}
+
 static enum tmap_status run_bo(struct run *r, double *w, struct tmap_error *err)
 {
+    if (batched(r))
+        return run_bo_batched(r, err);
     enum tmap_status st = initial_design(r, w, err);
     bool found = true;
     while (st == TMAP_OK && found && budget_left(r)) {
@@ -470,6 +644,7 @@ struct tmap_search_params tmap_search_default_params(void)
         .seed = 0,
         .n_candidates = 2000,
         .max_evaluations = 0,
+        .batch = 1,
     };
 }
 

@@ -26,6 +26,12 @@ typedef enum tmap_status (*tmap_objective_fn)(const double *w, size_t d, void *u
                                               double *value, bool *reused,
                                               struct tmap_error *err);
 
+/* q values at once (w is q x d): the batch that batch > 1 proposes, which
+ * the caller may evaluate side by side (learn.c shares it among MPI ranks).
+ * Same contract as tmap_objective_fn per point. */
+typedef enum tmap_status (*tmap_objective_batch_fn)(const double *w, size_t q, size_t d, void *user_data,
+                                                    double *values, bool *reused, struct tmap_error *err);
+
 struct tmap_search_params {
     enum tmap_search_kind method;
     size_t   iters;           /* budget: evaluations not reused (default 30) */
@@ -33,6 +39,11 @@ struct tmap_search_params {
     uint64_t seed;
     size_t   n_candidates;    /* BO: random candidates for expected improvement (2000) */
     size_t   max_evaluations; /* reused ones included; 0 = 10 * iters (the default) */
+    /* BO: points proposed per round (1). More than 1 proposes them by the
+     * kriging believer (search.c) and, with batch_f, evaluates them in one
+     * call; the initial design goes in batches too. */
+    size_t   batch;
+    tmap_objective_batch_fn batch_f;
     /* Called after every evaluation, i counting from 0 (may be NULL). */
     void (*on_eval)(size_t i, const double *w, size_t d, double value, bool reused, void *ud);
     void *on_eval_user_data;

@@ -2,7 +2,8 @@
  * test_search.c - unit tests of search/search.c: determinism, the budget
  * (reused evaluations are free, max_evaluations ends a memo-only loop),
  * points on the simplex and the L1 sphere, BO on an easy quadratic, the grid
- * lattice, the initial design and the error paths.
+ * lattice, the initial design, batches by the kriging believer and the
+ * error paths.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -301,6 +302,63 @@ static void test_bo_finds_quadratic_optimum(void **state)
     }
 }
 
+/* The batch objective over quadratic: records each call's size. */
+struct batch_log {
+    struct quadratic q;
+    size_t           sizes[64], n_calls;
+};
+
+static enum tmap_status quadratic_batch(const double *w, size_t m, size_t d, void *ud, double *values,
+                                        bool *reused, struct tmap_error *err)
+{
+    struct batch_log *b = ud;
+    if (b->n_calls < 64)
+        b->sizes[b->n_calls] = m;
+    b->n_calls++;
+    for (size_t j = 0; j < m; j++)
+        quadratic(w + j * d, d, &b->q, &values[j], &reused[j], err);
+    return TMAP_OK;
+}
+
+/* q = 3 by the kriging believer: rounds of 3 distinct points (the initial
+ * design's 4 points as 3 + 1), the budget spent exactly, the same trace
+ * twice, and the optimum still found. */
+static void test_bo_batch(void **state)
+{
+    (void)state;
+    const double target[] = { 0.2, 0.5, 0.3 };
+    struct tmap_search_result r[2];
+    for (int k = 0; k < 2; k++) {
+        struct batch_log b = { .q = { target, 0 } };
+        struct tmap_search_params p = params(TMAP_SEARCH_BO, 16, 3);
+        p.batch = 3;
+        p.batch_f = quadratic_batch;
+        r[k] = run(3, &p, quadratic, &b);
+        assert_int_equal(r[k].n_trace, 16);
+        assert_int_equal(b.q.calls, 16);
+        /* 4 design points: 3 + 1; then 12 in rounds of 3. */
+        assert_int_equal(b.n_calls, 6);
+        assert_int_equal(b.sizes[0], 3);
+        assert_int_equal(b.sizes[1], 1);
+        for (size_t c = 2; c < b.n_calls; c++)
+            assert_int_equal(b.sizes[c], 3);
+        for (size_t i = 0; i < r[k].n_trace; i++)
+            for (size_t j = 0; j < i; j++) {
+                double dist = 0.0;
+                for (size_t e = 0; e < 3; e++)
+                    dist += fabs(r[k].trace[i].w[e] - r[k].trace[j].w[e]);
+                assert_true(dist > 1e-9);
+            }
+        if (!(r[k].best_value > -0.05 * 0.05))
+            fail_msg("best w (%.3f, %.3f, %.3f), value %g", r[k].best_w[0], r[k].best_w[1], r[k].best_w[2],
+                     r[k].best_value);
+    }
+    for (size_t i = 0; i < r[0].n_trace; i++)
+        assert_memory_equal(r[0].trace[i].w, r[1].trace[i].w, 3 * sizeof(double));
+    tmap_search_result_free(&r[0]);
+    tmap_search_result_free(&r[1]);
+}
+
 /* Signed: the top at (0.5, -0.3, 0.2) needs a negative weight. */
 static void test_bo_signed(void **state)
 {
@@ -404,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_points_on_space),
         cmocka_unit_test(test_bo_finds_quadratic_optimum),
         cmocka_unit_test(test_bo_signed),
+        cmocka_unit_test(test_bo_batch),
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_one_indicator),
         cmocka_unit_test(test_errors),

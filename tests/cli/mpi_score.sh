@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# `mpirun -np 2|3 tmap score`: the same scores.csv, byte for byte, as one
+# process (and as each other), with a store or without, on a pool whose
+# last records repeat earlier ones in other batches; then a rank killed
+# with kill -9 mid-run: the job ends non-zero naming the rank and host,
+# the store keeps the finished batches, and a rerun completes identically.
+# Skipped (77) when tmap is built without MPI or mpirun is missing.
+. "$(dirname "$0")/lib.sh"
+
+"$TMAP" version | grep -q "MPI: yes" || { echo "mpi_score: tmap is built without MPI"; exit 77; }
+command -v mpirun >/dev/null || { echo "mpi_score: no mpirun"; exit 77; }
+command -v sqlite3 >/dev/null || { echo "mpi_score: needs the sqlite3 command"; exit 77; }
+# As root, Open MPI wants both of these; three ranks on two cores need
+# --oversubscribe.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi() { local np=$1; shift; mpirun --oversubscribe -np "$np" "$TMAP" "$@"; }
+
+head -n 36 "$SRC/data/gsm8k/train.jsonl" > pool.jsonl
+head -n 4 "$SRC/data/gsm8k/train.jsonl" >> pool.jsonl # duplicates of batch 0 in batch 9
+head -n 8 "$SRC/data/gsm8k/test.jsonl" > val.jsonl
+common=(-m "$MODEL" -d pool.jsonl --val val.jsonl -c 512 -b 512 -t 1 --batch-samples 4)
+
+check "one process: the reference"
+run "$TMAP" score "${common[@]}" --cache ref.db -o ref.csv
+expect_status 0
+expect_err "scored 40 samples: 36 computed, 4 from the store"
+
+check "2 ranks, no store: the same bytes"
+run mpi 2 score "${common[@]}" -o np2.csv
+expect_status 0
+expect_true cmp -s ref.csv np2.csv
+# Only rank 0 prints the summary.
+expect_true test "$(grep -c 'scored 40 samples' "$WORK/.err")" -eq 1
+
+check "3 ranks with a store: the same bytes, the same counts"
+run mpi 3 score "${common[@]}" --cache np3.db -o np3.csv
+expect_status 0
+expect_true cmp -s ref.csv np3.csv
+expect_err "scored 40 samples: 36 computed, 4 from the store"
+expect_true test "$(sqlite3 np3.db 'select count(*) from scores')" = "$(sqlite3 ref.db 'select count(*) from scores')"
+
+check "a rerun on 3 ranks is served from the store"
+run mpi 3 score "${common[@]}" --cache np3.db -o again.csv
+expect_status 0
+expect_err "0 computed, 40 from the store"
+expect_err "0 tokens in 0 decode calls"
+expect_true cmp -s ref.csv again.csv
+
+check "kill -9 of rank 1 mid-run: the job stops and names it; a rerun completes identically"
+# The kill must land mid-run: some batches stored, not all. The delay
+# adapts until it does (machines vary in speed).
+total=$(sqlite3 ref.db 'select count(*) from scores')
+landed=0 delay=1.5
+for try in 1 2 3 4 5 6; do
+    rm -f k.db k.db-wal k.db-shm
+    # mpirun itself in the background (not through a function's subshell):
+    # the ranks are then its children.
+    mpirun --oversubscribe -np 2 "$TMAP" score "${common[@]}" --cache k.db -o killed.csv --quiet \
+        > kill.out 2> kill.err &
+    launcher=$!
+    sleep "$delay"
+    rank1=""
+    for pid in $(pgrep -P "$launcher"); do
+        grep -qa "OMPI_COMM_WORLD_RANK=1" "/proc/$pid/environ" 2>/dev/null && rank1=$pid
+    done
+    [ -n "$rank1" ] && kill -9 "$rank1"
+    wait "$launcher"
+    kstatus=$?
+    stored=$(sqlite3 k.db 'select count(*) from scores' 2>/dev/null || echo 0)
+    if [ -n "$rank1" ] && [ "$kstatus" -ne 0 ] && [ "$stored" -gt 0 ] && [ "$stored" -lt "$total" ]; then
+        landed=1
+        break
+    fi
+    # Ranks not started yet, or nothing stored: later; finished first: earlier.
+    factor=1.5
+    if [ -n "$rank1" ] && { [ "$kstatus" -eq 0 ] || [ "$stored" -ge "$total" ]; }; then
+        factor=0.6
+    fi
+    delay=$(awk -v d="$delay" -v f="$factor" 'BEGIN { printf "%.2f", d * f }')
+done
+echo "kill: try $try, ${delay}s, exit $kstatus, $stored of $total values stored"
+expect_true test "$landed" -eq 1
+expect_true test "$kstatus" -ne 0
+# Open MPI's launcher names the rank, the signal and the host.
+expect_true grep -q "process rank 1 .* on node $(hostname) exited on signal 9" kill.err
+[ "$landed" -eq 1 ] || cat kill.err
+expect_true test "$(sqlite3 k.db 'PRAGMA integrity_check')" = ok
+run mpi 2 score "${common[@]}" --cache k.db -o resumed.csv
+expect_status 0
+expect_true cmp -s ref.csv resumed.csv
+expect_true grep -qE "[1-9][0-9]* from the store" "$WORK/.err"
+expect_true test "$(sqlite3 k.db 'select count(*) from scores')" -eq "$total"
+
+finish
