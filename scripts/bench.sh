@@ -19,3 +19,7 @@ for shape in "64 2" "512 8"; do
     "$build/bench/bench_score" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}" 2
     "$build/bench/bench_proxy" "$m" "$root/data/gsm8k/train.jsonl" "$root/data/gsm8k/test.jsonl" 8 100 2
 done
+
+# Scale-out with MPI: 2 ranks against 1 (skipped without MPI).
+"$root/bench/mpi.sh" "$build" "$models/llama-512x8.gguf" "$root/data/gsm8k/train.jsonl" \
+    "$root/data/gsm8k/test.jsonl" "${BENCH_MPI_SAMPLES:-128}"
