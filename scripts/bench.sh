@@ -32,3 +32,7 @@ if [ -f "$vocabs/ggml-vocab-qwen2.gguf" ]; then
         --n-embd 512 --n-layer 8 --n-head 16
     "$build/bench/bench_score" "$m" "$root/data/gsm8k/train.jsonl" "${BENCH_SAMPLES:-256}" 2
 fi
+
+# Scale-out with MPI: 2 ranks against 1 (skipped without MPI).
+"$root/bench/mpi.sh" "$build" "$models/llama-512x8.gguf" "$root/data/gsm8k/train.jsonl" \
+    "$root/data/gsm8k/test.jsonl" "${BENCH_MPI_SAMPLES:-128}"

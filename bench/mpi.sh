@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Scale-out on one machine (docs/distributed.md): the same work on 1 rank
+# and on 2 ranks of 1 thread each, in one run of this script.
+#   scoring: `tmap score` of N samples, no store; the time is tmap's own
+#            (model loading and MPI start-up excluded), so the ratio is the
+#            sharded scoring's speed-up.
+#   search:  `tmap run` on a store that already holds the scores: seconds
+#            per proxy evaluation of the weight search, q = 1 on 1 rank
+#            against q = 2 on 2 ranks.
+# Usage: bench/mpi.sh BUILD MODEL POOL VAL [N]. Prints the load with the
+# figures: on a shared machine they are only as good as the cores were free.
+set -euo pipefail
+build=$1 model=$2 pool=$3 val=$4 n=${5:-128}
+tmap="$build/tmap"
+"$tmap" version | grep -q "MPI: yes" || { echo "bench/mpi.sh: tmap is built without MPI"; exit 0; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=PASSIVE
+# Unbound ranks: Open MPI pins rank r to core r, and on a machine shared
+# with other work a pinned rank cannot move off a busy core (measured on the
+# 2-core development machine at load 10: 1.0x pinned, 1.4x unbound).
+mpi() { mpirun --oversubscribe --bind-to "${BENCH_MPI_BIND:-none}" -np 2 "$tmap" "$@"; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+head -n "$n" "$pool" > "$work/pool.jsonl"
+head -n 40 "$val" > "$work/val.jsonl"
+score=(score -m "$model" -d "$work/pool.jsonl" --val "$work/val.jsonl" -t 1 --batch-samples 8)
+seconds() { sed -n 's/.*decode calls, \([0-9.]*\) s .*/\1/p' "$1"; }
+
+echo "load before: $(uptime | sed 's/.*load average: //')"
+"$tmap" "${score[@]}" -o "$work/s1.csv" 2> "$work/s1.log" > /dev/null
+mpi "${score[@]}" -o "$work/s2.csv" 2> "$work/s2.log" > /dev/null
+cmp -s "$work/s1.csv" "$work/s2.csv" && same=identical || same=DIFFERENT
+t1=$(seconds "$work/s1.log") t2=$(seconds "$work/s2.log")
+echo "scoring $n samples: 1 rank x 1 thread ${t1} s, 2 ranks x 1 thread ${t2} s:" \
+     "$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2fx", a / b }') (target 1.7x); scores.csv $same"
+echo "load after scoring: $(uptime | sed 's/.*load average: //')"
+
+iters=${BENCH_MPI_ITERS:-10}
+run=(run -m "$model" -d "$work/pool.jsonl" --val "$work/val.jsonl" -t 1 -n 8 --iters "$iters" -k 4 --draws 1
+     --baselines 0 --redraws 0 --seed 3 --cache "$work/store.db")
+# The scores first, so both searches start from a full store.
+"$tmap" "${run[@]}" --iters 1 --out "$work/warm" > /dev/null 2>&1 || { echo "bench/mpi.sh: warm-up run failed"; exit 1; }
+per_eval() { # summary -> seconds per evaluation of the weight search
+    sed -n 's/^weight search *\([0-9]*\) evaluations.*, \([0-9.]*\) s$/\2 \1/p' "$1" | awk '{ printf "%.3f", $1 / $2 }'
+}
+# Other seeds than the warm-up's, one each: no proxy value comes from the memo.
+"$tmap" "${run[@]}" --seed 11 --out "$work/q1" > "$work/q1.txt" 2>&1
+mpi "${run[@]}" --seed 12 --batch 2 --out "$work/q2" > "$work/q2.txt" 2>&1
+e1=$(per_eval "$work/q1.txt") e2=$(per_eval "$work/q2.txt")
+echo "search, $iters evaluations: q = 1 on 1 rank ${e1} s/evaluation, q = 2 on 2 ranks ${e2} s/evaluation:" \
+     "$(awk -v a="$e1" -v b="$e2" 'BEGIN { printf "%.2fx", a / b }') (target 1.6x)"
+echo "load after: $(uptime | sed 's/.*load average: //')"
