@@ -11,7 +11,8 @@
  * recomputed in double from the chosen rows and summed in index order; only
  * the choice of rows is approximate. Given the rows, the parameters and the
  * seed, the result is the same bits for any thread count and any split of
- * the queries into ranges (ann.cpp says how).
+ * the queries into ranges (ann.cpp says how). The work runs on OpenMP's
+ * threads (OMP_NUM_THREADS), OpenBLAS single-threaded meanwhile.
  *
  * Only built when CMake found FAISS (TMAP_HAVE_FAISS is 1); without it the
  * diversity indicator always takes the exact path.

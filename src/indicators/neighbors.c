@@ -20,8 +20,8 @@
  * That is 23x for 25x the pairs: time grows as n^2 * dim while memory stays
  * at the rows plus a few MiB per worker. Beyond ~100k rows it is minutes
  * (about 7 min for 500k rows of dim 64 on this machine, and the sgemm part
- * grows with dim); an approximate index (HNSW, IVF) would be the step after,
- * at the price of exactness.
+ * grows with dim); so past score params' ann_min_rows, diversity comes from
+ * the approximate index of ann.cpp when tmap has FAISS.
  *
  * Determinism: OpenBLAS's sgemm rounds differently with another thread count
  * (measured: 1 vs 2 threads on a 256 x 4096 x 64 tile changed 7% of the
