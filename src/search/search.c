@@ -462,32 +462,6 @@ static void set_incumbent(struct run *r, struct acquisition *a, double *means, s
     a->xi = XI_FRACTION * sqrt(sq / (double)n);
 }
 
-/* The next point to evaluate, in w; false when every candidate was
- * evaluated already. */
-static enum tmap_status propose(struct run *r, double *w, bool *found, struct tmap_error *err)
-{
-    struct tmap_gp *gp = NULL;
-    enum tmap_status st = fit_gp(r, &gp, err);
-    double *means = malloc(r->res.n_trace * sizeof *means), *v = malloc(r->d * sizeof *v);
-    if (st == TMAP_OK && (!means || !v))
-        st = tmap_fail(err, TMAP_ERR_NOMEM, "weight search: out of memory");
-    if (st == TMAP_OK) {
-        struct acquisition a = { .gp = gp };
-        size_t top[N_REFINED], n_top;
-        set_incumbent(r, &a, means, top, &n_top);
-        for (size_t c = 0; c < r->p.n_candidates; c++) {
-            random_point(r, v);
-            offer(r, &a, v, w);
-        }
-        offer_perturbations(r, &a, top, n_top, v, w);
-        *found = a.found;
-    }
-    free(means);
-    free(v);
-    tmap_gp_free(gp);
-    return st;
-}
-
 /* One EI maximisation over fresh candidates, with gp as the surrogate. */
 static void propose_with(struct run *r, const struct tmap_gp *gp, double *means, double *v, double *w, bool *found)
 {
@@ -500,6 +474,23 @@ static void propose_with(struct run *r, const struct tmap_gp *gp, double *means,
     }
     offer_perturbations(r, &a, top, n_top, v, w);
     *found = a.found;
+}
+
+/* The next point to evaluate, in w; false when every candidate was
+ * evaluated already. */
+static enum tmap_status propose(struct run *r, double *w, bool *found, struct tmap_error *err)
+{
+    struct tmap_gp *gp = NULL;
+    enum tmap_status st = fit_gp(r, &gp, err);
+    double *means = malloc(r->res.n_trace * sizeof *means), *v = malloc(r->d * sizeof *v);
+    if (st == TMAP_OK && (!means || !v))
+        st = tmap_fail(err, TMAP_ERR_NOMEM, "weight search: out of memory");
+    if (st == TMAP_OK)
+        propose_with(r, gp, means, v, w, found);
+    free(means);
+    free(v);
+    tmap_gp_free(gp);
+    return st;
 }
 
 /* Up to m points (m x d in w) by the kriging believer; *n_found of them

@@ -7,13 +7,8 @@
 # Skipped (77) when tmap is built without MPI or mpirun is missing.
 . "$(dirname "$0")/lib.sh"
 
-"$TMAP" version | grep -q "MPI: yes" || { echo "mpi_score: tmap is built without MPI"; exit 77; }
-command -v mpirun >/dev/null || { echo "mpi_score: no mpirun"; exit 77; }
+. "$SRC/tests/cli/mpi_lib.sh"
 command -v sqlite3 >/dev/null || { echo "mpi_score: needs the sqlite3 command"; exit 77; }
-# As root, Open MPI wants both of these; three ranks on two cores need
-# --oversubscribe.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpi() { local np=$1; shift; mpirun --oversubscribe -np "$np" "$TMAP" "$@"; }
 
 head -n 36 "$SRC/data/gsm8k/train.jsonl" > pool.jsonl
 head -n 4 "$SRC/data/gsm8k/train.jsonl" >> pool.jsonl # duplicates of batch 0 in batch 9
