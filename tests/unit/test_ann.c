@@ -28,12 +28,7 @@
 
 #define K 10
 
-#define assert_contains(haystack, needle)                                                          \
-    do {                                                                                           \
-        const char *h_ = (haystack), *n_ = (needle);                                               \
-        if (!h_ || !strstr(h_, n_))                                                                \
-            fail_msg("expected \"%s\" in:\n%s", n_, h_ ? h_ : "(null)");                           \
-    } while (0)
+#include "asserts.h"
 
 static double gaussian(uint64_t *state)
 {

@@ -35,12 +35,7 @@
 
 static char temp_dir[4096];
 
-#define assert_contains(haystack, needle)                                                          \
-    do {                                                                                           \
-        const char *h_ = (haystack), *n_ = (needle);                                               \
-        if (!h_ || !strstr(h_, n_))                                                                \
-            fail_msg("expected \"%s\" in:\n%s", n_, h_ ? h_ : "(null)");                           \
-    } while (0)
+#include "asserts.h"
 
 #define assert_not_contains(haystack, needle)                                                      \
     do {                                                                                           \

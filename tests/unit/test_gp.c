@@ -26,11 +26,7 @@
             fail_msg("%s = %.12g, want %.12g (tolerance %g)", #got, g_, w_, (double)(tol));        \
     } while (0)
 
-#define assert_contains(haystack, needle)                                                          \
-    do {                                                                                           \
-        if (!strstr((haystack), (needle)))                                                         \
-            fail_msg("expected \"%s\" in:\n%s", (needle), (haystack));                             \
-    } while (0)
+#include "asserts.h"
 
 static struct tmap_gp *fit(const double *x, const double *y, size_t n, size_t d, uint64_t seed)
 {

@@ -83,11 +83,7 @@ static size_t count_of(const char *hay, const char *needle)
     return k;
 }
 
-#define assert_contains(hay, needle)                                                               \
-    do {                                                                                           \
-        if (!strstr((hay), (needle)))                                                              \
-            fail_msg("the report lacks \"%s\"", (needle));                                         \
-    } while (0)
+#include "asserts.h"
 
 #define assert_lacks(hay, needle)                                                                  \
     do {                                                                                           \

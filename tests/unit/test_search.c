@@ -18,11 +18,7 @@
 
 #include "search/search.h"
 
-#define assert_contains(haystack, needle)                                                          \
-    do {                                                                                           \
-        if (!strstr((haystack), (needle)))                                                         \
-            fail_msg("expected \"%s\" in:\n%s", (needle), (haystack));                             \
-    } while (0)
+#include "asserts.h"
 
 /* ---- objectives --------------------------------------------------------- */
 
