@@ -917,40 +917,111 @@ static float *packed_embeddings(const struct scorer *sc, const struct target *t,
     return out;
 }
 
-/* Diversity of n packed rows: exact below p->ann_min_rows, else from an
- * approximate index when tmap has FAISS (docs/design.md section 2). */
-static enum tmap_status diversity(struct scorer *sc, const float *emb, size_t n, double *out)
+/* Whether the diversity of n rows comes from the approximate index. */
+static bool use_ann(const struct tmap_score_params *p, size_t n)
+{
+    return TMAP_HAVE_FAISS && p->ann_min_rows > 0 && n >= p->ann_min_rows;
+}
+
+#if TMAP_HAVE_FAISS
+/* Diversity from the approximate index, the queries split among the ranks:
+ * every rank builds the same index from the same rows and seed (ann.h: the
+ * same bits on any thread count), answers rows [n r / N, n (r+1) / N), and
+ * the values are gathered in row order, so the result is the bits of one
+ * process. Rank 0 alone holds the embeddings when this is called; the others
+ * receive them (a million 64-wide rows: 256 MB each). A collective: every
+ * rank calls it with the same n. */
+static enum tmap_status ann_diversity(struct scorer *sc, const float *emb, size_t n, double *out)
 {
     const struct tmap_score_params *p = sc->p;
-    if (p->ann_min_rows == 0 || n < p->ann_min_rows)
-        return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
-#if TMAP_HAVE_FAISS
+    size_t row_floats = (size_t)sc->dim, begin = n * (size_t)sc->rank / (size_t)sc->size,
+           end = n * (size_t)(sc->rank + 1) / (size_t)sc->size;
+    float *mine = NULL; /* the rows received, on ranks > 0 */
+    enum tmap_status st = TMAP_OK;
+    if (sc->rank > 0 && !(mine = malloc(n * row_floats * sizeof *mine)))
+        st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu embeddings of %d floats", n, sc->dim);
+    if (sc->size > 1)
+        st = dist_worst_status(st, sc->err);
+    if (!st && sc->size > 1 && dist_bcast(sc->rank > 0 ? mine : (float *)emb, n * row_floats * sizeof *emb, 0))
+        st = tmap_fail(sc->err, TMAP_ERR_IO, "could not share %zu embeddings among the ranks", n);
     struct tmap_ann_params ap = tmap_ann_default_params();
     ap.seed = p->ann_seed;
     struct tmap_ann *ann = NULL;
-    enum tmap_status st = tmap_ann_build(emb, n, sc->dim, &ap, &ann, sc->err);
+    double *all = out ? out : malloc((n ? n : 1) * sizeof *all); /* ranks > 0 gather too */
+    double *part = sc->size == 1 ? all : malloc((end > begin ? end - begin : 1) * sizeof *part);
+    if (!st && (!part || !all))
+        st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu values", end - begin);
     if (!st)
-        st = tmap_ann_knn_mean_distance(ann, p->knn_k, 0, n, out, sc->err);
+        st = tmap_ann_build(sc->rank > 0 ? mine : emb, n, sc->dim, &ap, &ann, sc->err);
+    if (!st)
+        st = tmap_ann_knn_mean_distance(ann, p->knn_k, begin, end, part, sc->err);
     tmap_ann_free(ann);
+    if (sc->size > 1)
+        st = dist_worst_status(st, sc->err);
+    if (!st && sc->size > 1) {
+        size_t *counts = malloc((size_t)sc->size * sizeof *counts);
+        if (!counts)
+            st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory");
+        for (int r = 0; counts && r < sc->size; r++)
+            counts[r] = n * (size_t)(r + 1) / (size_t)sc->size - n * (size_t)r / (size_t)sc->size;
+        if (counts && dist_allgather_doubles(part, all, counts))
+            st = tmap_fail(sc->err, TMAP_ERR_IO, "could not gather the diversity of %zu samples from the ranks", n);
+        free(counts);
+    }
+    if (part != all)
+        free(part);
+    if (all != out)
+        free(all);
+    free(mine);
     return st;
-#else
-    notice(sc, "diversity: %zu rows and tmap was built without FAISS: the exact search costs "
-               "n^2 x dim (minutes past 100,000 rows, hours past a million)", n);
-    return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
+}
 #endif
+
+/* Diversity of n packed rows: exact below p->ann_min_rows, else from an
+ * approximate index when tmap has FAISS (docs/design.md section 2). The
+ * exact path runs on rank 0 alone. */
+static enum tmap_status diversity(struct scorer *sc, const float *emb, size_t n, double *out)
+{
+    const struct tmap_score_params *p = sc->p;
+#if TMAP_HAVE_FAISS
+    if (use_ann(p, n))
+        return ann_diversity(sc, emb, n, out);
+#else
+    if (p->ann_min_rows > 0 && n >= p->ann_min_rows)
+        notice(sc, "diversity: %zu rows and tmap was built without FAISS: the exact search costs "
+                   "n^2 x dim (minutes past 100,000 rows, hours past a million)", n);
+#endif
+    return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
 }
 
+/* Diversity and relevance from the embeddings rank 0 gathered. Every rank
+ * calls it: the other ranks take a share of the approximate index's queries
+ * (ann_diversity) and otherwise return at once. */
 static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *pool, struct target *val)
 {
     size_t *rows = NULL, *vrows = NULL, n = 0, nv = 0;
     bool emb_copied = false, vemb_copied = false;
-    float *emb = packed_embeddings(sc, pool, &rows, &n, &emb_copied);
-    float *vemb = val ? packed_embeddings(sc, val, &vrows, &nv, &vemb_copied) : NULL;
-    double *out = malloc((n ? n : 1) * sizeof *out);
+    float *emb = NULL, *vemb = NULL;
+    double *out = NULL;
     enum tmap_status st = TMAP_OK;
-    if (!emb || !out || (val && !vemb))
-        st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu embeddings", n);
-    if (!st && (pool->mask & BIT(TMAP_IND_DIVERSITY)) && n > 0) {
+    if (sc->rank == 0) {
+        emb = packed_embeddings(sc, pool, &rows, &n, &emb_copied);
+        vemb = val ? packed_embeddings(sc, val, &vrows, &nv, &vemb_copied) : NULL;
+        out = malloc((n ? n : 1) * sizeof *out);
+        if (!emb || !out || (val && !vemb))
+            st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu embeddings", n);
+    }
+    bool want = (pool->mask & BIT(TMAP_IND_DIVERSITY)) != 0;
+    if (sc->size > 1) {
+        /* Rank 0 alone knows n, hence whether the ranks share the work. */
+        st = dist_share_status(st, sc->err, 0);
+        if (!st && dist_bcast(&n, sizeof n, 0))
+            st = tmap_fail(sc->err, TMAP_ERR_IO, "could not share the number of embeddings among the ranks");
+        bool shared = !st && want && use_ann(sc->p, n);
+        if (sc->rank > 0)
+            return shared ? diversity(sc, NULL, n, NULL) : st;
+    }
+    if (!st && want && n > 0) {
         st = diversity(sc, emb, n, out);
         for (size_t i = 0; !st && i < n; i++)
             *cell(pool, rows[i], TMAP_IND_DIVERSITY) = out[i];
@@ -1065,9 +1136,10 @@ static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *poo
         st = score_target(sc, &tp);
     if (!st && relevance)
         st = score_target(sc, &tv);
-    /* Rank 0 holds every batch's values now: it alone finds the
-     * neighbours, then every rank gets the finished table. */
-    if (!st && tp.embed && sc->rank == 0)
+    /* Rank 0 holds every batch's values now: it finds the neighbours
+     * (the other ranks share the approximate index's queries), then every
+     * rank gets the finished table. */
+    if (!st && tp.embed)
         st = neighbour_indicators(sc, &tp, relevance ? &tv : NULL);
     if (sc->size > 1)
         st = share_table(sc, scores, st);

@@ -41,6 +41,24 @@ expect_err "0 computed, 40 from the store"
 expect_err "0 tokens in 0 decode calls"
 expect_true cmp -s ref.csv again.csv
 
+check "the approximate index's queries split among 2 and 3 ranks: the bytes of one process"
+# --ann-min-rows 10 puts this pool's diversity on the FAISS index; each rank
+# builds it and answers its share of the rows (skipped without FAISS).
+if "$TMAP" version | grep -q "FAISS: approximate"; then
+    run "$TMAP" score "${common[@]}" --ann-min-rows 10 -o ann1.csv
+    expect_status 0
+    run mpi 2 score "${common[@]}" --ann-min-rows 10 -o ann2.csv
+    expect_status 0
+    expect_true cmp -s ann1.csv ann2.csv
+    run mpi 3 score "${common[@]}" --ann-min-rows 10 -o ann3.csv
+    expect_status 0
+    expect_true cmp -s ann1.csv ann3.csv
+    # The index is in use: its values are not the exact search's.
+    expect_true test -n "$(cmp ref.csv ann1.csv)"
+else
+    echo "no FAISS in this build: the split of the index's queries is not tested"
+fi
+
 check "kill -9 of rank 1 mid-run: the job stops and names it; a rerun completes identically"
 # The kill must land mid-run: some batches stored, not all. The delay
 # adapts until it does (machines vary in speed).
