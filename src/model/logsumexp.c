@@ -12,9 +12,10 @@
  * smallest normal float, and such a term cannot move a sum whose largest
  * term is 1, while going lower would make denormals, which are slow.
  *
- * Two versions: AVX-512 intrinsics (vscalefps applies 2^k in one
- * instruction, vrndscaleps rounds, masks take the tail), which read the
- * row from memory once, and a plain two-pass loop for every other CPU.
+ * Three versions: AVX-512 intrinsics (vscalefps applies 2^k in one
+ * instruction, vrndscaleps rounds, masks take the tail) and AVX2 + FMA
+ * intrinsics, both reading the row from memory once, and a plain two-pass
+ * loop for every other CPU.
  * Why it matters: on a small model the vocabulary projection is most of
  * the forward pass, and this is a second look at its whole output, which
  * raw decoding never reads. bench/score measures what is left.
@@ -196,11 +197,115 @@ double tmap_log_sum_exp_avx512(const float *logits, int32_t n)
 }
 #endif
 
+#ifdef HAVE_X86
+/* The AVX2 + FMA version of the one-pass blocks above, for the CPUs
+ * without AVX-512 (most desktops, many cloud machines). AVX2 has no
+ * vscalefps and no lane masks, so 2^k goes into the exponent bits by
+ * integer arithmetic (k >= -126 after the clamp, so k + 127 >= 1: a
+ * normal float), and the tail of a row is summed lane by lane. vmaxps
+ * does not carry a NaN through (it returns its second operand), so NaN
+ * logits are looked for apart, with an unordered compare in the max pass.
+ * Measured on this 2-core AVX2 machine (bench_logprob's rows, 32k
+ * vocabulary): docs/scoring.md. */
+__attribute__((target("avx2,fma")))
+static inline __m256 exp2_avx2(__m256 y)
+{
+    y = _mm256_max_ps(_mm256_set1_ps(Y_FLOOR), y); /* NaN stays NaN: the second operand */
+    __m256 k = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_sub_ps(y, k);
+    __m256 p = _mm256_set1_ps(EXP2_C5);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP2_C4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP2_C3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP2_C2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP2_C1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP2_C0));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+/* Largest of x[from, to), to > from; *nan set when any is NaN. */
+__attribute__((target("avx2,fma")))
+static float max_avx2(const float *x, int32_t from, int32_t to, bool *nan)
+{
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0, bad = _mm256_setzero_ps();
+    int32_t v = from;
+    for (; v + 32 <= to; v += 32) {
+        __m256 a = _mm256_loadu_ps(x + v), b = _mm256_loadu_ps(x + v + 8), c = _mm256_loadu_ps(x + v + 16),
+               d = _mm256_loadu_ps(x + v + 24);
+        bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+        m0 = _mm256_max_ps(m0, a);
+        m1 = _mm256_max_ps(m1, b);
+        m2 = _mm256_max_ps(m2, c);
+        m3 = _mm256_max_ps(m3, d);
+    }
+    float lanes[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+    *nan |= _mm256_movemask_ps(bad) != 0;
+    for (int k = 0; k < 8; k++)
+        max = lanes[k] > max ? lanes[k] : max;
+    for (; v < to; v++) {
+        max = x[v] > max ? x[v] : max;
+        *nan |= x[v] != x[v];
+    }
+    return max;
+}
+
+/* Sum of exp(x - max) over x[from, to), at most BLOCK terms, in float
+ * then double. */
+__attribute__((target("avx2,fma")))
+static double block_sum_avx2(const float *x, int32_t from, int32_t to, float max)
+{
+    const __m256 log2e = _mm256_set1_ps(LOG2E), vmax = _mm256_set1_ps(max);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int32_t v = from;
+    for (; v + 16 <= to; v += 16) {
+        _mm_prefetch((const char *)(x + v + BLOCK), _MM_HINT_T0);
+        __m256 y0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + v), vmax), log2e);
+        __m256 y1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + v + 8), vmax), log2e);
+        s0 = _mm256_add_ps(s0, exp2_avx2(y0));
+        s1 = _mm256_add_ps(s1, exp2_avx2(y1));
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_add_ps(s0, s1));
+    double sum = 0.0;
+    for (int k = 0; k < 8; k++)
+        sum += lanes[k];
+    for (; v < to; v++)
+        sum += exp2_nonpositive((x[v] - max) * LOG2E);
+    return sum;
+}
+
+__attribute__((target("avx2,fma")))
+double tmap_log_sum_exp_avx2(const float *logits, int32_t n)
+{
+    float max = -INFINITY;
+    double sum = 0.0;
+    bool nan = false;
+    for (int32_t v = 0; v < n; v += BLOCK) {
+        int32_t end = v + BLOCK <= n ? v + BLOCK : n;
+        float block_max = max_avx2(logits, v, end, &nan);
+        if (nan)
+            return NAN; /* a broken model: say so rather than skip the term */
+        if (block_max > max) {
+            if (isinf(block_max))
+                return block_max; /* an overflowed logit */
+            sum *= exp((double)max - (double)block_max);
+            max = block_max;
+        }
+        if (max > -INFINITY)
+            sum += block_sum_avx2(logits, v, end, max);
+    }
+    return max > -INFINITY ? (double)max + log(sum) : max;
+}
+#endif
+
 double tmap_log_sum_exp(const float *logits, int32_t n)
 {
 #ifdef HAVE_X86
     if (__builtin_cpu_supports("avx512f"))
         return tmap_log_sum_exp_avx512(logits, n);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return tmap_log_sum_exp_avx2(logits, n);
 #endif
     return tmap_log_sum_exp_portable(logits, n);
 }

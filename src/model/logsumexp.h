@@ -18,10 +18,12 @@ double tmap_log_sum_exp(const float *logits, int32_t n);
 
 /* The versions it picks from, visible so the tests can check each one
  * against a double-precision reference. The AVX-512 one exists only on
- * x86 and must only be called where the CPU has AVX-512F. */
+ * x86 and must only be called where the CPU has AVX-512F; the same for
+ * the AVX2 one and AVX2 + FMA. */
 double tmap_log_sum_exp_portable(const float *logits, int32_t n);
 #if defined(__x86_64__) || defined(__i386__)
 double tmap_log_sum_exp_avx512(const float *logits, int32_t n);
+double tmap_log_sum_exp_avx2(const float *logits, int32_t n); /* AVX2 and FMA */
 #endif
 
 #endif

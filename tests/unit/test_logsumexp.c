@@ -24,7 +24,7 @@ struct version {
 };
 
 /* The versions to check: all that this CPU can run. */
-static size_t versions(struct version out[3])
+static size_t versions(struct version out[4])
 {
     size_t n = 0;
     out[n++] = (struct version){ "dispatch", tmap_log_sum_exp };
@@ -32,6 +32,8 @@ static size_t versions(struct version out[3])
 #if defined(__x86_64__) || defined(__i386__)
     if (__builtin_cpu_supports("avx512f"))
         out[n++] = (struct version){ "avx512", tmap_log_sum_exp_avx512 };
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        out[n++] = (struct version){ "avx2", tmap_log_sum_exp_avx2 };
 #endif
     return n;
 }
@@ -61,7 +63,7 @@ static void fill(float *x, int32_t n, double spread, double offset, uint64_t see
 
 static void check_all(const float *x, int32_t n, double tolerance)
 {
-    struct version vs[3];
+    struct version vs[4];
     size_t nv = versions(vs);
     double want = reference(x, n);
     for (size_t k = 0; k < nv; k++) {
@@ -107,7 +109,7 @@ static void test_short_rows(void **state)
 static void test_edge_values(void **state)
 {
     (void)state;
-    struct version vs[3];
+    struct version vs[4];
     size_t nv = versions(vs);
     float x[40];
     for (size_t k = 0; k < nv; k++) {
