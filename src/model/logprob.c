@@ -131,10 +131,27 @@ static int32_t slot_seq(const struct run *r, int32_t s)
     return r->n_prefix > 0 ? s + 1 : s;
 }
 
+/*
+ * Requests start only while the tokens waiting to be decoded are fewer than
+ * one micro-batch (n_ubatch: llama.cpp computes a call in micro-batches of
+ * that size anyway). Every sequence in the unified KV cache widens the
+ * attention window of every token decoded beside it (the mask hides the
+ * other sequences' cells, but they are still visited), so filling all n_seq
+ * slots at once made each token attend over every slot's cells: on the
+ * 64-wide test model the shared-prefix proxy spent a quarter of its time in
+ * attention, and bench/proxy ran 1.5x faster with 2 sequences than with 8.
+ * With this rule a call holds about one micro-batch of new tokens, so the
+ * matrix products see full micro-batches as before, and the window is the
+ * prefix plus what is in flight (measured: docs/scoring.md).
+ */
 static void assign_free_slots(struct run *r)
 {
     llama_memory_t mem = llama_get_memory(r->m->ctx);
-    for (int32_t s = 0; s < r->n_slots; s++) {
+    int32_t budget = r->m->n_ubatch, waiting = 0;
+    for (int32_t s = 0; s < r->n_slots; s++)
+        if (r->slots[s].busy)
+            waiting += r->slots[s].n_feed - r->slots[s].next;
+    for (int32_t s = 0; s < r->n_slots && waiting < budget; s++) {
         struct slot *sl = &r->slots[s];
         while (!sl->busy && r->next_request < r->n) {
             size_t q = r->next_request++;
@@ -149,6 +166,7 @@ static void assign_free_slots(struct run *r)
                 memset(sl->pooled, 0, (size_t)r->m->info.n_embd * sizeof *sl->pooled);
             if (r->n_prefix > 0)
                 llama_memory_seq_cp(mem, 0, slot_seq(r, s), -1, -1);
+            waiting += sl->n_feed;
         }
     }
 }

@@ -209,6 +209,7 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
         return tmap_fail(err, TMAP_ERR_MODEL, "%s: cannot create a context of %d x %d tokens: %s",
                          p->path, p->n_seq, n_ctx, tmap_llama_last_error());
     m->n_threads    = cp.n_threads;
+    m->n_ubatch     = (int32_t)cp.n_ubatch;
     m->info.n_ctx   = n_ctx;
     m->info.n_batch = p->n_batch;
     m->info.n_seq   = p->n_seq;

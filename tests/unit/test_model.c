@@ -436,7 +436,11 @@ static void test_shared_prefix_equals_naive(void **state)
     for (size_t i = 0; i < N_TEXTS; i++) {
         assert_int_equal(rs[i].fit, TMAP_FIT_WHOLE);
         assert_int_equal(rs[i].n_tokens, rn[i].n_tokens);
-        if (fabs(rs[i].sum_logprob - rn[i].sum_logprob) > 1e-4 * rs[i].n_tokens)
+        /* The KV cache is F16 (relative rounding 5e-4) and the two runs
+         * batch the prefix differently: up to ~1e-4 nats a token apart on
+         * this model (measured: 5.5e-4 over 5 tokens). A wrong position or
+         * mask moves a token by nats. */
+        if (fabs(rs[i].sum_logprob - rn[i].sum_logprob) > 2e-4 * rs[i].n_tokens)
             fail_msg("query %zu: shared %.8f vs naive %.8f", i, rs[i].sum_logprob, rn[i].sum_logprob);
     }
     /* The prefix was decoded once, not once per query. */
