@@ -15,6 +15,13 @@
  * file changes its modification time, so a stale line is never used.
  * TMAP_FINGERPRINT_CACHE names another file, or "off". The cache is a
  * convenience: when it cannot be read or written, the hash is computed.
+ *
+ * Lines are only ever appended, and every rewritten model (each checkpoint
+ * of a fine-tune) adds one, so past CACHE_MAX_BYTES the file is compacted:
+ * the newest CACHE_KEEP distinct keys are kept, in their order, and the
+ * file replaced by rename, so a reader sees the old or the new file whole.
+ * A line appended by another process during the rewrite may be lost, which
+ * costs one hash later.
  */
 #include "model/model.h"
 #include "util/error.h"
@@ -80,6 +87,64 @@ static bool cache_lookup(const char *path, const char *key, char out[33])
     return found;
 }
 
+enum { CACHE_MAX_BYTES = 64 << 10, CACHE_KEEP = 256, CACHE_LINE = 256 };
+
+/* The key of a cache line: everything before its last space. */
+static size_t line_key_length(const char *line)
+{
+    const char *space = strrchr(line, ' ');
+    return space ? (size_t)(space - line) : strlen(line);
+}
+
+static void cache_compact(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = 0, cap = 0;
+    char (*lines)[CACHE_LINE] = NULL, buf[CACHE_LINE];
+    while (fgets(buf, sizeof buf, f)) {
+        if (!strchr(buf, '\n'))
+            continue; /* a short write, or longer than any line written */
+        if (n == cap) {
+            size_t grown = cap ? 2 * cap : 1024;
+            void *moved = realloc(lines, grown * sizeof *lines);
+            if (!moved)
+                break;
+            lines = moved;
+            cap = grown;
+        }
+        memcpy(lines[n++], buf, sizeof buf);
+    }
+    fclose(f);
+    /* From the newest line back: keep a key's last line, up to CACHE_KEEP. */
+    bool *keep = calloc(n ? n : 1, sizeof *keep);
+    size_t kept = 0;
+    for (size_t i = n; keep && i-- > 0 && kept < CACHE_KEEP;) {
+        size_t kn = line_key_length(lines[i]);
+        bool newer = false;
+        for (size_t j = i + 1; j < n && !newer; j++)
+            newer = keep[j] && line_key_length(lines[j]) == kn && memcmp(lines[i], lines[j], kn) == 0;
+        if (!newer) {
+            keep[i] = true;
+            kept++;
+        }
+    }
+    char tmp[PATH_MAX];
+    FILE *out = NULL;
+    if (keep && (size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) < sizeof tmp)
+        out = fopen(tmp, "w");
+    if (out) {
+        for (size_t i = 0; i < n; i++)
+            if (keep[i])
+                fputs(lines[i], out);
+        if (fclose(out) != 0 || rename(tmp, path) != 0)
+            unlink(tmp);
+    }
+    free(keep);
+    free(lines);
+}
+
 /* One line, appended in one write (O_APPEND): concurrent loads cannot
  * interleave inside it. Errors are ignored: the cache only saves time. */
 static void cache_store(const char *path, const char *key, const char *hex)
@@ -97,14 +162,18 @@ static void cache_store(const char *path, const char *key, const char *hex)
         }
         mkdir(dir, 0777); /* ~/.cache/tmap */
     }
-    char line[256];
+    char line[CACHE_LINE];
     int n = snprintf(line, sizeof line, "%s %s\n", key, hex);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
     if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) != n)
         (void)0; /* a short write leaves a line that never matches */
+    struct stat sb;
+    bool big = fstat(fd, &sb) == 0 && sb.st_size > CACHE_MAX_BYTES;
     close(fd);
+    if (big)
+        cache_compact(path);
 }
 
 static enum tmap_status hash_file(const char *path, char out[33], struct tmap_error *err)

@@ -100,6 +100,37 @@ static void test_fingerprint_sees_weights(void **state)
     assert_int_equal(tmap_model_fingerprint(a, again, &cached, &err), TMAP_OK);
     assert_false(cached);
     assert_string_equal(again, fb);
+    /* A cache grown past its size is compacted: the newest 256 keys stay,
+     * the new line among them, and it still serves. */
+    FILE *f = fopen(cache, "a");
+    assert_non_null(f);
+    for (int i = 0; i < 2000; i++)
+        fprintf(f, "1 %d 100 5.000000000 %032x\n", i, i);
+    fprintf(f, "1 1990 100 5.000000000 %032x\n", 77); /* a key again: its newest line only */
+    fclose(f);
+    nanosleep(&pause, NULL);
+    copy_model(TMAP_TEST_MODEL, a, false);
+    assert_int_equal(tmap_model_fingerprint(a, again, &cached, &err), TMAP_OK);
+    assert_false(cached);
+    size_t n_lines = 0, n_old = 0, n_again = 0;
+    char line[256];
+    f = fopen(cache, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        n_lines++;
+        n_old += strncmp(line, "1 7 100 ", 8) == 0;
+        if (strncmp(line, "1 1990 100 ", 11) == 0) {
+            n_again++;
+            assert_non_null(strstr(line, "0000004d\n"));
+        }
+    }
+    fclose(f);
+    assert_int_equal(n_lines, 256);
+    assert_int_equal(n_old, 0); /* older than the newest 256 keys */
+    assert_int_equal(n_again, 1);
+    assert_int_equal(tmap_model_fingerprint(a, again, &cached, &err), TMAP_OK);
+    assert_true(cached);
+    assert_string_equal(again, fa);
     /* Off: always hashed. */
     setenv("TMAP_FINGERPRINT_CACHE", "off", 1);
     assert_int_equal(tmap_model_fingerprint(b, again, &cached, &err), TMAP_OK);
