@@ -735,23 +735,6 @@ struct tmap_baselines {
  * 5.5 sd better: beats random subsets by more than the noise". */
 TMAP_API void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size);
 
-struct tmap_learn_result {
-    struct tmap_weights      weights; /* the evaluated w with the best posterior mean */
-    double                   best_posterior_mean;
-    struct tmap_trace_entry *trace;
-    size_t                   n_trace;
-    size_t                   n_spent;
-    struct tmap_baselines    baselines;
-    size_t                   n_duplicates; /* pool rows kept out of every selection as exact duplicates */
-};
-
-/* Learns the weights of the columns of scores that hold values, judging
- * each candidate by proxy on the subset it selects (docs/design.md section 6). */
-TMAP_API enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
-                            struct tmap_proxy *proxy, const struct tmap_learn_params *params,
-                            struct tmap_learn_result *out, struct tmap_error *err);
-TMAP_API void tmap_learn_result_free(struct tmap_learn_result *r);
-
 /* The subset a weighting selects: ceil(ratio * n) samples, the highest
  * combined scores (ties broken by sample id) or, in filter mode, a seeded
  * draw from all but the lowest. */
@@ -764,6 +747,25 @@ struct tmap_selection {
     double *combined; /* per row */
     double *ranks;    /* column-major n_rows x weights.d */
 };
+
+struct tmap_learn_result {
+    struct tmap_weights      weights; /* the evaluated w with the best posterior mean */
+    double                   best_posterior_mean;
+    struct tmap_trace_entry *trace;
+    size_t                   n_trace;
+    size_t                   n_spent;
+    struct tmap_baselines    baselines;
+    size_t                   n_duplicates; /* pool rows kept out of every selection as exact duplicates */
+    struct tmap_selection    selection;    /* what tmap_select makes of weights (ratio, mode and seed of
+                                              the params' select): no need to call it again */
+};
+
+/* Learns the weights of the columns of scores that hold values, judging
+ * each candidate by proxy on the subset it selects (docs/design.md section 6). */
+TMAP_API enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
+                            struct tmap_proxy *proxy, const struct tmap_learn_params *params,
+                            struct tmap_learn_result *out, struct tmap_error *err);
+TMAP_API void tmap_learn_result_free(struct tmap_learn_result *r);
 
 /* Exact duplicates (the same content hash) enter once: the copy with the
  * lowest sample id stands for all, unless keep_duplicates. The selection

@@ -595,6 +595,7 @@ void tmap_learn_result_free(struct tmap_learn_result *r)
     free(r->baselines.single);
     free(r->baselines.random);
     free(r->baselines.redraws);
+    tmap_selection_free(&r->selection);
     tmap_weights_free(&r->weights);
     for (size_t i = 0; r->trace && i < r->n_trace; i++)
         free(r->trace[i].w);
@@ -619,6 +620,28 @@ static enum tmap_status take_result(struct tmap_search_result *sr, const struct 
     out->best_posterior_mean = sr->best_posterior_mean;
     memcpy(out->weights.weights, sr->best_w, sr->d * sizeof *sr->best_w);
     out->weights.proxy_value = sr->best_value;
+    return TMAP_OK;
+}
+
+/* The learned weights' selection, as tmap_select makes it, so that tmap run
+ * need not make it again (its ranks are added when the baselines are done
+ * with them): the first k of o->rows, o->s the combined scores. */
+static enum tmap_status keep_selection(const struct objective *o, size_t k, size_t n_dup, struct tmap_selection *sel,
+                                       struct tmap_error *err)
+{
+    size_t cells = o->n ? o->n : 1;
+    sel->n_rows = o->n;
+    sel->n = k;
+    sel->n_duplicates = n_dup;
+    sel->rows = malloc(cells * sizeof *sel->rows);
+    sel->selected = calloc(cells, sizeof *sel->selected);
+    sel->combined = malloc(cells * sizeof *sel->combined);
+    if (!sel->rows || !sel->selected || !sel->combined)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the selection of %zu samples", o->n);
+    memcpy(sel->rows, o->rows, k * sizeof *sel->rows);
+    memcpy(sel->combined, o->s, o->n * sizeof *sel->combined);
+    for (size_t i = 0; i < k; i++)
+        sel->selected[sel->rows[i]] = true;
     return TMAP_OK;
 }
 
@@ -835,7 +858,14 @@ enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scor
         /* Random subsets of the learned selection's size (smaller than the
          * ratio only when distinct records run out). */
         tmap_combine(u, n, d, out->weights.weights, o.s);
-        st = run_baselines(&o, choose_rows(&o.ch, o.s, o.rows), out, err);
+        size_t k = choose_rows(&o.ch, o.s, o.rows);
+        st = keep_selection(&o, k, n_dup, &out->selection, err);
+        if (!st)
+            st = run_baselines(&o, k, out, err);
+    }
+    if (!st) {
+        out->selection.ranks = u; /* the baselines are done with it */
+        u = NULL;
     }
     tmap_search_result_free(&sr);
     free(u);

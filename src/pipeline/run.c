@@ -379,8 +379,10 @@ enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summa
         st = build_tiny(&r, out, err);
     if (!st)
         st = learn_weights(&r, out, err);
-    if (!st)
-        st = tmap_select(r.pool, r.scores, &r.learned.weights, &p->learn.select, &r.sel, err);
+    if (!st) { /* the learned weights' selection, made by tmap_learn */
+        r.sel = r.learned.selection;
+        memset(&r.learned.selection, 0, sizeof r.learned.selection);
+    }
     /* Every rank has the same selection now; rank 0 writes it. */
     bool writer = !p->learn.distributed || tmap_dist_rank() == 0;
     if (!st && writer && p->diversity_threshold > 0.0)

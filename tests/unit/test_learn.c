@@ -387,6 +387,19 @@ static void test_learn(void **state)
     for (size_t i = 0; i < a.n_trace; i++)
         found |= a.trace[i].value == a.weights.proxy_value;
     assert_true(found);
+    /* The result carries its weights' selection: what tmap_select makes. */
+    struct tmap_error serr = { 0 };
+    struct tmap_select_params sp = tmap_select_default_params();
+    struct tmap_selection sel;
+    assert_int_equal(tmap_select(pool, scores, &a.weights, &sp, &sel, &serr), TMAP_OK);
+    assert_int_equal(a.selection.n_rows, sel.n_rows);
+    assert_int_equal(a.selection.n, sel.n);
+    assert_int_equal(a.selection.n_duplicates, sel.n_duplicates);
+    assert_memory_equal(a.selection.rows, sel.rows, sel.n * sizeof *sel.rows);
+    assert_memory_equal(a.selection.selected, sel.selected, sel.n_rows * sizeof *sel.selected);
+    assert_memory_equal(a.selection.combined, sel.combined, sel.n_rows * sizeof *sel.combined);
+    assert_memory_equal(a.selection.ranks, sel.ranks, sel.n_rows * a.weights.d * sizeof *sel.ranks);
+    tmap_selection_free(&sel);
 
     char wpath[600], tpath[600];
     snprintf(wpath, sizeof wpath, "%s/weights.json", tmpdir);
