@@ -139,7 +139,8 @@ static int32_t slot_seq(const struct run *r, int32_t s)
  * other sequences' cells, but they are still visited), so filling all n_seq
  * slots at once made each token attend over every slot's cells: on the
  * 64-wide test model the shared-prefix proxy spent a quarter of its time in
- * attention, and bench/proxy ran 1.5x faster with 2 sequences than with 8.
+ * attention, and bench/proxy's naive arm ran 1.8x faster with 2 sequences
+ * than with 8.
  * With this rule a call holds about one micro-batch of new tokens, so the
  * matrix products see full micro-batches as before, and the window is the
  * prefix plus what is in flight (measured: docs/scoring.md).

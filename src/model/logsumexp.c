@@ -1,6 +1,7 @@
 /*
- * logsumexp.c - see logsumexp.h. Built with -O3 so the portable loop
- * vectorises.
+ * logsumexp.c - see logsumexp.h. Built with -O3 in the hope that the
+ * portable loop vectorises; GCC 12 keeps it scalar (215 us per 32,000-logit
+ * row, measured), hence the AVX2 version.
  *
  * After subtracting the maximum every term is exp(t) with t <= 0, which
  * is computed as 2^y with y = t log2(e): split y into its nearest integer
