@@ -43,6 +43,37 @@
 #define Y_FLOOR (-126.0f)
 #define BLOCK 1024 /* terms summed in float before going into a double; a multiple of 32 */
 
+#ifdef HAVE_X86
+/* The one-pass walk of the vector versions (see tmap_log_sum_exp_avx512's
+ * comment): block_max gives a block's maximum (and sets *nan on a NaN
+ * when the sums would not carry it), block_sum its terms' sum against the
+ * maximum so far. */
+typedef float (*block_max_fn)(const float *x, int32_t from, int32_t to, bool *nan);
+typedef double (*block_sum_fn)(const float *x, int32_t from, int32_t to, float max);
+
+static double one_pass(const float *logits, int32_t n, block_max_fn block_max_of, block_sum_fn block_sum)
+{
+    float max = -INFINITY;
+    double sum = 0.0;
+    bool nan = false;
+    for (int32_t v = 0; v < n; v += BLOCK) {
+        int32_t end = v + BLOCK <= n ? v + BLOCK : n;
+        float block_max = block_max_of(logits, v, end, &nan);
+        if (nan)
+            return NAN; /* a broken model: say so rather than skip the term */
+        if (block_max > max) {
+            if (isinf(block_max))
+                return block_max; /* an overflowed logit */
+            sum *= exp((double)max - (double)block_max);
+            max = block_max;
+        }
+        if (max > -INFINITY)
+            sum += block_sum(logits, v, end, max);
+    }
+    return max > -INFINITY ? (double)max + log(sum) : max;
+}
+#endif
+
 static inline float exp2_nonpositive(float y)
 {
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
@@ -116,8 +147,9 @@ static inline __mmask16 first_lanes(int32_t count)
 /* Largest of x[from, to), to > from. Four chains, so each max does not
  * wait for the one before. */
 __attribute__((target("avx512f")))
-static float max_avx512(const float *x, int32_t from, int32_t to)
+static float max_avx512(const float *x, int32_t from, int32_t to, bool *nan)
 {
+    (void)nan; /* a NaN logit reaches the sum instead: exp2_avx512 keeps it */
     __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
     int32_t v = from;
     for (; v + 64 <= to; v += 64) {
@@ -180,21 +212,7 @@ static double block_sum_avx512(const float *x, int32_t from, int32_t to, float m
 __attribute__((target("avx512f")))
 double tmap_log_sum_exp_avx512(const float *logits, int32_t n)
 {
-    float max = -INFINITY;
-    double sum = 0.0;
-    for (int32_t v = 0; v < n; v += BLOCK) {
-        int32_t end = v + BLOCK <= n ? v + BLOCK : n;
-        float block_max = max_avx512(logits, v, end);
-        if (block_max > max) {
-            if (isinf(block_max))
-                return block_max; /* an overflowed logit */
-            sum *= exp((double)max - (double)block_max);
-            max = block_max;
-        }
-        if (max > -INFINITY)
-            sum += block_sum_avx512(logits, v, end, max);
-    }
-    return max > -INFINITY ? (double)max + log(sum) : max;
+    return one_pass(logits, n, max_avx512, block_sum_avx512);
 }
 #endif
 
@@ -279,24 +297,7 @@ static double block_sum_avx2(const float *x, int32_t from, int32_t to, float max
 __attribute__((target("avx2,fma")))
 double tmap_log_sum_exp_avx2(const float *logits, int32_t n)
 {
-    float max = -INFINITY;
-    double sum = 0.0;
-    bool nan = false;
-    for (int32_t v = 0; v < n; v += BLOCK) {
-        int32_t end = v + BLOCK <= n ? v + BLOCK : n;
-        float block_max = max_avx2(logits, v, end, &nan);
-        if (nan)
-            return NAN; /* a broken model: say so rather than skip the term */
-        if (block_max > max) {
-            if (isinf(block_max))
-                return block_max; /* an overflowed logit */
-            sum *= exp((double)max - (double)block_max);
-            max = block_max;
-        }
-        if (max > -INFINITY)
-            sum += block_sum_avx2(logits, v, end, max);
-    }
-    return max > -INFINITY ? (double)max + log(sum) : max;
+    return one_pass(logits, n, max_avx2, block_sum_avx2);
 }
 #endif
 
