@@ -953,6 +953,12 @@ static enum tmap_status ann_diversity(struct scorer *sc, const float *emb, size_
         st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu values", end - begin);
     if (!st)
         st = tmap_ann_build(sc->rank > 0 ? mine : emb, n, sc->dim, &ap, &ann, sc->err);
+    if (!st && sc->rank == 0) { /* the values are approximate: say so, once */
+        struct tmap_ann_params used;
+        tmap_ann_get_params(ann, &used);
+        notice(sc, "diversity of %zu samples from an approximate index (FAISS IVF-Flat, %zu lists, %zu probed; "
+                   "--ann-min-rows %zu)", n, used.nlist, used.nprobe, p->ann_min_rows);
+    }
     if (!st)
         st = tmap_ann_knn_mean_distance(ann, p->knn_k, begin, end, part, sc->err);
     tmap_ann_free(ann);
