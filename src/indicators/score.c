@@ -917,10 +917,16 @@ static float *packed_embeddings(const struct scorer *sc, const struct target *t,
     return out;
 }
 
-/* Whether the diversity of n rows comes from the approximate index. */
+/* Whether n rows are past --ann-min-rows, and so take diversity from the
+ * approximate index when tmap has FAISS. */
+static bool past_ann_threshold(const struct tmap_score_params *p, size_t n)
+{
+    return p->ann_min_rows > 0 && n >= p->ann_min_rows;
+}
+
 static bool use_ann(const struct tmap_score_params *p, size_t n)
 {
-    return TMAP_HAVE_FAISS && p->ann_min_rows > 0 && n >= p->ann_min_rows;
+    return TMAP_HAVE_FAISS && past_ann_threshold(p, n);
 }
 
 #if TMAP_HAVE_FAISS
@@ -993,7 +999,7 @@ static enum tmap_status diversity(struct scorer *sc, const float *emb, size_t n,
     if (use_ann(p, n))
         return ann_diversity(sc, emb, n, out);
 #else
-    if (p->ann_min_rows > 0 && n >= p->ann_min_rows)
+    if (past_ann_threshold(p, n))
         notice(sc, "diversity: %zu rows and tmap was built without FAISS: the exact search costs "
                    "n^2 x dim (minutes past 100,000 rows, hours past a million)", n);
 #endif
