@@ -8,7 +8,11 @@
  *      the approximate neighbours against the exact ones, and how far the
  *      means move;
  *  (b) N_LARGE clustered rows: the approximate diversity's time (train, add,
- *      search, means) and the process's peak resident memory.
+ *      search, means) and the process's peak resident memory. Started by
+ *      mpirun (Open MPI's OMPI_COMM_WORLD_RANK and _SIZE), each process
+ *      builds the whole index and answers its share of the queries, rows
+ *      n r / N to n (r + 1) / N, as tmap score's ranks do (without the
+ *      broadcast of the rows): the split's time is the slowest process's.
  *
  * Clustered rows mimic mean-pooled hidden states, which crowd around topics:
  * CLUSTERS centres uniform on the sphere, each row a centre plus Gaussian
@@ -27,6 +31,7 @@
 #include "tmap.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,9 +116,22 @@ static void figure(size_t n, const char *data, const char *name, double value)
     fflush(stdout);
 }
 
-/* Approximate diversity of n rows, timed: build plus every query. */
+/* This process's share of n queries: all of them, or under mpirun its
+ * rank's range. */
+static void query_share(size_t n, size_t *begin, size_t *end)
+{
+    const char *rank = getenv("OMPI_COMM_WORLD_RANK"), *size = getenv("OMPI_COMM_WORLD_SIZE");
+    size_t r = rank ? strtoull(rank, NULL, 10) : 0, N = size ? strtoull(size, NULL, 10) : 1;
+    if (N < 1 || r >= N)
+        r = 0, N = 1;
+    *begin = n * r / N;
+    *end = n * (r + 1) / N;
+}
+
+/* Approximate diversity of n rows, timed: build plus every query, or with
+ * `shared` this process's share of them (out then holds those rows only). */
 static int ann_diversity(const float *rows, size_t n, const char *data,
-                         const struct tmap_ann_params *p, double *out, double *seconds,
+                         const struct tmap_ann_params *p, bool shared, double *out, double *seconds,
                          struct tmap_ann **keep)
 {
     struct tmap_error err = {0};
@@ -124,7 +142,12 @@ static int ann_diversity(const float *rows, size_t n, const char *data,
         return fail("approximate index", &err);
     }
     double t1 = tmap_now_seconds();
-    if (tmap_ann_knn_mean_distance(ann, K, 0, n, out, &err)) {
+    size_t begin = 0, end = n;
+    if (shared)
+        query_share(n, &begin, &end);
+    if (end - begin < n)
+        figure(n, data, "queries_from_row", (double)begin), figure(n, data, "queries_to_row", (double)end);
+    if (tmap_ann_knn_mean_distance(ann, K, begin, end, out, &err)) {
         tmap_ann_free(ann);
         return fail("approximate diversity", &err);
     }
@@ -156,7 +179,7 @@ static int compare(size_t n, size_t clusters, double sigma, const struct tmap_an
     }
     double exact_s = tmap_now_seconds() - t0, ann_s = 0;
     figure(n, data, "exact_cpu_seconds", cpu_seconds() - cpu0);
-    if (ann_diversity(rows, n, data, p, approx, &ann_s, &ann))
+    if (ann_diversity(rows, n, data, p, false, approx, &ann_s, &ann))
         goto out;
     /* neighbour lists for recall: not part of either timing */
     if (tmap_knn_neighbours(rows, n, DIM, K, nb_exact, &err) ||
@@ -243,10 +266,12 @@ static int large(size_t n, size_t clusters, double sigma, const struct tmap_ann_
     double *out = malloc(n * sizeof *out);
     struct tmap_ann *ann = NULL;
     double seconds = 0;
-    int rc = !rows || !out ? fail("rows", NULL) : ann_diversity(rows, n, "clustered", p, out, &seconds, &ann);
+    int rc = !rows || !out ? fail("rows", NULL) : ann_diversity(rows, n, "clustered", p, true, out, &seconds, &ann);
     if (!rc) {
+        size_t begin, end;
+        query_share(n, &begin, &end);
         double mean = 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < end - begin; i++)
             mean += out[i];
         struct tmap_ann_params used;
         tmap_ann_get_params(ann, &used);
@@ -254,7 +279,7 @@ static int large(size_t n, size_t clusters, double sigma, const struct tmap_ann_
         figure(n, "clustered", "nprobe", (double)used.nprobe);
         figure(n, "clustered", "train_rows", (double)used.train_rows);
         figure(n, "clustered", "ann_seconds", seconds);
-        figure(n, "clustered", "mean_diversity", mean / (double)n);
+        figure(n, "clustered", "mean_diversity", mean / (double)(end - begin));
         figure(n, "clustered", "peak_rss_mib", peak_rss_mib());
         figure(n, "clustered", "recall@10_500_sampled_queries", sampled_recall(rows, n, ann, 500));
     }

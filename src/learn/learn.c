@@ -661,30 +661,32 @@ static void mean_sd(const double *v, size_t n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0;
 }
 
-/* The proxy value of a weighting, through the search's own memo. */
-static enum tmap_status value_at(struct objective *o, const double *w, double *value, struct tmap_error *err)
-{
-    bool reused;
-    return evaluate(w, o->d, o, value, &reused, err);
-}
-
 /* Equal weights and each indicator alone: the search's initial design, so
- * the memo serves them at no cost. */
+ * the memo serves most of them at no cost. The rest (a search shorter than
+ * its design leaves some) go out in one batch, which the ranks share. */
 static enum tmap_status design_baselines(struct objective *o, struct tmap_baselines *b, struct tmap_error *err)
 {
     size_t d = o->d;
-    double *w = malloc(d * sizeof *w);
-    if (!w)
+    double *w = calloc((d + 1) * d, sizeof *w), *values = malloc((d + 1) * sizeof *values);
+    bool *reused = malloc((d + 1) * sizeof *reused);
+    if (!w || !values || !reused) {
+        free(w);
+        free(values);
+        free(reused);
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
-    for (size_t j = 0; j < d; j++)
-        w[j] = 1.0 / (double)d;
-    enum tmap_status st = value_at(o, w, &b->equal, err);
-    for (size_t j = 0; j < d && !st; j++) {
-        memset(w, 0, d * sizeof *w);
-        w[j] = 1.0;
-        st = value_at(o, w, &b->single[j], err);
+    }
+    for (size_t j = 0; j < d; j++) {
+        w[j] = 1.0 / (double)d;     /* row 0: equal weights */
+        w[(j + 1) * d + j] = 1.0;   /* row j + 1: indicator j alone */
+    }
+    enum tmap_status st = evaluate_batch(w, d + 1, d, o, values, reused, err);
+    if (!st) {
+        b->equal = values[0];
+        memcpy(b->single, values + 1, d * sizeof *values);
     }
     free(w);
+    free(values);
+    free(reused);
     return st;
 }
 
