@@ -300,7 +300,10 @@ TMAP_API enum tmap_status tmap_model_format_prompt(struct tmap_model *model, con
  *              position of the batch, so ask only where needed);
  *   choices:   log-probabilities (full-vocabulary softmax) of these tokens
  *              as the next token after prompt + response, written to
- *              choice_logprobs (how rating indicators read a 1..6 score). */
+ *              choice_logprobs (how rating indicators read a 1..6 score);
+ *   token_logprobs: each response token's own log-probability (the terms
+ *              of sum_logprob; how the support indicator reads the final
+ *              answer's tokens). */
 struct tmap_logprob_request {
     const int32_t *prompt;
     int32_t        n_prompt;
@@ -310,6 +313,8 @@ struct tmap_logprob_request {
     const int32_t *choices;         /* NULL = none */
     int32_t        n_choices;
     double        *choice_logprobs; /* n_choices entries */
+    double        *token_logprobs;  /* NULL = none; else n_response entries: log p of each
+                                       response token (left as they are when skipped) */
 };
 
 /* Context overflow policy: when prompt + response exceed the per-sequence
@@ -397,15 +402,20 @@ enum tmap_indicator {
     TMAP_IND_LENGTH,     /* response length in target-model tokens */
     TMAP_IND_LEXICAL,    /* MTLD lexical diversity of the response */
     TMAP_IND_NUMERACY,   /* arithmetic operations in the response */
+    TMAP_IND_SUPPORT,    /* log p(the final answer the response marks | prompt, the solution before it) */
     TMAP_IND_COUNT
 };
 
 #define TMAP_IND_ALL ((1u << TMAP_IND_COUNT) - 1u)
+/* What tmap scores unless told: all but support, which is opt-in until the
+ * fidelity benchmark justifies it as a default (docs/fidelity.md). */
+#define TMAP_IND_DEFAULT (TMAP_IND_ALL & ~(1u << TMAP_IND_SUPPORT))
 
 TMAP_API const char *tmap_indicator_name(enum tmap_indicator ind);
 /* Default direction: does a higher raw value make a sample more wanted? */
 TMAP_API bool tmap_indicator_higher_is_better(enum tmap_indicator ind);
-/* "loss,ifd,steps" or "all" -> a bit mask of (1u << TMAP_IND_*). */
+/* "loss,ifd,steps", "default" (TMAP_IND_DEFAULT), "all" or a mix
+ * ("default,support") -> a bit mask of (1u << TMAP_IND_*). */
 TMAP_API enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, struct tmap_error *err);
 
 /* Progress of long work, for a caller's progress bar. */

@@ -65,10 +65,13 @@ struct settings {
     double      ratio;
     size_t      n_bootstrap;
     bool        pool_only;    /* write the corrupted pool and stop (make demo's pool) */
+    bool        auc_only;     /* score every indicator, write OUT/indicators.md and stop */
     size_t      ft_proxy;     /* records the fine-tune proxy trains on (0 = no second proxy) */
     bool        singles;      /* an arm per indicator alone (the most arms) */
     double      drop;         /* filter arms: share of the pool left out */
     bool        filters;      /* the filter-selection and clean arms (and two more tmap runs) */
+    const char *indicators;   /* tmap run's --indicators ("default") */
+    uint32_t    indicator_mask;
 };
 
 static struct settings default_settings(void)
@@ -79,6 +82,7 @@ static struct settings default_settings(void)
         .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 1e-4f,
         .n_val = 300, .n_heldout = 500, .n_threads = 0, .ratio = 0.3, .n_bootstrap = 2000,
         .ft_proxy = 64, .singles = true, .drop = 0.3, .filters = true,
+        .indicators = "default", .indicator_mask = TMAP_IND_DEFAULT,
     };
     return s;
 }
@@ -326,6 +330,103 @@ static void count_tokens(struct bench *b)
     tmap_model_free(m);
 }
 
+/* ---- how each indicator sees each corruption ----------------------------- */
+
+/* P(a clean record's value > a corrupted one's), ties half: how well an
+ * indicator, in its default direction (higher = more wanted), ranks a kind
+ * of corruption below the clean records. Records without a value (NaN)
+ * are left out; NAN when either side has none. */
+static double kind_auc(const struct bench *b, const double *v, enum fid_kind kind, size_t *n_kind)
+{
+    size_t n = b->s.pool_size, n_clean = 0;
+    double wins = 0;
+    *n_kind = 0;
+    for (size_t i = 0; i < n; i++)
+        if (b->rec[i].kind == kind && !isnan(v[i]))
+            ++*n_kind;
+    for (size_t j = 0; j < n; j++) {
+        if (b->rec[j].kind != FID_CLEAN || isnan(v[j]))
+            continue;
+        n_clean++;
+        for (size_t i = 0; i < n; i++)
+            if (b->rec[i].kind == kind && !isnan(v[i]))
+                wins += v[j] > v[i] ? 1.0 : v[j] == v[i] ? 0.5 : 0.0;
+    }
+    return *n_kind && n_clean ? wins / ((double)*n_kind * (double)n_clean) : NAN;
+}
+
+/* Every indicator (support included, which tmap run leaves out by default)
+ * on the pool, through its own store in OUT/indicators.db, then
+ * OUT/indicators.md: per indicator and corruption kind, the AUC above. */
+static void indicator_auc(struct bench *b)
+{
+    const struct settings *s = &b->s;
+    struct tmap_error err = { 0 };
+    char pool_path[4200], val_path[4200], store[4200], path[4200];
+    path_in(s, "pool.jsonl", pool_path, sizeof pool_path);
+    path_in(s, "val.jsonl", val_path, sizeof val_path);
+    path_in(s, "indicators.db", store, sizeof store);
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    struct tmap_pool *pool, *val;
+    if (tmap_pool_load(pool_path, &pp, &pool, &err) || tmap_pool_load(val_path, &pp, &val, &err))
+        die("loading the pool", &err);
+    struct tmap_model_params mp = model_params(b, s->model);
+    struct tmap_model *m;
+    if (tmap_model_load(&mp, &m, &err))
+        die(s->model, &err);
+    struct tmap_score_params sp = tmap_score_default_params();
+    sp.indicators = TMAP_IND_ALL;
+    sp.val = val;
+    sp.store_path = store;
+    struct tmap_scores *scores;
+    double t0 = tmap_now_seconds();
+    if (tmap_score(pool, m, &sp, &scores, &err))
+        die("scoring every indicator", &err);
+    say("every indicator scored in %.0f s", tmap_now_seconds() - t0);
+    path_in(s, "indicators.md", path, sizeof path);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fprintf(stderr, "bench_fidelity: cannot write %s: %s\n", path, strerror(errno)), exit(1);
+    fprintf(f, "# How each indicator ranks each corruption (seed %llu)\n\n"
+               "AUC = P(a clean record's value > a corrupted record's value), ties half: 1 = the indicator, "
+               "in its default direction (higher = more wanted), puts every corrupted record of the kind "
+               "below every clean one; 0.5 = blind; 0 = it prefers them (the opposite direction, as "
+               "--signed may learn, would then be the filter). Records without a value are left out "
+               "(n = the kind's records with one).\n\n| indicator |",
+            (unsigned long long)s->seed);
+    for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++)
+        fprintf(f, " %s |", fid_kind_name((enum fid_kind)k));
+    fprintf(f, "\n|---|");
+    for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++)
+        fprintf(f, "---|");
+    fprintf(f, "\n");
+    double *v = malloc(s->pool_size * sizeof *v);
+    for (size_t c = 0; v && c < tmap_scores_n_columns(scores); c++) {
+        bool any = false;
+        for (size_t i = 0; i < s->pool_size; i++)
+            any |= !isnan(v[i] = tmap_scores_get(scores, i, c));
+        if (!any)
+            continue;
+        fprintf(f, "| %s |", tmap_scores_column_name(scores, c));
+        for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++) {
+            size_t n_kind;
+            double auc = kind_auc(b, v, (enum fid_kind)k, &n_kind);
+            if (isnan(auc))
+                fprintf(f, " - |");
+            else
+                fprintf(f, " %.3f (n %zu) |", auc, n_kind);
+        }
+        fprintf(f, "\n");
+    }
+    free(v);
+    fclose(f);
+    say("wrote %s", path);
+    tmap_scores_free(scores);
+    tmap_model_free(m);
+    tmap_pool_free(val);
+    tmap_pool_free(pool);
+}
+
 /* ---- tmap run ------------------------------------------------------------ */
 
 /* One tmap run into OUT/NAME, its scores shared through the first run's
@@ -349,6 +450,7 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
     p.out_dir = out;
     p.store_path = store;
     p.learn.select.ratio = s->ratio;
+    p.score.indicators = s->indicator_mask;
     p.learn.select.seed = s->seed;
     if (filter) {
         p.learn.select.mode = TMAP_SELECT_FILTER;
@@ -932,6 +1034,8 @@ static void write_markdown(const struct bench *b)
                "%d epoch(s) at lr %g.\n",
             b->s.pool_size, b->s.pool_first, b->s.pool_first + b->s.pool_size - 1, 100 * b->s.corrupt_rate,
             b->s.ratio, b->s.n_ft_seeds, b->s.epochs, (double)b->s.lr);
+    fprintf(f, "tmap run's indicators: %s. How each indicator ranks each corruption: indicators.md.\n",
+            b->s.indicators);
     fprintf(f, "tmap run's own verdict: %s.\n", line);
     tmap_baselines_describe(&b->baselines_signed, line, sizeof line);
     fprintf(f, "tmap run --signed's own verdict: %s.\n", line);
@@ -1103,7 +1207,9 @@ static void usage(void)
             "       [--singles 0]          (no arm per indicator alone: half the fine-tunes)\n"
             "       [--filters 0]          (no filter-selection and clean arms, no filter runs)\n"
             "       [--drop F]             (filter selections: share of the pool left out, default 0.3)\n"
-            "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n");
+            "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n"
+            "       [--indicators LIST]    (tmap run's --indicators, default \"default\"; e.g. default,support)\n"
+            "       [--indicators-only 1]   (only the pool and OUT/indicators.md: each indicator's AUC)\n");
     exit(2);
 }
 
@@ -1129,6 +1235,13 @@ static void parse(int argc, char **argv, struct settings *s)
         else if (!strcmp(a, "--heldout")) s->n_heldout = strtoull(v, NULL, 10);
         else if (!strcmp(a, "-t")) s->n_threads = (int32_t)strtol(v, NULL, 10);
         else if (!strcmp(a, "--pool-only")) s->pool_only = strcmp(v, "0") != 0;
+        else if (!strcmp(a, "--indicators-only")) s->auc_only = strcmp(v, "0") != 0;
+        else if (!strcmp(a, "--indicators")) {
+            struct tmap_error err = { 0 };
+            if (tmap_indicator_parse_list(v, &s->indicator_mask, &err))
+                fprintf(stderr, "bench_fidelity: --indicators: %s\n", err.message), exit(2);
+            s->indicators = v;
+        }
         else if (!strcmp(a, "--ft-proxy")) s->ft_proxy = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--singles")) s->singles = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--filters")) s->filters = strcmp(v, "0") != 0;
@@ -1153,6 +1266,11 @@ int main(int argc, char **argv)
     make_pool(&b);
     if (b.s.pool_only) {
         printf("wrote %s/pool.jsonl and labels.csv\n", b.s.out);
+        return 0;
+    }
+    indicator_auc(&b);
+    if (b.s.auc_only) {
+        tmap_backend_free();
         return 0;
     }
     run_tmap(&b);

@@ -114,7 +114,7 @@ static int run_score(struct score_options *o)
 
 int cmd_score(int argc, char **argv)
 {
-    struct score_options o = { .out_path = "scores.csv", .indicators = "all" };
+    struct score_options o = { .out_path = "scores.csv", .indicators = "default" };
     cli_data_options_init(&o.data);
     o.model = tmap_model_default_params();
     o.score = tmap_score_default_params();
@@ -125,7 +125,7 @@ int cmd_score(int argc, char **argv)
         CLI_MODEL_OPTIONS(o.model),
         { "-d|--data", CLI_STRING, &o.pool_path, "FILE", "the pool to score (JSONL or JSON array)", 0, 0, NULL },
         { "--val", CLI_STRING, &o.val_path, "FILE", "the task's validation data (for relevance)", 0, 0, NULL },
-        { "--indicators", CLI_STRING, &o.indicators, "LIST", "comma list or 'all' (default all)", 0, 0, NULL },
+        { "--indicators", CLI_STRING, &o.indicators, "LIST", "a comma list, default (all but support), all", 0, 0, NULL },
         { "--cache", CLI_STRING, &o.score.store_path, "DB", "SQLite score store: reruns and killed runs resume", 0, 0, NULL },
         { "-o|--out", CLI_STRING, &o.out_path, "FILE", "scores CSV (default scores.csv)", 0, 0, NULL },
         { "--judge", CLI_STRING, &o.judge_path, "GGUF", "rate quality/complexity with this model", 0, 0, NULL },

@@ -5,7 +5,8 @@
  * Directions: every indicator defaults to "higher raw value = more wanted".
  * For loss and ifd that means harder samples for this model, the choice of
  * IFD-style selection (Li et al. 2024); `--signed` in the weight search can
- * learn the opposite where the task wants it.
+ * learn the opposite where the task wants it. For support it means a final
+ * answer the model finds likely after reading the solution that leads to it.
  */
 #include "tmap.h"
 #include "util/error.h"
@@ -23,6 +24,7 @@ static const char *const names[TMAP_IND_COUNT] = {
     [TMAP_IND_LENGTH]     = "length",
     [TMAP_IND_LEXICAL]    = "lexical",
     [TMAP_IND_NUMERACY]   = "numeracy",
+    [TMAP_IND_SUPPORT]    = "support",
 };
 
 const char *tmap_indicator_name(enum tmap_indicator ind)
@@ -52,6 +54,8 @@ enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, str
         size_t len = strcspn(p, ",");
         if (len == 3 && strncmp(p, "all", 3) == 0) {
             *mask |= TMAP_IND_ALL;
+        } else if (len == 7 && strncmp(p, "default", 7) == 0) {
+            *mask |= TMAP_IND_DEFAULT;
         } else {
             int j = find_indicator(p, len);
             if (j < 0) {
@@ -60,7 +64,7 @@ enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, str
                     strcat(known, k ? ", " : "");
                     strcat(known, names[k]);
                 }
-                return tmap_fail(err, TMAP_ERR_USAGE, "unknown indicator '%.*s' (known: %s, all)",
+                return tmap_fail(err, TMAP_ERR_USAGE, "unknown indicator '%.*s' (known: %s, default, all)",
                                  (int)len, p, known);
             }
             *mask |= 1u << j;

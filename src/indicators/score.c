@@ -41,6 +41,7 @@
 #include "indicators/scores.h"
 #include "indicators/text.h"
 #include "model/model.h"
+#include "task/answer.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -54,7 +55,7 @@
 struct tmap_score_params tmap_score_default_params(void)
 {
     struct tmap_score_params p = {
-        .indicators    = TMAP_IND_ALL,
+        .indicators    = TMAP_IND_DEFAULT,
         .tmpl          = TMAP_TEMPLATE_PLAIN,
         .knn_k         = 10,
         .ann_min_rows  = 50000,
@@ -70,9 +71,10 @@ struct tmap_score_params tmap_score_default_params(void)
  * embeddings at the end). */
 static const uint32_t PER_SAMPLE = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_QUALITY) |
                                    BIT(TMAP_IND_COMPLEXITY) | BIT(TMAP_IND_STEPS) |
-                                   BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY);
+                                   BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY) |
+                                   BIT(TMAP_IND_SUPPORT);
 static const uint32_t TEXT_ONLY = BIT(TMAP_IND_STEPS) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY);
-static const uint32_t MAIN_PASS = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_LENGTH);
+static const uint32_t MAIN_PASS = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_SUPPORT);
 static const uint32_t RATINGS   = BIT(TMAP_IND_QUALITY) | BIT(TMAP_IND_COMPLEXITY);
 static const uint32_t NEIGHBOUR = BIT(TMAP_IND_DIVERSITY) | BIT(TMAP_IND_RELEVANCE);
 
@@ -129,6 +131,9 @@ struct item {
     int32_t           *rating[2], n_rating[2];                  /* quality, complexity */
     int32_t           *eprompt, n_eprompt, *eresponse, n_eresponse; /* other embedder */
     double             loss, loss_uncond;
+    double            *token_lp;     /* support: each response token's log p (main pass) */
+    int32_t            answer_from, answer_to; /* support: the answer's tokens; from == to: none */
+    double             support;
     double             rating_lp[2][TMAP_RATING_LEVELS];
     bool               skipped;
     bool               main_done; /* the main pass ran (its loss is stored) */
@@ -238,6 +243,7 @@ static void free_item(struct item *it)
     free(it->rating[1]);
     free(it->eprompt);
     free(it->eresponse);
+    free(it->token_lp);
 }
 
 /* Prompt (with BOS) and response tokens of a sample as `model` reads it. */
@@ -261,13 +267,55 @@ static bool needs_main_pass(const struct scorer *sc, const struct item *it)
     return (it->missing & MAIN_PASS) || (it->want_emb && sc->embedder == sc->model);
 }
 
+/* support: which response tokens spell the answer the response marks
+ * ("#### 72", "The answer is 72"). The tokens end where the response's text
+ * ends (tmap_model_tokenize_response), so their bytes are counted back from
+ * there: a leading space SentencePiece adds to the first token moves
+ * nothing. A token that straddles the answer's first byte counts as the
+ * answer's (a BPE token " 72" holds the space before it). */
+static enum tmap_status find_answer_tokens(struct scorer *sc, struct item *it)
+{
+    it->answer_from = it->answer_to = 0;
+    size_t begin, end, len = strlen(it->s.response);
+    if (it->n_response == 0 || !tmap_marked_answer_span(it->s.response, &begin, &end))
+        return TMAP_OK;
+    int32_t *bytes = malloc((size_t)it->n_response * sizeof *bytes);
+    it->token_lp = calloc((size_t)it->n_response, sizeof *it->token_lp);
+    if (!bytes || !it->token_lp) {
+        free(bytes);
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for the answer of sample %zu", it->row + 1);
+    }
+    enum tmap_status st = tmap_model_piece_bytes(sc->model, it->response, it->n_response, bytes, sc->err);
+    size_t at_end = len; /* byte where token i ends, walking back from the last */
+    int32_t from = it->n_response, to = it->n_response;
+    for (int32_t i = it->n_response - 1; !st && i >= 0; i--) {
+        size_t at_start = (size_t)bytes[i] > at_end ? 0 : at_end - (size_t)bytes[i];
+        if (at_start >= end)
+            to = i; /* after the answer */
+        else if (at_end > begin)
+            from = i; /* covers some of it */
+        else
+            break;
+        at_end = at_start;
+    }
+    free(bytes);
+    if (!st && from < to) {
+        it->answer_from = from;
+        it->answer_to = to;
+    }
+    return st;
+}
+
 static enum tmap_status prepare_item(struct scorer *sc, struct item *it)
 {
     enum tmap_status st = TMAP_OK;
     it->main_done = needs_main_pass(sc, it);
+    it->support = NAN;
     if (it->main_done)
         st = tokenize_sample(sc->model, sc->tmpl, &it->s, &it->prompt, &it->n_prompt, &it->response,
                              &it->n_response, sc->err);
+    if (!st && it->main_done && (it->missing & BIT(TMAP_IND_SUPPORT)))
+        st = find_answer_tokens(sc, it);
     for (int r = 0; r < 2 && !st; r++) {
         enum tmap_indicator ind = r == 0 ? TMAP_IND_QUALITY : TMAP_IND_COMPLEXITY;
         if (it->missing & BIT(ind))
@@ -344,7 +392,8 @@ static void add_requests(struct scorer *sc, struct target *t, struct item *it,
         struct tmap_logprob_request *q = list_add(&lists[emb ? LIST_MAIN_EMB : LIST_MAIN], it, PASS_MAIN);
         *q = (struct tmap_logprob_request){ .prompt = it->prompt, .n_prompt = it->n_prompt,
                                            .response = it->response, .n_response = it->n_response,
-                                           .embedding = emb ? t->emb + it->row * (size_t)sc->dim : NULL };
+                                           .embedding = emb ? t->emb + it->row * (size_t)sc->dim : NULL,
+                                           .token_logprobs = it->token_lp };
     }
     if (it->missing & BIT(TMAP_IND_IFD)) {
         /* ifd's denominator: the response after BOS alone. */
@@ -382,6 +431,11 @@ static void take_result(struct scorer *sc, struct item *it, enum pass pass,
     case PASS_MAIN:
         it->loss = mean_loss(r);
         it->skipped = skipped;
+        if (!skipped && it->answer_from < it->answer_to) {
+            it->support = 0.0;
+            for (int32_t i = it->answer_from; i < it->answer_to; i++)
+                it->support += it->token_lp[i];
+        }
         it->emb_done = !skipped && it->want_emb && sc->embedder == sc->model;
         break;
     case PASS_UNCOND:
@@ -417,6 +471,8 @@ static void derive_values(struct target *t, struct item *it)
         *cell(t, it->row, TMAP_IND_IFD) = it->loss_uncond > 0 ? it->loss / it->loss_uncond : NAN;
     if (it->missing & BIT(TMAP_IND_LENGTH))
         *cell(t, it->row, TMAP_IND_LENGTH) = it->n_response;
+    if (it->missing & BIT(TMAP_IND_SUPPORT))
+        *cell(t, it->row, TMAP_IND_SUPPORT) = it->support;
     for (int r = 0; r < 2; r++) {
         enum tmap_indicator ind = r == 0 ? TMAP_IND_QUALITY : TMAP_IND_COMPLEXITY;
         if (it->missing & BIT(ind))

@@ -223,8 +223,12 @@ static void collect_row(struct run *r, int32_t i, int32_t output_row)
         const float *logits = r->row_logits[i];
         double norm = r->row_norm[i];
         if (ref->target >= 0) {
-            res->sum_logprob += (double)logits[ref->target] - norm;
+            double lp = (double)logits[ref->target] - norm;
+            res->sum_logprob += lp;
             res->n_tokens++;
+            int32_t at = ref->pos + 1 - p->n_prompt; /* the response token this row predicts */
+            if (q->token_logprobs && at >= 0 && at < p->n_response)
+                q->token_logprobs[at] = lp;
         } else {
             for (int32_t c = 0; c < q->n_choices; c++)
                 q->choice_logprobs[c] = (double)logits[q->choices[c]] - norm;

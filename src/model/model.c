@@ -378,6 +378,26 @@ enum tmap_status tmap_model_tokenize_prompt(struct tmap_model *m, const char *te
     return tokenize(m, text, true, chat, tokens, n_tokens, err);
 }
 
+enum tmap_status tmap_model_piece_bytes(struct tmap_model *m, const int32_t *tokens, int32_t n, int32_t *bytes,
+                                        struct tmap_error *err)
+{
+    char small[64];
+    for (int32_t i = 0; i < n; i++) {
+        int32_t len = llama_token_to_piece(m->vocab, tokens[i], small, sizeof small, 0, false);
+        if (len < 0) { /* a piece longer than the buffer: only its length is wanted */
+            char *big = malloc((size_t)-len);
+            if (!big)
+                return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading token %d's text", tokens[i]);
+            len = llama_token_to_piece(m->vocab, tokens[i], big, -len, 0, false);
+            free(big);
+            if (len < 0)
+                return tmap_fail(err, TMAP_ERR_MODEL, "could not read the text of token %d", tokens[i]);
+        }
+        bytes[i] = len;
+    }
+    return TMAP_OK;
+}
+
 static enum tmap_status format_chat(struct tmap_model *m, const char *tmpl, const struct tmap_sample *s,
                                     const char *reply, char **out, struct tmap_error *err);
 

@@ -50,6 +50,11 @@ enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct
                                               enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
                                               struct tmap_error *err);
 
+/* bytes[i]: how many bytes of text token i stands for (its piece; 0 for a
+ * control token). Lets a caller find which tokens cover a span of text. */
+enum tmap_status tmap_model_piece_bytes(struct tmap_model *m, const int32_t *tokens, int32_t n, int32_t *bytes,
+                                        struct tmap_error *err);
+
 /* Decodes a batch, counting calls and tokens; names the model on failure.
  * With m->capture set, m->hidden holds the batch's output rows afterwards. */
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,

@@ -114,6 +114,26 @@ static bool write_number(struct span s, char *out, size_t out_bytes)
     return true;
 }
 
+/* The number after the last "####", else after the last "the answer is". */
+static bool marked_number(const char *text, struct span *s)
+{
+    const char *marker = last_occurrence(text, "####", false);
+    if (marker && first_number(text, marker + 4, s))
+        return true;
+    marker = last_occurrence(text, "the answer is", true);
+    return marker && first_number(text, marker + strlen("the answer is"), s);
+}
+
+bool tmap_marked_answer_span(const char *text, size_t *begin, size_t *end)
+{
+    struct span s;
+    if (!text || !marked_number(text, &s))
+        return false;
+    *begin = (size_t)(s.begin - text);
+    *end = (size_t)(s.end - text);
+    return true;
+}
+
 bool tmap_extract_answer(const char *text, char *out, size_t out_bytes)
 {
     if (out_bytes == 0)
@@ -122,10 +142,7 @@ bool tmap_extract_answer(const char *text, char *out, size_t out_bytes)
     if (!text)
         return false;
     struct span s;
-    const char *marker = last_occurrence(text, "####", false);
-    bool found = marker && first_number(text, marker + 4, &s);
-    if (!found && (marker = last_occurrence(text, "the answer is", true)))
-        found = first_number(text, marker + strlen("the answer is"), &s);
+    bool found = marked_number(text, &s);
     if (!found)
         found = last_number(text, &s);
     if (found && write_number(s, out, out_bytes))

@@ -20,6 +20,12 @@
  * fit in out_bytes. */
 bool tmap_extract_answer(const char *text, char *out, size_t out_bytes);
 
+/* The bytes [*begin, *end) of the answer a solution announces: the number
+ * tmap_extract_answer reads after the last "####" or "The answer is". No
+ * marker (or no number after it): false. The last-number fallback is left
+ * out on purpose: a solution without a marker makes no claim to check. */
+bool tmap_marked_answer_span(const char *text, size_t *begin, size_t *end);
+
 /* Do two extracted answers denote the same number? (compared as numbers:
  * "5" == "5.00", "-3" == "-3"). False when either is not a plain decimal
  * number ("[-]digits[.digits]", surrounding spaces allowed). */

@@ -13,7 +13,7 @@ command -v sqlite3 >/dev/null || { echo "mpi_score: needs the sqlite3 command"; 
 head -n 36 "$SRC/data/gsm8k/train.jsonl" > pool.jsonl
 head -n 4 "$SRC/data/gsm8k/train.jsonl" >> pool.jsonl # duplicates of batch 0 in batch 9
 head -n 8 "$SRC/data/gsm8k/test.jsonl" > val.jsonl
-common=(-m "$MODEL" -d pool.jsonl --val val.jsonl -c 512 -b 512 -t 1 --batch-samples 4)
+common=(-m "$MODEL" -d pool.jsonl --val val.jsonl -c 512 -b 512 -t 1 --batch-samples 4 --indicators all) # all: support too
 
 check "one process: the reference"
 run "$TMAP" score "${common[@]}" --cache ref.db -o ref.csv

@@ -2,7 +2,8 @@
  * test_answer.c - GSM8K answer extraction and matching: every gold solution
  * of the bundled test set, the marker rules of docs/design.md section 5, the
  * number syntax (thousands, signs, decimals, "$", trailing "."), text
- * without a number, and comparison as numbers.
+ * without a number, comparison as numbers, and the marked answer's bytes
+ * (what the support indicator scores).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -132,6 +133,35 @@ static void test_matching(void **state)
     assert_false(tmap_answers_match(NULL, "1"));
 }
 
+static void expect_span(const char *text, const char *want)
+{
+    size_t begin = 0, end = 0;
+    bool found = tmap_marked_answer_span(text, &begin, &end);
+    if (!want) {
+        if (found)
+            fail_msg("\"%s\": expected no marked answer, got \"%.*s\"", text, (int)(end - begin), text + begin);
+        return;
+    }
+    if (!found || end - begin != strlen(want) || strncmp(text + begin, want, end - begin) != 0)
+        fail_msg("\"%s\": expected the span \"%s\", got %s\"%.*s\"", text, want, found ? "" : "nothing, ",
+                 (int)(end - begin), text + begin);
+}
+
+static void test_marked_span(void **state)
+{
+    (void)state;
+    expect_span("She pays 3 + 4 = 7.\n#### 7", "7");
+    expect_span("#### 1,234", "1,234");               /* the bytes as written */
+    expect_span("The answer is -$40. Done.", "-$40"); /* the sign and "$" with it, not the "." */
+    expect_span("#### 5\nlater: #### 12 apples", "12");
+    expect_span("The answer is 6. ####", "6");
+    /* no marker, no claim: the last-number fallback is not a marked answer */
+    expect_span("18 + 24 = 42 clips", NULL);
+    expect_span("####", NULL);
+    expect_span("", NULL);
+    expect_span(NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_number_syntax),
         cmocka_unit_test(test_small_buffer),
         cmocka_unit_test(test_matching),
+        cmocka_unit_test(test_marked_span),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

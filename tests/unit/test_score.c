@@ -15,6 +15,7 @@
 
 #include "indicators/rating.h"
 #include "indicators/text.h"
+#include "task/answer.h"
 #include "store/store.h"
 #include "helpers.h"
 #include "tmap.h"
@@ -105,6 +106,74 @@ static void test_loss_ifd_length_text(void **state)
     assert_true(isnan(col(s, 0, TMAP_IND_QUALITY)));
     tmap_model_free(single);
     tmap_scores_free(s);
+}
+
+/* How many tokens text[0, n) makes on its own, as a response is tokenized. */
+static int32_t tokens_of_prefix(const char *text, size_t n)
+{
+    char *head = strndup(text, n);
+    int32_t *t, nt;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_tokenize(model, head, false, &t, &nt, &err), TMAP_OK);
+    free(t);
+    free(head);
+    return nt;
+}
+
+/* support against a reference built another way: the answer's tokens are
+ * those the response's text up to the answer's end adds to its text up to
+ * the answer's start, each tokenized on its own; their log-probabilities
+ * come from a one-sample request. Records without a marker get no value. */
+static void test_support(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/support.jsonl", tmpdir);
+    test_write_file(path,
+                    "{\"question\": \"Tom has 3 apples and buys 4. How many?\", \"answer\": \"3 + 4 = 7\\n#### 7\"}\n"
+                    "{\"question\": \"Add 20 and 52.\", \"answer\": \"20 + 52 = 72. The answer is 72. Done.\"}\n"
+                    "{\"question\": \"Say hello.\", \"answer\": \"Hello there, 3 times.\"}\n");
+    struct tmap_pool *own = test_load_pool(path);
+    struct tmap_score_params p = tmap_score_default_params();
+    p.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_SUPPORT);
+    struct tmap_scores *s = NULL;
+    struct tmap_error err = { 0 };
+    if (tmap_score(own, model, &p, &s, &err))
+        fail_msg("%s", err.message);
+    struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 512, 512, 1);
+    for (size_t i = 0; i < 2; i++) {
+        int32_t *prompt, np, *response, nr;
+        sample_tokens(own, i, &prompt, &np, &response, &nr);
+        struct tmap_sample smp;
+        assert_int_equal(tmap_pool_sample(own, i, &smp, &err), TMAP_OK);
+        size_t begin, end;
+        assert_true(tmap_marked_answer_span(smp.response, &begin, &end));
+        int32_t from = tokens_of_prefix(smp.response, begin), to = tokens_of_prefix(smp.response, end);
+        assert_true(from < to && to <= nr);
+        double *lp = calloc((size_t)nr, sizeof *lp), want = 0.0, sum = 0.0;
+        struct tmap_logprob_request q = { .prompt = prompt, .n_prompt = np, .response = response,
+                                          .n_response = nr, .token_logprobs = lp };
+        struct tmap_logprob_result r;
+        assert_int_equal(tmap_model_logprob(single, &q, 1, &r, &err), TMAP_OK);
+        for (int32_t j = 0; j < nr; j++) {
+            assert_true(lp[j] <= 0.0);
+            sum += lp[j];
+            want += j >= from && j < to ? lp[j] : 0.0;
+        }
+        assert_true(fabs(sum - r.sum_logprob) < 1e-9); /* the terms of the sum, each once */
+        if (fabs(col(s, i, TMAP_IND_SUPPORT) - want) > 1e-3)
+            fail_msg("row %zu: support %.6f, the answer's tokens %d..%d give %.6f", i,
+                     col(s, i, TMAP_IND_SUPPORT), from, to, want);
+        free(lp);
+        free(prompt);
+        free(response);
+        tmap_sample_free(&smp);
+    }
+    assert_true(isnan(col(s, 2, TMAP_IND_SUPPORT))); /* no marker */
+    assert_false(isnan(col(s, 2, TMAP_IND_LOSS)));
+    tmap_model_free(single);
+    tmap_scores_free(s);
+    tmap_pool_free(own);
 }
 
 /* Embeddings computed one sample at a time, as the reference. */
@@ -302,7 +371,7 @@ static void test_rerun_served_from_store(void **state)
     write_scores(second, "second.csv", b, sizeof b);
     char *ta = slurp(a, NULL), *tb = slurp(b, NULL);
     assert_string_equal(ta, tb);
-    assert_non_null(strstr(ta, "id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy\n"));
+    assert_non_null(strstr(ta, "id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy,support\n"));
     free(ta);
     free(tb);
     tmap_scores_free(first);
@@ -506,6 +575,12 @@ static void test_indicator_list(void **state)
     assert_int_equal(mask, (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_IFD));
     assert_int_equal(tmap_indicator_parse_list("all", &mask, &err), TMAP_OK);
     assert_int_equal(mask, TMAP_IND_ALL);
+    /* support is opt-in: the default set and tmap_score's default leave it out */
+    assert_int_equal(tmap_indicator_parse_list("default", &mask, &err), TMAP_OK);
+    assert_int_equal(mask, TMAP_IND_ALL & ~(1u << TMAP_IND_SUPPORT));
+    assert_int_equal(tmap_score_default_params().indicators, mask);
+    assert_int_equal(tmap_indicator_parse_list("default,support", &mask, &err), TMAP_OK);
+    assert_int_equal(mask, TMAP_IND_ALL);
     assert_int_equal(tmap_indicator_parse_list("loss,bogus", &mask, &err), TMAP_ERR_USAGE);
     assert_non_null(strstr(err.message, "unknown indicator 'bogus'"));
 }
@@ -537,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_indicator_list),
         cmocka_unit_test(test_rater_expected),
         cmocka_unit_test(test_loss_ifd_length_text),
+        cmocka_unit_test(test_support),
         cmocka_unit_test(test_diversity_relevance_brute_force),
         cmocka_unit_test(test_diversity_through_index),
         cmocka_unit_test(test_ratings),
