@@ -339,6 +339,29 @@ void tmap_selection_free(struct tmap_selection *s)
     memset(s, 0, sizeof *s);
 }
 
+/* A selection's arrays for n samples (ranks too when d > 0), nothing
+ * selected yet. */
+static enum tmap_status selection_alloc(struct tmap_selection *sel, size_t n, size_t d, struct tmap_error *err)
+{
+    size_t cells = n ? n : 1;
+    sel->n_rows = n;
+    sel->rows = malloc(cells * sizeof *sel->rows);
+    sel->selected = calloc(cells, sizeof *sel->selected);
+    sel->combined = malloc(cells * sizeof *sel->combined);
+    sel->ranks = d ? malloc(cells * d * sizeof *sel->ranks) : NULL;
+    if (!sel->rows || !sel->selected || !sel->combined || (d && !sel->ranks))
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the selection of %zu samples", n);
+    return TMAP_OK;
+}
+
+/* selected[] from the first n of rows[]. */
+static void mark_selected(struct tmap_selection *sel)
+{
+    memset(sel->selected, 0, sel->n_rows * sizeof *sel->selected);
+    for (size_t i = 0; i < sel->n; i++)
+        sel->selected[sel->rows[i]] = true;
+}
+
 enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
                              const struct tmap_weights *w, const struct tmap_select_params *p,
                              struct tmap_selection *out, struct tmap_error *err)
@@ -351,21 +374,13 @@ enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_sco
     enum tmap_status st = chooser_init(&ch, pool, p, &out->n_duplicates, err);
     if (st)
         return st;
-    size_t cells = n ? n : 1;
-    out->n_rows = n;
-    out->rows = malloc(cells * sizeof *out->rows);
-    out->selected = calloc(cells, sizeof *out->selected);
-    out->combined = malloc(cells * sizeof *out->combined);
-    out->ranks = malloc(cells * (w->d ? w->d : 1) * sizeof *out->ranks);
-    if (!out->rows || !out->selected || !out->combined || !out->ranks)
-        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory selecting from %zu samples", n);
+    st = selection_alloc(out, n, w->d ? w->d : 1, err);
     if (!st)
         st = rank_columns(scores, w, out->ranks, err);
     if (!st) {
         tmap_combine(out->ranks, n, w->d, w->weights, out->combined);
         out->n = choose_rows(&ch, out->combined, out->rows);
-        for (size_t i = 0; i < out->n; i++)
-            out->selected[out->rows[i]] = true;
+        mark_selected(out);
     }
     chooser_free(&ch);
     if (st)
@@ -383,9 +398,7 @@ enum tmap_status tmap_selection_diversify(const struct tmap_pool *pool, struct t
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the diversity filter");
     sel->n = tmap_select_diverse(sel->combined, order, sel->n_rows, emb, dim, threshold, sel->n, sel->rows);
     free(order);
-    memset(sel->selected, 0, sel->n_rows * sizeof *sel->selected);
-    for (size_t i = 0; i < sel->n; i++)
-        sel->selected[sel->rows[i]] = true;
+    mark_selected(sel);
     return TMAP_OK;
 }
 
@@ -629,19 +642,14 @@ static enum tmap_status take_result(struct tmap_search_result *sr, const struct 
 static enum tmap_status keep_selection(const struct objective *o, size_t k, size_t n_dup, struct tmap_selection *sel,
                                        struct tmap_error *err)
 {
-    size_t cells = o->n ? o->n : 1;
-    sel->n_rows = o->n;
+    enum tmap_status st = selection_alloc(sel, o->n, 0, err);
+    if (st)
+        return st;
     sel->n = k;
     sel->n_duplicates = n_dup;
-    sel->rows = malloc(cells * sizeof *sel->rows);
-    sel->selected = calloc(cells, sizeof *sel->selected);
-    sel->combined = malloc(cells * sizeof *sel->combined);
-    if (!sel->rows || !sel->selected || !sel->combined)
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the selection of %zu samples", o->n);
     memcpy(sel->rows, o->rows, k * sizeof *sel->rows);
     memcpy(sel->combined, o->s, o->n * sizeof *sel->combined);
-    for (size_t i = 0; i < k; i++)
-        sel->selected[sel->rows[i]] = true;
+    mark_selected(sel);
     return TMAP_OK;
 }
 
