@@ -444,6 +444,7 @@ static void test_shared_prefix_equals_naive(void **state)
     tokenize_texts(m, &t);
     struct tmap_logprob_request shared[N_TEXTS], naive[N_TEXTS];
     int32_t *joined[N_TEXTS];
+    double *lp_shared[N_TEXTS], *lp_naive[N_TEXTS]; /* per-token values, both paths */
     for (size_t i = 0; i < N_TEXTS; i++) {
         /* the query continues the prefix: drop its own BOS */
         shared[i] = t.req[i];
@@ -455,6 +456,10 @@ static void test_shared_prefix_equals_naive(void **state)
         naive[i] = t.req[i];
         naive[i].prompt = joined[i];
         naive[i].n_prompt = n_prefix + shared[i].n_prompt;
+        lp_shared[i] = calloc((size_t)t.req[i].n_response, sizeof(double));
+        lp_naive[i] = calloc((size_t)t.req[i].n_response, sizeof(double));
+        shared[i].token_logprobs = lp_shared[i];
+        naive[i].token_logprobs = lp_naive[i];
     }
     struct tmap_logprob_result rs[N_TEXTS], rn[N_TEXTS];
     struct tmap_error err = { 0 };
@@ -473,6 +478,13 @@ static void test_shared_prefix_equals_naive(void **state)
          * mask moves a token by nats. */
         if (fabs(rs[i].sum_logprob - rn[i].sum_logprob) > 2e-4 * rs[i].n_tokens)
             fail_msg("query %zu: shared %.8f vs naive %.8f", i, rs[i].sum_logprob, rn[i].sum_logprob);
+        double sum = 0.0;
+        for (int32_t j = 0; j < rs[i].n_tokens; j++) {
+            sum += lp_shared[i][j];
+            if (fabs(lp_shared[i][j] - lp_naive[i][j]) > 1e-3)
+                fail_msg("query %zu token %d: shared %.6f vs naive %.6f", i, j, lp_shared[i][j], lp_naive[i][j]);
+        }
+        assert_true(fabs(sum - rs[i].sum_logprob) < 1e-9);
     }
     /* The prefix was decoded once, not once per query. */
     uint64_t shared_tokens = c1.n_tokens_decoded - c0.n_tokens_decoded;
@@ -484,8 +496,11 @@ static void test_shared_prefix_equals_naive(void **state)
     assert_int_equal(tmap_model_logprob_shared(small, prefix, n_prefix, shared, 1, rs, &err), TMAP_OK);
     assert_int_equal(rs[0].fit, TMAP_FIT_SKIPPED);
     tmap_model_free(small);
-    for (size_t i = 0; i < N_TEXTS; i++)
+    for (size_t i = 0; i < N_TEXTS; i++) {
         free(joined[i]);
+        free(lp_shared[i]);
+        free(lp_naive[i]);
+    }
     free(prefix);
     free_texts(&t);
     tmap_model_free(m);
@@ -507,10 +522,13 @@ static void test_overflow_policy(void **state)
     kept[0] = 1;
     memcpy(kept + 1, prompt + 19, 21 * sizeof(int32_t));
 
+    /* Per-token values of the truncated request and of its hand-made twin:
+     * token j of the response lands in slot j whatever was dropped. */
+    double lp_cut[10], lp_kept[10];
     struct tmap_logprob_request req[] = {
-        { .prompt = prompt, .n_prompt = 40, .response = response, .n_response = 10 },
+        { .prompt = prompt, .n_prompt = 40, .response = response, .n_response = 10, .token_logprobs = lp_cut },
         { .prompt = prompt, .n_prompt = 40, .response = long_response, .n_response = 40 },
-        { .prompt = kept, .n_prompt = 22, .response = response, .n_response = 10 },
+        { .prompt = kept, .n_prompt = 22, .response = response, .n_response = 10, .token_logprobs = lp_kept },
         { .prompt = prompt, .n_prompt = 5, .response = response, .n_response = 10 },
     };
     struct tmap_logprob_result r[4];
@@ -522,6 +540,13 @@ static void test_overflow_policy(void **state)
     assert_int_equal(r[0].n_tokens, 10);
     assert_true(fabs(r[0].sum_logprob - r[2].sum_logprob) < 1e-4 * 10);
     assert_int_equal(r[2].fit, TMAP_FIT_WHOLE);
+    double sum = 0.0;
+    for (int j = 0; j < 10; j++) {
+        sum += lp_cut[j];
+        if (fabs(lp_cut[j] - lp_kept[j]) > 1e-3)
+            fail_msg("response token %d: %.6f truncated vs %.6f by hand", j, lp_cut[j], lp_kept[j]);
+    }
+    assert_true(fabs(sum - r[0].sum_logprob) < 1e-9);
 
     assert_int_equal(r[1].fit, TMAP_FIT_SKIPPED); /* the response alone overflows */
     assert_int_equal(r[1].n_tokens, 0);
