@@ -31,7 +31,6 @@
 #include "tmap.h"
 
 #include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,11 +127,10 @@ static void query_share(size_t n, size_t *begin, size_t *end)
     *end = n * (r + 1) / N;
 }
 
-/* Approximate diversity of n rows, timed: build plus every query, or with
- * `shared` this process's share of them (out then holds those rows only). */
-static int ann_diversity(const float *rows, size_t n, const char *data,
-                         const struct tmap_ann_params *p, bool shared, double *out, double *seconds,
-                         struct tmap_ann **keep)
+/* Approximate diversity of n rows, timed: build plus the queries of rows
+ * begin..end (out[i - begin]). */
+static int ann_diversity(const float *rows, size_t n, const char *data, const struct tmap_ann_params *p,
+                         size_t begin, size_t end, double *out, double *seconds, struct tmap_ann **keep)
 {
     struct tmap_error err = {0};
     struct tmap_ann *ann = NULL;
@@ -142,9 +140,6 @@ static int ann_diversity(const float *rows, size_t n, const char *data,
         return fail("approximate index", &err);
     }
     double t1 = tmap_now_seconds();
-    size_t begin = 0, end = n;
-    if (shared)
-        query_share(n, &begin, &end);
     if (end - begin < n)
         figure(n, data, "queries_from_row", (double)begin), figure(n, data, "queries_to_row", (double)end);
     if (tmap_ann_knn_mean_distance(ann, K, begin, end, out, &err)) {
@@ -179,7 +174,7 @@ static int compare(size_t n, size_t clusters, double sigma, const struct tmap_an
     }
     double exact_s = tmap_now_seconds() - t0, ann_s = 0;
     figure(n, data, "exact_cpu_seconds", cpu_seconds() - cpu0);
-    if (ann_diversity(rows, n, data, p, false, approx, &ann_s, &ann))
+    if (ann_diversity(rows, n, data, p, 0, n, approx, &ann_s, &ann))
         goto out;
     /* neighbour lists for recall: not part of either timing */
     if (tmap_knn_neighbours(rows, n, DIM, K, nb_exact, &err) ||
@@ -266,10 +261,11 @@ static int large(size_t n, size_t clusters, double sigma, const struct tmap_ann_
     double *out = malloc(n * sizeof *out);
     struct tmap_ann *ann = NULL;
     double seconds = 0;
-    int rc = !rows || !out ? fail("rows", NULL) : ann_diversity(rows, n, "clustered", p, true, out, &seconds, &ann);
+    size_t begin, end;
+    query_share(n, &begin, &end);
+    int rc = !rows || !out ? fail("rows", NULL)
+                           : ann_diversity(rows, n, "clustered", p, begin, end, out, &seconds, &ann);
     if (!rc) {
-        size_t begin, end;
-        query_share(n, &begin, &end);
         double mean = 0;
         for (size_t i = 0; i < end - begin; i++)
             mean += out[i];
