@@ -70,6 +70,7 @@ struct settings {
     bool        singles;      /* an arm per indicator alone (the most arms) */
     double      drop;         /* filter arms: share of the pool left out */
     bool        filters;      /* the filter-selection and clean arms (and two more tmap runs) */
+    bool        signed_run;   /* the tmap run --signed arm (one more tmap run) */
     const char *indicators;   /* tmap run's --indicators ("default") */
     uint32_t    indicator_mask;
 };
@@ -81,7 +82,7 @@ static struct settings default_settings(void)
         .pool_first = 5474, .pool_size = 1000, .corrupt_rate = 0.2, .seed = 1,
         .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 1e-4f,
         .n_val = 300, .n_heldout = 500, .n_threads = 0, .ratio = 0.3, .n_bootstrap = 2000,
-        .ft_proxy = 64, .singles = true, .drop = 0.3, .filters = true,
+        .ft_proxy = 64, .singles = true, .drop = 0.3, .filters = true, .signed_run = true,
         .indicators = "default", .indicator_mask = TMAP_IND_DEFAULT,
     };
     return s;
@@ -493,7 +494,8 @@ static void run_tmap(struct bench *b)
     path_in(s, "run", path, sizeof path);
     mkdir(path, 0777); /* the store lives here from the first run on */
     run_once(b, "run", false, false, false, &b->learned, &b->baselines);
-    run_once(b, "run-signed", true, false, false, &b->learned_signed, &b->baselines_signed);
+    if (s->signed_run)
+        run_once(b, "run-signed", true, false, false, &b->learned_signed, &b->baselines_signed);
     if (s->ft_proxy)
         run_once(b, "run-ft", false, true, false, &b->learned_ft, &b->baselines_ft);
     if (s->filters)
@@ -568,7 +570,8 @@ static void make_arms(struct bench *b)
 {
     size_t n = tmap_pool_size(b->pool), d = b->learned.d;
     select_with(b, "tmap", ARM_TMAP, b->learned.weights);
-    select_with(b, "tmap --signed", ARM_TMAP, b->learned_signed.weights);
+    if (b->s.signed_run)
+        select_with(b, "tmap --signed", ARM_TMAP, b->learned_signed.weights);
     if (b->s.ft_proxy)
         select_with(b, "tmap --proxy finetune", ARM_TMAP, b->learned_ft.weights);
     const struct arm *tm = &b->arms[0];
@@ -1037,8 +1040,10 @@ static void write_markdown(const struct bench *b)
     fprintf(f, "tmap run's indicators: %s. How each indicator ranks each corruption: indicators.md.\n",
             b->s.indicators);
     fprintf(f, "tmap run's own verdict: %s.\n", line);
-    tmap_baselines_describe(&b->baselines_signed, line, sizeof line);
-    fprintf(f, "tmap run --signed's own verdict: %s.\n", line);
+    if (b->s.signed_run) {
+        tmap_baselines_describe(&b->baselines_signed, line, sizeof line);
+        fprintf(f, "tmap run --signed's own verdict: %s.\n", line);
+    }
     if (b->s.ft_proxy) {
         tmap_baselines_describe(&b->baselines_ft, line, sizeof line);
         fprintf(f, "tmap run --proxy finetune's own verdict (its own proxy): %s.\n", line);
@@ -1055,9 +1060,11 @@ static void write_markdown(const struct bench *b)
     fprintf(f, "Learned weights:");
     for (size_t j = 0; j < b->learned.d; j++)
         fprintf(f, " %s %.3f", b->learned.names[j], b->learned.weights[j]);
-    fprintf(f, ".\nLearned weights (--signed):");
-    for (size_t j = 0; j < b->learned_signed.d; j++)
-        fprintf(f, " %s %+.3f", b->learned_signed.names[j], b->learned_signed.weights[j]);
+    if (b->s.signed_run) {
+        fprintf(f, ".\nLearned weights (--signed):");
+        for (size_t j = 0; j < b->learned_signed.d; j++)
+            fprintf(f, " %s %+.3f", b->learned_signed.names[j], b->learned_signed.weights[j]);
+    }
     if (b->s.ft_proxy) {
         fprintf(f, ".\nLearned weights (--proxy finetune):");
         for (size_t j = 0; j < b->learned_ft.d; j++)
@@ -1206,6 +1213,7 @@ static void usage(void)
             "       [--ft-proxy RECORDS]   (the second proxy's sample, default 64; 0 = off)\n"
             "       [--singles 0]          (no arm per indicator alone: half the fine-tunes)\n"
             "       [--filters 0]          (no filter-selection and clean arms, no filter runs)\n"
+            "       [--signed 0]           (no tmap run --signed arm: one tmap run less)\n"
             "       [--drop F]             (filter selections: share of the pool left out, default 0.3)\n"
             "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n"
             "       [--indicators LIST]    (tmap run's --indicators, default \"default\"; e.g. default,support)\n"
@@ -1245,6 +1253,7 @@ static void parse(int argc, char **argv, struct settings *s)
         else if (!strcmp(a, "--ft-proxy")) s->ft_proxy = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--singles")) s->singles = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--filters")) s->filters = strcmp(v, "0") != 0;
+        else if (!strcmp(a, "--signed")) s->signed_run = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--drop")) s->drop = strtod(v, NULL);
         else usage();
     }
