@@ -1216,7 +1216,7 @@ static void usage(void)
             "       [--signed 0]           (no tmap run --signed arm: one tmap run less)\n"
             "       [--drop F]             (filter selections: share of the pool left out, default 0.3)\n"
             "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n"
-            "       [--indicators LIST]    (tmap run's --indicators, default \"default\"; e.g. default,support)\n"
+            "       [--indicators LIST]    (tmap run's --indicators, default \"default\"; e.g. loss,ifd,length)\n"
             "       [--indicators-only 1]   (only the pool and OUT/indicators.md: each indicator's AUC)\n");
     exit(2);
 }

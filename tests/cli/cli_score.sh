@@ -14,7 +14,7 @@ expect_status 0
 expect_err "scored 30 samples: 30 computed, 0 from the store, 0 skipped"
 expect_err "wrote scores.csv"
 expect_true test "$(wc -l < scores.csv)" -eq 31
-expect_true grep -q '^id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy$' scores.csv
+expect_true grep -q '^id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy,support$' scores.csv
 expect_true grep -q '^1,1,' scores.csv
 
 check "a rerun is served from the store"

@@ -575,12 +575,13 @@ static void test_indicator_list(void **state)
     assert_int_equal(mask, (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_IFD));
     assert_int_equal(tmap_indicator_parse_list("all", &mask, &err), TMAP_OK);
     assert_int_equal(mask, TMAP_IND_ALL);
-    /* support is opt-in: the default set and tmap_score's default leave it out */
+    /* the default set, and tmap_score's default, hold support (docs/fidelity.md) */
     assert_int_equal(tmap_indicator_parse_list("default", &mask, &err), TMAP_OK);
-    assert_int_equal(mask, TMAP_IND_ALL & ~(1u << TMAP_IND_SUPPORT));
-    assert_int_equal(tmap_score_default_params().indicators, mask);
-    assert_int_equal(tmap_indicator_parse_list("default,support", &mask, &err), TMAP_OK);
+    assert_true(mask & (1u << TMAP_IND_SUPPORT));
     assert_int_equal(mask, TMAP_IND_ALL);
+    assert_int_equal(tmap_score_default_params().indicators, mask);
+    assert_int_equal(tmap_indicator_parse_list("steps,support", &mask, &err), TMAP_OK);
+    assert_int_equal(mask, (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_SUPPORT));
     assert_int_equal(tmap_indicator_parse_list("loss,bogus", &mask, &err), TMAP_ERR_USAGE);
     assert_non_null(strstr(err.message, "unknown indicator 'bogus'"));
 }
