@@ -1023,13 +1023,27 @@ static void write_table(const struct bench *b, FILE *f, bool markdown)
     }
 }
 
+/* One tmap run's own verdict line (tmap_baselines_describe) under a label. */
+static void write_verdict(FILE *f, const char *what, const struct tmap_baselines *bl)
+{
+    char line[256];
+    tmap_baselines_describe(bl, line, sizeof line);
+    fprintf(f, "%s: %s.\n", what, line);
+}
+
+/* head, then each indicator's name and weight (with its sign: --signed). */
+static void write_weights(FILE *f, const char *head, const struct tmap_weights *w, bool with_sign)
+{
+    fputs(head, f);
+    for (size_t j = 0; j < w->d; j++)
+        fprintf(f, with_sign ? " %s %+.3f" : " %s %.3f", w->names[j], w->weights[j]);
+}
+
 static void write_markdown(const struct bench *b)
 {
     char path[4200];
     path_in(&b->s, "fidelity.md", path, sizeof path);
     FILE *f = fopen(path, "w");
-    char line[256];
-    tmap_baselines_describe(&b->baselines, line, sizeof line);
     fprintf(f, "# bench/fidelity (seed %llu)\n\n", (unsigned long long)b->s.seed);
     fprintf(f, "Base model %s: held-out loss %.4f nats/token before fine-tuning (%zu held-out items).\n",
             b->s.model, b->base_mean, tmap_pool_size(b->heldout));
@@ -1039,47 +1053,29 @@ static void write_markdown(const struct bench *b)
             b->s.ratio, b->s.n_ft_seeds, b->s.epochs, (double)b->s.lr);
     fprintf(f, "tmap run's indicators: %s. How each indicator ranks each corruption: indicators.md.\n",
             b->s.indicators);
-    fprintf(f, "tmap run's own verdict: %s.\n", line);
-    if (b->s.signed_run) {
-        tmap_baselines_describe(&b->baselines_signed, line, sizeof line);
-        fprintf(f, "tmap run --signed's own verdict: %s.\n", line);
-    }
-    if (b->s.ft_proxy) {
-        tmap_baselines_describe(&b->baselines_ft, line, sizeof line);
-        fprintf(f, "tmap run --proxy finetune's own verdict (its own proxy): %s.\n", line);
-    }
+    write_verdict(f, "tmap run's own verdict", &b->baselines);
+    if (b->s.signed_run)
+        write_verdict(f, "tmap run --signed's own verdict", &b->baselines_signed);
+    if (b->s.ft_proxy)
+        write_verdict(f, "tmap run --proxy finetune's own verdict (its own proxy)", &b->baselines_ft);
     if (b->s.filters) {
-        tmap_baselines_describe(&b->baselines_filter, line, sizeof line);
-        fprintf(f, "tmap run --select filter (drop %.2f)'s own verdict: %s.\n", b->s.drop, line);
-        if (b->s.ft_proxy) {
-            tmap_baselines_describe(&b->baselines_filter_ft, line, sizeof line);
-            fprintf(f, "tmap run --select filter --proxy finetune's own verdict (its own proxy): %s.\n", line);
-        }
+        char what[96];
+        snprintf(what, sizeof what, "tmap run --select filter (drop %.2f)'s own verdict", b->s.drop);
+        write_verdict(f, what, &b->baselines_filter);
+        if (b->s.ft_proxy)
+            write_verdict(f, "tmap run --select filter --proxy finetune's own verdict (its own proxy)",
+                          &b->baselines_filter_ft);
     }
     fprintf(f, "\n");
-    fprintf(f, "Learned weights:");
-    for (size_t j = 0; j < b->learned.d; j++)
-        fprintf(f, " %s %.3f", b->learned.names[j], b->learned.weights[j]);
-    if (b->s.signed_run) {
-        fprintf(f, ".\nLearned weights (--signed):");
-        for (size_t j = 0; j < b->learned_signed.d; j++)
-            fprintf(f, " %s %+.3f", b->learned_signed.names[j], b->learned_signed.weights[j]);
-    }
-    if (b->s.ft_proxy) {
-        fprintf(f, ".\nLearned weights (--proxy finetune):");
-        for (size_t j = 0; j < b->learned_ft.d; j++)
-            fprintf(f, " %s %.3f", b->learned_ft.names[j], b->learned_ft.weights[j]);
-    }
-    if (b->s.filters) {
-        fprintf(f, ".\nLearned weights (--select filter):");
-        for (size_t j = 0; j < b->learned_filter.d; j++)
-            fprintf(f, " %s %.3f", b->learned_filter.names[j], b->learned_filter.weights[j]);
-    }
-    if (b->s.filters && b->s.ft_proxy) {
-        fprintf(f, ".\nLearned weights (--select filter --proxy finetune):");
-        for (size_t j = 0; j < b->learned_filter_ft.d; j++)
-            fprintf(f, " %s %.3f", b->learned_filter_ft.names[j], b->learned_filter_ft.weights[j]);
-    }
+    write_weights(f, "Learned weights:", &b->learned, false);
+    if (b->s.signed_run)
+        write_weights(f, ".\nLearned weights (--signed):", &b->learned_signed, true);
+    if (b->s.ft_proxy)
+        write_weights(f, ".\nLearned weights (--proxy finetune):", &b->learned_ft, false);
+    if (b->s.filters)
+        write_weights(f, ".\nLearned weights (--select filter):", &b->learned_filter, false);
+    if (b->s.filters && b->s.ft_proxy)
+        write_weights(f, ".\nLearned weights (--select filter --proxy finetune):", &b->learned_filter_ft, false);
     fprintf(f, ".\n\n");
     fprintf(f, "Loss differences are arm minus reference (negative: the arm fine-tunes better), with 95%% intervals "
                "from a two-level bootstrap over held-out items (paired) and seeds.\n\n");
