@@ -251,6 +251,22 @@ int dist_recv(int src, int tag, void **buf, size_t *n)
 #endif
 }
 
+int dist_poll(int tag)
+{
+#ifdef TMAP_MPI
+    if (!g_started || g_size == 1)
+        return -1;
+    int arrived = 0;
+    MPI_Status status;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &arrived, &status) != MPI_SUCCESS || !arrived)
+        return -1;
+    return status.MPI_SOURCE;
+#else
+    (void)tag;
+    return -1;
+#endif
+}
+
 int dist_bcast(void *buf, size_t n, int root)
 {
 #ifdef TMAP_MPI

@@ -45,6 +45,11 @@ int dist_send_wait(struct dist_pending *p);
  * (malloc'd; free it), whatever its size. */
 int dist_recv(int src, int tag, void **buf, size_t *n);
 
+/* The rank of some sender whose next message with this tag has arrived
+ * (dist_recv will take it at once), or -1 when none has: a rank that has
+ * its own work checks for the others' between two pieces of it. */
+int dist_poll(int tag);
+
 /* Rank root's n bytes, copied into every other rank's buf. */
 int dist_bcast(void *buf, size_t n, int root);
 

@@ -21,9 +21,10 @@
  * the end from the embeddings (stored per sample) and never stored.
  *
  * Distributed (params.distributed under mpirun; docs/distributed.md):
- * batch b goes to rank b % size, and every rank sends what it computed to
- * rank 0, the one store writer, which takes the batches in pool order and
- * stores each in its own transaction as above; a killed job loses only the
+ * the batches are shared out by their estimated cost (plan_owners), and
+ * every rank sends what it computed to rank 0, the one store writer, which
+ * stores the batches in pool order, each in its own transaction as above,
+ * taking the others' between two of its own; a killed job loses only the
  * batches in flight. Batches are the same rows at any number of ranks, so
  * each llama_decode sees the same sequences and the values are the same
  * bits as a single process's (a sample's log-probabilities move by ~1e-6
@@ -99,6 +100,12 @@ struct target {
 
 enum { FLAG_WANT_EMB = 1, FLAG_COPY = 2 };
 
+/* Batches a rank other than 0 may have sent and not seen received yet.
+ * Rank 0 takes batches only between two of its own, and a send completes
+ * only once taken: with one in flight, rank 1 sat 5 s of a 50 s bench run
+ * waiting for rank 0 to finish a batch. */
+enum { IN_FLIGHT = 4 };
+
 struct scorer {
     const struct tmap_score_params *p;
     struct tmap_model *model, *judge, *embedder;
@@ -111,10 +118,14 @@ struct scorer {
     struct tmap_score_stats stats;
     struct tmap_model_counters work_at_start;
     uint64_t remote_tokens, remote_calls; /* decoded by the other ranks (rank 0) */
-    struct dist_pending sending;          /* the last batch sent, in flight (ranks > 0) */
-    void   *send_buf;                     /* ... and its bytes */
+    struct dist_pending sending[IN_FLIGHT]; /* batches sent, in flight (ranks > 0) */
+    void   *send_buf[IN_FLIGHT];            /* ... and their bytes */
+    size_t  n_sent;
     int     rank, size;                   /* 0 and 1 unless distributed */
     double  t0;
+    double  busy, waited;                 /* seconds computing batches, and (rank 0) waiting
+                                           * for the others' */
+    size_t  n_batches;                    /* ... batches this rank computed */
     struct tmap_error *err;
 };
 
@@ -634,6 +645,7 @@ static enum tmap_status finish_batch(struct scorer *sc, struct target *t, struct
 }
 
 static struct tmap_model_counters work_so_far(const struct scorer *sc);
+static void report_progress(struct scorer *sc, const char *stage, size_t done, size_t total);
 
 /* ------------------------------------------------------------------------ */
 /* Batches between ranks                                                    */
@@ -668,16 +680,27 @@ static int wire_tag(const struct target *t)
     return t->scores ? 1 : 2;
 }
 
-/* Waits for the batch in flight, if any, and frees it. */
-static enum tmap_status finish_sending(struct scorer *sc)
+/* Waits for the send in one slot, if any, and frees its bytes. */
+static enum tmap_status finish_send(struct scorer *sc, size_t slot)
 {
-    int rc = dist_send_wait(&sc->sending);
-    free(sc->send_buf);
-    sc->send_buf = NULL;
+    int rc = dist_send_wait(&sc->sending[slot]);
+    free(sc->send_buf[slot]);
+    sc->send_buf[slot] = NULL;
     if (rc != 0)
         return tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
                          dist_host(sc->rank));
     return TMAP_OK;
+}
+
+/* Waits for every batch in flight. */
+static enum tmap_status finish_sending(struct scorer *sc)
+{
+    enum tmap_status st = TMAP_OK;
+    for (size_t slot = 0; slot < IN_FLIGHT; slot++) {
+        enum tmap_status one = finish_send(sc, slot);
+        st = st ? st : one;
+    }
+    return st;
 }
 
 static enum tmap_status send_batch(struct scorer *sc, struct target *t, const struct item *items, size_t n,
@@ -706,16 +729,17 @@ static enum tmap_status send_batch(struct scorer *sc, struct target *t, const st
         if (it->emb_done)
             memcpy(emb + i * (size_t)sc->dim, t->emb + it->row * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
     }
-    /* One batch in flight: the rank computes its next batch while rank 0
-     * is still busy with its own, instead of waiting for it in lockstep. */
-    enum tmap_status st = finish_sending(sc);
-    if (!st && dist_send_start(buf, size, 0, wire_tag(t), &sc->sending) != 0)
+    /* The rank computes its next batches while rank 0 is still busy with
+     * its own; it waits only when IN_FLIGHT sends are still untaken. */
+    size_t slot = sc->n_sent++ % IN_FLIGHT;
+    enum tmap_status st = finish_send(sc, slot);
+    if (!st && dist_send_start(buf, size, 0, wire_tag(t), &sc->sending[slot]) != 0)
         st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
                        dist_host(sc->rank));
     if (st)
         free(buf);
     else
-        sc->send_buf = buf;
+        sc->send_buf[slot] = buf;
     return st;
 }
 
@@ -768,49 +792,318 @@ static enum tmap_status receive_batch(struct scorer *sc, struct target *t, int o
     return TMAP_OK;
 }
 
-/* One batch, as this rank's part of it: compute it (the owner), receive it
- * (rank 0, from another owner), store it (rank 0). Once a batch has failed,
- * `failed` says so: rank 0 still takes every batch the other ranks send,
- * so that none of them waits forever on a send, and stores nothing more. */
-static enum tmap_status score_batch(struct scorer *sc, struct target *t, size_t b, size_t begin, size_t n,
-                                    bool *rank_failed, enum tmap_status failed)
+/* ------------------------------------------------------------------------ */
+/* Sharing the batches among ranks                                          */
+/* ------------------------------------------------------------------------ */
+
+/* What a row will cost to compute, in bytes of text decoded: each pass
+ * reads the record once (ifd's second pass, the response alone, about
+ * half of it); copies and stored values cost nothing. It only has to rank
+ * batches against each other: on the bench pool it is within 15% of the
+ * measured time per byte from batch to batch. */
+static double row_cost(const struct scorer *sc, const struct target *t, size_t row)
 {
-    int owner = (int)(b % (size_t)sc->size);
-    if (sc->rank != 0 && (owner != sc->rank || failed))
-        return failed;
-    if (sc->rank == 0 && owner != 0 && rank_failed[owner])
-        return failed;
-    if (sc->rank == 0 && owner == 0 && failed)
-        return failed;
-    struct item *items = calloc(n, sizeof *items);
-    if (!items)
-        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
-    enum tmap_status st;
-    if (owner == sc->rank) {
-        struct tmap_model_counters before = work_so_far(sc);
-        st = compute_batch(sc, t, begin, items, n);
-        if (sc->rank != 0) {
-            struct tmap_model_counters after = work_so_far(sc);
-            enum tmap_status sent = send_batch(sc, t, items, n, st, after.n_tokens_decoded - before.n_tokens_decoded,
-                                               after.n_decode_calls - before.n_decode_calls);
-            st = st ? st : sent;
-        }
-    } else {
-        /* While draining after a failure, the first error is the one kept. */
-        struct tmap_error scratch, *keep = sc->err;
-        if (failed)
-            sc->err = &scratch;
-        st = receive_batch(sc, t, owner, begin, items, n);
-        sc->err = keep;
-        if (st)
-            rank_failed[owner] = true;
+    uint32_t missing = t->missing[row];
+    bool emb = t->flags[row] & FLAG_WANT_EMB;
+    if (t->flags[row] & FLAG_COPY)
+        return 0;
+    struct tmap_record rec;
+    tmap_pool_record(t->pool, row, &rec);
+    double bytes = (double)rec.raw_bytes, passes = 0;
+    if ((missing & MAIN_PASS) || (emb && sc->embedder == sc->model))
+        passes += 1;
+    if (missing & BIT(TMAP_IND_IFD))
+        passes += 0.5;
+    passes += (missing & BIT(TMAP_IND_QUALITY)) ? 1 : 0;
+    passes += (missing & BIT(TMAP_IND_COMPLEXITY)) ? 1 : 0;
+    if (emb && sc->embedder != sc->model)
+        passes += 1;
+    return bytes * passes;
+}
+
+struct batch_cost {
+    double cost;
+    size_t k;
+};
+
+static int dearer_first(const void *a, const void *b)
+{
+    const struct batch_cost *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost < y->cost ? 1 : -1;
+    return (x->k > y->k) - (x->k < y->k);
+}
+
+/* Who computes each batch of a target: the dearest first, each to the rank
+ * with the least work so far (longest processing time first), so that the
+ * ranks finish the target together whatever its batches cost; a batch
+ * with nothing to compute (all stored) stays with rank 0, which holds its
+ * values already. Each target is shared out on its own: the ranks meet at
+ * its end. Every rank builds the same table from the shared plan. Round
+ * robin (batch b to rank b mod N) gave one rank 55% of the bench pool's
+ * work, and every stored batch of a resumed run to the ranks they went to
+ * before. Returns false when out of memory. */
+static bool plan_owners(const struct scorer *sc, const struct target *t, int *owner, size_t n_batches)
+{
+    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    struct batch_cost *order = malloc((n_batches ? n_batches : 1) * sizeof *order);
+    double *load = calloc((size_t)sc->size, sizeof *load);
+    if (!order || !load) {
+        free(order);
+        free(load);
+        return false;
     }
-    if (sc->rank == 0 && !st && !failed)
-        st = finish_batch(sc, t, items, n);
-    for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < n_batches; k++) {
+        order[k] = (struct batch_cost){ .cost = 0, .k = k };
+        for (size_t i = k * b; i < n && i < (k + 1) * b; i++)
+            order[k].cost += row_cost(sc, t, i);
+    }
+    qsort(order, n_batches, sizeof *order, dearer_first);
+    for (size_t j = 0; j < n_batches; j++) {
+        int best = 0;
+        for (int r = 1; r < sc->size && order[j].cost > 0; r++)
+            if (load[r] < load[best])
+                best = r;
+        owner[order[j].k] = best;
+        load[best] += order[j].cost;
+    }
+    free(order);
+    free(load);
+    return true;
+}
+
+/* Computes one of this rank's batches; a rank other than 0 sends it to
+ * rank 0, failed or not (rank 0 waits for every batch it is owed). */
+static enum tmap_status compute_own(struct scorer *sc, struct target *t, size_t begin, struct item *items, size_t n)
+{
+    double start = tmap_now_seconds();
+    struct tmap_model_counters before = work_so_far(sc);
+    enum tmap_status st = items ? compute_batch(sc, t, begin, items, n)
+                                : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
+    sc->busy += tmap_now_seconds() - start;
+    sc->n_batches++;
+    if (sc->rank != 0) {
+        struct tmap_model_counters after = work_so_far(sc);
+        enum tmap_status sent = send_batch(sc, t, items, n, st, after.n_tokens_decoded - before.n_tokens_decoded,
+                                           after.n_decode_calls - before.n_decode_calls);
+        st = st ? st : sent;
+    }
+    return st;
+}
+
+static void free_items(struct item *items, size_t n)
+{
+    for (size_t i = 0; items && i < n; i++)
         free_item(&items[i]);
     free(items);
-    return failed ? failed : st;
+}
+
+static size_t batch_count(const struct scorer *sc, const struct target *t, size_t k)
+{
+    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    return n - k * b < b ? n - k * b : b;
+}
+
+/* One process: every batch in order, computed and stored. */
+static enum tmap_status score_alone(struct scorer *sc, struct target *t, size_t n_batches)
+{
+    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    enum tmap_status st = TMAP_OK;
+    for (size_t k = 0; k < n_batches && !st; k++) {
+        size_t count = batch_count(sc, t, k);
+        struct item *items = calloc(count, sizeof *items);
+        st = compute_own(sc, t, k * b, items, count);
+        if (!st)
+            st = finish_batch(sc, t, items, count);
+        free_items(items, count);
+        if (!st)
+            report_progress(sc, t->stage, k * b + count, n);
+    }
+    return st;
+}
+
+/* A rank other than 0: its own batches, each sent as it is done. After a
+ * failure (sent to rank 0 with the batch) it computes nothing more. */
+static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, const int *owner, size_t n_batches)
+{
+    enum tmap_status st = TMAP_OK;
+    for (size_t k = 0; k < n_batches && !st; k++) {
+        if (owner[k] != sc->rank)
+            continue;
+        size_t count = batch_count(sc, t, k);
+        struct item *items = calloc(count, sizeof *items);
+        st = compute_own(sc, t, k * sc->p->batch_samples, items, count);
+        free_items(items, count);
+    }
+    enum tmap_status sent = finish_sending(sc);
+    return st ? st : sent;
+}
+
+/*
+ * Rank 0 of a distributed run computes its own batches back to back and,
+ * between two of them, takes whatever batches the other ranks have sent.
+ * It stores them strictly in pool order, each as soon as every batch
+ * before it is in (the frontier), so a killed job keeps what one process
+ * would have kept. (Walking the batches in pool order, rank 0 waited for
+ * each of the others' before its own next one: idle for 7 s of a 45 s
+ * run.) It computes at most `window` batches past the frontier, which
+ * bounds what it holds. After a failure it stores nothing from the first
+ * failed batch on, and still takes every batch the other ranks send, so
+ * that none of them waits forever on a send.
+ */
+struct held {
+    struct item     *items;
+    bool             in;   /* computed or received (or given up) */
+    enum tmap_status st;
+};
+
+struct rank0 {
+    struct scorer   *sc;
+    struct target   *t;
+    const int       *owner;
+    size_t           n_batches, frontier, failed_at;
+    struct held     *held;
+    size_t          *next;        /* per rank: the next batch it owes rank 0 */
+    bool            *rank_failed;
+    enum tmap_status failed;
+};
+
+static void note_failure(struct rank0 *z, size_t k, enum tmap_status st)
+{
+    if (!z->failed)
+        z->failed = st;
+    if (k < z->failed_at)
+        z->failed_at = k;
+}
+
+/* Takes rank r's next batch (waiting for it if it has not arrived). */
+static void take_batch(struct rank0 *z, int r)
+{
+    struct scorer *sc = z->sc;
+    size_t k = z->next[r], count;
+    if (k >= z->n_batches) {
+        /* Nothing was owed: read it so it stops matching, and give up. */
+        void *buf;
+        size_t size;
+        if (dist_recv(r, wire_tag(z->t), &buf, &size) == 0)
+            free(buf);
+        z->rank_failed[r] = true;
+        note_failure(z, z->frontier, tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) sent a batch it was not given", r,
+                                               dist_host(r)));
+        return;
+    }
+    count = batch_count(sc, z->t, k);
+    struct item *items = calloc(count, sizeof *items);
+    /* Once something has failed, the first error is the one kept. */
+    struct tmap_error scratch, *keep = sc->err;
+    if (z->failed)
+        sc->err = &scratch;
+    double start = tmap_now_seconds();
+    enum tmap_status st = items ? receive_batch(sc, z->t, r, k * sc->p->batch_samples, items, count)
+                                : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory receiving a batch of %zu", count);
+    sc->waited += tmap_now_seconds() - start;
+    sc->err = keep;
+    z->held[k] = (struct held){ .items = items, .in = true, .st = st };
+    if (st) {
+        z->rank_failed[r] = true;
+        note_failure(z, k, st);
+    }
+    do
+        z->next[r]++;
+    while (z->next[r] < z->n_batches && z->owner[z->next[r]] != r);
+}
+
+/* Stores the batches at the frontier that are in, in order. */
+static void advance_frontier(struct rank0 *z)
+{
+    struct scorer *sc = z->sc;
+    size_t n = tmap_pool_size(z->t->pool), b = sc->p->batch_samples;
+    while (z->frontier < z->n_batches && z->held[z->frontier].in) {
+        size_t k = z->frontier, count = batch_count(sc, z->t, k);
+        struct held *h = &z->held[k];
+        if (k < z->failed_at && !h->st) {
+            /* Once something has failed, the first error is the one kept. */
+            struct tmap_error scratch, *keep = sc->err;
+            if (z->failed)
+                sc->err = &scratch;
+            enum tmap_status st = finish_batch(sc, z->t, h->items, count);
+            sc->err = keep;
+            if (st)
+                note_failure(z, k, st);
+            else if (!z->failed)
+                report_progress(sc, z->t->stage, k * b + count, n);
+        }
+        free_items(h->items, count);
+        h->items = NULL;
+        z->frontier++;
+    }
+}
+
+/* Rank 0's bookkeeping, allocated before the ranks agree to start: a rank
+ * 0 that could not hold it would leave the others waiting on their sends. */
+static bool rank0_alloc(struct rank0 *z, size_t n_batches, int size)
+{
+    z->held = calloc(n_batches ? n_batches : 1, sizeof *z->held);
+    z->next = calloc((size_t)size, sizeof *z->next);
+    z->rank_failed = calloc((size_t)size, sizeof *z->rank_failed);
+    return z->held && z->next && z->rank_failed;
+}
+
+static void rank0_free(struct rank0 *z)
+{
+    free(z->held);
+    free(z->next);
+    free(z->rank_failed);
+}
+
+static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, const int *owner, size_t n_batches,
+                                       struct rank0 *bookkeeping)
+{
+    struct rank0 z = *bookkeeping;
+    z.sc = sc;
+    z.t = t;
+    z.owner = owner;
+    z.n_batches = n_batches;
+    z.failed_at = SIZE_MAX;
+    size_t size = (size_t)sc->size, window = 2 * size + 2;
+    for (size_t r = 0; r < size; r++) {
+        z.next[r] = 0;
+        while (z.next[r] < n_batches && owner[z.next[r]] != (int)r)
+            z.next[r]++;
+    }
+    for (size_t k = 0; k < n_batches && !z.failed; k++) {
+        if (owner[k] != 0)
+            continue;
+        while (k >= z.frontier + window && !z.failed) {
+            if (!z.held[z.frontier].in)
+                take_batch(&z, owner[z.frontier]);
+            advance_frontier(&z);
+        }
+        if (z.failed)
+            break;
+        size_t count = batch_count(sc, t, k);
+        struct item *items = calloc(count, sizeof *items);
+        enum tmap_status st = compute_own(sc, t, k * sc->p->batch_samples, items, count);
+        z.held[k] = (struct held){ .items = items, .in = true, .st = st };
+        if (st)
+            note_failure(&z, k, st);
+        for (int r; (r = dist_poll(wire_tag(t))) >= 0;)
+            take_batch(&z, r);
+        advance_frontier(&z);
+    }
+    /* The rest, in order: what the others still owe (a rank that failed
+     * sends nothing after its failed batch; rank 0 computes nothing after
+     * a failure). */
+    while (z.frontier < n_batches) {
+        struct held *h = &z.held[z.frontier];
+        int r = owner[z.frontier];
+        if (!h->in && (r == 0 || z.rank_failed[r]))
+            h->in = true; /* never coming; past the failure, so never stored */
+        else if (!h->in)
+            take_batch(&z, r);
+        advance_frontier(&z);
+    }
+    return z.failed;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -911,28 +1204,28 @@ static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
 static enum tmap_status score_target(struct scorer *sc, struct target *t)
 {
     size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
-    bool *rank_failed = calloc((size_t)sc->size, sizeof *rank_failed);
-    enum tmap_status failed = rank_failed ? index_copies(sc, t)
-                                          : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %d ranks", sc->size);
+    size_t n_batches = (n + b - 1) / b;
+    int *owner = sc->size > 1 ? calloc(n_batches ? n_batches : 1, sizeof *owner) : NULL;
+    struct rank0 z = { 0 };
+    bool ready = sc->size == 1 || (owner && (sc->rank != 0 || rank0_alloc(&z, n_batches, sc->size)));
+    enum tmap_status failed = ready ? index_copies(sc, t)
+                                    : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu batches", n_batches);
     if (sc->size > 1)
         failed = dist_worst_status(failed, sc->err);
     if (sc->size > 1 && !failed)
         failed = plan_missing(sc, t);
-    /* Every rank walks every batch even after a failure (score_batch): the
-     * others' messages must be taken. One process just stops. */
-    for (size_t k = 0, begin = 0; begin < n && !(failed && sc->size == 1); k++, begin += b) {
-        size_t count = n - begin < b ? n - begin : b;
-        enum tmap_status st = score_batch(sc, t, k, begin, count, rank_failed, failed);
-        if (st && !failed)
-            failed = st;
-        if (!failed && sc->rank == 0)
-            report_progress(sc, t->stage, begin + count, n);
-    }
-    if (sc->rank != 0) {
-        enum tmap_status sent = finish_sending(sc);
-        failed = failed ? failed : sent;
-    }
-    free(rank_failed);
+    if (sc->size > 1 && !failed && !plan_owners(sc, t, owner, n_batches))
+        failed = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory sharing %zu batches among the ranks", n_batches);
+    if (sc->size > 1)
+        failed = dist_worst_status(failed, sc->err);
+    if (sc->size == 1 && !failed)
+        failed = score_alone(sc, t, n_batches);
+    else if (sc->rank == 0 && !failed)
+        failed = score_as_rank0(sc, t, owner, n_batches, &z);
+    else if (!failed)
+        failed = score_as_worker(sc, t, owner, n_batches);
+    rank0_free(&z);
+    free(owner);
     free(t->first);
     free(t->missing);
     free(t->flags);
@@ -1182,6 +1475,30 @@ static enum tmap_status share_table(struct scorer *sc, struct tmap_scores *score
     return TMAP_OK;
 }
 
+/* Distributed: how the scoring was shared, as a notice from rank 0 (a
+ * collective: every rank calls it once the run has succeeded). A rank that
+ * computed for much longer than the others, or a rank 0 that waited long,
+ * is what keeps N ranks from being N times as fast. */
+static void report_balance(struct scorer *sc)
+{
+    size_t n = (size_t)sc->size, *counts = malloc(n * sizeof *counts);
+    double mine[3] = { sc->busy, (double)sc->n_batches, sc->waited }, *all = malloc(3 * n * sizeof *all);
+    for (size_t r = 0; counts && r < n; r++)
+        counts[r] = 3;
+    if (counts && all && dist_allgather_doubles(mine, all, counts) == 0 && sc->rank == 0) {
+        char msg[400];
+        int at = snprintf(msg, sizeof msg, "the ranks' shares of the scoring:");
+        for (size_t r = 0; r < n && at > 0 && (size_t)at < sizeof msg; r++)
+            at += snprintf(msg + at, sizeof msg - (size_t)at, "%s rank %zu (%s) %.0f batches in %.1f s", r ? ";" : "",
+                           r, dist_host((int)r), all[3 * r + 1], all[3 * r]);
+        if (at > 0 && (size_t)at < sizeof msg)
+            snprintf(msg + at, sizeof msg - (size_t)at, "; rank 0 waited %.1f s for the others' batches", all[2]);
+        notice(sc, "%s", msg);
+    }
+    free(counts);
+    free(all);
+}
+
 static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *pool,
                                   struct tmap_scores *scores)
 {
@@ -1211,6 +1528,8 @@ static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *poo
         st = neighbour_indicators(sc, &tp, relevance ? &tv : NULL);
     if (sc->size > 1)
         st = share_table(sc, scores, st);
+    if (sc->size > 1 && !st)
+        report_balance(sc);
     free(tp.emb);
     free(tp.has_emb);
     free(tv.emb);

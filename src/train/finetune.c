@@ -340,8 +340,6 @@ static struct ggml_opt_optimizer_params optimizer_params(void *user_data)
     r->lr_now = lr_at(r, r->state.step);
     o.adamw.alpha = (float)r->lr_now;
     o.adamw.wd    = r->p->weight_decay;
-    if (getenv("TMAP_EXP_BETA2"))
-        o.adamw.beta2 = (float)atof(getenv("TMAP_EXP_BETA2"));
     r->state.step++;
     return o;
 }

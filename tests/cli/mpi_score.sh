@@ -41,6 +41,25 @@ expect_err "0 computed, 40 from the store"
 expect_err "0 tokens in 0 decode calls"
 expect_true cmp -s ref.csv again.csv
 
+check "3 ranks on a store holding the first half: the same bytes; rank 0 keeps the stored batches"
+# Batches are shared out by their cost. Those with nothing to compute stay
+# with rank 0: the 5 stored, batch 9 (copies of batch 0) and the 2 of the
+# validation set (embeddings stored); the 4 left go mostly to ranks 1, 2.
+head -n 20 pool.jsonl > half.jsonl
+run "$TMAP" score "${common[@]/pool.jsonl/half.jsonl}" --cache half.db -o half.csv
+expect_status 0
+run mpi 3 score "${common[@]}" --cache half.db -o half3.csv
+expect_status 0
+expect_true cmp -s ref.csv half3.csv
+expect_err "scored 40 samples: 16 computed, 24 from the store"
+shares=$(sed -n 's/.*the ranks. shares of the scoring: //p' "$WORK/.err")
+echo "shares: $shares"
+rank0=$(echo "$shares" | sed -n 's/^rank 0 ([^)]*) \([0-9]*\) batches.*/\1/p')
+expect_true test "${rank0:-0}" -ge 8
+expect_true test "${rank0:-99}" -le 10
+expect_true grep -qE "rank 1 \([^)]*\) [1-9][0-9]* batches" <<< "$shares"
+expect_true grep -qE "rank 2 \([^)]*\) [1-9][0-9]* batches" <<< "$shares"
+
 check "the approximate index's queries split among 2 and 3 ranks: the bytes of one process"
 # --ann-min-rows 10 puts this pool's diversity on the FAISS index; each rank
 # builds it and answers its share of the rows (skipped without FAISS).
