@@ -799,8 +799,8 @@ static enum tmap_status receive_batch(struct scorer *sc, struct target *t, int o
 /* What a row will cost to compute, in bytes of text decoded: each pass
  * reads the record once (ifd's second pass, the response alone, about
  * half of it); copies and stored values cost nothing. It only has to rank
- * batches against each other: on the bench pool it is within 15% of the
- * measured time per byte from batch to batch. */
+ * batches against each other: on the bench pool the measured time per
+ * byte varied by about 7% from batch to batch (15% at most). */
 static double row_cost(const struct scorer *sc, const struct target *t, size_t row)
 {
     uint32_t missing = t->missing[row];
