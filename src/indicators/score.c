@@ -1475,10 +1475,13 @@ static enum tmap_status share_table(struct scorer *sc, struct tmap_scores *score
     return TMAP_OK;
 }
 
+enum { BALANCE_LISTED = 8 }; /* up to this many ranks, the notice names each */
+
 /* Distributed: how the scoring was shared, as a notice from rank 0 (a
  * collective: every rank calls it once the run has succeeded). A rank that
  * computed for much longer than the others, or a rank 0 that waited long,
  * is what keeps N ranks from being N times as fast. */
+
 static void report_balance(struct scorer *sc)
 {
     size_t n = (size_t)sc->size, *counts = malloc(n * sizeof *counts);
@@ -1488,9 +1491,23 @@ static void report_balance(struct scorer *sc)
     if (counts && all && dist_allgather_doubles(mine, all, counts) == 0 && sc->rank == 0) {
         char msg[400];
         int at = snprintf(msg, sizeof msg, "the ranks' shares of the scoring:");
-        for (size_t r = 0; r < n && at > 0 && (size_t)at < sizeof msg; r++)
-            at += snprintf(msg + at, sizeof msg - (size_t)at, "%s rank %zu (%s) %.0f batches in %.1f s", r ? ";" : "",
-                           r, dist_host((int)r), all[3 * r + 1], all[3 * r]);
+        if (n <= BALANCE_LISTED) {
+            for (size_t r = 0; r < n && at > 0 && (size_t)at < sizeof msg; r++)
+                at += snprintf(msg + at, sizeof msg - (size_t)at, "%s rank %zu (%s) %.0f batches in %.1f s",
+                               r ? ";" : "", r, dist_host((int)r), all[3 * r + 1], all[3 * r]);
+        } else { /* a line per rank would not be read: the range, and who was slowest */
+            size_t slow = 0, fast = 0, few = 0, many = 0;
+            for (size_t r = 1; r < n; r++) {
+                slow = all[3 * r] > all[3 * slow] ? r : slow;
+                fast = all[3 * r] < all[3 * fast] ? r : fast;
+                few = all[3 * r + 1] < all[3 * few + 1] ? r : few;
+                many = all[3 * r + 1] > all[3 * many + 1] ? r : many;
+            }
+            at += snprintf(msg + at, sizeof msg - (size_t)at,
+                           " %zu ranks, %.0f to %.0f batches each in %.1f to %.1f s, the slowest rank %zu (%s)", n,
+                           all[3 * few + 1], all[3 * many + 1], all[3 * fast], all[3 * slow], slow,
+                           dist_host((int)slow));
+        }
         if (at > 0 && (size_t)at < sizeof msg)
             snprintf(msg + at, sizeof msg - (size_t)at, "; rank 0 waited %.1f s for the others' batches", all[2]);
         notice(sc, "%s", msg);

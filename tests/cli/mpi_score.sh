@@ -60,6 +60,14 @@ expect_true test "${rank0:-99}" -le 10
 expect_true grep -qE "rank 1 \([^)]*\) [1-9][0-9]* batches" <<< "$shares"
 expect_true grep -qE "rank 2 \([^)]*\) [1-9][0-9]* batches" <<< "$shares"
 
+check "9 ranks, about one batch each: the same bytes; the shares notice gives the range"
+# Past 8 ranks the notice gives the range and the slowest rank instead of
+# a part per rank.
+run mpi 9 score "${common[@]}" -o np9.csv
+expect_status 0
+expect_true cmp -s ref.csv np9.csv
+expect_true grep -qE "shares of the scoring: 9 ranks, [0-9]+ to [0-9]+ batches each in [0-9.]+ to [0-9.]+ s, the slowest rank [0-8] " "$WORK/.err"
+
 check "the approximate index's queries split among 2 and 3 ranks: the bytes of one process"
 # --ann-min-rows 10 puts this pool's diversity on the FAISS index; each rank
 # builds it and answers its share of the rows (skipped without FAISS).
