@@ -1481,7 +1481,6 @@ enum { BALANCE_LISTED = 8 }; /* up to this many ranks, the notice names each */
  * collective: every rank calls it once the run has succeeded). A rank that
  * computed for much longer than the others, or a rank 0 that waited long,
  * is what keeps N ranks from being N times as fast. */
-
 static void report_balance(struct scorer *sc)
 {
     size_t n = (size_t)sc->size, *counts = malloc(n * sizeof *counts);
