@@ -634,6 +634,31 @@ struct tmap_proxy_stats {
     size_t   n_skipped; /* tiny items that did not fit the context */
 };
 
+/* What an in-context evaluation's prompts hold: prompts (tiny items x
+ * draws), the demonstrations asked for (k each, fewer from a smaller
+ * subset) and those that fit. A prompt that outgrows the context loses its
+ * last demonstrations, so a model whose context holds one GSM8K-sized
+ * record beside an item judges each subset by a record or two per draw,
+ * whatever k says; tmap run reports it. */
+struct tmap_proxy_counters {
+    uint64_t n_prompts;
+    uint64_t n_demos_wanted;
+    uint64_t n_demos;
+};
+
+/* Lays out the prompts tmap_proxy_eval would for this subset (every draw)
+ * and counts them; tokenization only, nothing decoded, the memo not asked.
+ * All zero for the fine-tune proxy. */
+TMAP_API enum tmap_status tmap_proxy_count_demos(struct tmap_proxy *proxy, const struct tmap_pool *demos,
+                                                 const size_t *rows, size_t n_rows, const double *scores,
+                                                 struct tmap_proxy_counters *out, struct tmap_error *err);
+/* Whether the prompts held less than half the demonstrations asked for. */
+TMAP_API bool tmap_proxy_demos_cramped(const struct tmap_proxy_counters *counters);
+/* One line for people: "0.50 of the 8 asked for fit beside a tiny item
+ * (context 512 tokens): the proxy sees few of each subset's records, ...". */
+TMAP_API void tmap_proxy_describe_demos(const struct tmap_proxy_counters *counters, int32_t n_ctx, char *buf,
+                                        size_t size);
+
 /* The proxy value of demonstrations drawn from rows[0..n_rows) of demos.
  * scores (per row of demos, may be NULL = file order) rank them for the
  * top policy. */
@@ -852,6 +877,7 @@ struct tmap_run_summary {
     size_t              n_evaluations, n_spent;
     double              seconds_score, seconds_tiny, seconds_learn, seconds_total;
     struct tmap_score_stats score_stats;
+    struct tmap_proxy_counters proxy_demos; /* what the proxy's prompts of the learned subset hold */
 };
 
 TMAP_API void tmap_run_summary_free(struct tmap_run_summary *s);

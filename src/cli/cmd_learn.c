@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void print_eval(size_t i, const double *w, size_t d, double value, bool reused, void *ud)
 {
@@ -57,11 +58,21 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
             printf("%-12s %.4f\n", res.weights.names[j], res.weights.weights[j]);
         printf("proxy %.6f after %zu evaluations (%zu spent); wrote %s and %s\n", res.weights.proxy_value,
                res.n_trace, res.n_spent, weights_path, trace_path);
-        char line[256];
+        char line[512];
         tmap_baselines_describe(&res.baselines, line, sizeof line);
         printf("baselines: %s\n", line);
         if (res.n_duplicates)
             printf("exact duplicates kept out of every selection: %zu\n", res.n_duplicates);
+        if (l->learn.proxy.kind == TMAP_PROXY_ICL) {
+            struct tmap_proxy_counters pc;
+            struct tmap_model_info mi;
+            tmap_model_get_info(in.model, &mi);
+            if (tmap_proxy_count_demos(in.proxy, in.pool, res.selection.rows, res.selection.n, res.selection.combined,
+                                       &pc, &err))
+                memset(&pc, 0, sizeof pc);
+            tmap_proxy_describe_demos(&pc, mi.n_ctx, line, sizeof line);
+            printf("demonstrations%s: %s\n", tmap_proxy_demos_cramped(&pc) ? " (WARNING)" : "", line);
+        }
     }
     int rc = st ? cli_report(&err) : 0;
     tmap_learn_result_free(&res);

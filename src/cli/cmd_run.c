@@ -59,15 +59,20 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     printf("%-28s %zu evaluations (%zu spent), %.1f s\n", "weight search", s->n_evaluations, s->n_spent,
            s->seconds_learn);
     print_proxy(&p->learn.proxy);
+    char line[512];
+    if (p->learn.proxy.kind == TMAP_PROXY_ICL) {
+        tmap_proxy_describe_demos(&s->proxy_demos, s->model.n_ctx, line, sizeof line);
+        printf("%-28s %s\n", tmap_proxy_demos_cramped(&s->proxy_demos) ? "demonstrations: WARNING" : "demonstrations",
+               line);
+    }
     const struct tmap_baselines *b = &s->baselines;
     printf("%-28s %.6f\n", "proxy, equal weights", b->equal);
     printf("%-28s %.6f (search), %.6f +/- %.6f over %zu fresh draws\n", "proxy, learned weights",
            s->weights.proxy_value, b->learned_mean, b->learned_sd, b->n_redraws);
     printf("%-28s %.6f +/- %.6f over %zu subsets\n", "proxy, random subsets", b->random_mean, b->random_sd,
            b->n_random);
-    char verdict[256];
-    tmap_baselines_describe(b, verdict, sizeof verdict);
-    printf("%-28s %s\n", "baseline", verdict);
+    tmap_baselines_describe(b, line, sizeof line);
+    printf("%-28s %s\n", "baseline", line);
     printf("%-28s %zu (%.0f%%)", "selected", s->n_selected, ratio * 100.0);
     if (p->learn.select.mode == TMAP_SELECT_FILTER)
         printf(", drawn at random from all but the lowest %.0f%%", p->learn.select.drop * 100.0);

@@ -61,6 +61,7 @@ struct run_state {
     struct tmap_model  *model, *judge, *embedder; /* judge, embedder: NULL = the model */
     struct tmap_scores *scores;
     struct tmap_tiny    tiny;
+    struct tmap_proxy_counters demos; /* what the proxy's prompts of the learned subset hold */
     struct tmap_proxy  *proxy;
     struct tmap_learn_result learned;
     struct tmap_selection    sel;
@@ -112,6 +113,13 @@ static char *config_json(const struct run_state *r)
                             p->pool_path, "val", p->val_path, "template", tmap_template_name(p->score.tmpl),
                             "judge", p->judge_path, "embed_model", p->embed_path, "tiny_items",
                             (json_int_t)r->tiny.n);
+    /* How many demonstrations the prompts held: a value judged by one
+     * record per draw is not the k-shot value the settings promise. */
+    const struct tmap_proxy_counters pc = r->demos;
+    if (run && pc.n_prompts)
+        json_object_set_new(run, "proxy_demos", json_pack("{s:I, s:I, s:I}", "prompts", (json_int_t)pc.n_prompts,
+                                                          "asked", (json_int_t)pc.n_demos_wanted, "held",
+                                                          (json_int_t)pc.n_demos));
     char *text = NULL;
     if (c && run && json_object_update(c, run) == 0)
         text = json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
@@ -226,6 +234,9 @@ static enum tmap_status learn_weights(struct run_state *r, struct tmap_run_summa
     enum tmap_status st = tmap_proxy_create(r->model, r->tiny_pool, NULL, &pp, &r->proxy, err);
     if (!st)
         st = tmap_learn(r->pool, r->scores, r->proxy, &r->p->learn, &r->learned, err);
+    const struct tmap_selection *sel = &r->learned.selection;
+    if (!st)
+        st = tmap_proxy_count_demos(r->proxy, r->pool, sel->rows, sel->n, sel->combined, &r->demos, err);
     sum->seconds_learn = tmap_now_seconds() - t0;
     return st;
 }
@@ -359,6 +370,7 @@ static void fill_summary(const struct run_state *r, struct tmap_run_summary *s)
     s->n_evaluations = r->learned.n_trace;
     s->n_spent = r->learned.n_spent;
     s->uniform_value = r->learned.baselines.equal;
+    s->proxy_demos = r->demos;
 }
 
 enum tmap_status tmap_run(const struct tmap_run_params *p, struct tmap_run_summary *out, struct tmap_error *err)

@@ -456,13 +456,15 @@ static int32_t room_after_prompt(const struct tmap_proxy *px, size_t i)
     return it->n_answer;
 }
 
-/* Item i's prompt with the first k of the chosen demonstrations; when it
- * does not fit the context, the last demonstrations are left out until it
- * does (k demonstrations of a long-answer pool can outgrow -c). The other
- * items keep theirs: the shared prefix then simply ends earlier. */
+/* Item i's prompt with the first *k_io of the chosen demonstrations; when
+ * it does not fit the context, the last demonstrations are left out until
+ * it does (k demonstrations of a long-answer pool can outgrow -c), and
+ * *k_io says how many stayed. The other items keep theirs: the shared
+ * prefix then simply ends earlier. */
 static enum tmap_status fitting_prompt(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *chosen,
-                                       size_t k, size_t i, int32_t **tokens, int32_t *n, struct tmap_error *err)
+                                       size_t *k_io, size_t i, int32_t **tokens, int32_t *n, struct tmap_error *err)
 {
+    size_t k = *k_io;
     struct tmap_model_info info;
     tmap_model_get_info(px->model, &info);
     int32_t limit = info.n_ctx - room_after_prompt(px, i);
@@ -472,25 +474,33 @@ static enum tmap_status fitting_prompt(struct tmap_proxy *px, const struct tmap_
         if (!st)
             st = tmap_model_tokenize_prompt(px->model, text, px->p.tmpl, tokens, n, err);
         free(text);
-        if (st || *n <= limit || k == 0)
+        if (st || *n <= limit || k == 0) {
+            *k_io = k;
             return st;
+        }
         free(*tokens);
         *tokens = NULL;
         k--;
     }
 }
 
+/* count, when not NULL, adds up what the prompts hold. */
 static enum tmap_status build_prompts(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                       size_t n_rows, const double *scores, uint64_t seed, struct prompts *pr,
-                                      struct tmap_error *err)
+                                      struct tmap_proxy_counters *count, struct tmap_error *err)
 {
     pr->tokens = calloc(px->n ? px->n : 1, sizeof *pr->tokens);
     pr->n = calloc(px->n ? px->n : 1, sizeof *pr->n);
     size_t *chosen = calloc((size_t)px->p.k, sizeof *chosen);
     enum tmap_status st = pr->tokens && pr->n && chosen ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < px->n && !st; i++) {
-        size_t k = choose_demos(px, i, rows, n_rows, scores, seed, chosen);
-        st = fitting_prompt(px, demos, chosen, k, i, &pr->tokens[i], &pr->n[i], err);
+        size_t wanted = choose_demos(px, i, rows, n_rows, scores, seed, chosen), k = wanted;
+        st = fitting_prompt(px, demos, chosen, &k, i, &pr->tokens[i], &pr->n[i], err);
+        if (count) {
+            count->n_prompts++;
+            count->n_demos_wanted += wanted;
+            count->n_demos += k;
+        }
     }
     free(chosen);
     return st;
@@ -577,7 +587,7 @@ static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool 
 {
     struct prompts pr = { 0 };
     double *values = calloc(px->n ? px->n : 1, sizeof *values);
-    enum tmap_status st = values ? build_prompts(px, demos, rows, n_rows, scores, seed, &pr, err)
+    enum tmap_status st = values ? build_prompts(px, demos, rows, n_rows, scores, seed, &pr, NULL, err)
                                  : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
     size_t groups = n_groups(px), slices = px->p.slices;
     /* Collective: slice t of the groups x slices goes to rank t % size;
@@ -834,6 +844,48 @@ enum tmap_status proxy_memo_put(struct tmap_proxy *px, const struct tmap_pool *d
     char key[33];
     memo_key(px, demos, rows, n_rows, scores, key);
     return tmap_store_put_proxy(px->store, key, value, err);
+}
+
+enum tmap_status tmap_proxy_count_demos(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                        size_t n_rows, const double *scores, struct tmap_proxy_counters *out,
+                                        struct tmap_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (px->p.kind == TMAP_PROXY_FINETUNE || n_rows == 0)
+        return TMAP_OK;
+    enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN ? embed_demos(px, demos, err) : TMAP_OK;
+    size_t draws = px->p.policy == TMAP_DEMOS_RANDOM ? px->p.draws : 1;
+    for (size_t d = 0; d < draws && !st; d++) {
+        struct prompts pr = { 0 };
+        st = build_prompts(px, demos, rows, n_rows, scores, px->p.seed + d, &pr, out, err);
+        free_prompts(&pr, px->n);
+    }
+    return st;
+}
+
+/* Below half of what was asked for, a draw judges a subset by a record or
+ * two, and the search reads noise (docs/fidelity.md measured it on a
+ * 512-token model that fits at most one GSM8K record beside an item: the
+ * in-context proxy's ranking of subsets against real fine-tuning, Spearman
+ * between -0.25 and +0.14 over four runs). */
+bool tmap_proxy_demos_cramped(const struct tmap_proxy_counters *c)
+{
+    return c->n_prompts > 0 && 2 * c->n_demos < c->n_demos_wanted;
+}
+
+void tmap_proxy_describe_demos(const struct tmap_proxy_counters *c, int32_t n_ctx, char *buf, size_t size)
+{
+    if (c->n_prompts == 0) {
+        snprintf(buf, size, "none laid out (the fine-tune proxy, or an empty subset)");
+        return;
+    }
+    double held = (double)c->n_demos / (double)c->n_prompts, wanted = (double)c->n_demos_wanted / (double)c->n_prompts;
+    int n = snprintf(buf, size, "%.2f of the %.3g asked for fit beside a tiny item (context %d tokens)", held, wanted,
+                     n_ctx);
+    if (tmap_proxy_demos_cramped(c) && n > 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, ": the proxy sees few of each subset's records (where measured, its "
+                                            "ranking was no better than chance: docs/fidelity.md); a longer "
+                                            "context (-c) or --proxy finetune sees more");
 }
 
 enum tmap_status tmap_proxy_eval(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,

@@ -17,6 +17,10 @@ for f in selected.jsonl scores.csv weights.json trace.csv tiny.jsonl report.html
 done
 expect_out "proxy, learned weights"
 expect_out "report: a/report.html"
+# How many of the k demonstrations the learned subset's prompts hold.
+expect_out "of the 2 asked for fit beside a tiny item (context 1024 tokens)"
+expect_true grep -q '"proxy_demos": {' a/weights.json
+for kv in '"asked": 8' '"held": 8' '"prompts": 4'; do expect_true grep -qE "^ *$kv,?\$" a/weights.json; done
 expect_true test "$(wc -l < a/selected.jsonl)" -eq 12
 expect_true grep -q '^id,loss,steps,length,numeracy,rank_loss,rank_steps,rank_length,rank_numeracy,combined,selected$' a/scores.csv
 

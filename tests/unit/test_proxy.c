@@ -3,7 +3,8 @@
  * to 1, the file round trip) and the ICL proxy: shared-prefix values equal
  * naive ones, values equal a hand-built computation, knn uses the true
  * nearest demonstrations, and the memo serves repeats with no model work;
- * the fine-tune proxy tells the task's records from off-task text.
+ * demonstrations that outgrow the context are left out and counted; the
+ * fine-tune proxy tells the task's records from off-task text.
  */
 #define _XOPEN_SOURCE 700 /* nftw, for helpers.h */
 
@@ -352,6 +353,32 @@ static void test_demos_trimmed_to_fit(void **state)
         fail_msg("%s", err.message);
     assert_true(isfinite(v) && v < 0);
     assert_int_equal(st.n_skipped, 0);
+    /* The count says so: three prompts (the top policy draws once), eight
+     * demonstrations asked for each, fewer held, and the line warns. */
+    struct tmap_proxy_counters c;
+    assert_int_equal(tmap_proxy_count_demos(px, demos, rows, N_DEMOS, NULL, &c, &err), TMAP_OK);
+    assert_int_equal(c.n_prompts, 3);
+    assert_int_equal(c.n_demos_wanted, 24);
+    assert_true(c.n_demos < 12);
+    assert_true(tmap_proxy_demos_cramped(&c));
+    char line[512];
+    tmap_proxy_describe_demos(&c, 512, line, sizeof line);
+    assert_non_null(strstr(line, "asked for fit beside a tiny item (context 512 tokens): the proxy sees few"));
+    tmap_proxy_free(px);
+    /* Four in the 2,048-token context all fit. */
+    p.k = 4;
+    assert_int_equal(tmap_proxy_create(model, tiny, NULL, &p, &px, &err), TMAP_OK);
+    assert_int_equal(tmap_proxy_count_demos(px, demos, rows, N_DEMOS, NULL, &c, &err), TMAP_OK);
+    assert_int_equal(c.n_prompts, 3);
+    assert_int_equal(c.n_demos_wanted, 12);
+    assert_int_equal(c.n_demos, 12);
+    assert_false(tmap_proxy_demos_cramped(&c));
+    tmap_proxy_describe_demos(&c, 2048, line, sizeof line);
+    assert_string_equal(line, "4.00 of the 4 asked for fit beside a tiny item (context 2048 tokens)");
+    /* A subset smaller than k asks for what it has. */
+    assert_int_equal(tmap_proxy_count_demos(px, demos, rows, 3, NULL, &c, &err), TMAP_OK);
+    assert_int_equal(c.n_demos_wanted, 9);
+    assert_int_equal(c.n_demos, 9);
     tmap_proxy_free(px);
     tmap_pool_free(tiny);
     tmap_model_free(small);
