@@ -846,6 +846,13 @@ enum tmap_status proxy_memo_put(struct tmap_proxy *px, const struct tmap_pool *d
     return tmap_store_put_proxy(px->store, key, value, err);
 }
 
+/* Draws an evaluation averages: the random policy's and the fine-tune
+ * proxy's; top and knn choose the same demonstrations every time. */
+static size_t n_draws(const struct tmap_proxy *px)
+{
+    return px->p.policy == TMAP_DEMOS_RANDOM || px->p.kind == TMAP_PROXY_FINETUNE ? px->p.draws : 1;
+}
+
 enum tmap_status tmap_proxy_count_demos(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
                                         size_t n_rows, const double *scores, struct tmap_proxy_counters *out,
                                         struct tmap_error *err)
@@ -854,8 +861,7 @@ enum tmap_status tmap_proxy_count_demos(struct tmap_proxy *px, const struct tmap
     if (px->p.kind == TMAP_PROXY_FINETUNE || n_rows == 0)
         return TMAP_OK;
     enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN ? embed_demos(px, demos, err) : TMAP_OK;
-    size_t draws = px->p.policy == TMAP_DEMOS_RANDOM ? px->p.draws : 1;
-    for (size_t d = 0; d < draws && !st; d++) {
+    for (size_t d = 0; d < n_draws(px) && !st; d++) {
         struct prompts pr = { 0 };
         st = build_prompts(px, demos, rows, n_rows, scores, px->p.seed + d, &pr, out, err);
         free_prompts(&pr, px->n);
@@ -922,7 +928,7 @@ enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *de
     tmap_model_get_counters(px->model, &before);
     bool finetune = px->p.kind == TMAP_PROXY_FINETUNE;
     enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN && !finetune ? embed_demos(px, demos, err) : TMAP_OK;
-    size_t draws = px->p.policy == TMAP_DEMOS_RANDOM || finetune ? px->p.draws : 1;
+    size_t draws = n_draws(px);
     double sum = 0.0;
     uint64_t ft_tokens = 0;
     for (size_t d = 0; d < draws && !st; d++) {
