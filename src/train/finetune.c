@@ -236,8 +236,12 @@ static struct ft_model_meta model_meta(const struct run *r, int32_t epochs, cons
                                        char *data, size_t size)
 {
     snprintf(data, size, "%s, %d epoch%s", r->data_desc, epochs, epochs == 1 ? "" : "s");
+    /* Training on windows longer than the declared context teaches the
+     * positions past it (how a 512-token model becomes a 2,048-token one):
+     * the saved model declares the window, so scoring and the proxy use it. */
+    uint32_t n_ctx_train = (uint32_t)r->n_ctx > r->n_ctx_train ? (uint32_t)r->n_ctx : r->n_ctx_train;
     struct ft_model_meta meta = {
-        .n_ctx_train = r->n_ctx_train, .chat_template = r->chat_template, .epochs = epochs,
+        .n_ctx_train = n_ctx_train, .chat_template = r->chat_template, .epochs = epochs,
         .data_desc = data, .eval_desc = r->p->eval_pool ? r->eval_desc : NULL,
         .eval_response_loss = e->eval_response_loss, .eval_response_bpb = e->eval_response_bpb,
     };

@@ -60,6 +60,18 @@ run "$TMAP" model pretrain -q -d d20.jsonl --out p2.gguf --n-embd 32 --n-layer 1
 expect_status 0
 expect_true cmp -s p1.gguf p2.gguf
 
+check "a longer training window lengthens the context, a shorter one never shrinks it"
+run "$TMAP" info -m p1.gguf
+expect_out "context        256 tokens (trained)"
+run "$TMAP" finetune -q -m p1.gguf -d d20.jsonl --out long.gguf --epochs 1 --lr 1e-3 -c 512 -t 2
+expect_status 0
+run "$TMAP" info -m long.gguf
+expect_out "context        512 tokens (trained)"
+run "$TMAP" finetune -q -m long.gguf -d d20.jsonl --out back.gguf --epochs 1 --lr 1e-3 -c 256 -t 2
+expect_status 0
+run "$TMAP" info -m back.gguf
+expect_out "context        512 tokens (trained)"
+
 check "two fine-tunes of one model never share store entries"
 # Same shapes, same metadata, different weights: the fingerprint must see
 # the weights, or the second model gets the first one's losses.
