@@ -51,10 +51,12 @@ bench: build
 
 # The closed loop (docs/fidelity.md): SEED picks the corruption and the
 # random arms; run it on a second seed before trusting a change of default.
-SEED ?= 1
+# MODEL picks the base model (docs/base-model.md for the 2,048-token one).
+SEED  ?= 1
+MODEL ?= models/gsm8k-base.gguf
 fidelity: build
-	$(BUILD)/bench/bench_fidelity --model models/gsm8k-base.gguf --data data/gsm8k/train.jsonl \
-	    --test data/gsm8k/test.jsonl --out $(BUILD)/fidelity-seed$(SEED) --seed $(SEED)
+	$(BUILD)/bench/bench_fidelity --model $(MODEL) --data data/gsm8k/train.jsonl \
+	    --test data/gsm8k/test.jsonl --out $(BUILD)/fidelity-$(basename $(notdir $(MODEL)))-seed$(SEED) --seed $(SEED)
 
 asan: setup
 	@mkdir -p $(BUILD)-asan
