@@ -711,7 +711,10 @@ static void proxy_values(struct bench *b)
         }
         b->seconds_v[v] = evals ? seconds / (double)evals : NAN;
         tmap_proxy_free(px);
-        say("proxy variant %-30s %.2f s per evaluation", variants[v].name, b->seconds_v[v]);
+        if (evals)
+            say("proxy variant %-30s %.2f s per evaluation", variants[v].name, b->seconds_v[v]);
+        else /* its prompts are the defaults' (same draws, same groups) */
+            say("proxy variant %-30s every value from the memo (the defaults' prompts)", variants[v].name);
     }
     free(order);
     tmap_model_free(m);
@@ -946,8 +949,12 @@ static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
             m++;
         }
     a->mean_loss = sum / (double)m;
-    say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f, fine-tune proxy %.4f", a->name,
-        a->n, (long long)a->tokens, n_corrupt(a), a->mean_loss, a->proxy_ft);
+    if (s->ft_proxy)
+        say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f, fine-tune proxy %.4f", a->name,
+            a->n, (long long)a->tokens, n_corrupt(a), a->mean_loss, a->proxy_ft);
+    else
+        say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f", a->name, a->n,
+            (long long)a->tokens, n_corrupt(a), a->mean_loss);
 }
 
 /* Rows of every arm of one kind, stacked: the reference of a comparison. */
@@ -1033,7 +1040,10 @@ static void write_table(const struct bench *b, FILE *f, bool markdown)
                 100.0 * (double)n_corrupt(r) / (double)r->n);
         for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++)
             fprintf(f, "%s%zu", sep, r->bad[k]);
-        if (markdown)
+        if (markdown && !b->s.ft_proxy) /* no second proxy: its column says so */
+            fprintf(f, " | %.4f | %.4f | not run | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
+                    r->proxy_mean, r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
+        else if (markdown)
             fprintf(f, " | %.4f | %.4f | %.4f | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
                     r->proxy_mean, r->proxy_ft, r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
         else
@@ -1330,8 +1340,11 @@ int main(int argc, char **argv)
     printf("\nSpearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: %.3f (%.3f over 3 draws)\n",
            b.n_spearman, b.spearman, b.spearman_mean);
     for (size_t v = 0; v < N_VARIANTS; v++)
-        printf("  proxy %-30s %.2f s per evaluation, Spearman %.3f\n", variants[v].name, b.seconds_v[v],
-               b.spearman_v[v]);
+        if (isnan(b.seconds_v[v]))
+            printf("  proxy %-30s the defaults' prompts, Spearman %.3f\n", variants[v].name, b.spearman_v[v]);
+        else
+            printf("  proxy %-30s %.2f s per evaluation, Spearman %.3f\n", variants[v].name, b.seconds_v[v],
+                   b.spearman_v[v]);
     if (b.s.ft_proxy)
         printf("  fine-tune proxy (%zu records)        %.2f s per evaluation, Spearman %.3f\n", b.s.ft_proxy,
                b.seconds_ft_proxy / (double)(b.n_ft_proxy_evals ? b.n_ft_proxy_evals : 1), b.spearman_ft);
