@@ -918,6 +918,16 @@ static void finetune_proxy(struct bench *b, struct arm *a, size_t idx)
     free(rows);
 }
 
+/* An arm's fine-tune proxy value as the reports print it: "not run" when
+ * the benchmark has no second proxy (--ft-proxy 0). */
+static const char *ft_proxy_text(const struct bench *b, const struct arm *a, char *buf, size_t size)
+{
+    if (!b->s.ft_proxy)
+        return "not run";
+    snprintf(buf, size, "%.4f", a->proxy_ft);
+    return buf;
+}
+
 static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
 {
     const struct settings *s = &b->s;
@@ -949,12 +959,9 @@ static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
             m++;
         }
     a->mean_loss = sum / (double)m;
-    if (s->ft_proxy)
-        say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f, fine-tune proxy %.4f", a->name,
-            a->n, (long long)a->tokens, n_corrupt(a), a->mean_loss, a->proxy_ft);
-    else
-        say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f", a->name, a->n,
-            (long long)a->tokens, n_corrupt(a), a->mean_loss);
+    char ft[32];
+    say("arm %-22s %4zu records %7lld tokens, %3zu corrupted: held-out loss %.4f, fine-tune proxy %s", a->name, a->n,
+        (long long)a->tokens, n_corrupt(a), a->mean_loss, ft_proxy_text(b, a, ft, sizeof ft));
 }
 
 /* Rows of every arm of one kind, stacked: the reference of a comparison. */
@@ -1034,18 +1041,17 @@ static void write_table(const struct bench *b, FILE *f, bool markdown)
     else
         fprintf(f, "arm,records,tokens,corrupted,wrong_answer,truncated,swapped,off_task,duplicate,proxy,proxy_mean,"
                    "proxy_finetune,heldout_loss,diff_random,low_random,high_random,diff_tokens,low_tokens,high_tokens\n");
+    char ft[32];
     for (size_t a = 0; a < b->n_arms; a++) {
         const struct arm *r = &b->arms[a];
         fprintf(f, "%s%s%s%zu%s%lld%s%.1f%%", markdown ? "| " : "", r->name, sep, r->n, sep, (long long)r->tokens, sep,
                 100.0 * (double)n_corrupt(r) / (double)r->n);
         for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++)
             fprintf(f, "%s%zu", sep, r->bad[k]);
-        if (markdown && !b->s.ft_proxy) /* no second proxy: its column says so */
-            fprintf(f, " | %.4f | %.4f | not run | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
-                    r->proxy_mean, r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
-        else if (markdown)
-            fprintf(f, " | %.4f | %.4f | %.4f | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
-                    r->proxy_mean, r->proxy_ft, r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
+        if (markdown)
+            fprintf(f, " | %.4f | %.4f | %s | %.4f | %+.4f [%+.4f, %+.4f] | %+.4f [%+.4f, %+.4f] |\n", r->proxy,
+                    r->proxy_mean, ft_proxy_text(b, r, ft, sizeof ft), r->mean_loss, r->diff, r->low, r->high,
+                    r->diff_t, r->low_t, r->high_t);
         else
             fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", r->proxy, r->proxy_mean, r->proxy_ft,
                     r->mean_loss,
