@@ -705,6 +705,14 @@ enum tmap_select_mode {
      * subset's mix like the pool's while removing the worst records
      * (docs/fidelity.md measures both modes). */
     TMAP_SELECT_FILTER,
+    /* The weights choose within bands of record length: the pool is cut
+     * into `strata` bands of equal count by the bytes of prompt and
+     * response, and each band gives the ratio of its own records, those
+     * with the highest combined scores. Indicators that favour long or
+     * number-rich records make the most skewed tops (docs/fidelity.md);
+     * this keeps the pool's mix of lengths, and so about a random subset's
+     * token count, while following the weights within each band. */
+    TMAP_SELECT_STRATIFIED,
 };
 
 struct tmap_select_params {
@@ -712,6 +720,7 @@ struct tmap_select_params {
     enum tmap_select_mode mode;            /* TMAP_SELECT_TOP */
     double                drop;            /* filter mode: share of the pool left out (0.3); ratio + drop <= 1 */
     uint64_t              seed;            /* filter mode: the draw from what is left (42) */
+    size_t                strata;          /* stratified mode: bands of record length (10) */
     bool                  keep_duplicates; /* let exact duplicates (same content hash) in twice (false) */
 };
 
@@ -773,7 +782,8 @@ TMAP_API void tmap_baselines_describe(const struct tmap_baselines *b, char *buf,
 
 /* The subset a weighting selects: ceil(ratio * n) samples, the highest
  * combined scores (ties broken by sample id) or, in filter mode, a seeded
- * draw from all but the lowest. */
+ * draw from all but the lowest, or, in stratified mode, the highest of
+ * each length band. */
 struct tmap_selection {
     size_t  n_rows;   /* pool size */
     size_t  n;        /* selected */
@@ -813,7 +823,7 @@ TMAP_API void tmap_learn_result_free(struct tmap_learn_result *r);
 TMAP_API enum tmap_status tmap_select(const struct tmap_pool *pool, const struct tmap_scores *scores,
                              const struct tmap_weights *weights, const struct tmap_select_params *params,
                              struct tmap_selection *out, struct tmap_error *err);
-TMAP_API const char *tmap_select_mode_name(enum tmap_select_mode mode); /* "top", "filter" */
+TMAP_API const char *tmap_select_mode_name(enum tmap_select_mode mode); /* "top", "filter", "stratified" */
 TMAP_API void tmap_selection_free(struct tmap_selection *s);
 
 /* Deita's diversity filter over a selection (docs/design.md section 3): walk the

@@ -68,9 +68,12 @@ struct settings {
     bool        auc_only;     /* score every indicator, write OUT/indicators.md and stop */
     size_t      ft_proxy;     /* records the fine-tune proxy trains on (0 = no second proxy) */
     bool        singles;      /* an arm per indicator alone (the most arms) */
+    const char *singles_only; /* NULL, or a comma list: those indicators' arms only */
     double      drop;         /* filter arms: share of the pool left out */
     bool        filters;      /* the filter-selection and clean arms (and two more tmap runs) */
     bool        signed_run;   /* the tmap run --signed arm (one more tmap run) */
+    enum tmap_select_mode select; /* tmap run's --select, and the equal-weight and single arms' (top) */
+    size_t      strata;       /* --strata, for --select stratified (10) */
     const char *indicators;   /* tmap run's --indicators ("default") */
     uint32_t    indicator_mask;
 };
@@ -88,7 +91,7 @@ static struct settings default_settings(void)
         .n_random = 3, .n_ft_seeds = 2, .epochs = 1, .lr = 3e-4f,
         .n_val = 300, .n_heldout = 0, .n_threads = 0, .ratio = 0.3, .n_bootstrap = 2000,
         .ft_proxy = 64, .singles = true, .drop = 0.3, .filters = false, .signed_run = false,
-        .indicators = "default", .indicator_mask = TMAP_IND_DEFAULT,
+        .select = TMAP_SELECT_TOP, .strata = 10, .indicators = "default", .indicator_mask = TMAP_IND_DEFAULT,
     };
     return s;
 }
@@ -473,6 +476,8 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
     p.learn.select.ratio = s->ratio;
     p.score.indicators = s->indicator_mask;
     p.learn.select.seed = s->seed;
+    p.learn.select.mode = s->select;
+    p.learn.select.strata = s->strata;
     if (filter) {
         p.learn.select.mode = TMAP_SELECT_FILTER;
         p.learn.select.drop = s->drop;
@@ -490,9 +495,12 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
     struct tmap_run_summary sum;
     struct tmap_error err = { 0 };
     double t0 = tmap_now_seconds();
-    char how[64];
-    snprintf(how, sizeof how, "%s%s%s", signed_weights ? " --signed" : "", filter ? " --select filter" : "",
-             finetune ? " --proxy finetune" : "");
+    char how[96];
+    snprintf(how, sizeof how, "%s%s%s%s", signed_weights ? " --signed" : "", filter ? " --select filter" : "",
+             !filter && s->select != TMAP_SELECT_TOP ? " --select " : "",
+             !filter && s->select != TMAP_SELECT_TOP ? tmap_select_mode_name(s->select) : "");
+    if (finetune)
+        strcat(how, " --proxy finetune");
     say("tmap run%s on %s (%zu records)", how, pool, s->pool_size);
     if (tmap_run(&p, &sum, &err))
         die("tmap run", &err);
@@ -550,6 +558,8 @@ static void select_filtered(struct bench *b, const char *name, enum arm_kind kin
     struct tmap_error err = { 0 };
     struct tmap_select_params sp = tmap_select_default_params();
     sp.ratio = b->s.ratio;
+    sp.mode = b->s.select;
+    sp.strata = b->s.strata;
     if (filter_seed) {
         sp.mode = TMAP_SELECT_FILTER;
         sp.drop = b->s.drop;
@@ -584,6 +594,19 @@ static void random_arms(struct bench *b, const char *name, enum arm_kind kind, c
         snprintf(label, sizeof label, "%s-%zu", name, r + 1);
         add_arm(b, label, kind, rows, got);
     }
+}
+
+/* True when name is one of the comma-separated list's entries. */
+static bool in_list(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t item = strcspn(p, ",");
+        if (item == len && strncmp(p, name, len) == 0)
+            return true;
+        p += item + (p[item] == ',');
+    }
+    return false;
 }
 
 static void make_arms(struct bench *b)
@@ -636,7 +659,19 @@ static void make_arms(struct bench *b)
         for (size_t i = 0; i < n; i++)
             all[i] = i;
     }
+    if (b->s.singles_only) {
+        size_t items = 1, matched = 0;
+        for (const char *p = b->s.singles_only; *p; p++)
+            items += *p == ',';
+        for (size_t j = 0; j < d; j++)
+            matched += in_list(b->s.singles_only, b->learned.names[j]);
+        if (matched < items)
+            say("--singles %s: %zu of its names are not among tmap run's indicators: no arm for them",
+                b->s.singles_only, items - matched);
+    }
     for (size_t j = 0; b->s.singles && j < d; j++) {
+        if (b->s.singles_only && !in_list(b->s.singles_only, b->learned.names[j]))
+            continue;
         char name[64];
         memset(w, 0, d * sizeof *w);
         w[j] = 1.0;
@@ -1089,6 +1124,9 @@ static void write_markdown(const struct bench *b)
             b->s.ratio, b->s.n_ft_seeds, b->s.epochs, (double)b->s.lr);
     fprintf(f, "tmap run's indicators: %s. How each indicator ranks each corruption: indicators.md.\n",
             b->s.indicators);
+    if (b->s.select == TMAP_SELECT_STRATIFIED)
+        fprintf(f, "Selection: stratified, %zu bands of record length (tmap run, equal weights, each indicator "
+                   "alone).\n", b->s.strata);
     write_verdict(f, "tmap run's own verdict", &b->baselines);
     if (b->s.signed_run)
         write_verdict(f, "tmap run --signed's own verdict", &b->baselines_signed);
@@ -1243,10 +1281,13 @@ static void usage(void)
             "       [--seed S] [--pool-first LINE] [--pool-size N] [--corrupt RATE] [--random-arms N]\n"
             "       [--ft-seeds N] [--epochs N] [--lr X] [--val N] [--heldout N (0 = all)] [-t THREADS]\n"
             "       [--ft-proxy RECORDS]   (the second proxy's sample, default 64; 0 = off)\n"
-            "       [--singles 0]          (no arm per indicator alone: half the fine-tunes)\n"
+            "       [--singles 0|LIST]     (no arm per indicator alone: half the fine-tunes; or only these, e.g.\n"
+            "                              support,length)\n"
             "       [--filters 1]          (filter-selection and clean arms, two filter runs)\n"
             "       [--signed 1]           (a tmap run --signed arm: one tmap run more)\n"
             "       [--drop F]             (filter selections: share of the pool left out, default 0.3)\n"
+            "       [--select top|stratified] [--strata N]  (tmap run's selection, and the equal-weight and\n"
+            "                              single-indicator arms'; default top)\n"
             "       [--pool-only 1]   (only write OUT/pool.jsonl and OUT/labels.csv)\n"
             "       [--indicators LIST]    (tmap run's --indicators, default \"default\"; e.g. loss,ifd,length)\n"
             "       [--indicators-only 1]   (only the pool and OUT/indicators.md: each indicator's AUC)\n");
@@ -1283,10 +1324,22 @@ static void parse(int argc, char **argv, struct settings *s)
             s->indicators = v;
         }
         else if (!strcmp(a, "--ft-proxy")) s->ft_proxy = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--singles")) s->singles = strcmp(v, "0") != 0;
+        else if (!strcmp(a, "--singles")) {
+            s->singles = strcmp(v, "0") != 0;
+            s->singles_only = strcmp(v, "0") != 0 && strcmp(v, "1") != 0 ? v : NULL;
+        }
         else if (!strcmp(a, "--filters")) s->filters = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--signed")) s->signed_run = strcmp(v, "0") != 0;
         else if (!strcmp(a, "--drop")) s->drop = strtod(v, NULL);
+        else if (!strcmp(a, "--strata")) s->strata = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--select")) {
+            if (!strcmp(v, "top"))
+                s->select = TMAP_SELECT_TOP;
+            else if (!strcmp(v, "stratified"))
+                s->select = TMAP_SELECT_STRATIFIED;
+            else
+                usage(); /* filter has its own arms: --filters 1 */
+        }
         else usage();
     }
     if ((!s->model && !s->pool_only) || !s->data || !s->test || !s->out || s->n_random < 2 || s->n_ft_seeds < 1)

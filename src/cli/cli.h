@@ -140,8 +140,9 @@ struct cli_learn_options {
 /* --select and --drop, shared by `select`, `learn` and `run`. */
 #define CLI_SELECT_OPTIONS(sel, mode)                                                              \
     { "--ratio", CLI_DOUBLE, &(sel).ratio, "R", "share of the pool to select (default 0.3)", 1e-9, 1.0, NULL }, \
-    { "--select", CLI_CHOICE, &(mode), "top|filter", "top: the highest combined scores (default); filter: leave out the lowest --drop and draw the ratio at random from the rest (with --proxy finetune, the best on small models: docs/fidelity.md)", 0, 0, tmap_select_mode_names() }, \
+    { "--select", CLI_CHOICE, &(mode), "top|filter|stratified", "top: the highest combined scores (default); filter: leave out the lowest --drop and draw the ratio at random from the rest; stratified: the highest of each of --strata bands of record length (docs/fidelity.md measures each)", 0, 0, tmap_select_mode_names() }, \
     { "--drop", CLI_DOUBLE, &(sel).drop, "F", "filter selection: share of the pool left out (default 0.3)", 0.0, 1.0, NULL }, \
+    { "--strata", CLI_SIZE, &(sel).strata, "N", "stratified selection: bands of record length (default 10)", 1, 1000000, NULL }, \
     { "--keep-duplicates", CLI_FLAG, &(sel).keep_duplicates, NULL, "let exact duplicates (same content) in more than once", 0, 0, NULL }
 
 #define CLI_LEARN_OPTIONS(l)                                                                       \

@@ -76,6 +76,8 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     printf("%-28s %zu (%.0f%%)", "selected", s->n_selected, ratio * 100.0);
     if (p->learn.select.mode == TMAP_SELECT_FILTER)
         printf(", drawn at random from all but the lowest %.0f%%", p->learn.select.drop * 100.0);
+    if (p->learn.select.mode == TMAP_SELECT_STRATIFIED)
+        printf(", the highest of each of %zu length bands", p->learn.select.strata);
     if (s->n_duplicates)
         printf("; %zu exact duplicates kept out", s->n_duplicates);
     printf("\n");

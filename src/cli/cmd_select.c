@@ -50,6 +50,8 @@ int cmd_select(int argc, char **argv)
             sp.mode = recorded.mode;
         if (!cli_given(argc, argv, "--drop"))
             sp.drop = recorded.drop;
+        if (!cli_given(argc, argv, "--strata"))
+            sp.strata = recorded.strata;
         if (!cli_given(argc, argv, "--seed"))
             sp.seed = recorded.seed;
     }

@@ -38,7 +38,7 @@
 struct tmap_select_params tmap_select_default_params(void)
 {
     struct tmap_select_params p = {
-        .ratio = 0.3, .mode = TMAP_SELECT_TOP, .drop = 0.3, .seed = 42, .keep_duplicates = false,
+        .ratio = 0.3, .mode = TMAP_SELECT_TOP, .drop = 0.3, .seed = 42, .strata = 10, .keep_duplicates = false,
     };
     return p;
 }
@@ -222,15 +222,43 @@ struct chooser {
     uint32_t *order; /* id order: the tie-break */
     bool     *dup;   /* exact duplicates, kept out (NULL: keep them) */
     double   *key;   /* filter mode: each row's draw key (NULL in top mode) */
+    uint32_t *band;  /* stratified mode: each row's length band (NULL otherwise) */
+    struct banded *banded; /* stratified mode: workspace, one entry a row */
     double   *work;
 };
+
+/* A row as the stratified mode orders it: by band, then as precedes()
+ * orders rows (higher score, then the id order); NaN (a duplicate) last. */
+struct banded {
+    double   s;
+    uint32_t band, order;
+    size_t   row;
+};
+
+static int compare_banded(const void *x, const void *y)
+{
+    const struct banded *a = x, *b = y;
+    if (a->band != b->band)
+        return a->band < b->band ? -1 : 1;
+    bool na = isnan(a->s), nb = isnan(b->s);
+    if (na != nb)
+        return na ? 1 : -1;
+    if (!na && a->s != b->s)
+        return a->s > b->s ? -1 : 1;
+    if (a->order != b->order)
+        return a->order < b->order ? -1 : 1;
+    return (a->row > b->row) - (a->row < b->row);
+}
 
 static enum tmap_status check_select_params(const struct tmap_select_params *p, struct tmap_error *err)
 {
     if (!(p->ratio > 0.0 && p->ratio <= 1.0))
         return tmap_fail(err, TMAP_ERR_USAGE, "ratio %g must be in (0, 1]", p->ratio);
-    if (p->mode != TMAP_SELECT_TOP && p->mode != TMAP_SELECT_FILTER)
+    if (p->mode != TMAP_SELECT_TOP && p->mode != TMAP_SELECT_FILTER && p->mode != TMAP_SELECT_STRATIFIED)
         return tmap_fail(err, TMAP_ERR_USAGE, "unknown selection mode %d", (int)p->mode);
+    if (p->mode == TMAP_SELECT_STRATIFIED && !(p->strata >= 1 && p->strata <= UINT32_MAX))
+        return tmap_fail(err, TMAP_ERR_USAGE, "%zu length bands: the stratified selection needs at least 1",
+                         p->strata);
     if (p->mode == TMAP_SELECT_FILTER && !(p->drop >= 0.0 && p->ratio + p->drop <= 1.0 + 1e-9))
         return tmap_fail(err, TMAP_ERR_USAGE,
                          "drop %g with ratio %g: the filter must leave at least the ratio (drop in [0, 1 - ratio])",
@@ -250,11 +278,34 @@ static void draw_keys(const struct tmap_pool *pool, uint64_t seed, double *key)
     }
 }
 
+/* Each row's length band: rows sorted by the bytes of prompt and response
+ * (ties in id order) and cut into `strata` runs of equal count. */
+static enum tmap_status length_bands(const struct tmap_pool *pool, const uint32_t *order, size_t strata,
+                                     struct banded *tmp, uint32_t *band, struct tmap_error *err)
+{
+    size_t n = tmap_pool_size(pool);
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_sample smp;
+        enum tmap_status st = tmap_pool_sample(pool, i, &smp, err);
+        if (st)
+            return st;
+        /* The length stands in the score slot; ascending, so negated. */
+        tmp[i] = (struct banded){ -(double)(strlen(smp.prompt) + strlen(smp.response)), 0, order[i], i };
+        tmap_sample_free(&smp);
+    }
+    qsort(tmp, n, sizeof *tmp, compare_banded);
+    for (size_t pos = 0; pos < n; pos++)
+        band[tmp[pos].row] = (uint32_t)(pos * strata / n);
+    return TMAP_OK;
+}
+
 static void chooser_free(struct chooser *c)
 {
     free(c->order);
     free(c->dup);
     free(c->key);
+    free(c->band);
+    free(c->banded);
     free(c->work);
     memset(c, 0, sizeof *c);
 }
@@ -276,11 +327,42 @@ static enum tmap_status chooser_init(struct chooser *c, const struct tmap_pool *
         c->dup = duplicate_rows(pool, c->order, n_dup);
     if (p->mode == TMAP_SELECT_FILTER && (c->key = malloc(cells * sizeof *c->key)) != NULL)
         draw_keys(pool, p->seed, c->key);
-    if (!c->order || !c->work || (!p->keep_duplicates && !c->dup) || (p->mode == TMAP_SELECT_FILTER && !c->key)) {
+    if (p->mode == TMAP_SELECT_STRATIFIED) {
+        c->band = malloc(cells * sizeof *c->band);
+        c->banded = malloc(cells * sizeof *c->banded);
+    }
+    if (!c->order || !c->work || (!p->keep_duplicates && !c->dup) || (p->mode == TMAP_SELECT_FILTER && !c->key) ||
+        (p->mode == TMAP_SELECT_STRATIFIED && (!c->band || !c->banded))) {
         chooser_free(c);
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory selecting from %zu samples", n);
     }
-    return TMAP_OK;
+    if (c->band) {
+        st = length_bands(pool, c->order, p->strata, c->banded, c->band, err);
+        if (st)
+            chooser_free(c);
+    }
+    return st;
+}
+
+/* Stratified mode: each row's score becomes its place within its band,
+ * 1 - (place + 0.5) / (the band's distinct rows), so the top of all rows
+ * by it takes the ratio of every band (bands of equal count give equal
+ * keys at equal places, and the id order breaks those ties). */
+static void band_places(const struct chooser *c)
+{
+    size_t n = c->n;
+    struct banded *b = c->banded;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (struct banded){ c->work[i], c->band[i], c->order[i], i };
+    qsort(b, n, sizeof *b, compare_banded);
+    for (size_t lo = 0, hi; lo < n; lo = hi) {
+        size_t distinct = 0;
+        for (hi = lo; hi < n && b[hi].band == b[lo].band; hi++)
+            distinct += !isnan(b[hi].s);
+        for (size_t i = lo; i < hi; i++)
+            if (!isnan(b[i].s))
+                c->work[b[i].row] = 1.0 - ((double)(i - lo) + 0.5) / (double)distinct;
+    }
 }
 
 /* The rows combined scores s select, duplicates left out: they rank below
@@ -301,6 +383,8 @@ static size_t choose_rows(const struct chooser *c, const double *s, size_t *rows
             if (!(c->dup && c->dup[rows[j]]))
                 c->work[rows[j]] = c->key[rows[j]];
     }
+    if (c->p->mode == TMAP_SELECT_STRATIFIED)
+        band_places(c);
     size_t k = tmap_select_top(c->work, c->order, n, c->p->ratio, rows), chosen = 0;
     for (size_t i = 0; i < k; i++)
         if (!isnan(c->work[rows[i]]))

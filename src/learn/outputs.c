@@ -219,9 +219,10 @@ enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *w
 char *tmap_learn_params_to_json(const struct tmap_learn_params *p)
 {
     const struct tmap_proxy_params *pp = &p->proxy;
-    json_t *c = json_pack("{s:f, s:s, s:f, s:s, s:I, s:b, s:I, s:I, s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f, s:I}}",
+    json_t *c = json_pack("{s:f, s:s, s:f, s:I, s:s, s:I, s:b, s:I, s:I, s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f, s:I}}",
                           "ratio", p->select.ratio, "select", tmap_select_mode_name(p->select.mode), "drop",
-                          p->select.mode == TMAP_SELECT_FILTER ? p->select.drop : 0.0, "search",
+                          p->select.mode == TMAP_SELECT_FILTER ? p->select.drop : 0.0, "strata",
+                          (json_int_t)(p->select.mode == TMAP_SELECT_STRATIFIED ? p->select.strata : 0), "search",
                           tmap_search_kind_name(p->search), "iters", (json_int_t)p->iters, "signed",
                           p->signed_weights, "seed", (json_int_t)p->seed, "batch",
                           (json_int_t)(p->batch ? p->batch : 1), "proxy", "kind",
@@ -243,6 +244,7 @@ enum tmap_status tmap_select_params_read_json(const char *path, struct tmap_sele
     json_t *c = json_object_get(root, "config");
     json_t *ratio = json_object_get(c, "ratio"), *mode = json_object_get(c, "select");
     json_t *drop = json_object_get(c, "drop"), *seed = json_object_get(c, "seed");
+    json_t *strata = json_object_get(c, "strata");
     enum tmap_status st = TMAP_OK;
     if (json_is_number(ratio))
         p->ratio = json_number_value(ratio);
@@ -256,12 +258,15 @@ enum tmap_status tmap_select_params_read_json(const char *path, struct tmap_sele
         if (names[i])
             p->mode = (enum tmap_select_mode)i;
         else
-            st = tmap_fail(err, TMAP_ERR_DATA, "%s: config.select \"%s\" is not one of top, filter", path,
+            st = tmap_fail(err, TMAP_ERR_DATA, "%s: config.select \"%s\" is not one of top, filter, stratified", path,
                            json_string_value(mode));
     }
     /* drop is recorded as 0 for a top selection, where it means nothing. */
     if (json_is_number(drop) && p->mode == TMAP_SELECT_FILTER)
         p->drop = json_number_value(drop);
+    /* strata likewise, 0 unless the selection was stratified. */
+    if (json_is_integer(strata) && p->mode == TMAP_SELECT_STRATIFIED)
+        p->strata = (size_t)json_integer_value(strata);
     json_decref(root);
     return st;
 }

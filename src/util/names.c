@@ -16,7 +16,7 @@ static const char *const policy_names[] = { [TMAP_DEMOS_TOP] = "top", [TMAP_DEMO
                                             [TMAP_DEMOS_KNN] = "knn", NULL };
 static const char *const template_names[] = { [TMAP_TEMPLATE_PLAIN] = "plain", [TMAP_TEMPLATE_CHAT] = "chat", NULL };
 static const char *const proxy_names[] = { [TMAP_PROXY_ICL] = "icl", [TMAP_PROXY_FINETUNE] = "finetune", NULL };
-static const char *const select_names[] = { [TMAP_SELECT_TOP] = "top", [TMAP_SELECT_FILTER] = "filter", NULL };
+static const char *const select_names[] = { [TMAP_SELECT_TOP] = "top", [TMAP_SELECT_FILTER] = "filter", [TMAP_SELECT_STRATIFIED] = "stratified", NULL };
 static const char *const tiny_names[] = { [TMAP_TINY_ANCHORS] = "anchors", [TMAP_TINY_RANDOM] = "random", NULL };
 static const char *const on_error_names[] = { [TMAP_ON_ERROR_FAIL] = "fail", [TMAP_ON_ERROR_SKIP] = "skip", NULL };
 

@@ -102,6 +102,21 @@ expect_true test -s weights.json
 expect_true test -s trace.csv
 expect_true grep -q '"select": "top"' weights.json   # learn records its selection too
 
+check "stratified selection: learned, recorded in weights.json, repeated by tmap select"
+run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 3 -k 2 --draws 1 -c 1024 \
+    --select stratified --strata 4 --quiet
+expect_status 0
+expect_true grep -q '"select": "stratified"' weights.json
+expect_true grep -qE '^ *"strata": 4,?$' weights.json
+run "$TMAP" select -d pool.jsonl --scores s.csv --weights weights.json -o st-recorded.jsonl
+expect_status 0
+run "$TMAP" select -d pool.jsonl --scores s.csv --weights weights.json --select stratified --strata 4 -o st.jsonl
+expect_status 0
+expect_true cmp -s st.jsonl st-recorded.jsonl
+expect_true test "$(wc -l < st.jsonl)" -eq 12
+run "$TMAP" select -d pool.jsonl --scores s.csv --weights weights.json --strata 0 -o st0.jsonl
+expect_status 1
+
 check "bad input"
 run "$TMAP" run -m "$MODEL" -d pool.jsonl --out x
 expect_status 1

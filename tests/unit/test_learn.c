@@ -274,6 +274,80 @@ static void test_filter_selection(void **state)
 /* From a pretty-printed JSON array (Alpaca's own layout), selected.jsonl
  * and tiny.jsonl hold one parseable record per line, each equal to its
  * array element; from JSONL the lines stay byte for byte (above). */
+/* Stratified mode: the pool in bands of record length, each band giving the
+ * ratio of its own records, its highest combined scores; one band is the
+ * top selection. */
+static void test_stratified_selection(void **state)
+{
+    (void)state;
+    struct tmap_error err = { 0 };
+    struct tmap_weights w;
+    assert_int_equal(tmap_weights_uniform(scores, &w, &err), TMAP_OK);
+    for (size_t j = 0; j < w.d; j++)
+        w.weights[j] = strcmp(w.names[j], "steps") == 0; /* long solutions have more steps */
+    /* The bands, computed here by hand: rows by prompt + response bytes,
+     * ties by id. */
+    size_t len[N_POOL], by_len[N_POOL], band[N_POOL];
+    const char *id[N_POOL];
+    for (size_t i = 0; i < N_POOL; i++) {
+        struct tmap_sample smp;
+        struct tmap_record rec;
+        assert_int_equal(tmap_pool_sample(pool, i, &smp, &err), TMAP_OK);
+        tmap_pool_record(pool, i, &rec);
+        len[i] = strlen(smp.prompt) + strlen(smp.response);
+        id[i] = rec.id;
+        tmap_sample_free(&smp);
+        by_len[i] = i;
+    }
+    for (size_t i = 1; i < N_POOL; i++) /* insertion sort */
+        for (size_t j = i; j > 0 && (len[by_len[j - 1]] > len[by_len[j]] ||
+                                     (len[by_len[j - 1]] == len[by_len[j]] && strcmp(id[by_len[j - 1]], id[by_len[j]]) > 0));
+             j--) {
+            size_t t = by_len[j];
+            by_len[j] = by_len[j - 1];
+            by_len[j - 1] = t;
+        }
+    for (size_t pos = 0; pos < N_POOL; pos++)
+        band[by_len[pos]] = pos * 4 / N_POOL;
+
+    struct tmap_select_params p = tmap_select_default_params();
+    p.mode = TMAP_SELECT_STRATIFIED;
+    p.strata = 4; /* 10 records a band, 3 of each selected */
+    struct tmap_selection sel, top;
+    assert_int_equal(tmap_select(pool, scores, &w, &p, &sel, &err), TMAP_OK);
+    assert_int_equal(sel.n, 12);
+    for (size_t b = 0; b < 4; b++) {
+        size_t in = 0;
+        double lowest_in = INFINITY, highest_out = -INFINITY;
+        for (size_t i = 0; i < N_POOL; i++) {
+            if (band[i] != b)
+                continue;
+            in += sel.selected[i];
+            if (sel.selected[i])
+                lowest_in = fmin(lowest_in, sel.combined[i]);
+            else
+                highest_out = fmax(highest_out, sel.combined[i]);
+        }
+        assert_int_equal(in, 3);
+        assert_true(lowest_in >= highest_out);
+    }
+    /* Not the top 12, which crowd into the long bands. */
+    assert_int_equal(tmap_select(pool, scores, &w, select_params(0.3, false), &top, &err), TMAP_OK);
+    assert_memory_not_equal(sel.rows, top.rows, sel.n * sizeof *sel.rows);
+    tmap_selection_free(&sel);
+    /* One band: the top selection itself. */
+    p.strata = 1;
+    assert_int_equal(tmap_select(pool, scores, &w, &p, &sel, &err), TMAP_OK);
+    assert_int_equal(sel.n, top.n);
+    assert_memory_equal(sel.rows, top.rows, sel.n * sizeof *sel.rows);
+    tmap_selection_free(&sel);
+    tmap_selection_free(&top);
+    p.strata = 0;
+    assert_int_equal(tmap_select(pool, scores, &w, &p, &sel, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "0 length bands"));
+    tmap_weights_free(&w);
+}
+
 static void test_outputs_from_json_array(void **state)
 {
     (void)state;
@@ -595,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_diversity_filter),
         cmocka_unit_test(test_duplicates_enter_once),
         cmocka_unit_test(test_filter_selection),
+        cmocka_unit_test(test_stratified_selection),
         cmocka_unit_test(test_outputs_from_json_array),
         cmocka_unit_test(test_learn),
         cmocka_unit_test(test_baselines),
