@@ -1342,7 +1342,12 @@ static void parse(int argc, char **argv, struct settings *s)
         }
         else usage();
     }
-    if ((!s->model && !s->pool_only) || !s->data || !s->test || !s->out || s->n_random < 2 || s->n_ft_seeds < 1)
+    if (s->n_random < 2 || s->n_ft_seeds < 1) {
+        fprintf(stderr, "bench_fidelity: --random-arms %zu --ft-seeds %zu: the intervals need at least 2 random "
+                        "arms (their spread) and 1 fine-tuning seed\n", s->n_random, s->n_ft_seeds);
+        exit(2);
+    }
+    if ((!s->model && !s->pool_only) || !s->data || !s->test || !s->out)
         usage();
     /* Every test record the validation data leaves: on GSM8K 1,019 items,
      * whose interval is about 0.8x the width of 500's (docs/fidelity.md:

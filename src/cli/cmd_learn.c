@@ -71,7 +71,8 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
                                        &pc, &err))
                 memset(&pc, 0, sizeof pc);
             tmap_proxy_describe_demos(&pc, mi.n_ctx, line, sizeof line);
-            printf("demonstrations%s: %s\n", tmap_proxy_demos_cramped(&pc) ? " (WARNING)" : "", line);
+            /* The label tmap run's summary gives it, so one grep finds both. */
+            printf("%s: %s\n", tmap_proxy_demos_cramped(&pc) ? "demonstrations: WARNING" : "demonstrations", line);
         }
     }
     int rc = st ? cli_report(&err) : 0;
