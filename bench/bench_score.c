@@ -12,6 +12,7 @@
  *
  * usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS] [ROUNDS]
  */
+#include "model/model.h" /* tmap_cpu_offers_amx_buffers */
 #include "util/clock.h"
 #include "tmap.h"
 
@@ -176,6 +177,7 @@ int main(int argc, char **argv)
     uint64_t n_tokens;
     struct sequence *seqs = build_sequences(model, subpool, n, &n_seqs, &n_tokens);
     struct llama_model_params lmp = llama_model_default_params();
+    lmp.use_extra_bufts = !tmap_cpu_offers_amx_buffers(); /* tmap's kernels, not AMX's */
     struct llama_model *lm = llama_model_load_from_file(argv[1], lmp);
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = (uint32_t)(info.n_ctx * info.n_seq);

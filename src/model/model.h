@@ -88,4 +88,10 @@ enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *ca
 /* The last error line llama.cpp logged, or "" (added to our messages). */
 const char *tmap_llama_last_error(void);
 
+/* True where llama.cpp's CPU device offers its AMX weight buffers, which
+ * tmap leaves off (they crash on Q8_0: model.c says more). A program that
+ * loads a model by llama.cpp's API beside tmap's (bench/score's raw loop)
+ * sets use_extra_bufts = false when this is true, to run the same kernels. */
+bool tmap_cpu_offers_amx_buffers(void);
+
 #endif
