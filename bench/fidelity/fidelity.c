@@ -748,8 +748,8 @@ static void proxy_values(struct bench *b)
         tmap_proxy_free(px);
         if (evals)
             say("proxy variant %-30s %.2f s per evaluation", variants[v].name, b->seconds_v[v]);
-        else /* its prompts are the defaults' (same draws, same groups) */
-            say("proxy variant %-30s every value from the memo (the defaults' prompts)", variants[v].name);
+        else /* the defaults' prompts (same draws, same groups), or a rerun */
+            say("proxy variant %-30s every value from the memo", variants[v].name);
     }
     free(order);
     tmap_model_free(m);
@@ -1159,7 +1159,10 @@ static void write_markdown(const struct bench *b)
     fprintf(f, "\nProxy variants against the same fine-tuned arms (time is per evaluation not served from the "
                "memo):\n\n| proxy | s per evaluation | Spearman |\n|---|---|---|\n");
     for (size_t v = 0; v < N_VARIANTS; v++)
-        fprintf(f, "| %s | %.2f | %.3f |\n", variants[v].name, b->seconds_v[v], b->spearman_v[v]);
+        if (isnan(b->seconds_v[v])) /* every value from the memo: no time of its own */
+            fprintf(f, "| %s | (from the memo) | %.3f |\n", variants[v].name, b->spearman_v[v]);
+        else
+            fprintf(f, "| %s | %.2f | %.3f |\n", variants[v].name, b->seconds_v[v], b->spearman_v[v]);
     if (b->s.ft_proxy)
         fprintf(f, "| fine-tune proxy: 1 epoch on %zu records of the subset, tiny-set loss | %.2f | %.3f |\n",
                 b->s.ft_proxy, b->seconds_ft_proxy / (double)(b->n_ft_proxy_evals ? b->n_ft_proxy_evals : 1),
@@ -1405,7 +1408,7 @@ int main(int argc, char **argv)
            b.n_spearman, b.spearman, b.spearman_mean);
     for (size_t v = 0; v < N_VARIANTS; v++)
         if (isnan(b.seconds_v[v]))
-            printf("  proxy %-30s the defaults' prompts, Spearman %.3f\n", variants[v].name, b.spearman_v[v]);
+            printf("  proxy %-30s from the memo, Spearman %.3f\n", variants[v].name, b.spearman_v[v]);
         else
             printf("  proxy %-30s %.2f s per evaluation, Spearman %.3f\n", variants[v].name, b.seconds_v[v],
                    b.spearman_v[v]);
