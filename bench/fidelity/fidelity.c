@@ -379,7 +379,7 @@ static double kind_auc(const struct bench *b, const double *v, enum fid_kind kin
     return *n_kind && n_clean ? wins / ((double)*n_kind * (double)n_clean) : NAN;
 }
 
-/* Every indicator (support included, which tmap run leaves out by default)
+/* Every indicator (coverage included, which tmap run leaves out by default)
  * on the pool, through its own store in OUT/indicators.db, then
  * OUT/indicators.md: per indicator and corruption kind, the AUC above. */
 static void indicator_auc(struct bench *b)

@@ -103,7 +103,7 @@ int cmd_run(int argc, char **argv)
         { "--val", CLI_STRING, &p.val_path, "FILE", "the task's validation data", 0, 0, NULL },
         { "-o|--out", CLI_STRING, &p.out_dir, "DIR", "output folder", 0, 0, NULL },
         { "--cache", CLI_STRING, &p.store_path, "DB", "score store (default OUT/store.db)", 0, 0, NULL },
-        { "--indicators", CLI_STRING, &indicators, "LIST", "indicators to score and weigh: a comma list, default (every indicator), all", 0, 0, NULL },
+        { "--indicators", CLI_STRING, &indicators, "LIST", "indicators to score and weigh: a comma list, default (all but coverage), all", 0, 0, NULL },
         { "-n|--tiny-items", CLI_SIZE, &p.tiny.n, "N", "anchors in the tiny set (default 100)", 1, 1e6, NULL },
         { "--tiny-mode", CLI_CHOICE, &tiny_mode, "anchors|random", "how anchors are picked", 0, 0, tmap_tiny_mode_names() },
         { "--judge", CLI_STRING, &p.judge_path, "GGUF", "rate quality/complexity with this model (default: the target)", 0, 0, NULL },

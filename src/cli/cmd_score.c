@@ -125,7 +125,7 @@ int cmd_score(int argc, char **argv)
         CLI_MODEL_OPTIONS(o.model),
         { "-d|--data", CLI_STRING, &o.pool_path, "FILE", "the pool to score (JSONL or JSON array)", 0, 0, NULL },
         { "--val", CLI_STRING, &o.val_path, "FILE", "the task's validation data (for relevance)", 0, 0, NULL },
-        { "--indicators", CLI_STRING, &o.indicators, "LIST", "a comma list, default (every indicator), all", 0, 0, NULL },
+        { "--indicators", CLI_STRING, &o.indicators, "LIST", "a comma list, default (all but coverage), all", 0, 0, NULL },
         { "--cache", CLI_STRING, &o.score.store_path, "DB", "SQLite score store: reruns and killed runs resume", 0, 0, NULL },
         { "-o|--out", CLI_STRING, &o.out_path, "FILE", "scores CSV (default scores.csv)", 0, 0, NULL },
         { "--judge", CLI_STRING, &o.judge_path, "GGUF", "rate quality/complexity with this model", 0, 0, NULL },
@@ -142,7 +142,7 @@ int cmd_score(int argc, char **argv)
     };
     const struct cli_spec spec = {
         "tmap score -m MODEL -d POOL [--val VAL] [--indicators LIST] [--cache DB] [--out scores.csv]",
-        "Indicators: loss ifd quality complexity diversity relevance steps length lexical numeracy.",
+        "Indicators: loss ifd quality complexity diversity relevance steps length lexical numeracy support, and coverage (opt-in).",
         options, 0, 0,
     };
     size_t n_pos;

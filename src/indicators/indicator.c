@@ -6,7 +6,8 @@
  * For loss and ifd that means harder samples for this model, the choice of
  * IFD-style selection (Li et al. 2024); `--signed` in the weight search can
  * learn the opposite where the task wants it. For support it means a final
- * answer the model finds likely after reading the solution that leads to it.
+ * answer the model finds likely after reading the solution that leads to it;
+ * for coverage, a response that uses more of its prompt's terms.
  */
 #include "tmap.h"
 #include "util/error.h"
@@ -25,6 +26,7 @@ static const char *const names[TMAP_IND_COUNT] = {
     [TMAP_IND_LEXICAL]    = "lexical",
     [TMAP_IND_NUMERACY]   = "numeracy",
     [TMAP_IND_SUPPORT]    = "support",
+    [TMAP_IND_COVERAGE]   = "coverage",
 };
 
 const char *tmap_indicator_name(enum tmap_indicator ind)

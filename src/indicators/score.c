@@ -73,8 +73,9 @@ struct tmap_score_params tmap_score_default_params(void)
 static const uint32_t PER_SAMPLE = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_QUALITY) |
                                    BIT(TMAP_IND_COMPLEXITY) | BIT(TMAP_IND_STEPS) |
                                    BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY) |
-                                   BIT(TMAP_IND_SUPPORT);
-static const uint32_t TEXT_ONLY = BIT(TMAP_IND_STEPS) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY);
+                                   BIT(TMAP_IND_SUPPORT) | BIT(TMAP_IND_COVERAGE);
+static const uint32_t TEXT_ONLY = BIT(TMAP_IND_STEPS) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY) |
+                                  BIT(TMAP_IND_COVERAGE);
 static const uint32_t MAIN_PASS = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_SUPPORT);
 static const uint32_t RATINGS   = BIT(TMAP_IND_QUALITY) | BIT(TMAP_IND_COMPLEXITY);
 static const uint32_t NEIGHBOUR = BIT(TMAP_IND_DIVERSITY) | BIT(TMAP_IND_RELEVANCE);
@@ -347,6 +348,8 @@ static void compute_text(struct target *t, struct item *it)
         *cell(t, it->row, TMAP_IND_LEXICAL) = tmap_indicator_mtld(r);
     if (it->missing & BIT(TMAP_IND_NUMERACY))
         *cell(t, it->row, TMAP_IND_NUMERACY) = tmap_indicator_numeracy(r);
+    if (it->missing & BIT(TMAP_IND_COVERAGE))
+        *cell(t, it->row, TMAP_IND_COVERAGE) = tmap_indicator_coverage(it->s.prompt, r);
     it->computed |= it->missing & TEXT_ONLY;
 }
 

@@ -1,7 +1,7 @@
 /*
- * text.c - the model-free text indicators: steps, numeracy, MTLD.
+ * text.c - the model-free text indicators: steps, numeracy, MTLD, coverage.
  *
- * All three scan the text once or twice and need memory in proportion to it,
+ * All four scan the text once or twice and need memory in proportion to it,
  * so they cost nothing next to a forward pass; the rules each one follows are
  * spelled out in text.h, next to its declaration.
  */
@@ -433,4 +433,58 @@ double tmap_indicator_mtld(const char *text)
         mtld = w.n == 0 ? 0 : assign_types(&w) ? mtld_both_ways(&w) : NAN;
     words_free(&w);
     return mtld;
+}
+
+/* ---- coverage ----------------------------------------------------------- */
+
+/* A word that names something the prompt is about: a number (any word with
+ * a digit) or a word of at least 4 bytes; shorter words are mostly "the",
+ * "and", "of", which every response shares with every prompt. */
+static bool is_term(const struct words *w, size_t i)
+{
+    if (w->span[i].len >= 4)
+        return true;
+    for (size_t k = 0; k < w->span[i].len; k++)
+        if (is_digit(w->text[w->span[i].start + k]))
+            return true;
+    return false;
+}
+
+double tmap_indicator_coverage(const char *prompt, const char *response)
+{
+    /* The prompt's words and the response's, split as one text ('\n' ends a
+     * word, so they are the prompt's words followed by the response's), so
+     * that equal words share one type id across the two. */
+    size_t n_prompt_chars = strlen(prompt), n_response_chars = strlen(response);
+    char *both = malloc(n_prompt_chars + n_response_chars + 2);
+    struct words wp = {0}, w = {0};
+    unsigned char *where = NULL; /* per type: 1 the prompt has it, 3 both */
+    double coverage = NAN;
+    if (!both)
+        goto done;
+    memcpy(both, prompt, n_prompt_chars);
+    both[n_prompt_chars] = '\n';
+    memcpy(both + n_prompt_chars + 1, response, n_response_chars + 1);
+    if (!split_words(prompt, &wp) || !split_words(both, &w) || !assign_types(&w) ||
+        !(where = calloc(w.n_types ? w.n_types : 1, 1)))
+        goto done;
+    for (size_t i = 0; i < w.n; i++)
+        if (is_term(&w, i)) {
+            if (i < wp.n)
+                where[w.type[i]] = 1;
+            else if (where[w.type[i]])
+                where[w.type[i]] = 3;
+        }
+    size_t terms = 0, used = 0;
+    for (size_t t = 0; t < w.n_types; t++) {
+        terms += where[t] != 0;
+        used += where[t] == 3;
+    }
+    coverage = terms ? (double)used / (double)terms : NAN;
+done:
+    free(where);
+    words_free(&wp);
+    words_free(&w);
+    free(both);
+    return coverage;
 }

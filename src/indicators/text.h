@@ -1,6 +1,6 @@
 /*
- * text.h - indicators read from a response's text alone, with no model:
- * `steps`, `numeracy` and `lexical` (docs/design.md section 2).
+ * text.h - indicators read from a sample's text alone, with no model:
+ * `steps`, `numeracy`, `lexical` and `coverage` (docs/design.md section 2).
  *
  * They are cheap (one pass over the text) and model-free, so the score store
  * keeps them under the empty model fingerprint and computes them once per
@@ -61,5 +61,20 @@ double tmap_indicator_numeracy(const char *response);
  * and the remainder's TTR is 1) counts one factor, so MTLD is the word count.
  */
 double tmap_indicator_mtld(const char *text);
+
+/*
+ * The share of the prompt's terms that the response uses: a response that
+ * answers its prompt names what the prompt names (a GSM8K solution uses
+ * the question's numbers and nouns); one written for another prompt, or
+ * off-task text, uses almost none of them.
+ *
+ * Words are split as for MTLD (lowercased); a term is a distinct word with
+ * a digit in it or of at least 4 bytes. The value is (distinct prompt terms
+ * the response also has) / (distinct prompt terms), in [0, 1]; NaN when the
+ * prompt has no term (no value: neutral in the ranking) or memory runs out.
+ * Scripts written without spaces (Chinese, Japanese) make one word of a
+ * whole phrase, so their prompts have few terms and matches are rare.
+ */
+double tmap_indicator_coverage(const char *prompt, const char *response);
 
 #endif

@@ -74,7 +74,8 @@ static void test_loss_ifd_length_text(void **state)
     (void)state;
     struct tmap_score_params p = tmap_score_default_params();
     p.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_IFD) | (1u << TMAP_IND_LENGTH) |
-                   (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_NUMERACY) | (1u << TMAP_IND_LEXICAL);
+                   (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_NUMERACY) | (1u << TMAP_IND_LEXICAL) |
+                   (1u << TMAP_IND_COVERAGE);
     p.batch_samples = 16;
     struct tmap_scores *s = score(&p);
     struct tmap_model *single = test_load_model(TMAP_TEST_MODEL, 512, 512, 1);
@@ -98,6 +99,7 @@ static void test_loss_ifd_length_text(void **state)
         assert_true(col(s, i, TMAP_IND_STEPS) == tmap_indicator_steps(smp.response));
         assert_true(col(s, i, TMAP_IND_NUMERACY) == tmap_indicator_numeracy(smp.response));
         assert_true(col(s, i, TMAP_IND_LEXICAL) == tmap_indicator_mtld(smp.response));
+        assert_true(col(s, i, TMAP_IND_COVERAGE) == tmap_indicator_coverage(smp.prompt, smp.response));
         tmap_sample_free(&smp);
         free(prompt);
         free(response);
@@ -371,7 +373,7 @@ static void test_rerun_served_from_store(void **state)
     write_scores(second, "second.csv", b, sizeof b);
     char *ta = slurp(a, NULL), *tb = slurp(b, NULL);
     assert_string_equal(ta, tb);
-    assert_non_null(strstr(ta, "id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy,support\n"));
+    assert_non_null(strstr(ta, "id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy,support,coverage\n"));
     free(ta);
     free(tb);
     tmap_scores_free(first);
@@ -575,11 +577,14 @@ static void test_indicator_list(void **state)
     assert_int_equal(mask, (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_IFD));
     assert_int_equal(tmap_indicator_parse_list("all", &mask, &err), TMAP_OK);
     assert_int_equal(mask, TMAP_IND_ALL);
-    /* the default set, and tmap_score's default, hold support (docs/fidelity.md) */
+    /* the default set, and tmap_score's default, hold support (docs/fidelity.md),
+     * not yet coverage (opt-in: include/tmap.h) */
     assert_int_equal(tmap_indicator_parse_list("default", &mask, &err), TMAP_OK);
     assert_true(mask & (1u << TMAP_IND_SUPPORT));
-    assert_int_equal(mask, TMAP_IND_ALL);
+    assert_int_equal(mask, TMAP_IND_ALL & ~(1u << TMAP_IND_COVERAGE));
     assert_int_equal(tmap_score_default_params().indicators, mask);
+    assert_int_equal(tmap_indicator_parse_list("default,coverage", &mask, &err), TMAP_OK);
+    assert_int_equal(mask, TMAP_IND_ALL);
     assert_int_equal(tmap_indicator_parse_list("steps,support", &mask, &err), TMAP_OK);
     assert_int_equal(mask, (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_SUPPORT));
     assert_int_equal(tmap_indicator_parse_list("loss,bogus", &mask, &err), TMAP_ERR_USAGE);

@@ -32,7 +32,14 @@
 
 /* The "answer" of the record on 1-based line `line` of the bundled GSM8K
  * training set, malloc'd. */
+static char *gsm8k_field(size_t line, const char *field);
+
 static char *gsm8k_answer(size_t line)
+{
+    return gsm8k_field(line, "answer");
+}
+
+static char *gsm8k_field(size_t line, const char *field)
 {
     const char *path = TMAP_SOURCE_DIR "/data/gsm8k/train.jsonl";
     FILE *f = fopen(path, "r");
@@ -49,9 +56,9 @@ static char *gsm8k_answer(size_t line)
     free(buf);
     if (!record)
         fail_msg("%s:%zu: %s", path, line, jerr.text);
-    char *answer = strdup(json_string_value(json_object_get(record, "answer")));
+    char *value = strdup(json_string_value(json_object_get(record, field)));
     json_decref(record);
-    return answer;
+    return value;
 }
 
 /* ---- steps -------------------------------------------------------------- */
@@ -219,6 +226,51 @@ static void test_mtld_words(void **state)
                         2.0, 1e-12);
 }
 
+/* ---- coverage ----------------------------------------------------------- */
+
+/*
+ * By hand: the prompt's terms (a digit, or at least 4 bytes) are 12, apples,
+ * buys, 5 and more ("tom", "has", "and" are too short); the response uses
+ * 12, 5 and apples: 3 of 5. Its own 17 is no prompt term and counts nowhere.
+ */
+static void test_coverage_by_hand(void **state)
+{
+    (void)state;
+    assert_near(tmap_indicator_coverage("Tom has 12 apples and buys 5 more apples.", "12 + 5 = 17 apples.\n#### 17"),
+                0.6, 1e-12);
+    assert_near(tmap_indicator_coverage("APPLES and Pears", "pears, apples"), 1.0, 0);
+    assert_near(tmap_indicator_coverage("seven dogs", "eight cats"), 0.0, 0);
+    assert_near(tmap_indicator_coverage("seven dogs", ""), 0.0, 0);
+    /* the prompt's last word and the response's first stay two words */
+    assert_near(tmap_indicator_coverage("word", "word"), 1.0, 0);
+    assert_near(tmap_indicator_coverage("ab 7", "7"), 1.0, 0);
+    /* no term in the prompt: no value */
+    assert_true(isnan(tmap_indicator_coverage("Why is it so?", "Because it is.")));
+    assert_true(isnan(tmap_indicator_coverage("", "anything")));
+}
+
+/*
+ * GSM8K train line 1. The question's 11 terms: natalia, sold, clips, 48,
+ * friends, april, then, half, many, sell, altogether; its solution uses
+ * natalia, sold, clips, 48, april, altogether: 6 of 11. Line 2's question
+ * (weng, earns, 12, hour, babysitting, yesterday, just, 50, minutes, much,
+ * earn) and its solution share weng, earns, 12, 50, minutes: 5 of 11. Line
+ * 2's solution under line 1's question, a swapped answer, uses none.
+ */
+static void test_coverage_gsm8k(void **state)
+{
+    (void)state;
+    char *q1 = gsm8k_field(1, "question"), *a1 = gsm8k_answer(1);
+    char *q2 = gsm8k_field(2, "question"), *a2 = gsm8k_answer(2);
+    assert_near(tmap_indicator_coverage(q1, a1), 6.0 / 11.0, 1e-12);
+    assert_near(tmap_indicator_coverage(q2, a2), 5.0 / 11.0, 1e-12);
+    assert_near(tmap_indicator_coverage(q1, a2), 0.0, 0);
+    free(q1);
+    free(a1);
+    free(q2);
+    free(a2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +283,8 @@ int main(void)
         cmocka_unit_test(test_mtld_threshold),
         cmocka_unit_test(test_mtld_degenerate),
         cmocka_unit_test(test_mtld_words),
+        cmocka_unit_test(test_coverage_by_hand),
+        cmocka_unit_test(test_coverage_gsm8k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
