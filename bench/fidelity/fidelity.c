@@ -1110,6 +1110,16 @@ static void write_weights(FILE *f, const char *head, const struct tmap_weights *
         fprintf(f, with_sign ? " %s %+.3f" : " %s %.3f", w->names[j], w->weights[j]);
 }
 
+/* A proxy variant's time per evaluation, or that the memo served every
+ * value (the defaults' prompts, or a rerun): no time of its own. */
+static const char *variant_seconds_text(const struct bench *b, size_t v, char *buf, size_t size)
+{
+    if (isnan(b->seconds_v[v]))
+        return "from the memo";
+    snprintf(buf, size, "%.2f s per evaluation", b->seconds_v[v]);
+    return buf;
+}
+
 static void write_markdown(const struct bench *b)
 {
     char path[4200];
@@ -1157,14 +1167,13 @@ static void write_markdown(const struct bench *b)
     fprintf(f, "\nSpearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: %.3f as searched, %.3f "
                "averaged over 3 draws.\n", b->n_spearman, b->spearman, b->spearman_mean);
     fprintf(f, "\nProxy variants against the same fine-tuned arms (time is per evaluation not served from the "
-               "memo):\n\n| proxy | s per evaluation | Spearman |\n|---|---|---|\n");
+               "memo):\n\n| proxy | time | Spearman |\n|---|---|---|\n");
+    char seconds[64];
     for (size_t v = 0; v < N_VARIANTS; v++)
-        if (isnan(b->seconds_v[v])) /* every value from the memo: no time of its own */
-            fprintf(f, "| %s | (from the memo) | %.3f |\n", variants[v].name, b->spearman_v[v]);
-        else
-            fprintf(f, "| %s | %.2f | %.3f |\n", variants[v].name, b->seconds_v[v], b->spearman_v[v]);
+        fprintf(f, "| %s | %s | %.3f |\n", variants[v].name,
+                variant_seconds_text(b, v, seconds, sizeof seconds), b->spearman_v[v]);
     if (b->s.ft_proxy)
-        fprintf(f, "| fine-tune proxy: 1 epoch on %zu records of the subset, tiny-set loss | %.2f | %.3f |\n",
+        fprintf(f, "| fine-tune proxy: 1 epoch on %zu records of the subset, tiny-set loss | %.2f s per evaluation | %.3f |\n",
                 b->s.ft_proxy, b->seconds_ft_proxy / (double)(b->n_ft_proxy_evals ? b->n_ft_proxy_evals : 1),
                 b->spearman_ft);
     fprintf(f, "\nTime: tmap run %.0f s, fine-tuning %.0f s and scoring %.0f s (arms and the fine-tune proxy), %.0f s in all.\n", b->seconds_run,
@@ -1406,12 +1415,10 @@ int main(int argc, char **argv)
     write_table(&b, stdout, true);
     printf("\nSpearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: %.3f (%.3f over 3 draws)\n",
            b.n_spearman, b.spearman, b.spearman_mean);
+    char seconds[64];
     for (size_t v = 0; v < N_VARIANTS; v++)
-        if (isnan(b.seconds_v[v]))
-            printf("  proxy %-30s from the memo, Spearman %.3f\n", variants[v].name, b.spearman_v[v]);
-        else
-            printf("  proxy %-30s %.2f s per evaluation, Spearman %.3f\n", variants[v].name, b.seconds_v[v],
-                   b.spearman_v[v]);
+        printf("  proxy %-30s %s, Spearman %.3f\n", variants[v].name,
+               variant_seconds_text(&b, v, seconds, sizeof seconds), b.spearman_v[v]);
     if (b.s.ft_proxy)
         printf("  fine-tune proxy (%zu records)        %.2f s per evaluation, Spearman %.3f\n", b.s.ft_proxy,
                b.seconds_ft_proxy / (double)(b.n_ft_proxy_evals ? b.n_ft_proxy_evals : 1), b.spearman_ft);
