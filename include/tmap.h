@@ -165,6 +165,12 @@ TMAP_API enum tmap_status tmap_pool_record(const struct tmap_pool *pool, size_t 
 /* Index of the record with this id, or SIZE_MAX. */
 TMAP_API size_t tmap_pool_find(const struct tmap_pool *pool, const char *id);
 
+/* The content of n records, in order, as 32 hex digits (xxh3-128 over n
+ * and their content hashes): rows lists them, or NULL for the first n. The
+ * same records give the same value whatever the file is called or where it
+ * lies, so two hosts can tell whether they hold the same data. */
+TMAP_API void tmap_pool_fingerprint(const struct tmap_pool *pool, const size_t *rows, size_t n, char out[33]);
+
 /* One conversation turn; role is "system", "user" or "assistant". */
 struct tmap_turn {
     const char *role;

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: hashing cannot fail */
 #include <xxhash.h>
 
 #include "data/format.h"
@@ -729,6 +730,24 @@ enum tmap_status tmap_pool_record(const struct tmap_pool *pool, size_t i, struct
                                 .raw = pool->map + e->offset, .raw_bytes = e->bytes};
     memcpy(out->hash, e->hash, sizeof out->hash);
     return TMAP_OK;
+}
+
+/* n, then each record's content hash, in order: a record's place counts,
+ * its id and line do not. (Fine-tuned GGUFs record this value; its bytes
+ * must not change.) */
+void tmap_pool_fingerprint(const struct tmap_pool *pool, const size_t *rows, size_t n, char out[33])
+{
+    XXH3_state_t state;
+    XXH3_INITSTATE(&state);
+    XXH3_128bits_reset(&state);
+    XXH3_128bits_update(&state, &n, sizeof n);
+    for (size_t i = 0; i < n; i++) {
+        struct tmap_record r;
+        if (tmap_pool_record(pool, rows ? rows[i] : i, &r) == TMAP_OK)
+            XXH3_128bits_update(&state, r.hash, sizeof r.hash);
+    }
+    XXH128_hash_t h = XXH3_128bits_digest(&state);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
 }
 
 /* Parses the record's bytes again; they were checked at load, so failing

@@ -14,6 +14,7 @@
 #include "dist/dist.h"
 #include "util/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -344,10 +345,19 @@ enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err)
     if (MPI_Iallreduce(mine, worst, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD, &req) != MPI_SUCCESS ||
         wait_request(&req) != 0)
         return st ? st : tmap_fail(err, TMAP_ERR_IO, "could not agree on a status with the other ranks");
-    if (st || worst[0] == TMAP_OK)
+    if (worst[0] == TMAP_OK)
         return st;
-    return tmap_fail(err, (enum tmap_status)worst[0], "rank %d (%s) failed: %s", worst[1], dist_host(worst[1]),
-                     tmap_status_name((enum tmap_status)worst[0]));
+    /* The failed rank's message travels with its status (every rank knows
+     * which rank that is, so every rank joins the broadcast): rank 0 then
+     * reports the cause, not only its kind. */
+    struct tmap_error e = { 0 };
+    if (g_rank == worst[1] && err)
+        e = *err;
+    if (dist_bcast(e.message, sizeof e.message, worst[1]) != 0)
+        snprintf(e.message, sizeof e.message, "%s", tmap_status_name((enum tmap_status)worst[0]));
+    if (st)
+        return st;
+    return tmap_fail(err, (enum tmap_status)worst[0], "rank %d (%s): %s", worst[1], dist_host(worst[1]), e.message);
 #else
     (void)err;
     return st;

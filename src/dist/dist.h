@@ -62,8 +62,10 @@ int dist_allgather_doubles(const double *mine, double *out, const size_t *counts
 enum tmap_status dist_share_status(enum tmap_status st, struct tmap_error *err, int root);
 
 /* The worst status of any rank, on every rank: for a step that may fail
- * on any of them (out of memory). A rank that did not fail itself gets
- * "rank R failed" with the status. */
+ * on any of them (out of memory, inputs unlike rank 0's). A rank that did
+ * not fail itself gets the failed rank's message, as "rank R (HOST):
+ * message"; of several, the one with the worst status, then the lowest
+ * rank. */
 enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err);
 
 /* Waits until every rank gets here. */

@@ -1464,6 +1464,94 @@ static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
     return st;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Distributed: every rank reads the same inputs                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Each rank loads its own copy of the models, the pool and the validation
+ * data (they must be readable on every node), and rank 0 files the values
+ * another rank computes under its own records' hashes and its own models'
+ * keys. A stale or reordered copy on one host would put wrong values under
+ * right keys in the store, where no later run could tell them apart. So
+ * before the first batch every rank compares what it was given with rank
+ * 0's, and the first difference stops the run with the rank, the host and
+ * what differs. Threads (-t) and devices may differ: they change the speed,
+ * not the values.
+ */
+struct inputs {
+    char     key[3][48];     /* the store keys: target, judge, embedder */
+    char     data[2][33];    /* content fingerprints: pool, validation */
+    uint64_t n_data[2];
+    int64_t  option[7];
+};
+
+static const char *const input_model[3] = { "target model (-m)", "judge model (--judge)", "embedding model (--embed-model)" };
+static const char *const input_data[2] = { "pool", "validation data" };
+static const char *const input_option[7] = { "indicators (--indicators)", "context per sequence (-c)",
+                                             "batch size (--batch-samples)", "neighbours (--knn)",
+                                             "validation matches (--top-m)", "approximate index (--ann-min-rows)",
+                                             "index seed" };
+
+static void describe_inputs(const struct scorer *sc, const struct tmap_pool *pool, struct inputs *in)
+{
+    memset(in, 0, sizeof *in);
+    snprintf(in->key[0], sizeof in->key[0], "%s", sc->key_model);
+    snprintf(in->key[1], sizeof in->key[1], "%s", sc->key_judge);
+    snprintf(in->key[2], sizeof in->key[2], "%s", sc->key_embed);
+    const struct tmap_pool *data[2] = { pool, sc->p->val };
+    for (int d = 0; d < 2; d++) {
+        in->n_data[d] = tmap_pool_size(data[d]);
+        tmap_pool_fingerprint(data[d], NULL, tmap_pool_size(data[d]), in->data[d]);
+    }
+    struct tmap_model_info mi;
+    tmap_model_get_info(sc->model, &mi);
+    const struct tmap_score_params *p = sc->p;
+    int64_t option[7] = { p->indicators, mi.n_ctx, (int64_t)p->batch_samples, p->knn_k, p->relevance_m,
+                          (int64_t)p->ann_min_rows, (int64_t)p->ann_seed };
+    memcpy(in->option, option, sizeof option);
+}
+
+static enum tmap_status compare_inputs(const struct scorer *sc, const struct tmap_pool *pool,
+                                       const struct inputs *mine, const struct inputs *root)
+{
+    for (int m = 0; m < 3; m++)
+        if (strcmp(mine->key[m], root->key[m]) != 0)
+            return tmap_fail(sc->err, TMAP_ERR_MODEL,
+                             "its %s is not rank 0's (fingerprint/template %s against %s): every host must "
+                             "load the same file",
+                             input_model[m], mine->key[m], root->key[m]);
+    const struct tmap_pool *data[2] = { pool, sc->p->val };
+    for (int d = 0; d < 2; d++)
+        if (mine->n_data[d] != root->n_data[d] || strcmp(mine->data[d], root->data[d]) != 0)
+            return tmap_fail(sc->err, TMAP_ERR_DATA,
+                             "its %s (%s: %llu records, fingerprint %s) is not rank 0's (%llu records, "
+                             "fingerprint %s): every host must hold the same records in the same order",
+                             input_data[d], data[d] ? tmap_pool_path(data[d]) : "none",
+                             (unsigned long long)mine->n_data[d], mine->data[d],
+                             (unsigned long long)root->n_data[d], root->data[d]);
+    for (int o = 0; o < 7; o++)
+        if (mine->option[o] != root->option[o])
+            return tmap_fail(sc->err, TMAP_ERR_USAGE, "its %s is %lld, rank 0's %lld: every rank must be given "
+                             "the same options", input_option[o], (long long)mine->option[o],
+                             (long long)root->option[o]);
+    return TMAP_OK;
+}
+
+/* A collective: every rank calls it before its first batch. */
+static enum tmap_status check_same_inputs(struct scorer *sc, const struct tmap_pool *pool)
+{
+    struct inputs mine, root;
+    describe_inputs(sc, pool, &mine);
+    root = mine;
+    enum tmap_status st = TMAP_OK;
+    if (dist_bcast(&root, sizeof root, 0) != 0)
+        st = tmap_fail(sc->err, TMAP_ERR_IO, "could not compare this rank's inputs with rank 0's");
+    else if (sc->rank != 0)
+        st = compare_inputs(sc, pool, &mine, &root);
+    return dist_worst_status(st, sc->err);
+}
+
 /* Rank 0's table and counts, on every rank (a collective: every rank
  * calls it, whatever its status). */
 static enum tmap_status share_table(struct scorer *sc, struct tmap_scores *scores, enum tmap_status st)
@@ -1531,8 +1619,8 @@ static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *poo
                          .stage = "scoring" };
     struct target tv = { .pool = p->val, .embed = true, .stage = "validation" };
     bool relevance = (mask & BIT(TMAP_IND_RELEVANCE)) != 0;
-    enum tmap_status st = TMAP_OK;
-    if (tp.embed)
+    enum tmap_status st = sc->size > 1 ? check_same_inputs(sc, pool) : TMAP_OK;
+    if (!st && tp.embed)
         st = alloc_embeddings(sc, &tp);
     if (!st && relevance)
         st = alloc_embeddings(sc, &tv);

@@ -296,18 +296,3 @@ bool ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int6
     free(slices);
     return ok;
 }
-
-void ft_pool_fingerprint(const struct tmap_pool *pool, const size_t *rows, size_t n, char out[33])
-{
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_128bits_reset(st);
-    XXH3_128bits_update(st, &n, sizeof n);
-    for (size_t i = 0; i < n; i++) {
-        struct tmap_record r;
-        if (tmap_pool_record(pool, rows ? rows[i] : i, &r) == TMAP_OK)
-            XXH3_128bits_update(st, r.hash, sizeof r.hash);
-    }
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64, (unsigned long long)h.low64);
-}

@@ -279,7 +279,7 @@ static enum tmap_status build_corpora(struct run *r, struct tmap_error *err)
     if (st)
         return st;
     r->n_records = n;
-    ft_pool_fingerprint(r->pool, r->p->rows, n, r->data_fingerprint);
+    tmap_pool_fingerprint(r->pool, r->p->rows, n, r->data_fingerprint);
     describe_data(r);
     r->res->n_train_records = r->n_train;
     r->res->n_val_records   = r->n_val;

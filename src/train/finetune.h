@@ -59,10 +59,6 @@ int64_t ft_n_windows(const struct ft_corpus *c, const size_t *order, int32_t n_c
 bool ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int64_t n_windows,
              int32_t *data, int32_t *labels);
 
-/* xxh3-128 over the content hashes of the pool's first n records, as 32 hex
- * digits: the same data gives the same value whatever the file is called. */
-void ft_pool_fingerprint(const struct tmap_pool *pool, const size_t *rows, size_t n, char out[33]);
-
 /* ---- layers.c ----------------------------------------------------------- */
 
 struct ft_layers;

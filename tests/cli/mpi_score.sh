@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `mpirun -np 2|3 tmap score`: the same scores.csv, byte for byte, as one
 # process (and as each other), with a store or without, on a pool whose
-# last records repeat earlier ones in other batches; then a rank killed
+# last records repeat earlier ones in other batches; ranks given another
+# pool order, model or batch size stop before any batch, named; then a rank killed
 # with kill -9 mid-run: the job ends non-zero naming the rank and host,
 # the store keeps the finished batches, and a rerun completes identically.
 # Skipped (77) when tmap is built without MPI or mpirun is missing.
@@ -88,6 +89,44 @@ if "$TMAP" version | grep -q "FAISS: approximate"; then
 else
     echo "no FAISS in this build: the split of the index's queries is not tested"
 fi
+
+# One launch, other arguments per rank (Open MPI's "A : B"): what a host
+# with a stale copy of a file, or a rank started with other options, does.
+mpmd() {
+    local a=$1 b=$2
+    shift 2
+    run mpirun --oversubscribe -np 1 "$TMAP" score "${common[@]}" $a "$@" : -np 1 "$TMAP" score "${common[@]}" $b "$@"
+}
+
+check "each rank may use its own threads: the same bytes"
+mpmd "-t 1" "-t 2" -o threads.csv
+expect_status 0
+expect_true cmp -s ref.csv threads.csv
+
+check "rank 1 reads the pool in another order: stopped before any batch, named, nothing stored"
+# The same 40 records with the first two swapped: a rank that scored its
+# batches from this file would send rank 0 the values of other records.
+sed -n 2p pool.jsonl > swapped.jsonl
+sed -n 1p pool.jsonl >> swapped.jsonl
+sed -n '3,$p' pool.jsonl >> swapped.jsonl
+mpmd "-d pool.jsonl" "-d swapped.jsonl" --cache mixed.db -o mixed.csv
+expect_status 2
+expect_err "rank 1 ($(hostname)): its pool (swapped.jsonl: 40 records, fingerprint"
+expect_err "is not rank 0's (40 records, fingerprint"
+expect_true test ! -e mixed.csv
+expect_true test "$(sqlite3 mixed.db 'select count(*) from scores')" -eq 0
+
+check "rank 1 loads another model: stopped, named"
+"$TMAP" model create --quiet --out other.gguf --n-embd 32 --n-layer 1 --seed 5
+mpmd "-m $MODEL" "-m other.gguf" -o other.csv
+expect_status 4
+expect_err "rank 1 ($(hostname)): its target model (-m) is not rank 0's"
+expect_true test ! -e other.csv
+
+check "rank 1 is given another batch size: stopped, named"
+mpmd "--batch-samples 4" "--batch-samples 8" -o batch.csv
+expect_status 1
+expect_err "its batch size (--batch-samples) is 8, rank 0's 4"
 
 check "kill -9 of rank 1 mid-run: the job stops and names it; a rerun completes identically"
 # The kill must land mid-run: some batches stored, not all. The delay

@@ -641,6 +641,63 @@ static void test_hash(void **state)
     tmap_pool_free(pool);
 }
 
+/* The fingerprint of a pool's content: what ranks on different hosts
+ * compare, and what a fine-tuned GGUF records of its data. */
+static void write_records(const char *name, const char *const *lines, size_t n)
+{
+    FILE *f = fopen(temp_path(name), "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s\n", lines[i]);
+    fclose(f);
+}
+
+static void fingerprint_of(const char *name, const size_t *rows, size_t n, char out[33])
+{
+    struct tmap_pool *pool = load_with(temp_path(name), NULL);
+    tmap_pool_fingerprint(pool, rows, n == SIZE_MAX ? tmap_pool_size(pool) : n, out);
+    tmap_pool_free(pool);
+}
+
+static void test_pool_fingerprint(void **state)
+{
+    (void)state;
+    const char *a[] = { "{\"id\": \"a\", \"question\": \"1+1?\", \"answer\": \"#### 2\"}",
+                        "{\"id\": \"b\", \"question\": \"2+2?\", \"answer\": \"#### 4\"}",
+                        "{\"id\": \"c\", \"question\": \"3+3?\", \"answer\": \"#### 6\"}" };
+    /* The same content under other ids, other spacing, another file name. */
+    const char *renamed[] = { "{\"question\": \" 1+1?\", \"answer\": \"#### 2 \", \"id\": \"x\"}",
+                              "{\"question\": \"2+2?\", \"answer\": \"#### 4\"}",
+                              "{\"id\": \"z\", \"question\": \"3+3?\", \"answer\": \"#### 6\"}" };
+    const char *swapped[] = { a[1], a[0], a[2] };
+    write_records("fp_a.jsonl", a, 3);
+    write_records("fp_renamed.jsonl", renamed, 3);
+    write_records("fp_swapped.jsonl", swapped, 3);
+    write_records("fp_two.jsonl", a, 2);
+    char fa[33], fr[33], fs[33], f2[33], rows_swapped[33], first_two[33];
+    fingerprint_of("fp_a.jsonl", NULL, SIZE_MAX, fa);
+    fingerprint_of("fp_renamed.jsonl", NULL, SIZE_MAX, fr);
+    fingerprint_of("fp_swapped.jsonl", NULL, SIZE_MAX, fs);
+    fingerprint_of("fp_two.jsonl", NULL, SIZE_MAX, f2);
+    assert_int_equal(strlen(fa), 32);
+    assert_string_equal(fa, fr);     /* ids, names and spacing do not count */
+    assert_string_not_equal(fa, fs); /* the order does */
+    assert_string_not_equal(fa, f2); /* and so does every record */
+    /* rows picks records: a's rows 1, 0, 2 are the swapped file; its first
+     * two, the two-record file. */
+    const size_t order[] = { 1, 0, 2 };
+    fingerprint_of("fp_a.jsonl", order, 3, rows_swapped);
+    fingerprint_of("fp_a.jsonl", NULL, 2, first_two);
+    assert_string_equal(rows_swapped, fs);
+    assert_string_equal(first_two, f2);
+    /* Pinned: fine-tuned GGUFs record this value, so its definition must
+     * not change unnoticed. */
+    assert_string_equal(fa, "482a707bfd5a6cc22da43d5b74d86058");
+    const char *written[] = { "fp_a.jsonl", "fp_renamed.jsonl", "fp_swapped.jsonl", "fp_two.jsonl" };
+    for (size_t i = 0; i < 4; i++)
+        unlink(temp_path(written[i]));
+}
+
 /* ---- bad input ---------------------------------------------------------- */
 
 /* Loads a fixture that must fail with TMAP_ERR_DATA; returns the message. */
@@ -1066,6 +1123,7 @@ int main(void)
         cmocka_unit_test(test_out_of_range),
         cmocka_unit_test(test_gsm8k_train),
         cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_pool_fingerprint),
         cmocka_unit_test(test_truncated_line),
         cmocka_unit_test(test_truncated_array),
         cmocka_unit_test(test_wrong_types),
