@@ -1479,16 +1479,18 @@ static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
  * what differs. Threads (-t) and devices may differ: they change the speed,
  * not the values.
  */
+enum { N_INPUT_MODELS = 3, N_INPUT_DATA = 2, N_INPUT_OPTIONS = 7 };
+
 struct inputs {
-    char     key[3][48];     /* the store keys: target, judge, embedder */
-    char     data[2][33];    /* content fingerprints: pool, validation */
-    uint64_t n_data[2];
-    int64_t  option[7];
+    char     key[N_INPUT_MODELS][48];  /* the store keys: target, judge, embedder */
+    char     data[N_INPUT_DATA][33];   /* content fingerprints (they include the count) */
+    uint64_t n_data[N_INPUT_DATA];     /* ... and the counts, for the message */
+    int64_t  option[N_INPUT_OPTIONS];
 };
 
-static const char *const input_model[3] = { "target model (-m)", "judge model (--judge)", "embedding model (--embed-model)" };
-static const char *const input_data[2] = { "pool", "validation data" };
-static const char *const input_option[7] = { "indicators (--indicators)", "context per sequence (-c)",
+static const char *const input_model[N_INPUT_MODELS] = { "target model (-m)", "judge model (--judge)", "embedding model (--embed-model)" };
+static const char *const input_data[N_INPUT_DATA] = { "pool", "validation data" };
+static const char *const input_option[N_INPUT_OPTIONS] = { "indicators (--indicators)", "context per sequence (-c)",
                                              "batch size (--batch-samples)", "neighbours (--knn)",
                                              "validation matches (--top-m)", "approximate index (--ann-min-rows)",
                                              "index seed" };
@@ -1499,15 +1501,15 @@ static void describe_inputs(const struct scorer *sc, const struct tmap_pool *poo
     snprintf(in->key[0], sizeof in->key[0], "%s", sc->key_model);
     snprintf(in->key[1], sizeof in->key[1], "%s", sc->key_judge);
     snprintf(in->key[2], sizeof in->key[2], "%s", sc->key_embed);
-    const struct tmap_pool *data[2] = { pool, sc->p->val };
-    for (int d = 0; d < 2; d++) {
+    const struct tmap_pool *data[N_INPUT_DATA] = { pool, sc->p->val };
+    for (int d = 0; d < N_INPUT_DATA; d++) {
         in->n_data[d] = tmap_pool_size(data[d]);
         tmap_pool_fingerprint(data[d], NULL, tmap_pool_size(data[d]), in->data[d]);
     }
     struct tmap_model_info mi;
     tmap_model_get_info(sc->model, &mi);
     const struct tmap_score_params *p = sc->p;
-    int64_t option[7] = { p->indicators, mi.n_ctx, (int64_t)p->batch_samples, p->knn_k, p->relevance_m,
+    const int64_t option[N_INPUT_OPTIONS] = { p->indicators, mi.n_ctx, (int64_t)p->batch_samples, p->knn_k, p->relevance_m,
                           (int64_t)p->ann_min_rows, (int64_t)p->ann_seed };
     memcpy(in->option, option, sizeof option);
 }
@@ -1515,22 +1517,22 @@ static void describe_inputs(const struct scorer *sc, const struct tmap_pool *poo
 static enum tmap_status compare_inputs(const struct scorer *sc, const struct tmap_pool *pool,
                                        const struct inputs *mine, const struct inputs *root)
 {
-    for (int m = 0; m < 3; m++)
+    for (int m = 0; m < N_INPUT_MODELS; m++)
         if (strcmp(mine->key[m], root->key[m]) != 0)
             return tmap_fail(sc->err, TMAP_ERR_MODEL,
                              "its %s is not rank 0's (fingerprint/template %s against %s): every host must "
                              "load the same file",
                              input_model[m], mine->key[m], root->key[m]);
-    const struct tmap_pool *data[2] = { pool, sc->p->val };
-    for (int d = 0; d < 2; d++)
-        if (mine->n_data[d] != root->n_data[d] || strcmp(mine->data[d], root->data[d]) != 0)
+    const struct tmap_pool *data[N_INPUT_DATA] = { pool, sc->p->val };
+    for (int d = 0; d < N_INPUT_DATA; d++)
+        if (strcmp(mine->data[d], root->data[d]) != 0)
             return tmap_fail(sc->err, TMAP_ERR_DATA,
                              "its %s (%s: %llu records, fingerprint %s) is not rank 0's (%llu records, "
                              "fingerprint %s): every host must hold the same records in the same order",
                              input_data[d], data[d] ? tmap_pool_path(data[d]) : "none",
                              (unsigned long long)mine->n_data[d], mine->data[d],
                              (unsigned long long)root->n_data[d], root->data[d]);
-    for (int o = 0; o < 7; o++)
+    for (int o = 0; o < N_INPUT_OPTIONS; o++)
         if (mine->option[o] != root->option[o])
             return tmap_fail(sc->err, TMAP_ERR_USAGE, "its %s is %lld, rank 0's %lld: every rank must be given "
                              "the same options", input_option[o], (long long)mine->option[o],
