@@ -141,6 +141,10 @@ for try in 1 2 3 4 5 6; do
         > kill.out 2> kill.err &
     launcher=$!
     sleep "$delay"
+    # A job that ended before the kill leaves no rank to find either: that
+    # delay was too long, not too short.
+    ended=0
+    kill -0 "$launcher" 2>/dev/null || ended=1
     rank1=""
     for pid in $(pgrep -P "$launcher"); do
         grep -qa "OMPI_COMM_WORLD_RANK=1" "/proc/$pid/environ" 2>/dev/null && rank1=$pid
@@ -154,8 +158,9 @@ for try in 1 2 3 4 5 6; do
         break
     fi
     # Ranks not started yet, or nothing stored: later; finished first: earlier.
+    echo "kill: try $try at ${delay}s: job ended first $ended, rank 1 found ${rank1:+yes}, exit $kstatus, $stored stored"
     factor=1.5
-    if [ -n "$rank1" ] && { [ "$kstatus" -eq 0 ] || [ "$stored" -ge "$total" ]; }; then
+    if [ "$ended" -eq 1 ] || { [ -n "$rank1" ] && { [ "$kstatus" -eq 0 ] || [ "$stored" -ge "$total" ]; }; }; then
         factor=0.6
     fi
     delay=$(awk -v d="$delay" -v f="$factor" 'BEGIN { printf "%.2f", d * f }')
