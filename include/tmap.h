@@ -86,6 +86,14 @@ TMAP_API const char *tmap_build_info(void);
  * with the same inputs, and gets the same result. */
 TMAP_API enum tmap_status tmap_dist_init(int *argc, char ***argv, struct tmap_error *err);
 TMAP_API void tmap_dist_finalize(void);
+/* Call before tmap_dist_finalize when this rank's work failed (status is
+ * its exit status). A failure no collective told the others of (a file
+ * only this host lacks, a bad option read before any collective) leaves
+ * them waiting for this rank in a collective for ever: unless every rank
+ * reaches the end within a few seconds, this stops the whole job
+ * (MPI_Abort with status; the launcher names the rank). A no-op in one
+ * process and after a failure every rank was told of. */
+TMAP_API void tmap_dist_failed(int status);
 TMAP_API bool tmap_dist_available(void); /* built with MPI */
 TMAP_API int  tmap_dist_rank(void);       /* 0 .. size-1 */
 TMAP_API int  tmap_dist_size(void);

@@ -96,6 +96,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "tmap: rank %d: cannot silence stdout\n", tmap_dist_rank());
     }
     int rc = dispatch(argc, argv);
+    if (rc != 0)
+        tmap_dist_failed(rc);
     tmap_dist_finalize();
     return rc;
 }

@@ -20,9 +20,18 @@ bool cli_quiet;
 
 /* ---- Reporting ---------------------------------------------------------- */
 
+/* A message that opens with "rank R (" already names the rank it is about
+ * (its own input check, or another rank's failure passed on by the status
+ * agreement); prefixing this rank too would read "rank 2: rank 1 (host): ...". */
+static bool names_a_rank(const char *message)
+{
+    int rank, used = 0;
+    return sscanf(message, "rank %d (%n", &rank, &used) == 1 && used > 0;
+}
+
 int cli_report(const struct tmap_error *err)
 {
-    if (tmap_dist_size() > 1 && tmap_dist_rank() > 0)
+    if (tmap_dist_size() > 1 && tmap_dist_rank() > 0 && !names_a_rank(err->message))
         fprintf(stderr, "tmap: rank %d: %s\n", tmap_dist_rank(), err->message);
     else
         fprintf(stderr, "tmap: %s\n", err->message);

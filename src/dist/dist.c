@@ -29,6 +29,8 @@ enum { HOST_LEN = 64 };
 static int   g_rank, g_size = 1, g_local_rank;
 #ifdef TMAP_MPI
 static bool  g_started;
+static bool  g_told_all;  /* a collective told every rank of a failure */
+static bool  g_met_at_end; /* tmap_dist_failed's barrier was the end's */
 #endif
 static char  g_host_single[HOST_LEN];
 static char *g_hosts; /* size x HOST_LEN, every rank's host name */
@@ -99,9 +101,11 @@ void tmap_dist_finalize(void)
     if (g_started) {
         /* MPI_Finalize waits for every rank spinning; the ranks done early
          * (all but rank 0 after scoring in `tmap run`) sleep here instead. */
-        dist_barrier();
+        if (!g_met_at_end)
+            dist_barrier();
         MPI_Finalize();
         g_started = false;
+        g_told_all = g_met_at_end = false;
     }
 #endif
     free(g_hosts);
@@ -325,6 +329,9 @@ enum tmap_status dist_share_status(enum tmap_status st, struct tmap_error *err, 
     dist_bcast(&code, sizeof code, root);
     if (code == TMAP_OK)
         return TMAP_OK;
+#ifdef TMAP_MPI
+    g_told_all = true;
+#endif
     /* The root's message travels with it, so every rank reports the cause. */
     struct tmap_error e = { 0 };
     if (g_rank == root && err)
@@ -347,6 +354,7 @@ enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err)
         return st ? st : tmap_fail(err, TMAP_ERR_IO, "could not agree on a status with the other ranks");
     if (worst[0] == TMAP_OK)
         return st;
+    g_told_all = true;
     /* The failed rank's message travels with its status (every rank knows
      * which rank that is, so every rank joins the broadcast): rank 0 then
      * reports the cause, not only its kind. */
@@ -361,6 +369,43 @@ enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err)
 #else
     (void)err;
     return st;
+#endif
+}
+
+/* How long a rank that failed alone waits for the others at the end
+ * before it stops the job: ranks that finished (or failed the same way)
+ * are already there or about to be; one that is not after this long is
+ * computing towards a collective that needs the failed rank. */
+static const double END_GRACE_S = 3.0;
+
+void tmap_dist_failed(int status)
+{
+#ifdef TMAP_MPI
+    if (!g_started || g_size == 1 || status == 0 || g_told_all)
+        return;
+    MPI_Request req;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &req) == MPI_SUCCESS) {
+        double until = MPI_Wtime() + END_GRACE_S;
+        long ns = 20000;
+        for (;;) {
+            int done = 0;
+            if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+                break;
+            if (done) {
+                g_met_at_end = true;
+                return;
+            }
+            if (MPI_Wtime() > until)
+                break;
+            struct timespec ts = { 0, ns };
+            nanosleep(&ts, NULL);
+            if (ns < 1000000)
+                ns *= 2;
+        }
+    }
+    MPI_Abort(MPI_COMM_WORLD, status);
+#else
+    (void)status;
 #endif
 }
 

@@ -2,7 +2,8 @@
 # `mpirun -np 2|3 tmap score`: the same scores.csv, byte for byte, as one
 # process (and as each other), with a store or without, on a pool whose
 # last records repeat earlier ones in other batches; ranks given another
-# pool order, model or batch size stop before any batch, named; then a rank killed
+# pool order, model or batch size stop before any batch, named; a rank whose
+# host lacks the model stops the job instead of leaving it waiting; then a rank killed
 # with kill -9 mid-run: the job ends non-zero naming the rank and host,
 # the store keeps the finished batches, and a rerun completes identically.
 # Skipped (77) when tmap is built without MPI or mpirun is missing.
@@ -95,7 +96,9 @@ fi
 mpmd() {
     local a=$1 b=$2
     shift 2
-    run mpirun --oversubscribe -np 1 "$TMAP" score "${common[@]}" $a "$@" : -np 1 "$TMAP" score "${common[@]}" $b "$@"
+    # The timeout turns a job that would wait for ever into a failed check.
+    run timeout --kill-after=10 120 mpirun --oversubscribe -np 1 "$TMAP" score "${common[@]}" $a "$@" \
+        : -np 1 "$TMAP" score "${common[@]}" $b "$@"
 }
 
 check "each rank may use its own threads: the same bytes"
@@ -122,6 +125,33 @@ mpmd "-m $MODEL" "-m other.gguf" -o other.csv
 expect_status 4
 expect_err "rank 1 ($(hostname)): its target model (-m) is not rank 0's"
 expect_true test ! -e other.csv
+
+check "3 ranks, rank 1 loads another model: each rank names it once, not 'rank 2: rank 1'"
+run timeout --kill-after=10 120 mpirun --oversubscribe -np 1 "$TMAP" score "${common[@]}" -m "$MODEL" -o other3.csv \
+    : -np 1 "$TMAP" score "${common[@]}" -m other.gguf -o other3.csv \
+    : -np 1 "$TMAP" score "${common[@]}" -m "$MODEL" -o other3.csv
+expect_status 4
+expect_err "rank 1 ($(hostname)): its target model (-m) is not rank 0's"
+expect_true test "$(grep -cE 'rank [0-9]+: rank [0-9]+ \(' "$WORK/.err")" -eq 0
+expect_true test ! -e other3.csv
+
+check "rank 1's host lacks the model file: the job stops (it does not wait for ever), named"
+# A failure before any collective, on one rank only: rank 0 is waiting for
+# it in the input check. The failed rank stops the job after a short grace.
+mpmd "-m $MODEL" "-m missing.gguf" -o missing.csv
+# MPI_Abort's code (3, the I/O error) or the error of the rank it cut off
+# reaches mpirun first: any failure but the timeout's (124, 137).
+stopped() { [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && [ "$status" -ne 137 ]; }
+expect_true stopped
+expect_err "tmap: rank 1: "
+expect_err "missing.gguf"
+expect_true test ! -e missing.csv
+
+check "rank 0's host lacks the model file: the job stops, named"
+mpmd "-m missing.gguf" "-m $MODEL" -o missing.csv
+expect_true stopped
+expect_err "missing.gguf"
+expect_true test ! -e missing.csv
 
 check "rank 1 is given another batch size: stopped, named"
 mpmd "--batch-samples 4" "--batch-samples 8" -o batch.csv
