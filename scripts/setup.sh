@@ -17,7 +17,8 @@ packages=(build-essential cmake pkg-config git ca-certificates npm
           libfaiss-dev libopenmpi-dev openmpi-bin)
 # chromium: tests/cli/report_browser.sh renders report.html headless.
 # sqlite3: tests/cli/kill_run.sh runs PRAGMA integrity_check on killed stores.
-test_packages=(chromium sqlite3)
+# valgrind: the model-free unit tests run again under memcheck (tests/valgrind.sh).
+test_packages=(chromium sqlite3 valgrind)
 
 gpu=cpu
 for arg in "$@"; do
