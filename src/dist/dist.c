@@ -14,6 +14,7 @@
 #include "dist/dist.h"
 #include "util/error.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,7 +162,7 @@ static const size_t CHUNK = (size_t)1 << 30;
  * batch, the others for rank 0 at the end of a job): on a machine with as
  * many cores as ranks that spinning took the core the computing rank
  * needed. A message arrives at most ~1 ms late this way. */
-static int wait_request(MPI_Request *req)
+static int wait_request_until(MPI_Request *req, double deadline)
 {
     long ns = 20000;
     for (;;) {
@@ -170,11 +171,18 @@ static int wait_request(MPI_Request *req)
             return -1;
         if (done)
             return 0;
+        if (MPI_Wtime() > deadline)
+            return 1; /* still pending */
         struct timespec ts = { 0, ns };
         nanosleep(&ts, NULL);
         if (ns < 1000000)
             ns *= 2;
     }
+}
+
+static int wait_request(MPI_Request *req)
+{
+    return wait_request_until(req, INFINITY);
 }
 #endif
 
@@ -384,24 +392,10 @@ void tmap_dist_failed(int status)
     if (!g_started || g_size == 1 || status == 0 || g_told_all)
         return;
     MPI_Request req;
-    if (MPI_Ibarrier(MPI_COMM_WORLD, &req) == MPI_SUCCESS) {
-        double until = MPI_Wtime() + END_GRACE_S;
-        long ns = 20000;
-        for (;;) {
-            int done = 0;
-            if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-                break;
-            if (done) {
-                g_met_at_end = true;
-                return;
-            }
-            if (MPI_Wtime() > until)
-                break;
-            struct timespec ts = { 0, ns };
-            nanosleep(&ts, NULL);
-            if (ns < 1000000)
-                ns *= 2;
-        }
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &req) == MPI_SUCCESS &&
+        wait_request_until(&req, MPI_Wtime() + END_GRACE_S) == 0) {
+        g_met_at_end = true;
+        return;
     }
     MPI_Abort(MPI_COMM_WORLD, status);
 #else
