@@ -707,6 +707,7 @@ enum tmap_search_kind {
     TMAP_SEARCH_BO = 0,  /* Gaussian process + expected improvement */
     TMAP_SEARCH_RANDOM,  /* Dirichlet samples: the baseline */
     TMAP_SEARCH_GRID,    /* the simplex lattice */
+    TMAP_SEARCH_EQUAL,   /* no search: equal weights, evaluated once */
 };
 
 /* How a weighting becomes a subset. */

@@ -56,8 +56,8 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     printf("%-28s %zu items -> %zu anchors\n", "validation", s->n_val, s->n_tiny);
     printf("%-28s %zu computed, %zu from the store, %.1f s\n", "scoring", s->score_stats.n_computed,
            s->score_stats.n_from_store, s->seconds_score);
-    printf("%-28s %zu evaluations (%zu spent), %.1f s\n", "weight search", s->n_evaluations, s->n_spent,
-           s->seconds_learn);
+    printf("%-28s %zu evaluation%s (%zu spent), %.1f s\n", "weight search", s->n_evaluations,
+           s->n_evaluations == 1 ? "" : "s", s->n_spent, s->seconds_learn);
     print_proxy(&p->learn.proxy);
     char line[512];
     if (p->learn.proxy.kind == TMAP_PROXY_ICL) {

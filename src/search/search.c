@@ -362,6 +362,18 @@ static enum tmap_status run_grid(struct run *r, double *w, struct tmap_error *er
     return st;
 }
 
+/* No search: the centre of the simplex, once, so that what follows (the
+ * baselines, the report) has its proxy value. Where the proxy cannot tell
+ * subsets apart, a search only picks whichever weighting its draws favour;
+ * equal weights over indicators chosen by hand are then the steadier
+ * choice (docs/fidelity.md, `--indicators support,coverage`). */
+static enum tmap_status run_equal(struct run *r, double *w, struct tmap_error *err)
+{
+    for (size_t k = 0; k < r->d; k++)
+        w[k] = 1.0 / (double)r->d;
+    return evaluate(r, w, err);
+}
+
 /* ---- Bayesian optimisation ---------------------------------------------- */
 
 /* The evaluated points and values as the GP's inputs. */
@@ -648,7 +660,7 @@ static enum tmap_status check_params(size_t d, const struct tmap_search_params *
     if (p->iters == 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "weight search: a budget of 0 evaluations");
     if (p->method != TMAP_SEARCH_BO && p->method != TMAP_SEARCH_RANDOM &&
-        p->method != TMAP_SEARCH_GRID)
+        p->method != TMAP_SEARCH_GRID && p->method != TMAP_SEARCH_EQUAL)
         return tmap_fail(err, TMAP_ERR_USAGE, "weight search: unknown method %d", (int)p->method);
     return TMAP_OK;
 }
@@ -675,8 +687,10 @@ enum tmap_status tmap_search_run(size_t d, const struct tmap_search_params *p,
         st = run_bo(&r, w, err);
     else if (p->method == TMAP_SEARCH_RANDOM)
         st = run_random(&r, w, err);
-    else
+    else if (p->method == TMAP_SEARCH_GRID)
         st = run_grid(&r, w, err);
+    else
+        st = run_equal(&r, w, err);
     if (st == TMAP_OK)
         st = finish(&r, err);
     free(r.scratch);

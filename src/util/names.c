@@ -11,7 +11,7 @@
 static const char *const metric_names[] = { [TMAP_METRIC_LOGLIK] = "loglik", [TMAP_METRIC_ACCURACY] = "accuracy",
                                             [TMAP_METRIC_MC] = "mc", NULL };
 static const char *const search_names[] = { [TMAP_SEARCH_BO] = "bo", [TMAP_SEARCH_RANDOM] = "random",
-                                            [TMAP_SEARCH_GRID] = "grid", NULL };
+                                            [TMAP_SEARCH_GRID] = "grid", [TMAP_SEARCH_EQUAL] = "equal", NULL };
 static const char *const policy_names[] = { [TMAP_DEMOS_TOP] = "top", [TMAP_DEMOS_RANDOM] = "random",
                                             [TMAP_DEMOS_KNN] = "knn", NULL };
 static const char *const template_names[] = { [TMAP_TEMPLATE_PLAIN] = "plain", [TMAP_TEMPLATE_CHAT] = "chat", NULL };

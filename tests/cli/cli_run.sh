@@ -117,6 +117,21 @@ expect_true test "$(wc -l < st.jsonl)" -eq 12
 run "$TMAP" select -d pool.jsonl --scores s.csv --weights weights.json --strata 0 -o st0.jsonl
 expect_status 1
 
+check "--search equal: no search, equal weights, the same rows as tmap select with an equal-weights file"
+run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 4 -k 2 --draws 1 -c 1024 \
+    --search equal --weights eq.json --trace eq-trace.csv --quiet
+expect_status 0
+expect_true grep -q '"search": "equal"' eq.json
+expect_true test "$(grep -cE '"weight": 0\.5,?$' eq.json)" -eq 2
+expect_true test "$(wc -l < eq-trace.csv)" -eq 2    # the header and one evaluation
+expect_true grep -qE '^0,0\.5,0\.5,' eq-trace.csv
+echo '{"indicators": [{"name": "loss", "weight": 1}, {"name": "steps", "weight": 1}]}' > eq-hand.json
+run "$TMAP" select -d pool.jsonl --scores s.csv --weights eq-hand.json -o eq-hand.jsonl
+expect_status 0
+run "$TMAP" select -d pool.jsonl --scores s.csv --weights eq.json -o eq-sel.jsonl
+expect_status 0
+expect_true cmp -s eq-sel.jsonl eq-hand.jsonl
+
 check "bad input"
 run "$TMAP" run -m "$MODEL" -d pool.jsonl --out x
 expect_status 1

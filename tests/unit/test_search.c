@@ -2,8 +2,8 @@
  * test_search.c - unit tests of search/search.c: determinism, the budget
  * (reused evaluations are free, max_evaluations ends a memo-only loop),
  * points on the simplex and the L1 sphere, BO on an easy quadratic, the grid
- * lattice, the initial design, batches by the kriging believer and the
- * error paths.
+ * lattice, no search (equal weights), the initial design, batches by the
+ * kriging believer and the error paths.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -415,12 +415,34 @@ static void test_one_indicator(void **state)
 {
     (void)state;
     const double target[] = { 1.0 };
-    for (int method = 0; method < 3; method++) {
+    for (int method = 0; method <= TMAP_SEARCH_EQUAL; method++) {
         struct quadratic q = { target, 0 };
         struct tmap_search_params p = params((enum tmap_search_kind)method, 30, 0);
         struct tmap_search_result r = run(1, &p, quadratic, &q);
         assert_int_equal(r.n_trace, 1);
         assert_true(r.best_w[0] == 1.0);
+        tmap_search_result_free(&r);
+    }
+}
+
+/* No search: one evaluation, at equal weights, whatever the budget and
+ * wherever the objective's top is (signed weights too: all positive). */
+static void test_equal(void **state)
+{
+    (void)state;
+    const double target[] = { 0.9, 0.1, 0, 0 };
+    for (int sign = 0; sign < 2; sign++) {
+        struct quadratic q = { target, 0 };
+        struct tmap_search_params p = params(TMAP_SEARCH_EQUAL, 30, 7);
+        p.signed_weights = sign;
+        struct tmap_search_result r = run(4, &p, quadratic, &q);
+        assert_int_equal(q.calls, 1);
+        assert_int_equal(r.n_trace, 1);
+        assert_int_equal(r.n_spent, 1);
+        for (size_t k = 0; k < 4; k++)
+            assert_true(r.best_w[k] == 0.25);
+        assert_true(fabs(r.best_value - -(0.65 * 0.65 + 0.15 * 0.15 + 2 * 0.25 * 0.25)) < 1e-12);
+        assert_true(isnan(r.best_posterior_mean));
         tmap_search_result_free(&r);
     }
 }
@@ -461,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_bo_batch),
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_one_indicator),
+        cmocka_unit_test(test_equal),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
