@@ -30,15 +30,28 @@ step "the main job: score, tiny set, learn the weights, baselines, select 30%, r
     "$tmap" run -m "$model" -d "$demo/pool.jsonl" --val "$demo/val.jsonl" --out "$demo/out" \
     --ratio 0.3 -n 32 --iters 12 --seed 42 --quiet
 
-# What the selection kept out: the labels say which records were corrupted.
-awk -F'\t' 'FNR == NR { kind[FNR] = $0; next }
+# What a selection kept out: the labels say which records were corrupted.
+corrupted() {
+    awk -F'\t' -v what="$1" 'FNR == NR { kind[FNR] = $0; next }
             FILENAME ~ /pool.jsonl$/ { split(kind[FNR + 1], f, ","); bad = f[2] != "clean";
                                        if (!(($0) in clean)) clean[$0] = 0; if (!bad) clean[$0] = 1;
                                        pool++; pool_bad += bad; next }
             { sel++; if (!clean[$0]) sel_bad++ }
-            END { printf "\n%-28s %d of %d in the pool (%.1f%%), %d of %d in the selection (%.1f%%)\n",
-                         "corrupted records", pool_bad, pool, 100 * pool_bad / pool, sel_bad, sel,
-                         100 * sel_bad / sel }' \
-    "$demo/labels.csv" "$demo/pool.jsonl" "$demo/out/selected.jsonl"
+            END { printf "%-28s %d of %d in the pool (%.1f%%), %d of %d in the selection (%.1f%%)\n",
+                         what, pool_bad, pool, 100 * pool_bad / pool, sel_bad, sel, 100 * sel_bad / sel }' \
+        "$demo/labels.csv" "$demo/pool.jsonl" "$2"
+}
+echo
+corrupted "corrupted records" "$demo/out/selected.jsonl"
+
+# For a pool suspected of wrong or misaligned answers, the configuration
+# bench/fidelity supports on three corruption seeds (docs/fidelity.md): the
+# two indicators that see them, equal weights, no search. Its scores come
+# from the main job's store: nothing is decoded twice.
+step "a pool suspected of wrong or misaligned answers: the two cleaning indicators, equal weights" \
+    "$tmap" run -m "$model" -d "$demo/pool.jsonl" --val "$demo/val.jsonl" --out "$demo/clean" \
+    --cache "$demo/out/store.db" --ratio 0.3 -n 32 --seed 42 --quiet --indicators support,coverage --search equal
+echo
+corrupted "corrupted, cleaning run" "$demo/clean/selected.jsonl"
 echo
 echo "demo done; open $demo/out/report.html"
