@@ -20,9 +20,10 @@ bool cli_quiet;
 
 /* ---- Reporting ---------------------------------------------------------- */
 
-/* A message that opens with "rank R (" already names the rank it is about
- * (its own input check, or another rank's failure passed on by the status
- * agreement); prefixing this rank too would read "rank 2: rank 1 (host): ...". */
+/* A message that opens with "rank R (" names the rank it is about: a
+ * rank's input check, or a failure the ranks agreed on, which rank 0
+ * reports too (as every rank but the failed one once did, "rank 2: rank 1
+ * (host): ...", one line per rank). */
 static bool names_a_rank(const char *message)
 {
     int rank, used = 0;
@@ -31,10 +32,14 @@ static bool names_a_rank(const char *message)
 
 int cli_report(const struct tmap_error *err)
 {
-    if (tmap_dist_size() > 1 && tmap_dist_rank() > 0 && !names_a_rank(err->message))
-        fprintf(stderr, "tmap: rank %d: %s\n", tmap_dist_rank(), err->message);
-    else
+    if (tmap_dist_size() > 1 && tmap_dist_rank() > 0) {
+        /* The other ranks report only their own failures, which nobody
+         * else may have heard of; an agreed one is rank 0's to report. */
+        if (!names_a_rank(err->message))
+            fprintf(stderr, "tmap: rank %d: %s\n", tmap_dist_rank(), err->message);
+    } else {
         fprintf(stderr, "tmap: %s\n", err->message);
+    }
     return err->status ? (int)err->status : 1;
 }
 

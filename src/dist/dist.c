@@ -346,7 +346,7 @@ enum tmap_status dist_share_status(enum tmap_status st, struct tmap_error *err, 
         e = *err;
     dist_bcast(e.message, sizeof e.message, root);
     if (g_rank != root)
-        return tmap_fail(err, (enum tmap_status)code, "%s", e.message);
+        return tmap_fail(err, (enum tmap_status)code, "rank %d (%s): %s", root, dist_host(root), e.message);
     return (enum tmap_status)code;
 }
 

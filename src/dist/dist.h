@@ -57,8 +57,9 @@ int dist_bcast(void *buf, size_t n, int root);
  * concatenated in rank order, in out (sum of counts). */
 int dist_allgather_doubles(const double *mine, double *out, const size_t *counts);
 
-/* The status rank root had, told to every rank, with its message: a
- * collective call must stop on every rank when it fails on one. */
+/* The status rank root had, told to every rank, with its message (as
+ * "rank ROOT (HOST): message" on the others): a collective call must stop
+ * on every rank when it fails on one. */
 enum tmap_status dist_share_status(enum tmap_status st, struct tmap_error *err, int root);
 
 /* The worst status of any rank, on every rank: for a step that may fail

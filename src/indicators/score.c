@@ -45,6 +45,7 @@
 #include "task/answer.h"
 #include "store/store.h"
 #include "util/error.h"
+#include "util/fault.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -658,9 +659,10 @@ static void report_progress(struct scorer *sc, const char *stage, size_t done, s
  * embeddings of dim floats (zeros where none was computed). Both ends are
  * this same binary, so the structs travel as they are. */
 struct wire_head {
-    struct tmap_error err; /* status TMAP_OK, or why the batch failed */
+    struct tmap_error err;     /* status TMAP_OK, or why the batch failed */
     uint64_t          n_tokens, n_decode_calls;
     uint64_t          n;
+    uint32_t          stopped; /* no batch: the rank stopped because rank 0 failed */
 };
 
 struct wire_item {
@@ -677,10 +679,14 @@ static size_t wire_size(const struct scorer *sc, size_t n)
 }
 
 /* Batch messages are tagged by target, so the validation set's never
- * match the pool's. */
+ * match the pool's. TAG_STOP is rank 0's word to the other ranks, exactly
+ * one per target and rank: at its first failure (stop computing) or once
+ * it has taken every batch (nothing is left to compute). */
+enum { TAG_POOL = 1, TAG_VALIDATION = 2, TAG_STOP = 3 };
+
 static int wire_tag(const struct target *t)
 {
-    return t->scores ? 1 : 2;
+    return t->scores ? TAG_POOL : TAG_VALIDATION;
 }
 
 /* Waits for the send in one slot, if any, and frees its bytes. */
@@ -706,8 +712,10 @@ static enum tmap_status finish_sending(struct scorer *sc)
     return st;
 }
 
+/* Sends a batch to rank 0: its values, or why it failed (computed), or
+ * (stopped) that the rank stopped before it. */
 static enum tmap_status send_batch(struct scorer *sc, struct target *t, const struct item *items, size_t n,
-                                   enum tmap_status computed, uint64_t tokens, uint64_t calls)
+                                   enum tmap_status computed, uint64_t tokens, uint64_t calls, bool stopped)
 {
     size_t size = wire_size(sc, computed ? 0 : n);
     char *buf = calloc(1, size);
@@ -717,6 +725,7 @@ static enum tmap_status send_batch(struct scorer *sc, struct target *t, const st
     if (computed && sc->err)
         h->err = *sc->err;
     h->err.status = computed;
+    h->stopped = stopped;
     h->n_tokens = tokens;
     h->n_decode_calls = calls;
     h->n = computed ? 0 : n;
@@ -760,7 +769,10 @@ static enum tmap_status receive_batch(struct scorer *sc, struct target *t, int o
     if (size < sizeof *h || (h->err.status == TMAP_OK && size != wire_size(sc, n)))
         st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) sent %zu bytes for a batch of %zu", owner,
                        dist_host(owner), size, n);
-    else if (h->err.status != TMAP_OK)
+    else if (h->stopped) { /* how far it got, for the user; the failure is rank 0's own */
+        notice(sc, "%s", h->err.message);
+        st = tmap_fail(sc->err, h->err.status, "%s", h->err.message);
+    } else if (h->err.status != TMAP_OK)
         st = tmap_fail(sc->err, h->err.status, "rank %d (%s): %s", owner, dist_host(owner), h->err.message);
     if (st) {
         free(buf);
@@ -881,14 +893,20 @@ static enum tmap_status compute_own(struct scorer *sc, struct target *t, size_t 
 {
     double start = tmap_now_seconds();
     struct tmap_model_counters before = work_so_far(sc);
-    enum tmap_status st = items ? compute_batch(sc, t, begin, items, n)
-                                : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
+    enum tmap_status st;
+    if (!items)
+        st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
+    else if (tmap_fault_due("score-batch"))
+        st = tmap_fail(sc->err, TMAP_ERR_MODEL, "samples %zu-%zu: failed on purpose (TMAP_FAULT)", begin + 1,
+                       begin + n);
+    else
+        st = compute_batch(sc, t, begin, items, n);
     sc->busy += tmap_now_seconds() - start;
     sc->n_batches++;
     if (sc->rank != 0) {
         struct tmap_model_counters after = work_so_far(sc);
         enum tmap_status sent = send_batch(sc, t, items, n, st, after.n_tokens_decoded - before.n_tokens_decoded,
-                                           after.n_decode_calls - before.n_decode_calls);
+                                           after.n_decode_calls - before.n_decode_calls, false);
         st = st ? st : sent;
     }
     return st;
@@ -927,18 +945,47 @@ static enum tmap_status score_alone(struct scorer *sc, struct target *t, size_t 
 
 /* A rank other than 0: its own batches, each sent as it is done. After a
  * failure (sent to rank 0 with the batch) it computes nothing more. */
+/* The other ranks compute their batches in order and send each to rank 0.
+ * Between two batches a rank looks for rank 0's stop word: once rank 0 has
+ * failed nothing more will be stored, and a rank that computed on would
+ * only delay the end of the job (every rank had computed all its batches
+ * before it learnt of the failure). It then sends rank 0, in place of its
+ * next batch, a marker saying how far it got. */
 static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, const int *owner, size_t n_batches)
 {
     enum tmap_status st = TMAP_OK;
+    size_t mine = 0, done = 0;
+    bool told = false;
+    for (size_t k = 0; k < n_batches; k++)
+        mine += owner[k] == sc->rank;
     for (size_t k = 0; k < n_batches && !st; k++) {
         if (owner[k] != sc->rank)
             continue;
+        if (dist_poll(TAG_STOP) == 0) {
+            void *word;
+            size_t size;
+            told = dist_recv(0, TAG_STOP, &word, &size) == 0;
+            free(word);
+            st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) stopped after %zu of its %zu batches, as rank 0 failed",
+                           sc->rank, dist_host(sc->rank), done, mine);
+            send_batch(sc, t, NULL, 0, st, 0, 0, true);
+            break;
+        }
         size_t count = batch_count(sc, t, k);
         struct item *items = calloc(count, sizeof *items);
         st = compute_own(sc, t, k * sc->p->batch_samples, items, count);
         free_items(items, count);
+        done++;
     }
     enum tmap_status sent = finish_sending(sc);
+    if (!told) { /* wait for the word, so that no message is left unreceived */
+        void *word;
+        size_t size;
+        if (dist_recv(0, TAG_STOP, &word, &size) != 0 && !st && !sent)
+            sent = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): no word from rank 0 at the end of the scoring",
+                             sc->rank, dist_host(sc->rank));
+        free(word);
+    }
     return st ? st : sent;
 }
 
@@ -951,8 +998,9 @@ static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, con
  * each of the others' before its own next one: idle for 7 s of a 45 s
  * run.) It computes at most `window` batches past the frontier, which
  * bounds what it holds. After a failure it stores nothing from the first
- * failed batch on, and still takes every batch the other ranks send, so
- * that none of them waits forever on a send.
+ * failed batch on, tells the other ranks to stop (send_stop), and still
+ * takes every batch they send, so that none of them waits forever on a
+ * send.
  */
 struct held {
     struct item     *items;
@@ -969,12 +1017,26 @@ struct rank0 {
     size_t          *next;        /* per rank: the next batch it owes rank 0 */
     bool            *rank_failed;
     enum tmap_status failed;
+    struct dist_pending *stop;    /* per rank: the stop word in flight */
+    bool             stop_sent;
 };
+
+/* Sends every other rank the stop word (once per target). */
+static void send_stop(struct rank0 *z)
+{
+    if (z->stop_sent)
+        return;
+    z->stop_sent = true;
+    for (int r = 1; r < z->sc->size; r++)
+        dist_send_start("", 0, r, TAG_STOP, &z->stop[r]);
+}
 
 static void note_failure(struct rank0 *z, size_t k, enum tmap_status st)
 {
-    if (!z->failed)
+    if (!z->failed) {
         z->failed = st;
+        send_stop(z); /* the others' batches would not be stored */
+    }
     if (k < z->failed_at)
         z->failed_at = k;
 }
@@ -1049,7 +1111,8 @@ static bool rank0_alloc(struct rank0 *z, size_t n_batches, int size)
     z->held = calloc(n_batches ? n_batches : 1, sizeof *z->held);
     z->next = calloc((size_t)size, sizeof *z->next);
     z->rank_failed = calloc((size_t)size, sizeof *z->rank_failed);
-    return z->held && z->next && z->rank_failed;
+    z->stop = calloc((size_t)size, sizeof *z->stop);
+    return z->held && z->next && z->rank_failed && z->stop;
 }
 
 static void rank0_free(struct rank0 *z)
@@ -1057,6 +1120,7 @@ static void rank0_free(struct rank0 *z)
     free(z->held);
     free(z->next);
     free(z->rank_failed);
+    free(z->stop);
 }
 
 static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, const int *owner, size_t n_batches,
@@ -1068,6 +1132,7 @@ static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, cons
     z.owner = owner;
     z.n_batches = n_batches;
     z.failed_at = SIZE_MAX;
+    z.stop_sent = false;
     size_t size = (size_t)sc->size, window = 2 * size + 2;
     for (size_t r = 0; r < size; r++) {
         z.next[r] = 0;
@@ -1106,6 +1171,9 @@ static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, cons
             take_batch(&z, r);
         advance_frontier(&z);
     }
+    send_stop(&z); /* every batch is in: the others may leave */
+    for (int r = 1; r < sc->size; r++)
+        dist_send_wait(&z.stop[r]);
     return z.failed;
 }
 

@@ -3,7 +3,9 @@
 # process (and as each other), with a store or without, on a pool whose
 # last records repeat earlier ones in other batches; ranks given another
 # pool order, model or batch size stop before any batch, named; a rank whose
-# host lacks the model stops the job instead of leaving it waiting; then a rank killed
+# host lacks the model stops the job instead of leaving it waiting; a batch
+# failing on rank 0 stops rank 1 early, one failing on rank 1 stops the job,
+# and each keeps the batches before it; then a rank killed
 # with kill -9 mid-run: the job ends non-zero naming the rank and host,
 # the store keeps the finished batches, and a rerun completes identically.
 # Skipped (77) when tmap is built without MPI or mpirun is missing.
@@ -157,6 +159,58 @@ check "rank 1 is given another batch size: stopped, named"
 mpmd "--batch-samples 4" "--batch-samples 8" -o batch.csv
 expect_status 1
 expect_err "its batch size (--batch-samples) is 8, rank 0's 4"
+# A batch that fails mid-run on one rank. No real input fails on one rank
+# only at a chosen batch, so TMAP_FAULT=score-batch:N makes the N-th batch
+# its process computes fail (src/util/fault.h). A longer pool of small
+# batches gives rank 1 many of them, so stopping early shows.
+head -n 160 "$SRC/data/gsm8k/train.jsonl" > long.jsonl
+long=(-m "$MODEL" -d long.jsonl --val val.jsonl -c 512 -b 512 -t 1 --batch-samples 2 --indicators loss,length)
+faulty() { # RANK N ARGS...: rank RANK fails the N-th batch it computes
+    local rank=$1 n=$2 on0=() on1=()
+    shift 2
+    if [ "$rank" -eq 0 ]; then on0=(env "TMAP_FAULT=score-batch:$n"); else on1=(env "TMAP_FAULT=score-batch:$n"); fi
+    run timeout --kill-after=10 120 mpirun --oversubscribe -np 1 "${on0[@]}" "$TMAP" score "${long[@]}" "$@" \
+        : -np 1 "${on1[@]}" "$TMAP" score "${long[@]}" "$@"
+}
+# The store holds the batches before the failed one (samples A-B), in pool
+# order, 2 values each, and a rerun on 2 ranks completes with the bytes of
+# one that never failed.
+kept_then_resumed() { # STORE OUTPUT
+    local first
+    first=$(sed -n 's/.*samples \([0-9]*\)-[0-9]*: failed on purpose.*/\1/p' "$WORK/.err" | head -n 1)
+    echo "failed at sample $first; $(sqlite3 "$1" 'select count(*) from scores') values stored"
+    expect_true test -n "$first"
+    expect_true test ! -e "$2"
+    expect_true test "$(sqlite3 "$1" 'select count(*) from scores')" -eq $((2 * (${first:-1} - 1)))
+    run mpi 2 score "${long[@]}" --cache "$1" -o "$2"
+    expect_status 0
+    expect_true cmp -s long-ref.csv "$2"
+    expect_err "$((${first:-1} - 1)) from the store"
+}
+run mpi 2 score "${long[@]}" -o long-ref.csv
+expect_status 0
+
+check "rank 0 fails its 5th batch: rank 1 stops before computing all of its own; the store keeps what came first"
+faulty 0 5 --cache f0.db -o f0.csv
+expect_status 4
+expect_err "failed on purpose (TMAP_FAULT)"
+# Before, rank 1 computed every batch of its share before the job ended.
+read -r done share <<< "$(sed -n 's/.*note: rank 1 ([^)]*) stopped after \([0-9]*\) of its \([0-9]*\) batches, as rank 0 failed.*/\1 \2/p' "$WORK/.err")"
+echo "rank 1 stopped after ${done:-?} of its ${share:-?} batches"
+expect_true test -n "$share"
+expect_true test "${done:-99}" -lt "${share:-0}"
+# Rank 0 reports the failure; rank 1 does not repeat it as its own.
+expect_true test "$(grep -c 'failed on purpose' "$WORK/.err")" -eq 1
+expect_true test "$(grep -c '^tmap: rank 1:' "$WORK/.err")" -eq 0
+kept_then_resumed f0.db f0.csv
+
+check "rank 1 fails its 3rd batch: rank 0 names it once and stops; the store keeps what came first"
+faulty 1 3 --cache f1.db -o f1.csv
+expect_status 4
+expect_err "tmap: rank 1 ($(hostname)): samples "
+expect_true test "$(grep -c 'failed on purpose' "$WORK/.err")" -eq 1
+kept_then_resumed f1.db f1.csv
+
 
 check "kill -9 of rank 1 mid-run: the job stops and names it; a rerun completes identically"
 # The kill must land mid-run: some batches stored, not all. The delay

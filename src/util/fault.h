@@ -1,0 +1,24 @@
+/*
+ * fault.h - failures made on purpose, so that tests can reach the paths a
+ * real failure takes mid-run (a rank whose batch fails while the others
+ * compute on) without a real disk, model or network fault, which no test
+ * can summon at a chosen moment (docs/reliability.md).
+ *
+ * TMAP_FAULT=SITE:N in the environment makes the N-th pass through SITE in
+ * this process fail, N counting from 1. Without the variable nothing ever
+ * fails and a check costs one comparison. Sites:
+ *
+ *   score-batch   a batch of `tmap score` (or `tmap run`'s scoring), as
+ *                 this process computes it: pool and validation batches
+ *                 together, in the order it computes them
+ */
+#ifndef TMAP_UTIL_FAULT_H
+#define TMAP_UTIL_FAULT_H
+
+#include <stdbool.h>
+
+/* Counts a pass through site; true when TMAP_FAULT asks this pass to fail.
+ * Only the thread that drives the work calls it. */
+bool tmap_fault_due(const char *site);
+
+#endif
