@@ -167,6 +167,32 @@ static void read_training_record(const struct llama_model *model, struct tmap_mo
     info->eval_response_bpb  = meta_double(model, "tmap.train.eval.response_bpb");
 }
 
+/* llama.cpp names a model by its architecture, size class and weight type
+ * ("llama 8B Q4_K - Medium"), a size it has no class for as "?B", which
+ * every created or small model is, and a type it inferred from the tensors
+ * (no general.file_type) as "(guessed) all F32": "llama ?B (guessed) all
+ * F32" read as if the size were guessed. Such a name gets the parameter
+ * count, and the type's doubt after the type. */
+static void name_unknown_size(char *description, size_t cap, uint64_t n_params)
+{
+    static const char guessed[] = " (guessed)";
+    char *unknown = strstr(description, "?B");
+    if (!unknown)
+        return;
+    bool type_guessed = strncmp(unknown + 2, guessed, sizeof guessed - 1) == 0;
+    char size[16], rest[128];
+    double n = (double)n_params;
+    if (n >= 1e9)
+        snprintf(size, sizeof size, "%.1fB", n / 1e9);
+    else if (n >= 1e6)
+        snprintf(size, sizeof size, "%.1fM", n / 1e6);
+    else
+        snprintf(size, sizeof size, "%.0fK", n / 1e3);
+    snprintf(rest, sizeof rest, "%s", unknown + 2 + (type_guessed ? sizeof guessed - 1 : 0));
+    size_t at = (size_t)(unknown - description);
+    snprintf(description + at, cap - at, "%s%s%s", size, rest, type_guessed ? guessed : "");
+}
+
 static void fill_info(struct tmap_model *m, uint64_t file_bytes)
 {
     struct tmap_model_info *info = &m->info;
@@ -174,6 +200,7 @@ static void fill_info(struct tmap_model *m, uint64_t file_bytes)
         snprintf(info->arch, sizeof info->arch, "unknown");
     llama_model_desc(m->model, info->description, sizeof info->description);
     info->n_params          = llama_model_n_params(m->model);
+    name_unknown_size(info->description, sizeof info->description, info->n_params);
     info->file_bytes        = file_bytes;
     info->n_vocab           = llama_vocab_n_tokens(m->vocab);
     info->n_ctx_train       = llama_model_n_ctx_train(m->model);

@@ -52,6 +52,11 @@ static void test_info(void **state)
     assert_false(in.has_chat_template);
     assert_int_equal(strlen(in.fingerprint), 32);
     assert_true(in.n_params > 32000 * 64);
+    /* llama.cpp has no size class for it ("llama ?B (guessed) all F32"):
+     * the count stands in, and the doubt stays with the weight type. */
+    char expect[64];
+    snprintf(expect, sizeof expect, "llama %.1fM all F32 (guessed)", (double)in.n_params / 1e6);
+    assert_string_equal(in.description, expect);
     tmap_model_free(m);
 }
 
