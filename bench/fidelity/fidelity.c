@@ -24,12 +24,15 @@
  * KEY a hash of the records and the settings, so a rerun in the same
  * folder (a new variant, a new report) fine-tunes nothing twice.
  *
- * Writes OUT/fidelity.md (the table), OUT/arms.csv, OUT/fidelity.html (the
- * plots, inline SVG) and prints the table.
+ * Writes OUT/fidelity.md (the table), OUT/arms.csv, OUT/losses.csv (each
+ * arm's loss per held-out item and seed, which bench_fidelity_pool pools
+ * over corruption seeds), OUT/fidelity.html (the plots, inline SVG) and
+ * prints the table.
  */
 #include "util/clock.h"
 #include "corrupt.h"
 
+#include "util/csv.h"
 #include "util/random.h"
 #include "util/stats.h"
 
@@ -1079,7 +1082,11 @@ static void write_table(const struct bench *b, FILE *f, bool markdown)
     char ft[32];
     for (size_t a = 0; a < b->n_arms; a++) {
         const struct arm *r = &b->arms[a];
-        fprintf(f, "%s%s%s%zu%s%lld%s%.1f%%", markdown ? "| " : "", r->name, sep, r->n, sep, (long long)r->tokens, sep,
+        if (markdown)
+            fprintf(f, "| %s", r->name);
+        else
+            tmap_csv_write_field(f, r->name); /* "filter, equal weights-1" holds a comma */
+        fprintf(f, "%s%zu%s%lld%s%.1f%%", sep, r->n, sep, (long long)r->tokens, sep,
                 100.0 * (double)n_corrupt(r) / (double)r->n);
         for (int k = FID_WRONG_ANSWER; k < FID_N_KINDS; k++)
             fprintf(f, "%s%zu", sep, r->bad[k]);
@@ -1092,6 +1099,36 @@ static void write_table(const struct bench *b, FILE *f, bool markdown)
                     r->mean_loss,
                     r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
     }
+}
+
+static const char *const kind_names[] = { "tmap", "random", "tokens", "equal", "single", "filter", "clean", "full" };
+
+/* OUT/losses.csv: every arm's held-out loss per item, one row per
+ * fine-tuning seed (arm, kind, seed, then the items in heldout.jsonl's
+ * order), for pooling several corruption seeds (bench_fidelity_pool). */
+static void write_losses(const struct bench *b)
+{
+    char path[4200];
+    path_in(&b->s, "losses.csv", path, sizeof path);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die(path, NULL);
+    size_t n_items = tmap_pool_size(b->heldout);
+    fprintf(f, "arm,kind,seed");
+    for (size_t i = 0; i < n_items; i++)
+        fprintf(f, ",item_%zu", i + 1);
+    fputc('\n', f);
+    for (size_t a = 0; a < b->n_arms; a++)
+        for (size_t r = 0; r < b->s.n_ft_seeds; r++) {
+            const struct arm *arm = &b->arms[a];
+            tmap_csv_write_field(f, arm->name);
+            fprintf(f, ",%s,%zu", kind_names[arm->kind], r + 1);
+            for (size_t i = 0; i < n_items; i++)
+                fprintf(f, ",%.9g", arm->loss[r * n_items + i]);
+            fputc('\n', f);
+        }
+    if (fclose(f) != 0)
+        die(path, NULL);
 }
 
 /* One tmap run's own verdict line (tmap_baselines_describe) under a label. */
@@ -1411,6 +1448,7 @@ int main(int argc, char **argv)
         finetune_arm(&b, &b.arms[a], a);
     compare_arms(&b);
     write_markdown(&b);
+    write_losses(&b);
     write_html(&b);
     write_table(&b, stdout, true);
     printf("\nSpearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: %.3f (%.3f over 3 draws)\n",
@@ -1422,7 +1460,8 @@ int main(int argc, char **argv)
     if (b.s.ft_proxy)
         printf("  fine-tune proxy (%zu records)        %.2f s per evaluation, Spearman %.3f\n", b.s.ft_proxy,
                b.seconds_ft_proxy / (double)(b.n_ft_proxy_evals ? b.n_ft_proxy_evals : 1), b.spearman_ft);
-    printf("wall time %.0f s; wrote %s/fidelity.md, arms.csv, fidelity.html\n", tmap_now_seconds() - t_start, b.s.out);
+    printf("wall time %.0f s; wrote %s/fidelity.md, arms.csv, losses.csv, fidelity.html\n", tmap_now_seconds() - t_start,
+           b.s.out);
     tmap_backend_free();
     return 0;
 }

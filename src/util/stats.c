@@ -134,29 +134,55 @@ static double drawn_mean(const double *m, const size_t *rows, size_t n_rows, con
 bool tmap_bootstrap_two_level_diff(const double *a, size_t n_a, const double *b, size_t n_b, size_t n_items,
                                    size_t n_resamples, uint64_t seed, double *diff, double *low, double *high)
 {
+    const struct tmap_bootstrap_stratum one = { .a = a, .n_a = n_a, .b = b, .n_b = n_b };
+    return tmap_bootstrap_strata_diff(&one, 1, n_items, n_resamples, seed, diff, low, high);
+}
+
+/* Draws n rows of 0..n-1 with replacement into rows (identity when state
+ * is NULL: the data itself). */
+static void draw_rows(size_t *rows, size_t n, uint64_t *state)
+{
+    for (size_t r = 0; r < n; r++)
+        rows[r] = state ? (size_t)(tmap_random_next(state) % n) : r;
+}
+
+/* The statistic for the drawn items, drawing each stratum's rows. */
+static double strata_stat(const struct tmap_bootstrap_stratum *strata, size_t n_strata, const size_t *items,
+                          size_t n_items, size_t *ra, size_t *rb, uint64_t *state)
+{
+    double sum = 0.0;
+    for (size_t s = 0; s < n_strata; s++) {
+        const struct tmap_bootstrap_stratum *st = &strata[s];
+        draw_rows(ra, st->n_a, state);
+        draw_rows(rb, st->n_b, state);
+        sum += drawn_mean(st->a, ra, st->n_a, items, n_items) - drawn_mean(st->b, rb, st->n_b, items, n_items);
+    }
+    return sum / (double)n_strata;
+}
+
+bool tmap_bootstrap_strata_diff(const struct tmap_bootstrap_stratum *strata, size_t n_strata, size_t n_items,
+                                size_t n_resamples, uint64_t seed, double *diff, double *low, double *high)
+{
     *diff = *low = *high = NAN;
-    if (!n_a || !n_b || !n_items || !n_resamples)
+    size_t most = 0;
+    for (size_t s = 0; s < n_strata; s++) {
+        if (!strata[s].n_a || !strata[s].n_b)
+            return false;
+        most = strata[s].n_a > most ? strata[s].n_a : most;
+        most = strata[s].n_b > most ? strata[s].n_b : most;
+    }
+    if (!n_strata || !n_items || !n_resamples)
         return false;
-    size_t *items = malloc(n_items * sizeof *items), *ra = malloc(n_a * sizeof *ra), *rb = malloc(n_b * sizeof *rb);
+    size_t *items = malloc(n_items * sizeof *items), *ra = malloc(most * sizeof *ra), *rb = malloc(most * sizeof *rb);
     double *stat = malloc(n_resamples * sizeof *stat);
     bool ok = items && ra && rb && stat;
     if (ok) {
-        for (size_t i = 0; i < n_items; i++)
-            items[i] = i;
-        for (size_t r = 0; r < n_a; r++)
-            ra[r] = r;
-        for (size_t r = 0; r < n_b; r++)
-            rb[r] = r;
-        *diff = drawn_mean(a, ra, n_a, items, n_items) - drawn_mean(b, rb, n_b, items, n_items);
+        draw_rows(items, n_items, NULL);
+        *diff = strata_stat(strata, n_strata, items, n_items, ra, rb, NULL);
         uint64_t state = seed;
-        for (size_t s = 0; s < n_resamples; s++) {
-            for (size_t i = 0; i < n_items; i++)
-                items[i] = (size_t)(tmap_random_next(&state) % n_items);
-            for (size_t r = 0; r < n_a; r++)
-                ra[r] = (size_t)(tmap_random_next(&state) % n_a);
-            for (size_t r = 0; r < n_b; r++)
-                rb[r] = (size_t)(tmap_random_next(&state) % n_b);
-            stat[s] = drawn_mean(a, ra, n_a, items, n_items) - drawn_mean(b, rb, n_b, items, n_items);
+        for (size_t r = 0; r < n_resamples; r++) {
+            draw_rows(items, n_items, &state);
+            stat[r] = strata_stat(strata, n_strata, items, n_items, ra, rb, &state);
         }
         qsort(stat, n_resamples, sizeof *stat, compare_doubles);
         *low = tmap_quantile_sorted(stat, n_resamples, 0.025);

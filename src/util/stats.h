@@ -41,4 +41,22 @@ double tmap_spearman(const double *x, const double *y, size_t n);
 bool tmap_bootstrap_two_level_diff(const double *a, size_t n_a, const double *b, size_t n_b, size_t n_items,
                                    size_t n_resamples, uint64_t seed, double *diff, double *low, double *high);
 
+/* The same over several strata that share their items: the corruption
+ * seeds of bench/fidelity, each with its own pool, arms and reference,
+ * judged on the same held-out items. Each resample draws the items once
+ * for every stratum (an item hard for one arm is hard in every stratum)
+ * and each stratum's rows within that stratum; the statistic is the mean
+ * over the strata of mean(a) - mean(b). With one stratum it is
+ * tmap_bootstrap_two_level_diff, draw for draw. The interval treats the
+ * strata as given: it says how sure the mean over these pools is, not how
+ * another pool would come out (for that, the spread of the strata's own
+ * differences). */
+struct tmap_bootstrap_stratum {
+    const double *a, *b; /* n_a and n_b rows of n_items, row-major */
+    size_t        n_a, n_b;
+};
+
+bool tmap_bootstrap_strata_diff(const struct tmap_bootstrap_stratum *strata, size_t n_strata, size_t n_items,
+                                size_t n_resamples, uint64_t seed, double *diff, double *low, double *high);
+
 #endif

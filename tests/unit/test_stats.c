@@ -3,7 +3,7 @@
  * (ties, constants, a known value) and the two-level bootstrap of a
  * difference between arms (it collapses when the difference is constant,
  * covers a known difference, and widens with seed-to-seed variation that
- * item resampling alone would miss).
+ * item resampling alone would miss), and its pooling over strata.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -93,11 +93,87 @@ static void test_bootstrap_two_level(void **state)
     assert_true(isnan(d));
 }
 
+/* Strata (bench/fidelity's corruption seeds) sharing their items: the
+ * statistic is the mean of the strata's differences; one stratum is the
+ * two-level bootstrap draw for draw; four strata of the same noise give
+ * about half the interval of one (sd / sqrt(4)); and arms whose item
+ * effects differ give the mean of that difference over the items. */
+static void test_bootstrap_strata(void **state)
+{
+    (void)state;
+    enum { ITEMS = 300, STRATA = 4 };
+    double effect[ITEMS], d, lo, hi, d1, lo1, hi1;
+    uint64_t s = 11;
+    for (size_t i = 0; i < ITEMS; i++)
+        effect[i] = 2.0 * tmap_random_unit(&s);
+
+    /* Constant differences 0.1, 0.2, 0.3, 0.6 per stratum: exactly 0.3. */
+    const double shift[STRATA] = { 0.1, 0.2, 0.3, 0.6 };
+    double *a[STRATA], *b[STRATA];
+    struct tmap_bootstrap_stratum st[STRATA];
+    for (size_t k = 0; k < STRATA; k++) {
+        a[k] = arm(2, ITEMS, 1.0 + shift[k], 0, 0, 20 + k, effect);
+        b[k] = arm(3, ITEMS, 1.0, 0, 0, 30 + k, effect);
+        st[k] = (struct tmap_bootstrap_stratum){ .a = a[k], .n_a = 2, .b = b[k], .n_b = 3 };
+    }
+    assert_true(tmap_bootstrap_strata_diff(st, STRATA, ITEMS, 400, 5, &d, &lo, &hi));
+    assert_true(fabs(d - 0.3) < 1e-12 && fabs(lo - 0.3) < 1e-12 && fabs(hi - 0.3) < 1e-12);
+    for (size_t k = 0; k < STRATA; k++) {
+        free(a[k]);
+        free(b[k]);
+    }
+
+    /* The same noise in every stratum, with seed-to-seed offsets. */
+    for (size_t k = 0; k < STRATA; k++) {
+        a[k] = arm(2, ITEMS, 1.05, 0.03, 0.1, 40 + k, effect);
+        b[k] = arm(6, ITEMS, 1.00, 0.03, 0.1, 50 + k, effect);
+        st[k] = (struct tmap_bootstrap_stratum){ .a = a[k], .n_a = 2, .b = b[k], .n_b = 6 };
+    }
+    assert_true(tmap_bootstrap_strata_diff(st, 1, ITEMS, 2000, 9, &d1, &lo1, &hi1));
+    double d2, lo2, hi2;
+    assert_true(tmap_bootstrap_two_level_diff(a[0], 2, b[0], 6, ITEMS, 2000, 9, &d2, &lo2, &hi2));
+    assert_true(d1 == d2 && lo1 == lo2 && hi1 == hi2);
+    assert_true(tmap_bootstrap_strata_diff(st, STRATA, ITEMS, 2000, 9, &d, &lo, &hi));
+    assert_true(lo < 0.05 && 0.05 < hi);
+    double ratio = (hi - lo) / (hi1 - lo1);
+    assert_true(ratio > 0.35 && ratio < 0.75);
+    for (size_t k = 0; k < STRATA; k++) {
+        free(a[k]);
+        free(b[k]);
+    }
+
+    /* b's item effects are twice a's: the difference is minus the mean
+     * item effect, inside the interval. */
+    double twice[ITEMS];
+    for (size_t i = 0; i < ITEMS; i++)
+        twice[i] = 2.0 * effect[i];
+    for (size_t k = 0; k < STRATA; k++) {
+        a[k] = arm(2, ITEMS, 1.0, 0, 0.01, 60 + k, effect);
+        b[k] = arm(2, ITEMS, 1.0, 0, 0.01, 70 + k, twice);
+        st[k] = (struct tmap_bootstrap_stratum){ .a = a[k], .n_a = 2, .b = b[k], .n_b = 2 };
+    }
+    double mean_effect = 0.0;
+    for (size_t i = 0; i < ITEMS; i++)
+        mean_effect += effect[i] / ITEMS;
+    assert_true(tmap_bootstrap_strata_diff(st, STRATA, ITEMS, 2000, 9, &d, &lo, &hi));
+    assert_true(fabs(d + mean_effect) < 0.01);
+    assert_true(lo < -mean_effect && -mean_effect < hi);
+    for (size_t k = 0; k < STRATA; k++) {
+        free(a[k]);
+        free(b[k]);
+    }
+
+    struct tmap_bootstrap_stratum empty = { .a = effect, .n_a = 0, .b = effect, .n_b = 1 };
+    assert_false(tmap_bootstrap_strata_diff(&empty, 1, ITEMS, 10, 1, &d, &lo, &hi));
+    assert_false(tmap_bootstrap_strata_diff(st, 0, ITEMS, 10, 1, &d, &lo, &hi));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spearman),
         cmocka_unit_test(test_bootstrap_two_level),
+        cmocka_unit_test(test_bootstrap_strata),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
