@@ -245,7 +245,8 @@ struct span {
 };
 
 struct words {
-    char        *text;
+    char        *text;  /* the words' characters, lowercased, as split so far */
+    size_t       len;   /* ... bytes of it in use */
     struct span *span;
     size_t      *type;
     size_t       n, cap, n_types;
@@ -329,12 +330,17 @@ static bool end_word(struct words *w, size_t begin, size_t *out_len)
     return true;
 }
 
-/* Splits text into words (see text.h). False when memory runs out. */
+/* Splits text into words (see text.h), after those w already holds: the
+ * end of text ends a word, so two texts split one after the other share
+ * one list (and, once typed, type ids) without a word across them. False
+ * when memory runs out. */
 static bool split_words(const char *text, struct words *w)
 {
-    size_t out_len = 0, begin = 0;
-    if (!(w->text = malloc(strlen(text) + 1)))
+    size_t out_len = w->len, begin = w->len;
+    char *grown = realloc(w->text, w->len + strlen(text) + 1);
+    if (!grown)
         return false;
+    w->text = grown;
     for (const char *p = text;;) {
         size_t used = *p ? take_word_char(p, w->text, &out_len) : 0;
         if (used) {
@@ -344,8 +350,10 @@ static bool split_words(const char *text, struct words *w)
         if (out_len > begin && !end_word(w, begin, &out_len))
             return false;
         begin = out_len;
-        if (!*p)
+        if (!*p) {
+            w->len = out_len;
             return true;
+        }
         uint32_t cp;
         p += decode_utf8(p, &cp);
     }
@@ -452,25 +460,20 @@ static bool is_term(const struct words *w, size_t i)
 
 double tmap_indicator_coverage(const char *prompt, const char *response)
 {
-    /* The prompt's words and the response's, split as one text ('\n' ends a
-     * word, so they are the prompt's words followed by the response's), so
-     * that equal words share one type id across the two. */
-    size_t n_prompt_chars = strlen(prompt), n_response_chars = strlen(response);
-    char *both = malloc(n_prompt_chars + n_response_chars + 2);
-    struct words wp = {0}, w = {0};
+    /* The prompt's words, then the response's, in one list, so that equal
+     * words share one type id across the two. */
+    struct words w = {0};
     unsigned char *where = NULL; /* per type: 1 the prompt has it, 3 both */
     double coverage = NAN;
-    if (!both)
+    size_t n_prompt = 0;
+    if (!split_words(prompt, &w))
         goto done;
-    memcpy(both, prompt, n_prompt_chars);
-    both[n_prompt_chars] = '\n';
-    memcpy(both + n_prompt_chars + 1, response, n_response_chars + 1);
-    if (!split_words(prompt, &wp) || !split_words(both, &w) || !assign_types(&w) ||
-        !(where = calloc(w.n_types ? w.n_types : 1, 1)))
+    n_prompt = w.n;
+    if (!split_words(response, &w) || !assign_types(&w) || !(where = calloc(w.n_types ? w.n_types : 1, 1)))
         goto done;
     for (size_t i = 0; i < w.n; i++)
         if (is_term(&w, i)) {
-            if (i < wp.n)
+            if (i < n_prompt)
                 where[w.type[i]] = 1;
             else if (where[w.type[i]])
                 where[w.type[i]] = 3;
@@ -483,8 +486,6 @@ double tmap_indicator_coverage(const char *prompt, const char *response)
     coverage = terms ? (double)used / (double)terms : NAN;
 done:
     free(where);
-    words_free(&wp);
     words_free(&w);
-    free(both);
     return coverage;
 }
