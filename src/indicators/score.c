@@ -943,14 +943,13 @@ static enum tmap_status score_alone(struct scorer *sc, struct target *t, size_t 
     return st;
 }
 
-/* A rank other than 0: its own batches, each sent as it is done. After a
- * failure (sent to rank 0 with the batch) it computes nothing more. */
-/* The other ranks compute their batches in order and send each to rank 0.
- * Between two batches a rank looks for rank 0's stop word: once rank 0 has
- * failed nothing more will be stored, and a rank that computed on would
- * only delay the end of the job (every rank had computed all its batches
- * before it learnt of the failure). It then sends rank 0, in place of its
- * next batch, a marker saying how far it got. */
+/* A rank other than 0: its own batches in order, each sent as it is done.
+ * After a failure (sent to rank 0 with the batch) it computes nothing
+ * more. Between two batches it looks for rank 0's stop word: once rank 0
+ * has failed nothing more will be stored, and computing on would only
+ * delay the end of the job (every rank used to compute its whole share
+ * first). It then sends rank 0, in place of its next batch, a marker
+ * saying how far it got. */
 static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, const int *owner, size_t n_batches)
 {
     enum tmap_status st = TMAP_OK;
