@@ -61,6 +61,7 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
         char line[512];
         tmap_baselines_describe(&res.baselines, line, sizeof line);
         printf("baselines: %s\n", line);
+        cli_note_baselines(&res.baselines);
         if (res.n_duplicates)
             printf("exact duplicates kept out of every selection: %zu\n", res.n_duplicates);
         if (l->learn.proxy.kind == TMAP_PROXY_ICL) {

@@ -17,6 +17,10 @@ for f in selected.jsonl scores.csv weights.json trace.csv tiny.jsonl report.html
 done
 expect_out "proxy, learned weights"
 expect_out "report: a/report.html"
+# A 4-million-parameter random model learns nothing in context: the run
+# says its weights do not beat random subsets, and where to turn.
+expect_out "does NOT beat random subsets by more than the noise"
+expect_err 'docs/fidelity.md, "When a run does not beat random"'
 # How many of the k demonstrations the learned subset's prompts hold.
 expect_out "of the 2 asked for fit beside a tiny item (context 1024 tokens)"
 expect_true grep -q '"proxy_demos": {' a/weights.json
@@ -98,6 +102,7 @@ run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators loss,steps -o s.csv -c 
 run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 4 -k 2 --draws 1 -c 1024 --quiet
 expect_status 0
 expect_out "proxy"
+expect_no_err   # --quiet: not even the note on the baselines
 expect_true test -s weights.json
 expect_true test -s trace.csv
 expect_true grep -q '"select": "top"' weights.json   # learn records its selection too
