@@ -48,9 +48,30 @@ struct run {
     const char *dir;
     struct row *rows;
     size_t      n_rows, n_items;
-    char      **arms_csv;   /* arms.csv's lines */
+    char      **arms_csv;   /* arms.csv's lines, in arms_text */
+    char       *arms_text;
     size_t      n_arms_csv;
+    char       *text;       /* losses.csv's bytes and lines, while they are parsed */
+    char      **lines;
 };
+
+/* The runs read, global so that what they hold stays reachable until the
+ * end (fail() exits from anywhere) and main frees it once. */
+static struct run g_runs[MAX_SEEDS];
+static size_t     g_n_runs;
+
+static void free_runs(void)
+{
+    for (size_t s = 0; s < g_n_runs; s++) {
+        for (size_t k = 0; k < g_runs[s].n_rows; k++)
+            free(g_runs[s].rows[k].loss);
+        free(g_runs[s].rows);
+        free(g_runs[s].arms_csv);
+        free(g_runs[s].arms_text);
+        free(g_runs[s].text);
+        free(g_runs[s].lines);
+    }
+}
 
 static _Noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -147,7 +168,8 @@ static void read_run(struct run *r, const char *dir)
     size_t size, n_lines;
     r->dir = dir;
     snprintf(path, sizeof path, "%s/losses.csv", dir);
-    char **lines = split_lines(read_file(path, &size), &n_lines);
+    r->text = read_file(path, &size);
+    char **lines = r->lines = split_lines(r->text, &n_lines);
     if (n_lines < 2)
         fail("%s: no arms (run bench_fidelity with this build: it writes losses.csv)", path);
     r->n_items = 0;
@@ -177,9 +199,13 @@ static void read_run(struct run *r, const char *dir)
         if (p)
             fail("%s:%zu: more losses than the header names", path, k + 1);
     }
-    free(lines);
+    free(r->lines);
+    free(r->text);
+    r->lines = NULL;
+    r->text = NULL;
     snprintf(path, sizeof path, "%s/arms.csv", dir);
-    r->arms_csv = split_lines(read_file(path, &size), &r->n_arms_csv);
+    r->arms_text = read_file(path, &size);
+    r->arms_csv = split_lines(r->arms_text, &r->n_arms_csv);
 }
 
 /* Rows of one arm (or of every arm of a kind) stacked: n x n_items. */
@@ -244,8 +270,13 @@ static void pool_arm(const struct run *runs, size_t n_runs, const char *name, co
         ref[s] = stack(&runs[s], NULL, reference, &st[s].n_b);
         st[s].a = own[s];
         st[s].b = ref[s];
-        if (!st[s].n_b)
+        if (!st[s].n_b) {
+            for (size_t k = 0; k <= s; k++) {
+                free(own[k]);
+                free(ref[k]);
+            }
             fail("%s: no '%s' arms to compare '%s' with", runs[s].dir, reference, name);
+        }
         out->per_seed[s] = mean_of(own[s], st[s].n_a * n_items) - mean_of(ref[s], st[s].n_b * n_items);
     }
     tmap_bootstrap_strata_diff(st, n_runs, n_items, n_boot, 7, &out->diff, &out->low, &out->high);
@@ -297,8 +328,7 @@ static void print_cell(const struct pooled *p, size_t n_runs)
 
 int main(int argc, char **argv)
 {
-    size_t n_boot = 2000, n_runs = 0;
-    struct run runs[MAX_SEEDS];
+    size_t n_boot = 2000;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--bootstrap") == 0 && i + 1 < argc) {
             n_boot = strtoul(argv[++i], NULL, 10);
@@ -306,61 +336,66 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: bench_fidelity_pool [--bootstrap N] OUT1 OUT2 ...\n"
                             "  OUT: folders of bench_fidelity runs on other corruption seeds\n");
             return 1;
-        } else if (n_runs == MAX_SEEDS) {
+        } else if (g_n_runs == MAX_SEEDS) {
             fail("at most %d folders", MAX_SEEDS);
         } else {
-            read_run(&runs[n_runs++], argv[i]);
+            g_n_runs++; /* first, so that free_runs sees what read_run holds */
+            read_run(&g_runs[g_n_runs - 1], argv[i]);
         }
     }
-    if (n_runs == 0 || n_boot == 0)
+    if (g_n_runs == 0 || n_boot == 0)
         fail("no folders (usage: bench_fidelity_pool [--bootstrap N] OUT1 OUT2 ...)");
     /* Pairing items across seeds needs the same items in the same order. */
     size_t first_size;
     char path[4200];
-    snprintf(path, sizeof path, "%s/heldout.jsonl", runs[0].dir);
+    snprintf(path, sizeof path, "%s/heldout.jsonl", g_runs[0].dir);
     char *first = read_file(path, &first_size);
-    for (size_t s = 1; s < n_runs; s++) {
+    for (size_t s = 1; s < g_n_runs; s++) {
         size_t size;
-        snprintf(path, sizeof path, "%s/heldout.jsonl", runs[s].dir);
+        snprintf(path, sizeof path, "%s/heldout.jsonl", g_runs[s].dir);
         char *other = read_file(path, &size);
-        if (runs[s].n_items != runs[0].n_items || size != first_size || memcmp(first, other, size) != 0)
-            fail("%s: its held-out items are not %s's (the runs must share heldout.jsonl)", path, runs[0].dir);
+        bool same = g_runs[s].n_items == g_runs[0].n_items && size == first_size && memcmp(first, other, size) == 0;
         free(other);
+        if (!same) {
+            free(first);
+            fail("%s: its held-out items are not %s's (the runs must share heldout.jsonl)", path, g_runs[0].dir);
+        }
     }
     free(first);
 
-    printf("Pooled over %zu corruption seeds (", n_runs);
-    for (size_t s = 0; s < n_runs; s++)
-        printf("%s%s", s ? ", " : "", runs[s].dir);
+    printf("Pooled over %zu corruption seeds (", g_n_runs);
+    for (size_t s = 0; s < g_n_runs; s++)
+        printf("%s%s", s ? ", " : "", g_runs[s].dir);
     printf("), %zu held-out items, %zu resamples. Differences: arm minus reference, per seed, then the mean "
            "over seeds with a 95%% interval over items and fine-tuning runs, then the seeds' own spread "
            "(t, %zu df). Bold: the interval excludes zero.\n\n",
-           runs[0].n_items, n_boot, n_runs - 1);
+           g_runs[0].n_items, n_boot, g_n_runs - 1);
     printf("| arm | corrupted | vs random, per seed | mean [95%%] | over seeds [95%%] "
            "| vs equal-token random, per seed | mean [95%%] | over seeds [95%%] |\n"
            "|---|---|---|---|---|---|---|---|\n");
-    for (size_t k = 0; k < runs[0].n_rows; k++) {
-        const struct row *w = &runs[0].rows[k];
+    for (size_t k = 0; k < g_runs[0].n_rows; k++) {
+        const struct row *w = &g_runs[0].rows[k];
         if (strcmp(w->kind, "random") == 0 || strcmp(w->kind, "tokens") == 0)
             continue;
-        if (k > 0 && strcmp(runs[0].rows[k - 1].name, w->name) == 0)
+        if (k > 0 && strcmp(g_runs[0].rows[k - 1].name, w->name) == 0)
             continue; /* the arm's next fine-tuning seed */
         bool everywhere = true;
-        for (size_t s = 1; s < n_runs; s++)
-            everywhere = everywhere && has_arm(&runs[s], w->name);
+        for (size_t s = 1; s < g_n_runs; s++)
+            everywhere = everywhere && has_arm(&g_runs[s], w->name);
         if (!everywhere) {
             fprintf(stderr, "bench_fidelity_pool: '%s' is not in every folder; left out\n", w->name);
             continue;
         }
         struct pooled vs_random, vs_tokens;
-        pool_arm(runs, n_runs, w->name, "random", n_boot, &vs_random);
-        pool_arm(runs, n_runs, w->name, "tokens", n_boot, &vs_tokens);
+        pool_arm(g_runs, g_n_runs, w->name, "random", n_boot, &vs_random);
+        pool_arm(g_runs, g_n_runs, w->name, "tokens", n_boot, &vs_tokens);
         printf("| %s |", w->name);
-        for (size_t s = 0; s < n_runs; s++)
-            printf("%s%.1f%%", s ? " / " : " ", corrupted(&runs[s], w->name));
-        print_cell(&vs_random, n_runs);
-        print_cell(&vs_tokens, n_runs);
+        for (size_t s = 0; s < g_n_runs; s++)
+            printf("%s%.1f%%", s ? " / " : " ", corrupted(&g_runs[s], w->name));
+        print_cell(&vs_random, g_n_runs);
+        print_cell(&vs_tokens, g_n_runs);
         printf(" |\n");
     }
+    free_runs();
     return 0;
 }
