@@ -45,7 +45,7 @@ echo
 corrupted "corrupted records" "$demo/out/selected.jsonl"
 
 # For a pool suspected of wrong or misaligned answers, the configuration
-# bench/fidelity supports on three corruption seeds (docs/fidelity.md): the
+# bench/fidelity supports on four corruption seeds (docs/fidelity.md): the
 # two indicators that see them, equal weights, no search. Its scores come
 # from the main job's store: nothing is decoded twice.
 step "a pool suspected of wrong or misaligned answers: the two cleaning indicators, equal weights" \

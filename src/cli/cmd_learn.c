@@ -61,7 +61,9 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
         char line[512];
         tmap_baselines_describe(&res.baselines, line, sizeof line);
         printf("baselines: %s\n", line);
-        cli_note_baselines(&res.baselines);
+        const char *hint = cli_baselines_hint(&res.baselines, &l->learn);
+        if (hint)
+            printf("what may help: %s\n", hint);
         if (res.n_duplicates)
             printf("exact duplicates kept out of every selection: %zu\n", res.n_duplicates);
         if (l->learn.proxy.kind == TMAP_PROXY_ICL) {

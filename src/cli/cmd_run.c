@@ -73,7 +73,9 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
            b->n_random);
     tmap_baselines_describe(b, line, sizeof line);
     printf("%-28s %s\n", "baseline", line);
-    cli_note_baselines(b);
+    const char *hint = cli_baselines_hint(b, &p->learn);
+    if (hint)
+        printf("%-28s %s\n", "what may help", hint);
     printf("%-28s %zu (%.0f%%)", "selected", s->n_selected, ratio * 100.0);
     if (p->learn.select.mode == TMAP_SELECT_FILTER)
         printf(", drawn at random from all but the lowest %.0f%%", p->learn.select.drop * 100.0);

@@ -43,14 +43,14 @@ int cli_report(const struct tmap_error *err)
     return err->status ? (int)err->status : 1;
 }
 
-void cli_note_baselines(const struct tmap_baselines *b)
+const char *cli_baselines_hint(const struct tmap_baselines *b, const struct tmap_learn_params *learn)
 {
-    if (cli_quiet || (b->verdict != TMAP_VERDICT_WITHIN && b->verdict != TMAP_VERDICT_LOSES))
-        return;
-    fprintf(stderr, "tmap: note: as far as the proxy can tell, these weights select no better than a random "
-                    "subset of the same size; what helps (--proxy finetune for a model that learns little in "
-                    "context, --indicators support,coverage --search equal for a pool with wrong or misaligned "
-                    "answers): docs/fidelity.md, \"When a run does not beat random\"\n");
+    /* Equal weights were not searched for: the proxy chose nothing. */
+    if ((b->verdict != TMAP_VERDICT_WITHIN && b->verdict != TMAP_VERDICT_LOSES) || learn->search == TMAP_SEARCH_EQUAL)
+        return NULL;
+    return "--proxy finetune for a model that learns little in context; --indicators support,coverage "
+           "--search equal for a pool with wrong or misaligned answers (docs/fidelity.md, "
+           "\"When a run does not beat random\")";
 }
 
 void cli_notice(const char *message, void *user_data)

@@ -20,7 +20,8 @@ expect_out "report: a/report.html"
 # A 4-million-parameter random model learns nothing in context: the run
 # says its weights do not beat random subsets, and where to turn.
 expect_out "does NOT beat random subsets by more than the noise"
-expect_err 'docs/fidelity.md, "When a run does not beat random"'
+expect_out 'what may help                --proxy finetune for a model that learns little in context; --indicators support,coverage --search equal'
+expect_out 'docs/fidelity.md, "When a run does not beat random"'
 # How many of the k demonstrations the learned subset's prompts hold.
 expect_out "of the 2 asked for fit beside a tiny item (context 1024 tokens)"
 expect_true grep -q '"proxy_demos": {' a/weights.json
@@ -102,7 +103,8 @@ run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators loss,steps -o s.csv -c 
 run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 4 -k 2 --draws 1 -c 1024 --quiet
 expect_status 0
 expect_out "proxy"
-expect_no_err   # --quiet: not even the note on the baselines
+expect_no_err
+expect_out 'what may help: --proxy finetune'   # in the result, --quiet or not
 expect_true test -s weights.json
 expect_true test -s trace.csv
 expect_true grep -q '"select": "top"' weights.json   # learn records its selection too
@@ -126,6 +128,8 @@ check "--search equal: no search, equal weights, the same rows as tmap select wi
 run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 4 -k 2 --draws 1 -c 1024 \
     --search equal --weights eq.json --trace eq-trace.csv --quiet
 expect_status 0
+# Nothing was searched, so no search setting is suggested.
+expect_true test "$(grep -c 'what may help' "$WORK/.out")" -eq 0
 expect_true grep -q '"search": "equal"' eq.json
 expect_true test "$(grep -cE '"weight": 0\.5,?$' eq.json)" -eq 2
 expect_true test "$(wc -l < eq-trace.csv)" -eq 2    # the header and one evaluation
