@@ -6,7 +6,7 @@
 #   make build    build/tmap
 #   make asan     every test under AddressSanitizer + UBSan
 #   make bench    the benchmarks under bench/
-#   make fidelity the closed loop: tmap's selection fine-tuned against random (SEED=1)
+#   make fidelity the closed loop: tmap's selection fine-tuned against random (SEED=1, or SEEDS="1 2 3" pooled)
 #   make install  the CLI, libtmap (.so, .a), tmap.h, a CMake package and tmap.pc (PREFIX=/usr/local)
 #   make fuzz     libFuzzer on every input parser (FUZZ_RUNS=10000000 FUZZ_TIME=1800 each)
 #
@@ -52,11 +52,28 @@ bench: build
 # The closed loop (docs/fidelity.md): SEED picks the corruption and the
 # random arms; run it on a second seed before trusting a change of default.
 # MODEL picks the base model (docs/base-model.md for the 2,048-token one).
+# SEEDS="1 2 3" runs each seed in turn (a seed already run costs little:
+# its folder keeps what it fine-tuned), then pools them into one
+# difference per arm (bench_fidelity_pool). FIDELITY_ARGS reach
+# bench_fidelity (say --indicators support,coverage); FIDELITY_TAG names
+# their folders apart.
 SEED  ?= 1
 MODEL ?= models/gsm8k-base.gguf
+SEEDS ?=
+FIDELITY_ARGS ?=
+FIDELITY_TAG ?=
+fidelity_dir = $(BUILD)/fidelity-$(basename $(notdir $(MODEL)))$(FIDELITY_TAG)-seed$(1)
 fidelity: build
+ifeq ($(strip $(SEEDS)),)
 	$(BUILD)/bench/bench_fidelity --model $(MODEL) --data data/gsm8k/train.jsonl \
-	    --test data/gsm8k/test.jsonl --out $(BUILD)/fidelity-$(basename $(notdir $(MODEL)))-seed$(SEED) --seed $(SEED)
+	    --test data/gsm8k/test.jsonl --out $(call fidelity_dir,$(SEED)) --seed $(SEED) $(FIDELITY_ARGS)
+else
+	@for s in $(SEEDS); do \
+	    $(BUILD)/bench/bench_fidelity --model $(MODEL) --data data/gsm8k/train.jsonl \
+	        --test data/gsm8k/test.jsonl --out $(call fidelity_dir,$$s) --seed $$s $(FIDELITY_ARGS) || exit 1; \
+	done
+	$(BUILD)/bench/bench_fidelity_pool $(foreach s,$(SEEDS),$(call fidelity_dir,$(s)))
+endif
 
 asan: setup
 	@mkdir -p $(BUILD)-asan
