@@ -25,6 +25,7 @@
  *
  *   bench_fidelity_pool [--bootstrap N] OUT1 OUT2 ...
  */
+#include "util/csv.h"
 #include "util/stats.h"
 
 #include <errno.h>
@@ -37,10 +38,17 @@
 
 enum { MAX_SEEDS = 64, NAME_LEN = 64 };
 
-/* One row of losses.csv: an arm's per-item losses for one fine-tuning seed. */
+/* The two references every arm is judged against, and their kinds in
+ * losses.csv. */
+enum { REF_RANDOM, REF_TOKENS, N_REFS };
+static const char *const ref_kinds[N_REFS] = { "random", "tokens" };
+
+/* One row of losses.csv: an arm's per-item losses for one fine-tuning seed,
+ * and (from arms.csv) the arm's share of corrupted records. */
 struct row {
     char    name[NAME_LEN], kind[16];
     double *loss;
+    double  corrupted;
 };
 
 /* One corruption seed: an OUT folder. */
@@ -48,11 +56,11 @@ struct run {
     const char *dir;
     struct row *rows;
     size_t      n_rows, n_items;
-    char      **arms_csv;   /* arms.csv's lines, in arms_text */
-    char       *arms_text;
-    size_t      n_arms_csv;
-    char       *text;       /* losses.csv's bytes and lines, while they are parsed */
-    char      **lines;
+    double     *ref[N_REFS];   /* the reference kinds' rows, stacked: n_ref x n_items */
+    size_t      n_ref[N_REFS];
+    char       *line;          /* getline's buffer, while a file is read */
+    size_t      line_cap;
+    char      **fields;        /* ... and its fields */
 };
 
 /* The runs read, global so that what they hold stays reachable until the
@@ -63,13 +71,14 @@ static size_t     g_n_runs;
 static void free_runs(void)
 {
     for (size_t s = 0; s < g_n_runs; s++) {
-        for (size_t k = 0; k < g_runs[s].n_rows; k++)
-            free(g_runs[s].rows[k].loss);
-        free(g_runs[s].rows);
-        free(g_runs[s].arms_csv);
-        free(g_runs[s].arms_text);
-        free(g_runs[s].text);
-        free(g_runs[s].lines);
+        struct run *r = &g_runs[s];
+        for (size_t k = 0; k < r->n_rows; k++)
+            free(r->rows[k].loss);
+        free(r->rows);
+        for (int f = 0; f < N_REFS; f++)
+            free(r->ref[f]);
+        free(r->line);
+        free(r->fields);
     }
 }
 
@@ -86,126 +95,100 @@ static _Noreturn void fail(const char *fmt, ...)
     exit(1);
 }
 
-/* The next CSV field of *line into out (at most cap bytes), quotes undone;
- * *line moves past it and its comma. False at the end of the line. */
-static bool next_field(const char **line, char *out, size_t cap)
+static FILE *open_in(const char *path)
 {
-    const char *p = *line;
-    if (!p)
-        return false;
-    size_t n = 0;
-    if (*p == '"') {
-        for (p++; *p && !(*p == '"' && p[1] != '"'); p++) {
-            if (*p == '"')
-                p++; /* a doubled quote */
-            if (n + 1 < cap)
-                out[n++] = *p;
-        }
-        if (*p == '"')
-            p++;
-    } else {
-        for (; *p && *p != ',' && *p != '\n'; p++)
-            if (n + 1 < cap)
-                out[n++] = *p;
-    }
-    out[n] = '\0';
-    *line = *p == ',' ? p + 1 : NULL;
-    return true;
-}
-
-static char *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
+    FILE *f = fopen(path, "r");
     if (!f)
         fail("%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = 2 * cap + 65536 + 1;
-            buf = realloc(buf, cap);
-            if (!buf)
-                fail("%s: out of memory", path);
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad)
-        fail("%s: cannot read: %s", path, strerror(errno));
-    buf[n] = '\0';
-    *size = n;
-    return buf;
+    return f;
 }
 
-/* Splits buf into lines in place; returns them (buf owns the bytes). */
-static char **split_lines(char *buf, size_t *n_lines)
+/* The next line of f, split into at most max fields (r->fields); -1 at the
+ * end of the file. */
+static int next_line(struct run *r, FILE *f, int max, const char *path, size_t line_no)
 {
-    size_t n = 0, cap = 16;
-    char **lines = malloc(cap * sizeof *lines);
-    for (char *p = buf; lines && *p;) {
-        char *end = strchr(p, '\n');
-        if (end)
-            *end = '\0';
-        if (n == cap)
-            lines = realloc(lines, (cap *= 2) * sizeof *lines);
-        if (lines)
-            lines[n++] = p;
-        p = end ? end + 1 : p + strlen(p);
-    }
-    if (!lines)
-        fail("out of memory");
-    *n_lines = n;
-    return lines;
+    ssize_t len = getline(&r->line, &r->line_cap, f);
+    if (len < 0)
+        return -1;
+    if (len > 0 && r->line[len - 1] == '\n')
+        r->line[len - 1] = '\0';
+    int n = tmap_csv_split(r->line, r->fields, max);
+    if (n < 0)
+        fail("%s:%zu: a quote that does not close", path, line_no);
+    return n;
 }
 
-static void read_run(struct run *r, const char *dir)
+static struct row *find_row(const struct run *r, const char *name)
 {
-    char path[4200];
-    size_t size, n_lines;
-    r->dir = dir;
-    snprintf(path, sizeof path, "%s/losses.csv", dir);
-    r->text = read_file(path, &size);
-    char **lines = r->lines = split_lines(r->text, &n_lines);
-    if (n_lines < 2)
-        fail("%s: no arms (run bench_fidelity with this build: it writes losses.csv)", path);
+    for (size_t k = 0; k < r->n_rows; k++)
+        if (strcmp(r->rows[k].name, name) == 0)
+            return &r->rows[k];
+    return NULL;
+}
+
+static void read_losses(struct run *r, const char *path)
+{
+    FILE *f = open_in(path);
+    ssize_t len = getline(&r->line, &r->line_cap, f);
     r->n_items = 0;
-    for (const char *p = lines[0]; *p; p++)
-        r->n_items += *p == ',';
+    for (ssize_t i = 0; i < len; i++)
+        r->n_items += r->line[i] == ',';
     if (r->n_items < 3)
         fail("%s:1: not a losses.csv header", path);
     r->n_items -= 2; /* arm,kind,seed,item_1,... */
-    r->rows = calloc(n_lines - 1, sizeof *r->rows);
-    r->n_rows = n_lines - 1;
-    for (size_t k = 1; k < n_lines; k++) {
-        struct row *w = &r->rows[k - 1];
-        const char *p = lines[k];
-        char field[64];
-        w->loss = malloc(r->n_items * sizeof *w->loss);
-        if (!w->loss || !next_field(&p, w->name, sizeof w->name) || !next_field(&p, w->kind, sizeof w->kind) ||
-            !next_field(&p, field, sizeof field))
-            fail("%s:%zu: too few fields", path, k + 1);
+    int max = (int)r->n_items + 4; /* one more than a row holds, to see one that holds more */
+    r->fields = malloc((size_t)max * sizeof *r->fields);
+    if (!r->fields)
+        fail("out of memory");
+    size_t cap = 0;
+    for (size_t line_no = 2;; line_no++) {
+        int n = next_line(r, f, max, path, line_no);
+        if (n < 0)
+            break;
+        if (n < 3)
+            fail("%s:%zu: too few fields", path, line_no);
+        if ((size_t)n != r->n_items + 3)
+            fail("%s:%zu: %d losses, the header names %zu", path, line_no, n - 3, r->n_items);
+        if (r->n_rows == cap) {
+            cap = cap ? 2 * cap : 32;
+            struct row *grown = realloc(r->rows, cap * sizeof *grown);
+            if (!grown)
+                fail("out of memory");
+            r->rows = grown;
+        }
+        struct row *w = &r->rows[r->n_rows++];
+        *w = (struct row){ .corrupted = NAN };
+        snprintf(w->name, sizeof w->name, "%s", r->fields[0]);
+        snprintf(w->kind, sizeof w->kind, "%s", r->fields[1]);
+        if (!(w->loss = malloc(r->n_items * sizeof *w->loss)))
+            fail("out of memory");
         for (size_t i = 0; i < r->n_items; i++) {
             char *end;
-            if (!next_field(&p, field, sizeof field))
-                fail("%s:%zu: %zu losses, the header names %zu", path, k + 1, i, r->n_items);
-            w->loss[i] = strtod(field, &end);
-            if (end == field || *end)
-                fail("%s:%zu: item %zu: '%s' is not a number", path, k + 1, i + 1, field);
+            w->loss[i] = strtod(r->fields[i + 3], &end);
+            if (end == r->fields[i + 3] || *end)
+                fail("%s:%zu: item %zu: '%s' is not a number", path, line_no, i + 1, r->fields[i + 3]);
         }
-        if (p)
-            fail("%s:%zu: more losses than the header names", path, k + 1);
     }
-    free(r->lines);
-    free(r->text);
-    r->lines = NULL;
-    r->text = NULL;
-    snprintf(path, sizeof path, "%s/arms.csv", dir);
-    r->arms_text = read_file(path, &size);
-    r->arms_csv = split_lines(r->arms_text, &r->n_arms_csv);
+    fclose(f);
+    if (r->n_rows == 0)
+        fail("%s: no arms (run bench_fidelity with this build: it writes losses.csv)", path);
+}
+
+/* Each arm's share of corrupted records: arms.csv's 4th column. */
+static void read_corrupted(struct run *r, const char *path)
+{
+    FILE *f = open_in(path);
+    for (size_t line_no = 1;; line_no++) {
+        int n = next_line(r, f, 5, path, line_no);
+        if (n < 0)
+            break;
+        if (line_no == 1 || n < 4)
+            continue;
+        for (size_t k = 0; k < r->n_rows; k++)
+            if (strcmp(r->rows[k].name, r->fields[0]) == 0)
+                r->rows[k].corrupted = strtod(r->fields[3], NULL);
+    }
+    fclose(f);
 }
 
 /* Rows of one arm (or of every arm of a kind) stacked: n x n_items. */
@@ -221,19 +204,37 @@ static double *stack(const struct run *r, const char *name, const char *kind, si
     return m;
 }
 
-/* The arm's share of corrupted records, from arms.csv (column 4). */
-static double corrupted(const struct run *r, const char *name)
+static void read_run(struct run *r, const char *dir)
 {
-    for (size_t k = 1; k < r->n_arms_csv; k++) {
-        const char *p = r->arms_csv[k];
-        char field[NAME_LEN];
-        if (!next_field(&p, field, sizeof field) || strcmp(field, name) != 0)
-            continue;
-        for (int c = 0; c < 3 && next_field(&p, field, sizeof field); c++)
-            ;
-        return strtod(field, NULL);
+    char losses[4200], arms[4200];
+    r->dir = dir;
+    snprintf(losses, sizeof losses, "%s/losses.csv", dir);
+    snprintf(arms, sizeof arms, "%s/arms.csv", dir);
+    read_losses(r, losses);
+    read_corrupted(r, arms);
+    for (int f = 0; f < N_REFS; f++) {
+        r->ref[f] = stack(r, NULL, ref_kinds[f], &r->n_ref[f]);
+        if (!r->n_ref[f])
+            fail("%s: no '%s' arms to compare the others with", losses, ref_kinds[f]);
     }
-    return NAN;
+}
+
+/* True when two files hold the same bytes. */
+static bool same_bytes(const char *a, const char *b)
+{
+    FILE *fa = open_in(a), *fb = fopen(b, "r");
+    bool same = fb != NULL;
+    char x[65536], y[65536];
+    while (same) {
+        size_t na = fread(x, 1, sizeof x, fa), nb = fread(y, 1, sizeof y, fb);
+        same = na == nb && memcmp(x, y, na) == 0;
+        if (na < sizeof x)
+            break;
+    }
+    fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
 }
 
 static double mean_of(const double *v, size_t n)
@@ -258,48 +259,34 @@ struct pooled {
     double spread_low, spread_high;
 };
 
-/* arm against the rows of one reference kind, per seed and pooled. */
-static void pool_arm(const struct run *runs, size_t n_runs, const char *name, const char *reference, size_t n_boot,
-                     struct pooled *out)
+/* An arm against each reference, per seed and pooled. */
+static void pool_arm(const struct run *runs, size_t n_runs, const char *name, size_t n_boot, struct pooled out[N_REFS])
 {
     struct tmap_bootstrap_stratum st[MAX_SEEDS] = { 0 };
-    double *own[MAX_SEEDS], *ref[MAX_SEEDS];
+    double *own[MAX_SEEDS];
     size_t n_items = runs[0].n_items;
-    for (size_t s = 0; s < n_runs; s++) {
+    for (size_t s = 0; s < n_runs; s++)
         own[s] = stack(&runs[s], name, NULL, &st[s].n_a);
-        ref[s] = stack(&runs[s], NULL, reference, &st[s].n_b);
-        st[s].a = own[s];
-        st[s].b = ref[s];
-        if (!st[s].n_b) {
-            for (size_t k = 0; k <= s; k++) {
-                free(own[k]);
-                free(ref[k]);
-            }
-            fail("%s: no '%s' arms to compare '%s' with", runs[s].dir, reference, name);
+    for (int f = 0; f < N_REFS; f++) {
+        struct pooled *o = &out[f];
+        for (size_t s = 0; s < n_runs; s++) {
+            st[s].a = own[s];
+            st[s].b = runs[s].ref[f];
+            st[s].n_b = runs[s].n_ref[f];
+            o->per_seed[s] = mean_of(own[s], st[s].n_a * n_items) - mean_of(st[s].b, st[s].n_b * n_items);
         }
-        out->per_seed[s] = mean_of(own[s], st[s].n_a * n_items) - mean_of(ref[s], st[s].n_b * n_items);
+        tmap_bootstrap_strata_diff(st, n_runs, n_items, n_boot, 7, &o->diff, &o->low, &o->high);
+        double mean = 0.0, ss = 0.0;
+        for (size_t s = 0; s < n_runs; s++)
+            mean += o->per_seed[s] / (double)n_runs;
+        for (size_t s = 0; s < n_runs; s++)
+            ss += (o->per_seed[s] - mean) * (o->per_seed[s] - mean);
+        double half = n_runs > 1 ? t975(n_runs - 1) * sqrt(ss / (double)(n_runs - 1) / (double)n_runs) : NAN;
+        o->spread_low = mean - half;
+        o->spread_high = mean + half;
     }
-    tmap_bootstrap_strata_diff(st, n_runs, n_items, n_boot, 7, &out->diff, &out->low, &out->high);
-    double mean = 0.0, ss = 0.0;
     for (size_t s = 0; s < n_runs; s++)
-        mean += out->per_seed[s] / (double)n_runs;
-    for (size_t s = 0; s < n_runs; s++)
-        ss += (out->per_seed[s] - mean) * (out->per_seed[s] - mean);
-    double half = n_runs > 1 ? t975(n_runs - 1) * sqrt(ss / (double)(n_runs - 1) / (double)n_runs) : NAN;
-    out->spread_low = mean - half;
-    out->spread_high = mean + half;
-    for (size_t s = 0; s < n_runs; s++) {
         free(own[s]);
-        free(ref[s]);
-    }
-}
-
-static bool has_arm(const struct run *r, const char *name)
-{
-    for (size_t k = 0; k < r->n_rows; k++)
-        if (strcmp(r->rows[k].name, name) == 0)
-            return true;
-    return false;
 }
 
 /* A difference as printed, to 4 decimals: what rounds to zero is zero
@@ -346,22 +333,13 @@ int main(int argc, char **argv)
     if (g_n_runs == 0 || n_boot == 0)
         fail("no folders (usage: bench_fidelity_pool [--bootstrap N] OUT1 OUT2 ...)");
     /* Pairing items across seeds needs the same items in the same order. */
-    size_t first_size;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/heldout.jsonl", g_runs[0].dir);
-    char *first = read_file(path, &first_size);
     for (size_t s = 1; s < g_n_runs; s++) {
-        size_t size;
-        snprintf(path, sizeof path, "%s/heldout.jsonl", g_runs[s].dir);
-        char *other = read_file(path, &size);
-        bool same = g_runs[s].n_items == g_runs[0].n_items && size == first_size && memcmp(first, other, size) == 0;
-        free(other);
-        if (!same) {
-            free(first);
-            fail("%s: its held-out items are not %s's (the runs must share heldout.jsonl)", path, g_runs[0].dir);
-        }
+        char first[4200], other[4200];
+        snprintf(first, sizeof first, "%s/heldout.jsonl", g_runs[0].dir);
+        snprintf(other, sizeof other, "%s/heldout.jsonl", g_runs[s].dir);
+        if (g_runs[s].n_items != g_runs[0].n_items || !same_bytes(first, other))
+            fail("%s: its held-out items are not %s's (the runs must share heldout.jsonl)", other, g_runs[0].dir);
     }
-    free(first);
 
     printf("Pooled over %zu corruption seeds (", g_n_runs);
     for (size_t s = 0; s < g_n_runs; s++)
@@ -381,19 +359,18 @@ int main(int argc, char **argv)
             continue; /* the arm's next fine-tuning seed */
         bool everywhere = true;
         for (size_t s = 1; s < g_n_runs; s++)
-            everywhere = everywhere && has_arm(&g_runs[s], w->name);
+            everywhere = everywhere && find_row(&g_runs[s], w->name);
         if (!everywhere) {
             fprintf(stderr, "bench_fidelity_pool: '%s' is not in every folder; left out\n", w->name);
             continue;
         }
-        struct pooled vs_random, vs_tokens;
-        pool_arm(g_runs, g_n_runs, w->name, "random", n_boot, &vs_random);
-        pool_arm(g_runs, g_n_runs, w->name, "tokens", n_boot, &vs_tokens);
+        struct pooled vs[N_REFS];
+        pool_arm(g_runs, g_n_runs, w->name, n_boot, vs);
         printf("| %s |", w->name);
         for (size_t s = 0; s < g_n_runs; s++)
-            printf("%s%.1f%%", s ? " / " : " ", corrupted(&g_runs[s], w->name));
-        print_cell(&vs_random, g_n_runs);
-        print_cell(&vs_tokens, g_n_runs);
+            printf("%s%.1f%%", s ? " / " : " ", find_row(&g_runs[s], w->name)->corrupted);
+        print_cell(&vs[REF_RANDOM], g_n_runs);
+        print_cell(&vs[REF_TOKENS], g_n_runs);
         printf(" |\n");
     }
     free_runs();

@@ -158,47 +158,6 @@ enum tmap_status tmap_scores_write_csv(const struct tmap_scores *s, const struct
 
 /* ---- CSV in (--extra) --------------------------------------------------- */
 
-/* Splits one CSV line in place into at most max fields (RFC 4180 quoting,
- * no newlines inside fields). Returns the field count, or -1 on a bad quote. */
-static int split_csv(char *line, char **fields, int max)
-{
-    int n = 0;
-    char *p = line;
-    while (n < max) {
-        char *out = p;
-        fields[n++] = p;
-        if (*p == '"') {
-            char *r = p + 1;
-            for (;;) {
-                if (!*r)
-                    return -1;
-                if (*r == '"' && r[1] == '"') {
-                    *out++ = '"';
-                    r += 2;
-                } else if (*r == '"') {
-                    r++;
-                    break;
-                } else {
-                    *out++ = *r++;
-                }
-            }
-            if (*r != ',' && *r)
-                return -1;
-            *out = '\0';
-            if (!*r)
-                return n;
-            p = r + 1;
-            continue;
-        }
-        char *comma = strchr(p, ',');
-        if (!comma)
-            return n;
-        *comma = '\0';
-        p = comma + 1;
-    }
-    return n;
-}
-
 enum { MAX_EXTRA_COLUMNS = 64 };
 
 struct extra_csv {
@@ -219,7 +178,7 @@ static enum tmap_status read_header(struct extra_csv *x, struct tmap_scores *s, 
         return tmap_fail(err, TMAP_ERR_DATA, "%s: empty file, expected a header line starting with id", x->path);
     x->line_no = 1;
     x->line[strcspn(x->line, "\r\n")] = '\0';
-    x->n_fields = split_csv(x->line, fields, MAX_EXTRA_COLUMNS + 1);
+    x->n_fields = tmap_csv_split(x->line, fields, MAX_EXTRA_COLUMNS + 1);
     if (x->n_fields < 2 || strcmp(fields[0], "id") != 0)
         return tmap_fail(err, TMAP_ERR_DATA, "%s:1: the header must be id,NAME[,NAME...]", x->path);
     for (int k = 1; k < x->n_fields; k++) {
@@ -243,7 +202,7 @@ static enum tmap_status read_row(struct extra_csv *x, struct tmap_scores *s,
     x->line[strcspn(x->line, "\r\n")] = '\0';
     if (!x->line[0])
         return TMAP_OK;
-    int n = split_csv(x->line, fields, MAX_EXTRA_COLUMNS + 1);
+    int n = tmap_csv_split(x->line, fields, MAX_EXTRA_COLUMNS + 1);
     if (n != x->n_fields)
         return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: %d fields, the header has %d", x->path,
                          x->line_no, n, x->n_fields);
