@@ -12,7 +12,7 @@
  *
  * usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS] [ROUNDS]
  */
-#include "model/model.h" /* tmap_cpu_offers_amx_buffers */
+#include "model/model.h" /* tmap_weight_placement_plan */
 #include "util/clock.h"
 #include "tmap.h"
 
@@ -177,8 +177,11 @@ int main(int argc, char **argv)
     uint64_t n_tokens;
     struct sequence *seqs = build_sequences(model, subpool, n, &n_seqs, &n_tokens);
     struct llama_model_params lmp = llama_model_default_params();
-    lmp.use_extra_bufts = !tmap_cpu_offers_amx_buffers(); /* tmap's kernels, not AMX's */
+    struct tmap_weight_placement placement; /* tmap's kernels: the same buffers its load chose */
+    if (tmap_weight_placement_plan(argv[1], true, &lmp, &placement, NULL))
+        die("placing the raw model's weights", NULL);
     struct llama_model *lm = llama_model_load_from_file(argv[1], lmp);
+    tmap_weight_placement_free(&placement);
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = (uint32_t)(info.n_ctx * info.n_seq);
     cp.n_batch = (uint32_t)info.n_batch;

@@ -245,6 +245,10 @@ struct tmap_model_params {
      * default (split over all). Under MPI the CLI gives each rank its local
      * rank: one GPU per rank. No GPU: ignored. */
     int32_t main_gpu;
+    /* --no-repack turns it off: llama.cpp's repacked CPU layouts for
+     * quantized weights (on a CPU with AMX, only the CPU_REPACK one:
+     * src/model/placement.c). */
+    bool    repack;
 };
 
 TMAP_API struct tmap_model_params tmap_model_default_params(void);

@@ -52,7 +52,8 @@ int cmd_run(int argc, char **argv);
 /* ---- Options ----------------------------------------------------------- */
 
 enum cli_opt_kind {
-    CLI_FLAG,   /* bool, no argument */
+    CLI_FLAG,   /* bool, no argument: sets it */
+    CLI_FLAG_OFF, /* bool, no argument: clears it (--no-repack) */
     CLI_STRING, /* const char * */
     CLI_INT,    /* int32_t, checked against [min, max] */
     CLI_SIZE,   /* size_t, checked against [min, max] */
@@ -96,7 +97,7 @@ void cli_print_help(const struct cli_spec *spec);
 
 /* ---- Shared option groups ---------------------------------------------- */
 
-/* -m -t -c -b -ngl -np, named as llama.cpp names them. */
+/* -m -t -c -b -ngl -np --no-repack, named as llama.cpp names them. */
 #define CLI_MODEL_OPTIONS(mp)                                                                     \
     { "-m|--model", CLI_STRING, &(mp).path, "FILE", "GGUF model to load", 0, 0, NULL },           \
     { "-t|--threads", CLI_INT, &(mp).n_threads, "N", "CPU threads (0 = all cores)", 0, 1024, NULL }, \
@@ -104,7 +105,8 @@ void cli_print_help(const struct cli_spec *spec);
     { "-b|--batch-size", CLI_INT, &(mp).n_batch, "N", "tokens per llama_decode call", 1, 1 << 20, NULL }, \
     { "-ngl|--n-gpu-layers", CLI_INT, &(mp).n_gpu_layers, "N", "layers to offload to the GPU (-1 = all)", -1, 1 << 20, NULL }, \
     { "--main-gpu", CLI_INT, &(mp).main_gpu, "I", "run on GPU I only (default: all; under MPI, the rank's local rank)", -1, 1 << 20, NULL }, \
-    { "-np|--parallel", CLI_INT, &(mp).n_seq, "N", "sequences decoded side by side", 1, 256, NULL }
+    { "-np|--parallel", CLI_INT, &(mp).n_seq, "N", "sequences decoded side by side", 1, 256, NULL }, \
+    { "--no-repack", CLI_FLAG_OFF, &(mp).repack, NULL, "keep quantized weights in llama.cpp's plain CPU layout", 0, 0, NULL }
 
 /* --fields --on-error --rejects --max-record-bytes, filled into a pool's params. */
 struct cli_data_options {

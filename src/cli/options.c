@@ -178,7 +178,8 @@ static int set_option(const struct cli_spec *spec, const char *name, const struc
     int rc;
     switch (o->kind) {
     case CLI_FLAG:
-        *(bool *)o->target = true;
+    case CLI_FLAG_OFF:
+        *(bool *)o->target = o->kind == CLI_FLAG;
         return -1;
     case CLI_STRING:
         *(const char **)o->target = value;
@@ -224,7 +225,7 @@ static int parse_one(const struct cli_spec *spec, int argc, char **argv, int *i)
     const struct cli_option *o = find_option(spec, arg, len);
     if (!o)
         return cli_usage_error(spec, "unknown option '%.*s'", (int)len, arg);
-    if (o->kind == CLI_FLAG) {
+    if (o->kind == CLI_FLAG || o->kind == CLI_FLAG_OFF) {
         if (eq)
             return cli_usage_error(spec, "%.*s takes no value", (int)len, arg);
         return set_option(spec, arg, o, NULL);

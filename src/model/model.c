@@ -76,6 +76,7 @@ struct tmap_model_params tmap_model_default_params(void)
         .n_seq        = 4,
         .use_mmap     = true,
         .main_gpu     = -1,
+        .repack       = true,
     };
     return p;
 }
@@ -93,33 +94,6 @@ static void set_main_gpu(struct llama_model_params *mp, int32_t main_gpu)
         return;
     mp->split_mode = LLAMA_SPLIT_MODE_NONE;
     mp->main_gpu = main_gpu % n_gpu;
-}
-
-/* llama.cpp's CPU backend moves quantized weights into "extra" buffer types
- * of its own layout where the CPU has the instructions for them. The AMX
- * one (Intel Xeon Sapphire Rapids and later) crashes in its matrix multiply
- * on Q8_0 weights: measured on such a machine, tests/unit/test_quantize
- * died with SIGSEGV in ggml_backend_amx_mul_mat (llama.cpp issue 20824,
- * open, reports the same on a 30B Q4_K_M model). Where the CPU device
- * offers that buffer type, tmap leaves every extra buffer type off: the
- * weights stay in plain CPU buffers and go through ggml's generic kernels
- * for their type (the same model; on the test, Q8_0 within 0.0073 nats of
- * F32), only without the repacked ones. Elsewhere (no AMX) llama.cpp's
- * default stands. */
-bool tmap_cpu_offers_amx_buffers(void)
-{
-    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-    if (!cpu)
-        return false;
-    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
-    ggml_backend_dev_get_extra_bufts_t get_extra = (ggml_backend_dev_get_extra_bufts_t)
-        ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts");
-    if (!get_extra)
-        return false;
-    for (ggml_backend_buffer_type_t *b = get_extra(cpu); b && *b; b++)
-        if (strcmp(ggml_backend_buft_name(*b), "AMX") == 0)
-            return true;
-    return false;
 }
 
 static int32_t default_threads(void)
@@ -301,10 +275,13 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
     mp.n_gpu_layers = p->n_gpu_layers;
     mp.load_mode    = p->use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
     set_main_gpu(&mp, p->main_gpu);
-    if (tmap_cpu_offers_amx_buffers())
-        mp.use_extra_bufts = false;
+    struct tmap_weight_placement placement;
+    st = tmap_weight_placement_plan(p->path, p->repack, &mp, &placement, err);
+    if (st)
+        goto fail;
     last_error[0]   = '\0';
     m->model = llama_model_load_from_file(p->path, mp);
+    tmap_weight_placement_free(&placement);
     if (!m->model) {
         st = tmap_fail(err, TMAP_ERR_MODEL, "%s: llama.cpp cannot load this model: %s", p->path,
                        *last_error ? last_error : "no reason given");

@@ -89,9 +89,24 @@ enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *ca
 const char *tmap_llama_last_error(void);
 
 /* True where llama.cpp's CPU device offers its AMX weight buffers, which
- * tmap leaves off (they crash on Q8_0: model.c says more). A program that
- * loads a model by llama.cpp's API beside tmap's (bench/score's raw loop)
- * sets use_extra_bufts = false when this is true, to run the same kernels. */
+ * tmap leaves off (they crash on Q8_0: placement.c says more). */
 bool tmap_cpu_offers_amx_buffers(void);
+
+/* Where llama.cpp puts a model's weights on the CPU (placement.c): without
+ * repack every extra buffer type is off; with it, llama.cpp's default,
+ * except that on a CPU with AMX buffers the weights that CPU_REPACK takes
+ * are named to it one by one and the rest stay plain. Fills
+ * mp->use_extra_bufts and mp->tensor_buft_overrides, which point into *out
+ * until tmap_weight_placement_free (after the load). A program that loads
+ * a model beside tmap's (bench/score's raw loop) plans the same way to run
+ * the same kernels. */
+struct tmap_weight_placement {
+    struct llama_model_tensor_buft_override *overrides; /* NULL-pattern terminated */
+    char                                   **patterns;
+    size_t                                   n;
+};
+enum tmap_status tmap_weight_placement_plan(const char *path, bool repack, struct llama_model_params *mp,
+                                            struct tmap_weight_placement *out, struct tmap_error *err);
+void tmap_weight_placement_free(struct tmap_weight_placement *pl);
 
 #endif

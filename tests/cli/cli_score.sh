@@ -57,6 +57,15 @@ expect_out "tokens to decode"
 expect_out "estimated time"
 expect_true test ! -e scores-dry.csv
 
+check "--no-repack: the same scores from plain weights (an F32 model has none to repack)"
+run "$TMAP" score "${common[@]}" --no-repack -o plain.csv
+expect_status 0
+expect_err "30 computed"
+expect_true cmp -s scores.csv plain.csv
+run "$TMAP" score "${common[@]}" --no-repack=1 -o plain.csv
+expect_status 1
+expect_err "--no-repack takes no value"
+
 check "progress line on a terminal only"
 run script -qec "$TMAP score ${common[*]} --indicators loss -o tty.csv" /dev/null
 expect_status 0

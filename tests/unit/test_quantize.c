@@ -17,12 +17,14 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "model/model.h" /* the weight placement */
 #include "tmap.h"
 #include "util/stats.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define N_RECORDS 100
 
@@ -40,14 +42,23 @@ static int teardown(void **state)
     return test_end_group(NULL, tmpdir);
 }
 
-/* Every record's response loss (nats per token) under the model at path. */
-static double *losses(const char *path, struct tmap_pool *pool)
+/* Every record's response loss (nats per token) under the model at path,
+ * its quantized weights repacked by llama.cpp or not. */
+static double *losses_placed(const char *path, struct tmap_pool *pool, bool repack)
 {
-    struct tmap_model *m = test_load_model(path, 512, 512, 4);
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = path;
+    mp.n_ctx = mp.n_batch = 512;
+    mp.n_seq = 4;
+    mp.n_threads = 2;
+    mp.repack = repack;
+    struct tmap_model *m = NULL;
+    struct tmap_error err = { 0 };
+    if (tmap_model_load(&mp, &m, &err))
+        fail_msg("cannot load the model %s: %s", path, err.message);
     struct tmap_score_params p = tmap_score_default_params();
     p.indicators = 1u << TMAP_IND_LOSS;
     struct tmap_scores *s = NULL;
-    struct tmap_error err = { 0 };
     if (tmap_score(pool, m, &p, &s, &err))
         fail_msg("%s: %s", path, err.message);
     size_t n = tmap_pool_size(pool);
@@ -58,6 +69,11 @@ static double *losses(const char *path, struct tmap_pool *pool)
     tmap_scores_free(s);
     tmap_model_free(m);
     return out;
+}
+
+static double *losses(const char *path, struct tmap_pool *pool)
+{
+    return losses_placed(path, pool, true);
 }
 
 struct fidelity {
@@ -111,10 +127,72 @@ static void test_quantized_base_model(void **state)
     tmap_pool_free(pool);
 }
 
+/* Q4_0 weights in llama.cpp's repacked CPU layout. On a CPU with AMX
+ * buffers every extra buffer type is off and tmap names each weight that
+ * CPU_REPACK takes (src/model/placement.c): there the plan must name every
+ * matrix of every block, as one pattern per role. Everywhere, the repacked
+ * kernels must score like the plain ones (--no-repack): they only change
+ * the order of the sums. */
+static void test_repacked_q4_0(void **state)
+{
+    (void)state;
+    char base[512], data[512], q4[600];
+    snprintf(base, sizeof base, "%s/models/gsm8k-base.gguf", TMAP_SOURCE_DIR);
+    snprintf(q4, sizeof q4, "%s/base-q4_0.gguf", tmpdir);
+    test_gsm8k_slice(data, sizeof data, tmpdir, "test200.jsonl", "test", N_RECORDS);
+    struct tmap_model_quantize_params qp = tmap_model_quantize_default_params();
+    qp.type = "q4_0";
+    qp.n_threads = 2;
+    struct tmap_error err = { 0 };
+    if (tmap_model_quantize(base, q4, &qp, &err))
+        fail_msg("q4_0: %s", err.message);
+
+    struct llama_model_params lmp = llama_model_default_params();
+    struct tmap_weight_placement pl;
+    assert_int_equal(tmap_weight_placement_plan(q4, true, &lmp, &pl, &err), TMAP_OK);
+    if (tmap_cpu_offers_amx_buffers()) {
+        const char *roles[] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
+        assert_false(lmp.use_extra_bufts);
+        assert_int_equal(pl.n, 7);
+        assert_non_null(lmp.tensor_buft_overrides);
+        assert_null(lmp.tensor_buft_overrides[pl.n].pattern);
+        for (size_t r = 0; r < 7; r++) {
+            char want[64];
+            snprintf(want, sizeof want, "^blk\\.[0-9]+\\.%s\\.weight$", roles[r]);
+            bool found = false;
+            for (size_t i = 0; i < pl.n; i++)
+                found |= strcmp(pl.patterns[i], want) == 0;
+            if (!found)
+                fail_msg("no override %s", want);
+        }
+        printf("repack: AMX buffers offered; %zu weight roles named to CPU_REPACK\n", pl.n);
+    } else {
+        assert_true(lmp.use_extra_bufts); /* llama.cpp's default stands */
+        assert_int_equal(pl.n, 0);
+    }
+    tmap_weight_placement_free(&pl);
+    struct llama_model_params off = llama_model_default_params();
+    assert_int_equal(tmap_weight_placement_plan(q4, false, &off, &pl, &err), TMAP_OK);
+    assert_false(off.use_extra_bufts);
+    assert_int_equal(pl.n, 0);
+
+    struct tmap_pool *pool = test_load_pool(data);
+    double *plain = losses_placed(q4, pool, false), *repacked = losses_placed(q4, pool, true);
+    struct fidelity f = compare(plain, repacked, N_RECORDS);
+    printf("q4_0 repacked vs plain on %d GSM8K test records: max |loss diff| %.5f nats, Spearman %.4f\n",
+           N_RECORDS, f.max_diff, f.spearman);
+    assert_true(f.max_diff <= 0.01);
+    assert_true(f.spearman >= 0.99);
+    free(plain);
+    free(repacked);
+    tmap_pool_free(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantized_base_model),
+        cmocka_unit_test(test_repacked_q4_0),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
