@@ -54,17 +54,25 @@ bool tmap_cpu_offers_amx_buffers(void)
     return cpu_extra_buffer_type("AMX") != NULL;
 }
 
+/* A device llama.cpp could offload layers to (an accelerator such as BLAS
+ * only helps the CPU and holds no weights). */
 static bool has_gpu(void)
 {
-    for (size_t i = 0; i < ggml_backend_dev_count(); i++)
-        if (ggml_backend_dev_type(ggml_backend_dev_get(i)) != GGML_BACKEND_DEVICE_TYPE_CPU)
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        enum ggml_backend_dev_type type = ggml_backend_dev_type(ggml_backend_dev_get(i));
+        if (type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU)
             return true;
+    }
     return false;
 }
 
 /* A weight of a repeating block ("blk.12.ffn_up.weight") or the output
  * projection: the matrices llama.cpp multiplies by. The token embedding is
- * read by rows and never repacked. *role: the name after "blk.N." */
+ * read by rows and never repacked. Only 2-d weights: MoE experts (3-d)
+ * stay plain. A 2-d block weight that llama.cpp reads otherwise than by a
+ * matrix product (an SSM's convolution) is F32 in every quantized file
+ * (llama_model_quantize leaves it), and no F32 weight repacks. *role: the
+ * name after "blk.N." */
 static bool matrix_weight(const struct ggml_tensor *t, const char **role)
 {
     const char *name = ggml_get_name(t);
