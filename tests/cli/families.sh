@@ -82,6 +82,28 @@ for fam in "${families[@]}"; do
     fi
 done
 
+# Quantized weights go to llama.cpp's repacked CPU layout by default (on a
+# CPU with AMX, by tmap's own plan: src/model/placement.c); --no-repack
+# keeps them plain. In every architecture both must load and score the
+# same records within 0.01 nats (the kernels only add in another order).
+for fam in llama-spm qwen2 qwen35 gemma-4 gpt-2 starcoder; do
+    [[ " ${families[*]} " == *" $fam "* ]] || continue
+    read -r arch tmpl <<< "${spec[$fam]}"
+    check "$fam: Q4_0, repacked and plain ($arch)"
+    run "$TMAP" model create -q --out "q-$fam.gguf" --vocab "$VOCABS/ggml-vocab-$fam.gguf" --arch "$arch" \
+        --n-embd 64 --n-layer 1 --n-head 2 --ctx 512
+    expect_status 0
+    run "$TMAP" model quantize -q "q-$fam.gguf" "q4-$fam.gguf" --type q4_0
+    expect_status 0
+    run "$TMAP" score -m "q4-$fam.gguf" "${rt[@]}" -d pool.jsonl --indicators loss -o "q4-$fam.csv"
+    expect_status 0
+    run "$TMAP" score -m "q4-$fam.gguf" "${rt[@]}" -d pool.jsonl --indicators loss -o "q4-$fam-plain.csv" --no-repack
+    expect_status 0
+    expect_true awk -F, 'FNR == 1 { next } NR == FNR { loss[$1] = $4; next }
+                         { d = $4 - loss[$1]; if (d < 0) d = -d; if (!($4 + 0 > 0) || d > 0.01) bad = 1; n++ }
+                         END { exit bad || n != 8 }' "q4-$fam.csv" "q4-$fam-plain.csv"
+done
+
 check "a Unigram vocabulary llama.cpp cannot write: a message, not an abort"
 if [ -f "$VOCABS/ggml-vocab-nomic-bert-moe.gguf" ]; then
     run "$TMAP" model create -q --out nomic.gguf --vocab "$VOCABS/ggml-vocab-nomic-bert-moe.gguf"
