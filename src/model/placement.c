@@ -29,7 +29,6 @@
 #include <ggml-backend.h>
 #include <gguf.h>
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,28 +112,31 @@ static bool takes_weight(ggml_backend_dev_t cpu, ggml_backend_buffer_t dummy, co
     return ok;
 }
 
-/* "blk.12.ffn_up.weight" -> "^blk\.12\.ffn_up\.weight$" (every name
- * llama.cpp gives is letters, digits, '_' and '.'); all_blocks: any block
- * number. */
-static char *name_pattern(const char *name, bool all_blocks)
+/* Appends text to a growing string; false when out of memory. */
+static bool append(char **s, size_t *len, size_t *cap, const char *text, size_t n)
 {
-    size_t cap = 2 * strlen(name) + 16;
-    char *out = malloc(cap), *o = out;
-    if (!out)
-        return NULL;
-    *o++ = '^';
-    if (all_blocks) {
-        o += sprintf(o, "blk\\.[0-9]+\\.");
-        name = strchr(name + 4, '.') + 1;
+    if (*len + n + 1 > *cap) {
+        size_t want = 2 * (*len + n + 1);
+        char *grown = realloc(*s, want);
+        if (!grown)
+            return false;
+        *s = grown;
+        *cap = want;
     }
-    for (; *name; name++) {
-        if (*name == '.')
-            *o++ = '\\';
-        *o++ = *name;
-    }
-    *o++ = '$';
-    *o = '\0';
-    return out;
+    memcpy(*s + *len, text, n);
+    *len += n;
+    (*s)[*len] = '\0';
+    return true;
+}
+
+/* Appends a tensor name's part with its dots escaped (every name llama.cpp
+ * gives is letters, digits, '_' and '.'). */
+static bool append_escaped(char **s, size_t *len, size_t *cap, const char *text, size_t n)
+{
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = text[i] == '.' ? append(s, len, cap, "\\.", 2) : append(s, len, cap, text + i, 1);
+    return ok;
 }
 
 static bool add_pattern(struct tmap_weight_placement *pl, char *pattern)
@@ -151,9 +153,11 @@ static bool add_pattern(struct tmap_weight_placement *pl, char *pattern)
     return true;
 }
 
-/* One pattern per role when every block's weight of that role repacks (the
- * usual case: a few patterns for the whole model), else one per weight
- * (k-quant mixes give some layers' ffn_down another type). */
+/* One pattern per weight role: "^blk\.[0-9]+\.ffn_up\.weight$" when every
+ * block's weight of that role repacks (the usual case), else the blocks
+ * that do, "^blk\.(1|2|4)\.attn_v\.weight$" (k-quant mixes give some
+ * layers another type); the output projection by its name. A handful of
+ * patterns, as llama.cpp tries each on every tensor it loads. */
 static bool plan_patterns(struct ggml_context *meta, ggml_backend_dev_t cpu, ggml_backend_buffer_t dummy,
                           struct tmap_weight_placement *pl)
 {
@@ -161,38 +165,60 @@ static bool plan_patterns(struct ggml_context *meta, ggml_backend_dev_t cpu, ggm
     for (struct ggml_tensor *t = ggml_get_first_tensor(meta); t; t = ggml_get_next_tensor(meta, t))
         n++;
     bool *takes = calloc(n ? n : 1, sizeof *takes), *done = calloc(n ? n : 1, sizeof *done);
+    const char **roles = calloc(n ? n : 1, sizeof *roles);
     struct ggml_tensor **tensors = calloc(n ? n : 1, sizeof *tensors);
-    bool ok = takes && done && tensors;
+    bool ok = takes && done && roles && tensors;
     size_t i = 0;
     for (struct ggml_tensor *t = ggml_get_first_tensor(meta); ok && t; t = ggml_get_next_tensor(meta, t), i++) {
-        const char *role;
         tensors[i] = t;
-        takes[i] = matrix_weight(t, &role) && takes_weight(cpu, dummy, t);
-        done[i] = !takes[i];
+        bool matrix = matrix_weight(t, &roles[i]);
+        takes[i] = matrix && takes_weight(cpu, dummy, t);
+        if (!matrix)
+            roles[i] = NULL;
     }
     for (i = 0; ok && i < n; i++) {
-        if (done[i])
+        if (!takes[i] || done[i])
             continue;
-        const char *role;
-        matrix_weight(tensors[i], &role);
-        bool whole_role = role != NULL;
-        for (size_t j = 0; whole_role && j < n; j++) {
-            const char *other;
-            if (matrix_weight(tensors[j], &other) && other && strcmp(other, role) == 0 && !takes[j])
-                whole_role = false;
-        }
-        if (whole_role) {
-            for (size_t j = i; j < n; j++) {
-                const char *other;
-                if (!done[j] && matrix_weight(tensors[j], &other) && other && strcmp(other, role) == 0)
-                    done[j] = true;
+        char *pattern = NULL;
+        size_t len = 0, cap = 0;
+        const char *name = ggml_get_name(tensors[i]);
+        if (!roles[i]) { /* output.weight */
+            ok = append(&pattern, &len, &cap, "^", 1) && append_escaped(&pattern, &len, &cap, name, strlen(name)) &&
+                 append(&pattern, &len, &cap, "$", 1);
+            done[i] = true;
+        } else {
+            bool whole_role = true;
+            for (size_t j = 0; j < n; j++)
+                if (roles[j] && strcmp(roles[j], roles[i]) == 0 && !takes[j])
+                    whole_role = false;
+            ok = append(&pattern, &len, &cap, "^blk\\.", 6);
+            if (whole_role)
+                ok = ok && append(&pattern, &len, &cap, "[0-9]+", 6);
+            for (size_t j = i, first = 1; ok && j < n; j++) {
+                if (!takes[j] || done[j] || !roles[j] || strcmp(roles[j], roles[i]) != 0)
+                    continue;
+                done[j] = true;
+                if (whole_role)
+                    continue;
+                const char *number = ggml_get_name(tensors[j]) + 4;
+                ok = append(&pattern, &len, &cap, first ? "(" : "|", 1) &&
+                     append(&pattern, &len, &cap, number, strcspn(number, "."));
+                first = 0;
             }
+            if (!whole_role)
+                ok = ok && append(&pattern, &len, &cap, ")", 1);
+            ok = ok && append(&pattern, &len, &cap, "\\.", 2) &&
+                 append_escaped(&pattern, &len, &cap, roles[i], strlen(roles[i])) &&
+                 append(&pattern, &len, &cap, "$", 1);
         }
-        done[i] = true;
-        ok = add_pattern(pl, name_pattern(ggml_get_name(tensors[i]), whole_role));
+        if (ok)
+            ok = add_pattern(pl, pattern);
+        else
+            free(pattern);
     }
     free(takes);
     free(done);
+    free(roles);
     free(tensors);
     return ok;
 }
