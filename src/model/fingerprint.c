@@ -221,18 +221,22 @@ enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *ca
     if (cached)
         *cached = false;
     struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    tmap_llama_log_hold(true);
     struct gguf_context *g = gguf_init_from_file(path, gp);
+    tmap_llama_log_hold(false);
     if (!g) {
         /* The magic tells a damaged GGUF (cut short by a download, a full
-         * disk) from a file of another kind. */
+         * disk) from a file of another kind; for a damaged one, gguf's
+         * first complaint says where it broke off. */
         char magic[4] = { 0 };
         FILE *f = fopen(path, "rb");
         bool is_gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
         if (f)
             fclose(f);
+        const char *why = tmap_llama_last_error();
         if (is_gguf)
             return tmap_fail(err, TMAP_ERR_MODEL, "%s: a truncated or damaged GGUF file (its header or tensor "
-                             "index cannot be read)", path);
+                             "index cannot be read%s%s)", path, *why ? ": " : "", why);
         return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a GGUF file", path);
     }
     gguf_free(g);

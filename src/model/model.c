@@ -24,6 +24,7 @@
 /* ------------------------------------------------------------------------ */
 
 static bool log_quiet;
+static bool log_held; /* tmap_llama_log_hold: errors kept for our message, not printed */
 static char last_error[512];
 
 /* llama.cpp reports why a load failed only through its log; keep the first
@@ -40,13 +41,20 @@ static void on_llama_log(enum ggml_log_level level, const char *text, void *user
         while (n > 0 && (last_error[n - 1] == '\n' || last_error[n - 1] == ' '))
             last_error[--n] = '\0';
     }
-    if (!log_quiet || level == GGML_LOG_LEVEL_ERROR)
+    if (!log_held && (!log_quiet || level == GGML_LOG_LEVEL_ERROR))
         fputs(text, stderr);
 }
 
 const char *tmap_llama_last_error(void)
 {
     return last_error;
+}
+
+void tmap_llama_log_hold(bool hold)
+{
+    log_held = hold;
+    if (hold)
+        last_error[0] = '\0';
 }
 
 void tmap_backend_init(bool quiet)

@@ -88,6 +88,12 @@ enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *ca
 /* The last error line llama.cpp logged, or "" (added to our messages). */
 const char *tmap_llama_last_error(void);
 
+/* While held, llama.cpp's and gguf's log lines are not printed; the first
+ * error line is still kept (tmap_llama_last_error, cleared when the hold
+ * starts). For reading a file whose failure tmap reports in its own
+ * message, which then carries that line, so the reason appears once. */
+void tmap_llama_log_hold(bool hold);
+
 /* True where llama.cpp's CPU device offers its AMX weight buffers, which
  * tmap leaves off (they crash on Q8_0: placement.c says more). */
 bool tmap_cpu_offers_amx_buffers(void);

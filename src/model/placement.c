@@ -242,7 +242,9 @@ enum tmap_status tmap_weight_placement_plan(const char *path, bool repack, struc
      * to llama.cpp's loader, whose message names the reason. */
     struct ggml_context *meta = NULL;
     struct gguf_init_params gp = { true, &meta };
+    tmap_llama_log_hold(true);
     struct gguf_context *gguf = gguf_init_from_file(path, gp);
+    tmap_llama_log_hold(false);
     if (!gguf)
         return TMAP_OK;
     ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);

@@ -59,6 +59,9 @@ for cmd in info score eval; do
     run "$TMAP" $cmd -q -m cut-header.gguf "${args[@]}"
     expect_status 4
     expect_err "cut-header.gguf: a truncated or damaged GGUF file"
+    # gguf's own reason inside tmap's message, and nothing printed beside it
+    expect_err "cannot be read: gguf_init_from_reader: "
+    expect_true test "$(wc -l < "$WORK/.err")" -eq 1
     run "$TMAP" $cmd -q -m cut-tensors.gguf "${args[@]}"
     expect_status 4
     expect_err "cut-tensors.gguf: llama.cpp cannot load this model"
