@@ -89,15 +89,24 @@ struct tmap_model_params tmap_model_default_params(void)
     return p;
 }
 
+int32_t tmap_offload_devices(void)
+{
+    int32_t n_gpu = 0, n_igpu = 0;
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        enum ggml_backend_dev_type type = ggml_backend_dev_type(ggml_backend_dev_get(i));
+        n_gpu += type == GGML_BACKEND_DEVICE_TYPE_GPU;
+        n_igpu += type == GGML_BACKEND_DEVICE_TYPE_IGPU;
+    }
+    return n_gpu > 0 ? n_gpu : n_igpu;
+}
+
 /* One GPU, main_gpu modulo the GPUs there are (ranks may outnumber
  * them); nothing to do on a machine without any. */
 static void set_main_gpu(struct llama_model_params *mp, int32_t main_gpu)
 {
     if (main_gpu < 0)
         return;
-    int32_t n_gpu = 0;
-    for (size_t i = 0; i < ggml_backend_dev_count(); i++)
-        n_gpu += ggml_backend_dev_type(ggml_backend_dev_get(i)) == GGML_BACKEND_DEVICE_TYPE_GPU;
+    int32_t n_gpu = tmap_offload_devices();
     if (n_gpu == 0)
         return;
     mp->split_mode = LLAMA_SPLIT_MODE_NONE;

@@ -94,6 +94,11 @@ const char *tmap_llama_last_error(void);
  * message, which then carries that line, so the reason appears once. */
 void tmap_llama_log_hold(bool hold);
 
+/* The devices llama.cpp offloads layers to: its GPUs, or where it has none
+ * its integrated GPUs (as llama.cpp chooses); 0 on a CPU-only machine (an
+ * accelerator such as BLAS only helps the CPU and holds no layers). */
+int32_t tmap_offload_devices(void);
+
 /* True where llama.cpp's CPU device offers its AMX weight buffers, which
  * tmap leaves off (they crash on Q8_0: placement.c says more). */
 bool tmap_cpu_offers_amx_buffers(void);

@@ -25,6 +25,7 @@
  */
 #include "model/model.h"
 #include "util/error.h"
+#include "util/grow.h"
 
 #include <ggml-backend.h>
 #include <gguf.h>
@@ -51,18 +52,6 @@ static ggml_backend_buffer_type_t cpu_extra_buffer_type(const char *name)
 bool tmap_cpu_offers_amx_buffers(void)
 {
     return cpu_extra_buffer_type("AMX") != NULL;
-}
-
-/* A device llama.cpp could offload layers to (an accelerator such as BLAS
- * only helps the CPU and holds no weights). */
-static bool has_gpu(void)
-{
-    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
-        enum ggml_backend_dev_type type = ggml_backend_dev_type(ggml_backend_dev_get(i));
-        if (type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU)
-            return true;
-    }
-    return false;
 }
 
 /* A weight of a repeating block ("blk.12.ffn_up.weight") or the output
@@ -115,14 +104,8 @@ static bool takes_weight(ggml_backend_dev_t cpu, ggml_backend_buffer_t dummy, co
 /* Appends text to a growing string; false when out of memory. */
 static bool append(char **s, size_t *len, size_t *cap, const char *text, size_t n)
 {
-    if (*len + n + 1 > *cap) {
-        size_t want = 2 * (*len + n + 1);
-        char *grown = realloc(*s, want);
-        if (!grown)
-            return false;
-        *s = grown;
-        *cap = want;
-    }
+    if (!tmap_grow((void **)s, cap, *len + n + 1, 1))
+        return false;
     memcpy(*s + *len, text, n);
     *len += n;
     (*s)[*len] = '\0';
@@ -139,20 +122,6 @@ static bool append_escaped(char **s, size_t *len, size_t *cap, const char *text,
     return ok;
 }
 
-static bool add_pattern(struct tmap_weight_placement *pl, char *pattern)
-{
-    if (!pattern)
-        return false;
-    char **grown = realloc(pl->patterns, (pl->n + 1) * sizeof *grown);
-    if (!grown) {
-        free(pattern);
-        return false;
-    }
-    pl->patterns = grown;
-    pl->patterns[pl->n++] = pattern;
-    return true;
-}
-
 /* One pattern per weight role: "^blk\.[0-9]+\.ffn_up\.weight$" when every
  * block's weight of that role repacks (the usual case), else the blocks
  * that do, "^blk\.(1|2|4)\.attn_v\.weight$" (k-quant mixes give some
@@ -167,7 +136,8 @@ static bool plan_patterns(struct ggml_context *meta, ggml_backend_dev_t cpu, ggm
     bool *takes = calloc(n ? n : 1, sizeof *takes), *done = calloc(n ? n : 1, sizeof *done);
     const char **roles = calloc(n ? n : 1, sizeof *roles);
     struct ggml_tensor **tensors = calloc(n ? n : 1, sizeof *tensors);
-    bool ok = takes && done && roles && tensors;
+    pl->patterns = calloc(n ? n : 1, sizeof *pl->patterns); /* at most one per tensor */
+    bool ok = takes && done && roles && tensors && pl->patterns;
     size_t i = 0;
     for (struct ggml_tensor *t = ggml_get_first_tensor(meta); ok && t; t = ggml_get_next_tensor(meta, t), i++) {
         tensors[i] = t;
@@ -212,7 +182,7 @@ static bool plan_patterns(struct ggml_context *meta, ggml_backend_dev_t cpu, ggm
                  append(&pattern, &len, &cap, "$", 1);
         }
         if (ok)
-            ok = add_pattern(pl, pattern);
+            pl->patterns[pl->n++] = pattern;
         else
             free(pattern);
     }
@@ -235,7 +205,7 @@ enum tmap_status tmap_weight_placement_plan(const char *path, bool repack, struc
         return TMAP_OK; /* llama.cpp's default: every extra buffer type */
     mp->use_extra_bufts = false;
     ggml_backend_buffer_type_t repacked = cpu_extra_buffer_type("CPU_REPACK");
-    if (!repacked || has_gpu())
+    if (!repacked || tmap_offload_devices() > 0)
         return TMAP_OK;
 
     /* The file's tensors as metadata only; a file gguf cannot read is left
