@@ -3,9 +3,20 @@
  * k demonstrations over a tiny set, with the demonstrations decoded once
  * and shared by every item, against decoding them for every item. Same
  * model, tokens and threads, in one run; prints tokens, wall time, ratios
- * and the difference in value.
+ * and the difference in value. A third arm, the floor, gives the items the
+ * same layout after one one-line demonstration: what their own tokens
+ * cost, which no sharing can save (its ratio to the naive arm bounds the
+ * speed-up any sharing could reach on this model).
  *
- * usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS]
+ * The first evaluation in a process pays for llama.cpp's output buffer
+ * growing to its largest size (a fresh allocation, zeroed, each time the
+ * count of logits rows in one decode call sets a record: about 0.7 s of
+ * page faults on the 64-wide model), which the arm that happens to run
+ * first would carry; a search pays it once in dozens of evaluations. So one
+ * untimed evaluation goes first, then the arms alternate for several rounds
+ * and each reports its median.
+ *
+ * usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS] [ROUNDS]
  */
 #include "tmap.h"
 
@@ -43,6 +54,21 @@ static struct tmap_pool *load_head(const char *path, size_t n, char *tmp_path)
     return head;
 }
 
+/* A pool of one record far shorter than any real demonstration. */
+static struct tmap_pool *one_line_pool(char *tmp_path)
+{
+    struct tmap_error err = { 0 };
+    struct tmap_pool_params pp = tmap_pool_default_params();
+    struct tmap_pool *pool;
+    int fd = mkstemp(tmp_path);
+    FILE *f = fdopen(fd, "w");
+    fputs("{\"question\": \"1+1?\", \"answer\": \"#### 2\"}\n", f);
+    fclose(f);
+    if (tmap_pool_load(tmp_path, &pp, &pool, &err))
+        die(tmp_path, &err);
+    return pool;
+}
+
 static double run(struct tmap_model *m, struct tmap_pool *tiny, struct tmap_pool *demos, int32_t k, bool share,
                   struct tmap_proxy_stats *st)
 {
@@ -65,19 +91,35 @@ static double run(struct tmap_model *m, struct tmap_pool *tiny, struct tmap_pool
     return v;
 }
 
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS]\n");
+        fprintf(stderr, "usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS] [ROUNDS]\n");
         return 1;
     }
     int32_t k = argc > 4 ? atoi(argv[4]) : 8;
     size_t n_tiny = argc > 5 ? (size_t)atol(argv[5]) : 100;
     int32_t threads = argc > 6 ? atoi(argv[6]) : 2;
+    int rounds = argc > 7 ? atoi(argv[7]) : 3;
+    rounds = rounds < 1 ? 1 : rounds > 15 ? 15 : rounds;
     tmap_backend_init(true);
     char demo_path[] = "/tmp/tmap-bench-proxy-demos-XXXXXX", tiny_path[] = "/tmp/tmap-bench-proxy-tiny-XXXXXX";
+    char line_path[] = "/tmp/tmap-bench-proxy-line-XXXXXX";
     struct tmap_pool *demos = load_head(argv[2], (size_t)k, demo_path);
     struct tmap_pool *tiny = load_head(argv[3], n_tiny, tiny_path);
+    struct tmap_pool *line = one_line_pool(line_path);
 
     struct tmap_model_params mp = tmap_model_default_params();
     mp.path = argv[1];
@@ -91,20 +133,36 @@ int main(int argc, char **argv)
     struct tmap_model_info info;
     tmap_model_get_info(m, &info);
 
-    struct tmap_proxy_stats shared, naive;
-    double vs = run(m, tiny, demos, k, true, &shared);
-    double vn = run(m, tiny, demos, k, false, &naive);
-    printf("bench_proxy: %s (%d wide, %d layers), k=%d demonstrations, %zu tiny items, loglik, %d threads\n",
-           argv[1], info.n_embd, info.n_layer, k, tmap_pool_size(tiny), threads);
-    printf("  without sharing : %9llu tokens  %7.2f s\n", (unsigned long long)naive.n_tokens, naive.seconds);
-    printf("  shared prefix   : %9llu tokens  %7.2f s\n", (unsigned long long)shared.n_tokens, shared.seconds);
+    struct tmap_proxy_stats shared, naive, floor_;
+    double t_shared[15], t_naive[15], t_floor[15], vs = 0.0, vn = 0.0;
+    run(m, tiny, demos, k, true, &shared); /* warm-up, untimed */
+    for (int r = 0; r < rounds; r++) {
+        vn = run(m, tiny, demos, k, false, &naive);
+        vs = run(m, tiny, demos, k, true, &shared);
+        run(m, tiny, line, 1, true, &floor_);
+        t_naive[r] = naive.seconds;
+        t_shared[r] = shared.seconds;
+        t_floor[r] = floor_.seconds;
+    }
+    double sn = median(t_naive, rounds), ss = median(t_shared, rounds), sf = median(t_floor, rounds);
+    printf("bench_proxy: %s (%d wide, %d layers), k=%d demonstrations, %zu tiny items, loglik, %d threads, "
+           "median of %d rounds after a warm-up\n",
+           argv[1], info.n_embd, info.n_layer, k, tmap_pool_size(tiny), threads, rounds);
+    printf("  without sharing : %9llu tokens  %7.2f s\n", (unsigned long long)naive.n_tokens, sn);
+    printf("  shared prefix   : %9llu tokens  %7.2f s\n", (unsigned long long)shared.n_tokens, ss);
     printf("  tokens ratio shared/naive : %.3f   speed-up : %.2fx   |value difference| : %.2e\n",
-           (double)shared.n_tokens / (double)naive.n_tokens, naive.seconds / shared.seconds, fabs(vs - vn));
+           (double)shared.n_tokens / (double)naive.n_tokens, sn / ss, fabs(vs - vn));
+    printf("  floor (items after a one-line demonstration) : %9llu tokens  %7.2f s\n",
+           (unsigned long long)floor_.n_tokens, sf);
+    printf("  bound on any sharing's speed-up, naive/floor : %.2fx   shared arm above the floor : %.2f s\n", sn / sf,
+           ss - sf);
     tmap_model_free(m);
     tmap_pool_free(tiny);
     tmap_pool_free(demos);
+    tmap_pool_free(line);
     unlink(demo_path);
     unlink(tiny_path);
+    unlink(line_path);
     tmap_backend_free();
     return 0;
 }
