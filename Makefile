@@ -54,7 +54,8 @@ bench: build
 # MODEL picks the base model (docs/base-model.md for the 2,048-token one).
 # SEEDS="1 2 3" runs each seed in turn (a seed already run costs little:
 # its folder keeps what it fine-tuned), then pools them into one
-# difference per arm (bench_fidelity_pool). FIDELITY_ARGS reach
+# difference per arm (bench_fidelity_pool; a page of it beside the
+# folders, ...-pooled.html). FIDELITY_ARGS reach
 # bench_fidelity (say --indicators support,coverage); FIDELITY_TAG names
 # their folders apart.
 SEED  ?= 1
@@ -72,7 +73,8 @@ else
 	    $(BUILD)/bench/bench_fidelity --model $(MODEL) --data data/gsm8k/train.jsonl \
 	        --test data/gsm8k/test.jsonl --out $(call fidelity_dir,$$s) --seed $$s $(FIDELITY_ARGS) || exit 1; \
 	done
-	$(BUILD)/bench/bench_fidelity_pool $(foreach s,$(SEEDS),$(call fidelity_dir,$(s)))
+	$(BUILD)/bench/bench_fidelity_pool --html $(BUILD)/fidelity-$(basename $(notdir $(MODEL)))$(FIDELITY_TAG)-pooled.html \
+	    $(foreach s,$(SEEDS),$(call fidelity_dir,$(s)))
 endif
 
 asan: setup
@@ -95,7 +97,7 @@ FUZZ_RUNS ?= 10000000
 FUZZ_TIME ?= 1800
 fuzz: setup
 	@mkdir -p $(BUILD)-fuzz
-	@CC=clang cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON -DTMAP_FUZZ=ON -DTMAP_TESTS=OFF \
+	@CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON -DTMAP_FUZZ=ON -DTMAP_TESTS=OFF \
 	       -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" -DTMAP_WERROR=$(WERROR) \
 	       >$(BUILD)-fuzz/cmake-configure.log || { cat $(BUILD)-fuzz/cmake-configure.log; exit 1; }
 	@cmake --build $(BUILD)-fuzz -j $(JOBS)

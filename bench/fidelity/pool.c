@@ -23,7 +23,10 @@
  * The runs must have used the same held-out items (the same heldout.jsonl,
  * as bench_fidelity's defaults give whatever the seed).
  *
- *   bench_fidelity_pool [--bootstrap N] OUT1 OUT2 ...
+ * With --html FILE it also writes the verdict as a page: for each reference,
+ * every arm's mean with both intervals and its seeds as dots.
+ *
+ *   bench_fidelity_pool [--bootstrap N] [--html FILE] OUT1 OUT2 ...
  */
 #include "util/csv.h"
 #include "util/stats.h"
@@ -313,14 +316,121 @@ static void print_cell(const struct pooled *p, size_t n_runs)
     }
 }
 
+/* One arm as pooled, for the table and the page. */
+struct pooled_arm {
+    const char   *name;
+    double        corrupted[MAX_SEEDS];
+    struct pooled vs[N_REFS];
+};
+
+/* The horizontal position of v on a chart spanning [lo, hi]. */
+static double x_of(double v, double lo, double hi, double left, double width)
+{
+    return left + (v - lo) / (hi - lo) * width;
+}
+
+/* One chart: each arm's mean against reference f, its 95% interval over
+ * items and runs (thick), the seeds' own spread (thin), each seed (ring). */
+static void html_chart(FILE *f, const struct pooled_arm *arms, size_t n_arms, size_t n_runs, int ref)
+{
+    const double W = 880, L = 220, R = 20, T = 20, row = 26, width = W - L - R;
+    double H = T + row * (double)n_arms + 40, lo = 0.0, hi = 0.0;
+    for (size_t a = 0; a < n_arms; a++) {
+        const struct pooled *p = &arms[a].vs[ref];
+        lo = fmin(lo, p->low), hi = fmax(hi, p->high);
+        if (n_runs > 1)
+            lo = fmin(lo, p->spread_low), hi = fmax(hi, p->spread_high);
+        for (size_t s = 0; s < n_runs; s++)
+            lo = fmin(lo, p->per_seed[s]), hi = fmax(hi, p->per_seed[s]);
+    }
+    double pad = (hi - lo) * 0.05 + 1e-9;
+    lo -= pad, hi += pad;
+    fprintf(f, "<svg class=\"chart\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
+               "aria-label=\"each arm minus %s subsets, pooled over %zu seeds\">\n",
+            W, H, W, H, ref == REF_RANDOM ? "random" : "equal-token random", n_runs);
+    double zx = x_of(0.0, lo, hi, L, width);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#c53030\" stroke-dasharray=\"4 3\"/>\n",
+            zx, T - 5, zx, H - 35);
+    for (size_t a = 0; a < n_arms; a++) {
+        const struct pooled *p = &arms[a].vs[ref];
+        double y = T + row * ((double)a + 0.5);
+        bool excludes = shown(p->low) > 0 || shown(p->high) < 0;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">%s</text>\n", L - 8, y + 4,
+                arms[a].name);
+        if (n_runs > 1)
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#a0aec0\" stroke-width=\"1\">"
+                       "<title>over seeds: [%+.4f, %+.4f]</title></line>\n",
+                    x_of(p->spread_low, lo, hi, L, width), y + 6, x_of(p->spread_high, lo, hi, L, width), y + 6,
+                    shown(p->spread_low), shown(p->spread_high));
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#4a5568\" stroke-width=\"3\"/>\n",
+                x_of(p->low, lo, hi, L, width), y, x_of(p->high, lo, hi, L, width), y);
+        for (size_t s = 0; s < n_runs; s++)
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"none\" stroke=\"#718096\">"
+                       "<title>seed %zu: %+.4f</title></circle>\n",
+                    x_of(p->per_seed[s], lo, hi, L, width), y - 6, s + 1, shown(p->per_seed[s]));
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"><title>%s: %+.4f [%+.4f, %+.4f]</title>"
+                   "</circle>\n",
+                x_of(p->diff, lo, hi, L, width), y, excludes ? (p->diff < 0 ? "#2f855a" : "#c53030") : "#3182ce",
+                arms[a].name, shown(p->diff), shown(p->low), shown(p->high));
+    }
+    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" font-size=\"12\">held-out loss minus the "
+               "reference's (left of the red line: better), %.4f to %.4f</text>\n</svg>\n",
+            L + width / 2, H - 12, lo, hi);
+}
+
+static void write_html(const char *path, const struct pooled_arm *arms, size_t n_arms, size_t n_boot)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fail("%s: cannot write: %s", path, strerror(errno));
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>bench/fidelity, pooled</title>"
+               "<style>body{font-family:sans-serif;max-width:980px;margin:auto;padding:16px}"
+               "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccd;padding:3px 6px}"
+               "</style></head><body>\n<h1>bench/fidelity, pooled over %zu corruption seeds</h1>\n<p>Folders:",
+            g_n_runs);
+    for (size_t s = 0; s < g_n_runs; s++)
+        fprintf(f, "%s seed %zu <code>%s</code>", s ? "," : "", s + 1, g_runs[s].dir);
+    fprintf(f, ". %zu held-out items, %zu resamples. Each row: the mean over seeds (filled dot: green or red "
+               "where its 95%% interval over items and fine-tuning runs, the thick line, excludes zero), the seeds' "
+               "own spread (thin line, t with %zu df) and each seed (rings).</p>\n",
+            g_runs[0].n_items, n_boot, g_n_runs - 1);
+    fprintf(f, "<h2>Against random subsets of the same size</h2>\n");
+    html_chart(f, arms, n_arms, g_n_runs, REF_RANDOM);
+    fprintf(f, "<h2>Against random subsets with the same number of tokens</h2>\n");
+    html_chart(f, arms, n_arms, g_n_runs, REF_TOKENS);
+    fprintf(f, "<h2>Table</h2>\n<table><tr><th>arm</th><th>corrupted, per seed</th><th>vs random [95%%]</th>"
+               "<th>over seeds</th><th>vs equal-token random [95%%]</th><th>over seeds</th></tr>\n");
+    for (size_t a = 0; a < n_arms; a++) {
+        fprintf(f, "<tr><td>%s</td><td>", arms[a].name);
+        for (size_t s = 0; s < g_n_runs; s++)
+            fprintf(f, "%s%.1f%%", s ? " / " : "", arms[a].corrupted[s]);
+        fprintf(f, "</td>");
+        for (int r = 0; r < N_REFS; r++) {
+            const struct pooled *p = &arms[a].vs[r];
+            fprintf(f, "<td>%+.4f [%+.4f, %+.4f]</td>", shown(p->diff), shown(p->low), shown(p->high));
+            if (g_n_runs > 1)
+                fprintf(f, "<td>[%+.4f, %+.4f]</td>", shown(p->spread_low), shown(p->spread_high));
+            else
+                fprintf(f, "<td>-</td>");
+        }
+        fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n</body></html>\n");
+    if (fclose(f) != 0)
+        fail("%s: cannot write: %s", path, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
     size_t n_boot = 2000;
+    const char *html = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--bootstrap") == 0 && i + 1 < argc) {
             n_boot = strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--html") == 0 && i + 1 < argc) {
+            html = argv[++i];
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: bench_fidelity_pool [--bootstrap N] OUT1 OUT2 ...\n"
+            fprintf(stderr, "usage: bench_fidelity_pool [--bootstrap N] [--html FILE] OUT1 OUT2 ...\n"
                             "  OUT: folders of bench_fidelity runs on other corruption seeds\n");
             return 1;
         } else if (g_n_runs == MAX_SEEDS) {
@@ -331,7 +441,7 @@ int main(int argc, char **argv)
         }
     }
     if (g_n_runs == 0 || n_boot == 0)
-        fail("no folders (usage: bench_fidelity_pool [--bootstrap N] OUT1 OUT2 ...)");
+        fail("no folders (usage: bench_fidelity_pool [--bootstrap N] [--html FILE] OUT1 OUT2 ...)");
     /* Pairing items across seeds needs the same items in the same order. */
     for (size_t s = 1; s < g_n_runs; s++) {
         char first[4200], other[4200];
@@ -351,6 +461,10 @@ int main(int argc, char **argv)
     printf("| arm | corrupted | vs random, per seed | mean [95%%] | over seeds [95%%] "
            "| vs equal-token random, per seed | mean [95%%] | over seeds [95%%] |\n"
            "|---|---|---|---|---|---|---|---|\n");
+    struct pooled_arm *arms = calloc(g_runs[0].n_rows, sizeof *arms);
+    size_t n_arms = 0;
+    if (!arms)
+        fail("out of memory");
     for (size_t k = 0; k < g_runs[0].n_rows; k++) {
         const struct row *w = &g_runs[0].rows[k];
         if (strcmp(w->kind, "random") == 0 || strcmp(w->kind, "tokens") == 0)
@@ -364,15 +478,21 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_fidelity_pool: '%s' is not in every folder; left out\n", w->name);
             continue;
         }
-        struct pooled vs[N_REFS];
-        pool_arm(g_runs, g_n_runs, w->name, n_boot, vs);
+        struct pooled_arm *arm = &arms[n_arms++];
+        arm->name = w->name;
+        pool_arm(g_runs, g_n_runs, w->name, n_boot, arm->vs);
         printf("| %s |", w->name);
-        for (size_t s = 0; s < g_n_runs; s++)
-            printf("%s%.1f%%", s ? " / " : " ", find_row(&g_runs[s], w->name)->corrupted);
-        print_cell(&vs[REF_RANDOM], g_n_runs);
-        print_cell(&vs[REF_TOKENS], g_n_runs);
+        for (size_t s = 0; s < g_n_runs; s++) {
+            arm->corrupted[s] = find_row(&g_runs[s], w->name)->corrupted;
+            printf("%s%.1f%%", s ? " / " : " ", arm->corrupted[s]);
+        }
+        print_cell(&arm->vs[REF_RANDOM], g_n_runs);
+        print_cell(&arm->vs[REF_TOKENS], g_n_runs);
         printf(" |\n");
     }
+    if (html)
+        write_html(html, arms, n_arms, n_boot);
+    free(arms);
     free_runs();
     return 0;
 }

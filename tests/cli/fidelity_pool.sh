@@ -40,6 +40,23 @@ expect_out "| filter, equal weights-1 | 9.0% / 9.0% | +0.0000 / +0.0000 | +0.000
 # The random and token arms are references, not rows.
 expect_true test "$(grep -c '^| random-\|^| tokens-' "$WORK/.out")" -eq 0
 
+check "--html: both charts, each arm's mean, interval and seeds, the table"
+run "$POOL" --bootstrap 200 --html pooled.html one two
+expect_status 0
+expect_true test "$(grep -c '<svg class="chart"' pooled.html)" -eq 2
+# tmap against random: mean -0.2 (interval excludes zero: green), seeds -0.1 and -0.3.
+expect_true grep -q '<title>tmap: -0.2000 \[-0.2000, -0.2000\]</title>' pooled.html
+expect_true grep -q 'fill="#2f855a"><title>tmap: -0.2000' pooled.html
+expect_true grep -q '<title>seed 1: -0.1000</title>' pooled.html
+expect_true grep -q '<title>seed 2: -0.3000</title>' pooled.html
+expect_true grep -q '<title>over seeds: \[-1.4706, +1.0706\]</title>' pooled.html
+# The filter arm ties random: its dot is neither green nor red.
+expect_true grep -q 'fill="#3182ce"><title>filter, equal weights-1: +0.0000' pooled.html
+expect_true grep -q '<td>tmap</td><td>1.0% / 3.0%</td><td>-0.2000 \[-0.2000, -0.2000\]</td>' pooled.html
+run "$POOL" --html no-such-dir/pooled.html one two
+expect_status 1
+expect_err "no-such-dir/pooled.html: cannot write"
+
 check "one seed: the mean is that seed's difference, no spread"
 run "$POOL" --bootstrap 200 two
 expect_status 0
