@@ -8,7 +8,10 @@
  *
  * Determinism: each tensor draws from its own generator, seeded by the
  * model seed and a hash of the tensor's name, so the bytes do not depend on
- * the order in which llama.cpp creates tensors.
+ * the order in which llama.cpp creates tensors, nor on which thread fills
+ * which: the callback only lists the tensors, and they are filled after
+ * llama.cpp returns, several at once (a 7B shape holds 6.7 billion draws,
+ * minutes on one core).
  */
 #include "model/model.h"
 #include "util/atomic.h"
@@ -96,9 +99,11 @@ static bool name_ends_with(const char *name, const char *suffix)
 /* ------------------------------------------------------------------------ */
 
 struct fill_state {
-    uint64_t seed;
-    float    std;
-    bool     failed;
+    uint64_t             seed;
+    float                std;
+    bool                 failed;
+    struct ggml_tensor **tensors; /* as llama.cpp hands them over */
+    size_t               n, cap;
 };
 
 /* init_from_user hands over every optional tensor of the architecture too.
@@ -116,16 +121,32 @@ static float neutral_value(const char *name, bool *is_neutral)
     return 0.0f;
 }
 
-static void fill_tensor(struct ggml_tensor *t, void *user_data)
+/* llama_model_init_from_user's callback: the tensor's buffer is in place,
+ * so it is filled later, with the others. */
+static void list_tensor(struct ggml_tensor *t, void *user_data)
 {
     struct fill_state *fs = user_data;
+    if (fs->n == fs->cap) {
+        size_t cap = fs->cap ? 2 * fs->cap : 64;
+        struct ggml_tensor **grown = realloc(fs->tensors, cap * sizeof *grown);
+        if (!grown) {
+            fs->failed = true;
+            return;
+        }
+        fs->tensors = grown;
+        fs->cap = cap;
+    }
+    fs->tensors[fs->n++] = t;
+}
+
+/* Fills one tensor; false when memory ran out or its type is not a float. */
+static bool fill_tensor(struct ggml_tensor *t, const struct fill_state *fs)
+{
     int64_t n = ggml_nelements(t);
     float *v = malloc((size_t)n * sizeof *v);
-    if (!v) {
-        fs->failed = true;
-        return;
-    }
-    bool neutral;
+    if (!v)
+        return false;
+    bool ok = true, neutral;
     float c = neutral_value(t->name, &neutral);
     if (neutral) {
         for (int64_t i = 0; i < n; i++)
@@ -139,17 +160,36 @@ static void fill_tensor(struct ggml_tensor *t, void *user_data)
         ggml_backend_tensor_set(t, v, 0, ggml_nbytes(t));
     } else if (t->type == GGML_TYPE_F16) {
         ggml_fp16_t *h = malloc((size_t)n * sizeof *h);
+        ok = h != NULL;
         if (h) {
             ggml_fp32_to_fp16_row(v, h, n);
             ggml_backend_tensor_set(t, h, 0, ggml_nbytes(t));
-        } else {
-            fs->failed = true;
         }
         free(h);
     } else {
-        fs->failed = true; /* init_from_user makes F32 unless told otherwise */
+        ok = false; /* init_from_user makes F32 unless told otherwise */
     }
     free(v);
+    return ok;
+}
+
+/* Every listed tensor, largest first so that no thread is left with a big
+ * one at the end. Each thread holds one tensor's draws at a time. */
+static int by_size_descending(const void *a, const void *b)
+{
+    int64_t x = ggml_nelements(*(struct ggml_tensor *const *)a), y = ggml_nelements(*(struct ggml_tensor *const *)b);
+    return (x < y) - (x > y);
+}
+
+static bool fill_all(struct fill_state *fs)
+{
+    if (fs->n > 1)
+        qsort(fs->tensors, fs->n, sizeof *fs->tensors, by_size_descending);
+    int failures = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : failures)
+    for (size_t i = 0; i < fs->n; i++)
+        failures += !fill_tensor(fs->tensors[i], fs);
+    return failures == 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -270,8 +310,11 @@ enum tmap_status tmap_model_create(const char *out_path, const struct tmap_model
     struct fill_state fs = { .seed = p->seed, .std = p->init_std, .failed = false };
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0; /* created on the CPU; loaders offload as they like */
-    struct llama_model *model = llama_model_init_from_user(meta, fill_tensor, &fs, mp);
+    struct llama_model *model = llama_model_init_from_user(meta, list_tensor, &fs, mp);
     gguf_free(meta);
+    if (model && !fs.failed && !fill_all(&fs))
+        fs.failed = true;
+    free(fs.tensors);
     if (!model || fs.failed) {
         if (model)
             llama_model_free(model);

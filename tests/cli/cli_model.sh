@@ -10,6 +10,10 @@ run "$TMAP" model create --quiet --out b.gguf --n-embd 32 --n-layer 1 --seed 5
 expect_true cmp -s a.gguf b.gguf
 run "$TMAP" model create --quiet --out c.gguf --n-embd 32 --n-layer 1 --seed 6
 expect_true test "$(cksum < a.gguf)" != "$(cksum < c.gguf)"
+# Tensors are filled several at once: the thread count must not show.
+OMP_NUM_THREADS=1 run "$TMAP" model create --quiet --out t1.gguf --n-embd 64 --n-layer 3 --seed 5
+OMP_NUM_THREADS=3 run "$TMAP" model create --quiet --out t3.gguf --n-embd 64 --n-layer 3 --seed 5
+expect_true cmp -s t1.gguf t3.gguf
 
 check "info describes the model"
 run "$TMAP" info -m a.gguf
