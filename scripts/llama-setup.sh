@@ -10,6 +10,10 @@
 # Usage: scripts/llama-setup.sh [cpu|cuda]      (prints the install prefix)
 # Env:   TMAP_LLAMA_DIR   use this existing install instead (nothing is built)
 #        TMAP_CACHE       cache root (default ~/.cache/tmap)
+#        TMAP_LLAMA_EXPORT=DIR  write the patched source, trimmed to what a
+#                         CPU or CUDA build of the libraries reads, to DIR and
+#                         build nothing (scripts/device-kit.sh: a machine that
+#                         reaches no registry builds from it)
 set -euo pipefail
 
 npm_version=3.21.1
@@ -68,6 +72,23 @@ copy_vocabs() {
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmap-llama.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+
+if [ -n "${TMAP_LLAMA_EXPORT:-}" ]; then
+    fetch_source
+    out=$TMAP_LLAMA_EXPORT
+    rm -rf "$out"
+    mkdir -p "$out/ggml/src"
+    cp -r "$work"/src/{CMakeLists.txt,LICENSE,licenses,cmake,include,src,vendor} "$out/"
+    cp -r "$work"/src/ggml/{CMakeLists.txt,cmake,include} "$out/ggml/"
+    # ggml's own files and the two backends a build here or on an NVIDIA
+    # machine uses; the other backends are only read when switched on.
+    find "$work/src/ggml/src" -maxdepth 1 -type f -exec cp {} "$out/ggml/src/" \;
+    cp -r "$work"/src/ggml/src/{ggml-cpu,ggml-cuda,ggml-blas} "$out/ggml/src/"
+    git -C "$work/src" log -1 --format=%H > "$out/llama-commit"
+    for p in "${patches[@]}"; do basename "$p"; done > "$out/llama-patches"
+    echo "$out"
+    exit 0
+fi
 
 if [ -f "$prefix/.complete" ]; then
     if [ ! -f "$prefix/share/tmap/vocab/.all" ]; then
