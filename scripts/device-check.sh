@@ -69,7 +69,8 @@ stage_build() {
             || { grep -m5 -B2 -A5 'error' "$out/llama-build.log"; die "llama.cpp build"; }
         cmake --install build-gpu-llama --prefix "$llama" > /dev/null || die "llama.cpp install"
         mkdir -p "$llama/share/tmap/vocab"
-        cp models/ggml-vocab-llama-spm.gguf "$llama/share/tmap/vocab/"
+        tar -C "$llama/share/tmap/vocab" -xJf .devkit/llama/vocab.tar.xz || die "vocabularies"
+        touch "$llama/share/tmap/vocab/.all"
         cp .devkit/llama/llama-commit .devkit/llama/llama-patches "$llama/share/tmap/"
     fi
     say "build: tmap"

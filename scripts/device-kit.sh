@@ -2,8 +2,9 @@
 # Packs, into .devkit/ (ignored by git), what scripts/device-check.sh needs
 # on a GPU machine that reaches no package registry and has no apt: the
 # Debian packages tmap builds and tests against (unpacked there, not
-# installed) and llama.cpp's patched source, trimmed to the libraries.
-# About 40 MB, under the 64 MiB a device call carries.
+# installed), llama.cpp's patched source trimmed to the libraries, and the
+# tokenizer families the tests cover. About 51 MB: with the checkout, under
+# the 64 MiB a device call carries.
 #
 # Usage: scripts/device-kit.sh            (then run device-check.sh there,
 #                                          with .devkit carried)

@@ -11,8 +11,9 @@
 # Env:   TMAP_LLAMA_DIR   use this existing install instead (nothing is built)
 #        TMAP_CACHE       cache root (default ~/.cache/tmap)
 #        TMAP_LLAMA_EXPORT=DIR  write the patched source, trimmed to what a
-#                         CPU or CUDA build of the libraries reads, to DIR and
-#                         build nothing (scripts/device-kit.sh: a machine that
+#                         CPU or CUDA build of the libraries reads, and the
+#                         vocabularies as DIR/vocab.tar.xz, to DIR and build
+#                         nothing (scripts/device-kit.sh: a machine that
 #                         reaches no registry builds from it)
 set -euo pipefail
 
@@ -84,6 +85,9 @@ if [ -n "${TMAP_LLAMA_EXPORT:-}" ]; then
     # machine uses; the other backends are only read when switched on.
     find "$work/src/ggml/src" -maxdepth 1 -type f -exec cp {} "$out/ggml/src/" \;
     cp -r "$work"/src/ggml/src/{ggml-cpu,ggml-cuda,ggml-blas} "$out/ggml/src/"
+    # The tokenizer families the tests cover (copy_vocabs), compressed:
+    # 74 MB as they are, 15 MB so.
+    (cd "$work/src/models" && tar -cJf "$out/vocab.tar.xz" ggml-vocab-*.gguf)
     git -C "$work/src" log -1 --format=%H > "$out/llama-commit"
     for p in "${patches[@]}"; do basename "$p"; done > "$out/llama-patches"
     echo "$out"
