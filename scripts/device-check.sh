@@ -22,7 +22,11 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# $OUT brings back 8 files at most: the log, ctest's and the two benches'
+# outputs go there, the build logs beside the builds (a failure's tail is
+# in the log).
 out=${OUT:-$root/device-out}
+logs="$root/build-gpu-logs"
 gpu=${DEVICE_GPU:-cuda}
 stages=${STAGES:-build bench test}
 read -r embd layers <<< "${SHAPE:-4096 32}"
@@ -31,7 +35,7 @@ kit=/tmp/tmap-kit
 # Outside the checkout: CMake leaves directories of the project out of an
 # installed library's RUNPATH, and tests/cli/install.sh links against one.
 llama=/tmp/tmap-llama
-mkdir -p "$out"
+mkdir -p "$out" "$logs"
 exec > >(tee -a "$out/device-check.log") 2>&1
 t0=$(date +%s)
 say() { echo "== +$(( $(date +%s) - t0 ))s $*"; }
@@ -63,10 +67,10 @@ stage_build() {
     [ "$gpu" = cuda ] && flags+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=native)
     if [ ! -f "$llama/include/llama.h" ]; then
         rm -rf build-gpu  # built against another llama.cpp install
-        cmake -S .devkit/llama -B build-gpu-llama "${flags[@]}" > "$out/llama-configure.log" 2>&1 \
-            || { tail -30 "$out/llama-configure.log"; die "llama.cpp configure"; }
-        cmake --build build-gpu-llama -j"$jobs" > "$out/llama-build.log" 2>&1 \
-            || { grep -m5 -B2 -A5 'error' "$out/llama-build.log"; die "llama.cpp build"; }
+        cmake -S .devkit/llama -B build-gpu-llama "${flags[@]}" > "$logs/llama-configure.log" 2>&1 \
+            || { tail -30 "$logs/llama-configure.log"; die "llama.cpp configure"; }
+        cmake --build build-gpu-llama -j"$jobs" > "$logs/llama-build.log" 2>&1 \
+            || { grep -m5 -B2 -A5 'error' "$logs/llama-build.log"; die "llama.cpp build"; }
         cmake --install build-gpu-llama --prefix "$llama" > /dev/null || die "llama.cpp install"
         mkdir -p "$llama/share/tmap/vocab"
         tar -C "$llama/share/tmap/vocab" -xJf .devkit/llama/vocab.tar.xz || die "vocabularies"
@@ -76,9 +80,9 @@ stage_build() {
     say "build: tmap"
     cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$llama" \
         -DPKG_CONFIG_EXECUTABLE="$kit/usr/bin/pkgconf" -DTMAP_MPI=OFF -DTMAP_FAISS=OFF \
-        > "$out/tmap-configure.log" 2>&1 || { tail -30 "$out/tmap-configure.log"; die "tmap configure"; }
-    cmake --build build-gpu -j"$jobs" > "$out/tmap-build.log" 2>&1 \
-        || { grep -m5 -B2 -A5 'error' "$out/tmap-build.log"; die "tmap build"; }
+        > "$logs/tmap-configure.log" 2>&1 || { tail -30 "$logs/tmap-configure.log"; die "tmap configure"; }
+    cmake --build build-gpu -j"$jobs" > "$logs/tmap-build.log" 2>&1 \
+        || { grep -m5 -B2 -A5 'error' "$logs/tmap-build.log"; die "tmap build"; }
     build-gpu/tmap version
     say "build: done"
 }
@@ -97,11 +101,11 @@ peak_vram() {
 timed_bench() {
     local name=$1
     shift
-    "$@" > "$out/$name.txt" 2> "$out/$name.err" &
+    "$@" > "$out/$name.txt" 2> "$logs/$name.err" &
     local pid=$!
     local vram
     vram=$(peak_vram "$pid")
-    wait "$pid" || { tail -5 "$out/$name.err"; die "$name"; }
+    wait "$pid" || { tail -5 "$logs/$name.err"; die "$name"; }
     cat "$out/$name.txt"
     say "$name: peak GPU memory $vram MiB"
 }
