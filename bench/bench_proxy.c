@@ -19,6 +19,7 @@
  * usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS] [ROUNDS]
  */
 #include "tmap.h"
+#include "util/stats.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -91,16 +92,10 @@ static double run(struct tmap_model *m, struct tmap_pool *tiny, struct tmap_pool
     return v;
 }
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    tmap_sort_doubles(v, (size_t)n);
+    return tmap_quantile_sorted(v, (size_t)n, 0.5);
 }
 
 int main(int argc, char **argv)

@@ -14,6 +14,7 @@
  */
 #include "model/model.h" /* tmap_weight_placement_plan */
 #include "util/clock.h"
+#include "util/stats.h"
 #include "tmap.h"
 
 #include <llama.h>
@@ -219,14 +220,8 @@ int main(int argc, char **argv)
                round + 1, raw_rate, t_raw, tmap_rate, t_tmap, ratios[round]);
     }
     printf("  tokens: tmap %llu, raw %llu\n", (unsigned long long)tmap_tokens, (unsigned long long)n_tokens);
-    /* Median of the rounds (insertion sort: at most 15). */
-    for (int i = 1; i < rounds; i++)
-        for (int j = i; j > 0 && ratios[j - 1] > ratios[j]; j--) {
-            double t = ratios[j];
-            ratios[j] = ratios[j - 1];
-            ratios[j - 1] = t;
-        }
-    double median = rounds % 2 ? ratios[rounds / 2] : 0.5 * (ratios[rounds / 2 - 1] + ratios[rounds / 2]);
+    tmap_sort_doubles(ratios, (size_t)rounds);
+    double median = tmap_quantile_sorted(ratios, (size_t)rounds, 0.5);
     printf("  ratio tmap / raw : %.2f (median of %d rounds; lowest %.2f, highest %.2f)\n", median, rounds,
            ratios[0], ratios[rounds - 1]);
 

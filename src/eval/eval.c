@@ -19,6 +19,7 @@
 #include "util/atomic.h"
 #include "util/error.h"
 #include "util/random.h"
+#include "util/stats.h"
 #include "util/utf8.h"
 
 #include <jansson.h>
@@ -49,21 +50,6 @@ struct tmap_eval_params tmap_eval_default_params(void)
 /* Bootstrap                                                                */
 /* ------------------------------------------------------------------------ */
 
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Quantile q of sorted v[0..n), interpolating between order statistics
- * (type 7, as util/stats.c). */
-static double sorted_quantile(const double *v, size_t n, double q)
-{
-    double h = (double)(n - 1) * q;
-    size_t lo = (size_t)h;
-    return lo + 1 < n ? v[lo] + (h - (double)lo) * (v[lo + 1] - v[lo]) : v[lo];
-}
-
 enum tmap_status tmap_bootstrap_mean_ci(const double *values, size_t n, size_t n_resamples, uint64_t seed,
                                         double *low, double *high, struct tmap_error *err)
 {
@@ -80,9 +66,9 @@ enum tmap_status tmap_bootstrap_mean_ci(const double *values, size_t n, size_t n
             sum += values[tmap_random_next(&state) % n]; /* bias of % is below 1e-15 here */
         means[b] = sum / (double)n;
     }
-    qsort(means, n_resamples, sizeof *means, compare_doubles);
-    *low = sorted_quantile(means, n_resamples, 0.025);
-    *high = sorted_quantile(means, n_resamples, 0.975);
+    tmap_sort_doubles(means, n_resamples);
+    *low = tmap_quantile_sorted(means, n_resamples, 0.025);
+    *high = tmap_quantile_sorted(means, n_resamples, 0.975);
     free(means);
     return TMAP_OK;
 }

@@ -17,6 +17,7 @@
 #include "util/atomic.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/grow.h"
 #include "util/random.h"
 
 #include <ggml-backend.h>
@@ -126,15 +127,9 @@ static float neutral_value(const char *name, bool *is_neutral)
 static void list_tensor(struct ggml_tensor *t, void *user_data)
 {
     struct fill_state *fs = user_data;
-    if (fs->n == fs->cap) {
-        size_t cap = fs->cap ? 2 * fs->cap : 64;
-        struct ggml_tensor **grown = realloc(fs->tensors, cap * sizeof *grown);
-        if (!grown) {
-            fs->failed = true;
-            return;
-        }
-        fs->tensors = grown;
-        fs->cap = cap;
+    if (!tmap_grow((void **)&fs->tensors, &fs->cap, fs->n + 1, sizeof *fs->tensors)) {
+        fs->failed = true;
+        return;
     }
     fs->tensors[fs->n++] = t;
 }

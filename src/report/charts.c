@@ -380,12 +380,6 @@ static int bin_of(const struct hist *hs, double v)
     return f < 0 ? 0 : (int)f;
 }
 
-static int cmp_double(const void *pa, const void *pb)
-{
-    double a = *(const double *)pa, b = *(const double *)pb;
-    return (a > b) - (a < b);
-}
-
 /* The binning range: the 0.5th to 99.5th percentile of the present values,
  * so a handful of outliers (one 4k-token response among 200-token ones)
  * cannot squeeze everything else into one bin; values beyond fall into the
@@ -401,7 +395,7 @@ static void hist_range(struct html *h, struct hist *hs, const double *v, size_t 
     for (size_t i = 0; i < n; i++)
         if (isfinite(v[i]))
             sorted[m++] = v[i];
-    qsort(sorted, m, sizeof *sorted, cmp_double);
+    tmap_sort_doubles(sorted, m);
     if (m > 0) {
         hs->lo = tmap_quantile_sorted(sorted, m, 0.005);
         hs->hi = tmap_quantile_sorted(sorted, m, 0.995);

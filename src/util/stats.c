@@ -15,6 +15,11 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+void tmap_sort_doubles(double *values, size_t n)
+{
+    qsort(values, n, sizeof *values, compare_doubles);
+}
+
 /* Type 7 quantile of sorted[0..n), n > 0: the point at fraction p of the way
  * from the first to the last order statistic. */
 double tmap_quantile_sorted(const double *sorted, size_t n, double p)
@@ -31,7 +36,7 @@ void tmap_length_summarise(double *values, size_t n, struct tmap_length_summary 
     memset(out, 0, sizeof *out);
     if (n == 0)
         return;
-    qsort(values, n, sizeof *values, compare_doubles);
+    tmap_sort_doubles(values, n);
     double sum = 0;
     for (size_t i = 0; i < n; i++)
         sum += values[i];
@@ -184,7 +189,7 @@ bool tmap_bootstrap_strata_diff(const struct tmap_bootstrap_stratum *strata, siz
             draw_rows(items, n_items, &state);
             stat[r] = strata_stat(strata, n_strata, items, n_items, ra, rb, &state);
         }
-        qsort(stat, n_resamples, sizeof *stat, compare_doubles);
+        tmap_sort_doubles(stat, n_resamples);
         *low = tmap_quantile_sorted(stat, n_resamples, 0.025);
         *high = tmap_quantile_sorted(stat, n_resamples, 0.975);
     }

@@ -13,6 +13,9 @@
  * (Hyndman and Fan's type 7, R's and NumPy's default). All zeros when n == 0. */
 void tmap_length_summarise(double *values, size_t n, struct tmap_length_summary *out);
 
+/* Sorts values[0..n) ascending, in place. */
+void tmap_sort_doubles(double *values, size_t n);
+
 /* Type-7 quantile (R's and NumPy's default) of sorted[0..n), n > 0. */
 double tmap_quantile_sorted(const double *sorted, size_t n, double p);
 
