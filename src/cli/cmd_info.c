@@ -1,5 +1,7 @@
 /*
  * cmd_info.c - `tmap info -m MODEL`: what a GGUF model is, as tmap sees it.
+ * The model may also come as the one positional argument (`tmap info
+ * FILE`), the way people first type it.
  */
 #include "cli/cli.h"
 
@@ -68,11 +70,16 @@ int cmd_info(int argc, char **argv)
         { "--json", CLI_FLAG, &json, NULL, "print one JSON object", 0, 0, NULL },
         CLI_OPT_END,
     };
-    const struct cli_spec spec = { "tmap info -m MODEL [--json]", NULL, options, 0, 0 };
+    const struct cli_spec spec = { "tmap info [-m] MODEL [--json]", NULL, options, 0, 1 };
+    const char *positional[1];
     size_t n_pos;
-    int rc = cli_parse(&spec, argc, argv, NULL, &n_pos);
+    int rc = cli_parse(&spec, argc, argv, positional, &n_pos);
     if (rc >= 0)
         return rc;
+    if (n_pos == 1 && mp.path)
+        return cli_usage_error(&spec, "two models given ('%s' and -m '%s'): give one", positional[0], mp.path);
+    if (n_pos == 1)
+        mp.path = positional[0];
     if (!mp.path)
         return cli_usage_error(&spec, "no model given (-m FILE.gguf)");
 

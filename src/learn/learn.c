@@ -898,6 +898,15 @@ void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t s
         [TMAP_VERDICT_LOSES] = "does WORSE than random subsets, by more than the noise",
     };
     double z = b->z;
+    /* No spread and no difference: every subset got the same value (no
+     * demonstration fits, or the model ignores them), so the search had
+     * nothing to follow and its weights are arbitrary. Say that, rather
+     * than "0.0 sd". */
+    if (b->learned_sd == 0.0 && b->random_sd == 0.0 && b->learned_mean == b->random_mean) {
+        snprintf(buf, size, "learned %.4f = random %.4f, with no spread: the proxy gives every subset the same value, "
+                 "so the learned weights are arbitrary: %s", b->learned_mean, b->random_mean, words[b->verdict]);
+        return;
+    }
     snprintf(buf, size, "learned %.4f +/- %.4f vs random %.4f +/- %.4f: %.1f sd %s: %s", b->learned_mean,
              b->learned_sd, b->random_mean, b->random_sd, fabs(z), z >= 0 ? "better" : "worse", words[b->verdict]);
 }

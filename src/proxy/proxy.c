@@ -888,7 +888,11 @@ void tmap_proxy_describe_demos(const struct tmap_proxy_counters *c, int32_t n_ct
     double held = (double)c->n_demos / (double)c->n_prompts, wanted = (double)c->n_demos_wanted / (double)c->n_prompts;
     int n = snprintf(buf, size, "%.2f of the %.3g asked for fit beside a tiny item (context %d tokens)", held, wanted,
                      n_ctx);
-    if (tmap_proxy_demos_cramped(c) && n > 0 && (size_t)n < size)
+    if (c->n_demos == 0 && n > 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, ": none fit, so every tiny item is judged without demonstrations and "
+                                            "every subset scores the same: give a longer context (-c) or use --proxy "
+                                            "finetune");
+    else if (tmap_proxy_demos_cramped(c) && n > 0 && (size_t)n < size)
         snprintf(buf + n, size - (size_t)n, ": the proxy sees few of each subset's records (where measured, its "
                                             "ranking was no better than chance: docs/fidelity.md); a longer "
                                             "context (-c) or --proxy finetune sees more");

@@ -27,6 +27,13 @@ run "$TMAP" info -m a.gguf --json
 expect_status 0
 expect_out '"architecture": "llama"'
 expect_out '"n_vocab": 32000'
+run "$TMAP" info a.gguf
+expect_status 0
+expect_out "model          a.gguf"
+expect_out "layers         1"
+run "$TMAP" info a.gguf -m chat.gguf
+expect_status 1
+expect_err "two models given ('a.gguf' and -m 'chat.gguf')"
 
 check "chat template"
 run "$TMAP" model create --quiet --out chat.gguf --n-embd 32 --n-layer 1 --chat-template chatml

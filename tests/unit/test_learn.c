@@ -564,6 +564,17 @@ static void test_baselines(void **state)
     tmap_learn_result_free(&a);
     tmap_learn_result_free(&b);
 
+    /* A proxy that gives every subset the same value says so. */
+    struct tmap_baselines flat = { .n_random = 5, .n_redraws = 4, .learned_mean = -11.89, .random_mean = -11.89,
+                                   .verdict = TMAP_VERDICT_WITHIN };
+    tmap_baselines_describe(&flat, line, sizeof line);
+    assert_non_null(strstr(line, "the proxy gives every subset the same value, so the learned weights are arbitrary"));
+    assert_non_null(strstr(line, "does NOT beat random"));
+    flat.random_sd = 0.001;
+    tmap_baselines_describe(&flat, line, sizeof line);
+    assert_null(strstr(line, "same value"));
+    assert_non_null(strstr(line, "0.0 sd better"));
+
     /* Without random subsets there is no verdict, and it says so. */
     struct tmap_baselines none = { .n_random = 0 };
     tmap_baselines_describe(&none, line, sizeof line);

@@ -364,6 +364,11 @@ static void test_demos_trimmed_to_fit(void **state)
     char line[512];
     tmap_proxy_describe_demos(&c, 512, line, sizeof line);
     assert_non_null(strstr(line, "asked for fit beside a tiny item (context 512 tokens): the proxy sees few"));
+    /* None at all: every subset scores the same, and the line says so. */
+    struct tmap_proxy_counters none = { .n_prompts = 3, .n_demos_wanted = 24, .n_demos = 0 };
+    tmap_proxy_describe_demos(&none, 64, line, sizeof line);
+    assert_non_null(strstr(line, "0.00 of the 8 asked for fit beside a tiny item (context 64 tokens): none fit"));
+    assert_non_null(strstr(line, "every subset scores the same"));
     tmap_proxy_free(px);
     /* Four in the 2,048-token context all fit. */
     p.k = 4;
