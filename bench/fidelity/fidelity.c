@@ -30,6 +30,7 @@
  * prints the table.
  */
 #include "util/clock.h"
+#include "chart.h"
 #include "corrupt.h"
 
 #include "util/csv.h"
@@ -1162,6 +1163,8 @@ static void write_markdown(const struct bench *b)
     char path[4200];
     path_in(&b->s, "fidelity.md", path, sizeof path);
     FILE *f = fopen(path, "w");
+    if (!f)
+        die(path, NULL);
     fprintf(f, "# bench/fidelity (seed %llu)\n\n", (unsigned long long)b->s.seed);
     fprintf(f, "Base model %s: held-out loss %.4f nats/token before fine-tuning (%zu held-out items).\n",
             b->s.model, b->base_mean, tmap_pool_size(b->heldout));
@@ -1215,11 +1218,14 @@ static void write_markdown(const struct bench *b)
                 b->spearman_ft);
     fprintf(f, "\nTime: tmap run %.0f s, fine-tuning %.0f s and scoring %.0f s (arms and the fine-tune proxy), %.0f s in all.\n", b->seconds_run,
             b->seconds_ft, b->seconds_eval, tmap_now_seconds() - t_start);
-    fclose(f);
+    if (fclose(f) != 0)
+        die(path, NULL);
     path_in(&b->s, "arms.csv", path, sizeof path);
-    f = fopen(path, "w");
+    if (!(f = fopen(path, "w")))
+        die(path, NULL);
     write_table(b, f, false);
-    fclose(f);
+    if (fclose(f) != 0)
+        die(path, NULL);
 }
 
 /* Two plots as inline SVG: proxy against fine-tuned loss, and each arm's
@@ -1262,44 +1268,31 @@ static void html_scatter(const struct bench *b, FILE *f)
 
 static void html_intervals(const struct bench *b, FILE *f)
 {
-    const double W = 760, L = 170, R = 20, T = 20, row = 22;
-    double H = T + row * (double)b->n_arms + 40, lo = 0, hi = 0;
-    for (size_t a = 0; a < b->n_arms; a++)
-        lo = fmin(lo, b->arms[a].low), hi = fmax(hi, b->arms[a].high);
-    double pad = (hi - lo) * 0.05 + 1e-9;
-    lo -= pad, hi += pad;
-    fprintf(f, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
-               "aria-label=\"each arm's held-out loss minus random's, with 95%% intervals\">\n", W, H, W, H);
-    double zx = L + (0 - lo) / (hi - lo) * (W - L - R);
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#c53030\" stroke-dasharray=\"4 3\"/>\n",
-            zx, T - 5, zx, H - 35);
+    struct chart_row *rows = calloc(b->n_arms ? b->n_arms : 1, sizeof *rows);
+    if (!rows) {
+        errno = ENOMEM;
+        die("a chart of the arms", NULL);
+    }
     for (size_t a = 0; a < b->n_arms; a++) {
         const struct arm *r = &b->arms[a];
-        double y = T + row * ((double)a + 0.5);
-        double xl = L + (r->low - lo) / (hi - lo) * (W - L - R), xh = L + (r->high - lo) / (hi - lo) * (W - L - R);
-        double xm = L + (r->diff - lo) / (hi - lo) * (W - L - R);
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">%s</text>\n", L - 8, y + 4,
-                r->name);
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#4a5568\" stroke-width=\"2\"/>\n",
-                xl, y, xh, y);
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>%s: %+.4f [%+.4f, %+.4f]</title>"
-                   "</circle>\n", xm, y, r->kind == ARM_TMAP ? "#2f855a" : "#3182ce", r->name, r->diff, r->low,
-                r->high);
+        rows[a] = (struct chart_row){ .name = r->name, .mid = r->diff, .low = r->low, .high = r->high,
+                                      .spread_low = NAN, .spread_high = NAN,
+                                      .fill = chart_fill(r->diff, r->low, r->high) };
     }
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" font-size=\"12\">held-out loss minus random's "
-               "(left of the red line: better than random), %.4f to %.4f</text>\n</svg>\n",
-            (L + W - R) / 2, H - 12, lo, hi);
+    chart_intervals(f, rows, b->n_arms, "each arm's held-out loss minus random's, with 95% intervals",
+                    "held-out loss minus random's (left of the red line: better than random)");
+    free(rows);
 }
 
 static void write_html(const struct bench *b)
 {
-    char path[4200];
+    char path[4200], title[64];
     path_in(&b->s, "fidelity.html", path, sizeof path);
     FILE *f = fopen(path, "w");
-    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>bench/fidelity</title>"
-               "<style>body{font-family:sans-serif;max-width:980px;margin:auto;padding:16px}"
-               "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccd;padding:3px 6px}"
-               "</style></head><body>\n<h1>bench/fidelity, seed %llu</h1>\n", (unsigned long long)b->s.seed);
+    if (!f)
+        die(path, NULL);
+    snprintf(title, sizeof title, "bench/fidelity, seed %llu", (unsigned long long)b->s.seed);
+    chart_page_open(f, title);
     fprintf(f, "<p>Spearman(proxy, fine-tuned held-out log-likelihood) over %zu subsets: <b>%.3f</b> "
                "(%.3f with the proxy averaged over 3 draws). Base model held-out loss %.4f.</p>\n",
             b->n_spearman, b->spearman, b->spearman_mean, b->base_mean);
@@ -1318,7 +1311,8 @@ static void write_html(const struct bench *b)
                 r->mean_loss, r->diff, r->low, r->high, r->diff_t, r->low_t, r->high_t);
     }
     fprintf(f, "</table>\n</body></html>\n");
-    fclose(f);
+    if (fclose(f) != 0)
+        die(path, NULL);
 }
 
 /* ---- main ---------------------------------------------------------------- */

@@ -28,6 +28,7 @@
  *
  *   bench_fidelity_pool [--bootstrap N] [--html FILE] OUT1 OUT2 ...
  */
+#include "chart.h"
 #include "util/csv.h"
 #include "util/stats.h"
 
@@ -292,12 +293,10 @@ static void pool_arm(const struct run *runs, size_t n_runs, const char *name, si
         free(own[s]);
 }
 
-/* A difference as printed, to 4 decimals: what rounds to zero is zero
- * (+0.0000, never bold), whatever the last bits of a subtraction say. */
-static double shown(double v)
-{
-    return round(v * 1e4) / 1e4 + 0.0;
-}
+/* A difference as printed (chart_shown): to 4 decimals, what rounds to
+ * zero is zero (+0.0000, never bold), whatever the last bits of a
+ * subtraction say. */
+#define shown chart_shown
 
 static void print_cell(const struct pooled *p, size_t n_runs)
 {
@@ -323,59 +322,26 @@ struct pooled_arm {
     struct pooled vs[N_REFS];
 };
 
-/* The horizontal position of v on a chart spanning [lo, hi]. */
-static double x_of(double v, double lo, double hi, double left, double width)
-{
-    return left + (v - lo) / (hi - lo) * width;
-}
-
-/* One chart: each arm's mean against reference f, its 95% interval over
+/* One chart: each arm's mean against reference ref, its 95% interval over
  * items and runs (thick), the seeds' own spread (thin), each seed (ring). */
 static void html_chart(FILE *f, const struct pooled_arm *arms, size_t n_arms, size_t n_runs, int ref)
 {
-    const double W = 880, L = 220, R = 20, T = 20, row = 26, width = W - L - R;
-    double H = T + row * (double)n_arms + 40, lo = 0.0, hi = 0.0;
+    struct chart_row *rows = calloc(n_arms ? n_arms : 1, sizeof *rows);
+    if (!rows)
+        fail("out of memory for a chart of %zu arms", n_arms);
     for (size_t a = 0; a < n_arms; a++) {
         const struct pooled *p = &arms[a].vs[ref];
-        lo = fmin(lo, p->low), hi = fmax(hi, p->high);
-        if (n_runs > 1)
-            lo = fmin(lo, p->spread_low), hi = fmax(hi, p->spread_high);
-        for (size_t s = 0; s < n_runs; s++)
-            lo = fmin(lo, p->per_seed[s]), hi = fmax(hi, p->per_seed[s]);
+        rows[a] = (struct chart_row){ .name = arms[a].name, .mid = p->diff, .low = p->low, .high = p->high,
+                                      .spread_low = n_runs > 1 ? p->spread_low : NAN,
+                                      .spread_high = n_runs > 1 ? p->spread_high : NAN,
+                                      .spread_title = "over seeds", .rings = p->per_seed, .n_rings = n_runs,
+                                      .fill = chart_fill(p->diff, p->low, p->high) };
     }
-    double pad = (hi - lo) * 0.05 + 1e-9;
-    lo -= pad, hi += pad;
-    fprintf(f, "<svg class=\"chart\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
-               "aria-label=\"each arm minus %s subsets, pooled over %zu seeds\">\n",
-            W, H, W, H, ref == REF_RANDOM ? "random" : "equal-token random", n_runs);
-    double zx = x_of(0.0, lo, hi, L, width);
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#c53030\" stroke-dasharray=\"4 3\"/>\n",
-            zx, T - 5, zx, H - 35);
-    for (size_t a = 0; a < n_arms; a++) {
-        const struct pooled *p = &arms[a].vs[ref];
-        double y = T + row * ((double)a + 0.5);
-        bool excludes = shown(p->low) > 0 || shown(p->high) < 0;
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">%s</text>\n", L - 8, y + 4,
-                arms[a].name);
-        if (n_runs > 1)
-            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#a0aec0\" stroke-width=\"1\">"
-                       "<title>over seeds: [%+.4f, %+.4f]</title></line>\n",
-                    x_of(p->spread_low, lo, hi, L, width), y + 6, x_of(p->spread_high, lo, hi, L, width), y + 6,
-                    shown(p->spread_low), shown(p->spread_high));
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#4a5568\" stroke-width=\"3\"/>\n",
-                x_of(p->low, lo, hi, L, width), y, x_of(p->high, lo, hi, L, width), y);
-        for (size_t s = 0; s < n_runs; s++)
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"none\" stroke=\"#718096\">"
-                       "<title>seed %zu: %+.4f</title></circle>\n",
-                    x_of(p->per_seed[s], lo, hi, L, width), y - 6, s + 1, shown(p->per_seed[s]));
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"><title>%s: %+.4f [%+.4f, %+.4f]</title>"
-                   "</circle>\n",
-                x_of(p->diff, lo, hi, L, width), y, excludes ? (p->diff < 0 ? "#2f855a" : "#c53030") : "#3182ce",
-                arms[a].name, shown(p->diff), shown(p->low), shown(p->high));
-    }
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" font-size=\"12\">held-out loss minus the "
-               "reference's (left of the red line: better), %.4f to %.4f</text>\n</svg>\n",
-            L + width / 2, H - 12, lo, hi);
+    char aria[128];
+    snprintf(aria, sizeof aria, "each arm minus %s subsets, pooled over %zu seeds",
+             ref == REF_RANDOM ? "random" : "equal-token random", n_runs);
+    chart_intervals(f, rows, n_arms, aria, "held-out loss minus the reference's (left of the red line: better)");
+    free(rows);
 }
 
 static void write_html(const char *path, const struct pooled_arm *arms, size_t n_arms, size_t n_boot)
@@ -383,13 +349,15 @@ static void write_html(const char *path, const struct pooled_arm *arms, size_t n
     FILE *f = fopen(path, "w");
     if (!f)
         fail("%s: cannot write: %s", path, strerror(errno));
-    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>bench/fidelity, pooled</title>"
-               "<style>body{font-family:sans-serif;max-width:980px;margin:auto;padding:16px}"
-               "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccd;padding:3px 6px}"
-               "</style></head><body>\n<h1>bench/fidelity, pooled over %zu corruption seeds</h1>\n<p>Folders:",
-            g_n_runs);
-    for (size_t s = 0; s < g_n_runs; s++)
-        fprintf(f, "%s seed %zu <code>%s</code>", s ? "," : "", s + 1, g_runs[s].dir);
+    char title[64];
+    snprintf(title, sizeof title, "bench/fidelity, pooled over %zu corruption seeds", g_n_runs);
+    chart_page_open(f, title);
+    fprintf(f, "<p>Folders:");
+    for (size_t s = 0; s < g_n_runs; s++) {
+        fprintf(f, "%s seed %zu <code>", s ? "," : "", s + 1);
+        chart_put_escaped(f, g_runs[s].dir);
+        fprintf(f, "</code>");
+    }
     fprintf(f, ". %zu held-out items, %zu resamples. Each row: the mean over seeds (filled dot: green or red "
                "where its 95%% interval over items and fine-tuning runs, the thick line, excludes zero), the seeds' "
                "own spread (thin line, t with %zu df) and each seed (rings).</p>\n",
@@ -401,7 +369,9 @@ static void write_html(const char *path, const struct pooled_arm *arms, size_t n
     fprintf(f, "<h2>Table</h2>\n<table><tr><th>arm</th><th>corrupted, per seed</th><th>vs random [95%%]</th>"
                "<th>over seeds</th><th>vs equal-token random [95%%]</th><th>over seeds</th></tr>\n");
     for (size_t a = 0; a < n_arms; a++) {
-        fprintf(f, "<tr><td>%s</td><td>", arms[a].name);
+        fprintf(f, "<tr><td>");
+        chart_put_escaped(f, arms[a].name);
+        fprintf(f, "</td><td>");
         for (size_t s = 0; s < g_n_runs; s++)
             fprintf(f, "%s%.1f%%", s ? " / " : "", arms[a].corrupted[s]);
         fprintf(f, "</td>");
