@@ -16,7 +16,9 @@
  *   6. per arm: loss, the difference to random with a 95% interval over
  *      items and seeds (util/stats.c), token count, corruption shares; and
  *      Spearman between the proxy value of each subset and its fine-tuned
- *      held-out log-likelihood;
+ *      held-out log-likelihood, for tmap's proxy settings and for the
+ *      variants below (draws and groups, nearest-neighbour demonstrations,
+ *      a tiny set of every validation item);
  *   7. the same Spearman for a second proxy: a short fine-tune from the base
  *      model on a sample of each subset, judged by the tiny set's loss.
  *
@@ -194,12 +196,17 @@ struct variant {
     bool                  defaults;
     enum tmap_demo_policy policy;
     size_t                draws, groups;
+    bool                  whole_val; /* the tiny set: every validation item, weight 1, not the run's anchors */
 };
 
 static const struct variant variants[] = {
-    { "tmap's defaults", true, TMAP_DEMOS_RANDOM, 0, 0 },
-    { "random, 2 draws, 1 group", false, TMAP_DEMOS_RANDOM, 2, 1 },
-    { "random, 2 draws x 10 groups", false, TMAP_DEMOS_RANDOM, 2, 10 },
+    { "tmap's defaults", true, TMAP_DEMOS_RANDOM, 0, 0, false },
+    { "random, 2 draws, 1 group", false, TMAP_DEMOS_RANDOM, 2, 1, false },
+    { "random, 2 draws x 10 groups", false, TMAP_DEMOS_RANDOM, 2, 10, false },
+    /* The demonstration policy: each item's nearest records of the subset. */
+    { "knn demonstrations", false, TMAP_DEMOS_KNN, 1, 1, false },
+    /* The tiny set's size: all validation items (3x the anchors). */
+    { "random, 2 draws, all validation items", false, TMAP_DEMOS_RANDOM, 2, 1, true },
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -222,7 +229,8 @@ struct arm {
 
 struct bench {
     struct settings     s;
-    struct tmap_pool   *pool, *heldout, *tiny;
+    struct tmap_pool   *pool, *heldout, *tiny, *val;
+    double             *val_weights; /* 1 per validation item: the whole-validation proxy variant */
     struct fid_record  *rec;
     int64_t            *rec_tokens; /* training tokens per pool record */
     struct tmap_scores *scores;
@@ -549,6 +557,17 @@ static void run_tmap(struct bench *b)
     path_in(s, "heldout.jsonl", path, sizeof path);
     if (tmap_pool_load(path, &pp, &b->heldout, &err))
         die(path, &err);
+    path_in(s, "val.jsonl", path, sizeof path);
+    if (tmap_pool_load(path, &pp, &b->val, &err))
+        die(path, &err);
+    size_t n_val = tmap_pool_size(b->val);
+    b->val_weights = malloc((n_val ? n_val : 1) * sizeof *b->val_weights);
+    if (!b->val_weights) {
+        errno = ENOMEM;
+        die("the validation items' weights", NULL);
+    }
+    for (size_t i = 0; i < n_val; i++)
+        b->val_weights[i] = 1.0;
 }
 
 /* The selection a weighting makes, as tmap select makes it: the top, or
@@ -718,7 +737,8 @@ static void proxy_values(struct bench *b)
         }
         lp.n_redraws = 2; /* the defaults' mean over 3 draws: the run's own and two of its redraws */
         struct tmap_proxy *px;
-        if (tmap_proxy_create(m, b->tiny, NULL, &lp.proxy, &px, &err))
+        const struct tmap_pool *tiny = variants[v].whole_val ? b->val : b->tiny;
+        if (tmap_proxy_create(m, tiny, variants[v].whole_val ? b->val_weights : NULL, &lp.proxy, &px, &err))
             die("the proxy", &err);
         double seconds = 0;
         size_t evals = 0;
@@ -751,9 +771,9 @@ static void proxy_values(struct bench *b)
         b->seconds_v[v] = evals ? seconds / (double)evals : NAN;
         tmap_proxy_free(px);
         if (evals)
-            say("proxy variant %-30s %.2f s per evaluation", variants[v].name, b->seconds_v[v]);
+            say("proxy variant %-38s %.2f s per evaluation", variants[v].name, b->seconds_v[v]);
         else /* the defaults' prompts (same draws, same groups), or a rerun */
-            say("proxy variant %-30s every value from the memo", variants[v].name);
+            say("proxy variant %-38s every value from the memo", variants[v].name);
     }
     free(order);
     tmap_model_free(m);
@@ -1449,11 +1469,14 @@ int main(int argc, char **argv)
            b.n_spearman, b.spearman, b.spearman_mean);
     char seconds[64];
     for (size_t v = 0; v < N_VARIANTS; v++)
-        printf("  proxy %-30s %s, Spearman %.3f\n", variants[v].name,
+        printf("  proxy %-38s %s, Spearman %.3f\n", variants[v].name,
                variant_seconds_text(&b, v, seconds, sizeof seconds), b.spearman_v[v]);
-    if (b.s.ft_proxy)
-        printf("  fine-tune proxy (%zu records)        %.2f s per evaluation, Spearman %.3f\n", b.s.ft_proxy,
+    if (b.s.ft_proxy) {
+        char name[64];
+        snprintf(name, sizeof name, "fine-tune proxy (%zu records)", b.s.ft_proxy);
+        printf("  %-44s %.2f s per evaluation, Spearman %.3f\n", name,
                b.seconds_ft_proxy / (double)(b.n_ft_proxy_evals ? b.n_ft_proxy_evals : 1), b.spearman_ft);
+    }
     printf("wall time %.0f s; wrote %s/fidelity.md, arms.csv, losses.csv, fidelity.html\n", tmap_now_seconds() - t_start,
            b.s.out);
     tmap_backend_free();
