@@ -29,7 +29,9 @@ struct chart_row {
 #define CHART_WORSE   "#c53030"
 #define CHART_NEUTRAL "#3182ce"
 
-/* The value as the pages print it: four decimals, no negative zero. */
+/* A difference as the tables and pages print it, to 4 decimals: what
+ * rounds to zero is zero (+0.0000, never bold or coloured), whatever the
+ * last bits of a subtraction say. */
 double chart_shown(double v);
 /* CHART_BETTER, CHART_WORSE or CHART_NEUTRAL for an estimate and its interval. */
 const char *chart_fill(double mid, double low, double high);

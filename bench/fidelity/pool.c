@@ -293,23 +293,18 @@ static void pool_arm(const struct run *runs, size_t n_runs, const char *name, si
         free(own[s]);
 }
 
-/* A difference as printed (chart_shown): to 4 decimals, what rounds to
- * zero is zero (+0.0000, never bold), whatever the last bits of a
- * subtraction say. */
-#define shown chart_shown
-
 static void print_cell(const struct pooled *p, size_t n_runs)
 {
     printf(" |");
     for (size_t s = 0; s < n_runs; s++)
-        printf("%s%+.4f", s ? " / " : " ", shown(p->per_seed[s]));
-    bool excludes = shown(p->low) > 0 || shown(p->high) < 0;
-    printf(" | %s%+.4f [%+.4f, %+.4f]%s", excludes ? "**" : "", shown(p->diff), shown(p->low), shown(p->high),
-           excludes ? "**" : "");
+        printf("%s%+.4f", s ? " / " : " ", chart_shown(p->per_seed[s]));
+    bool excludes = chart_shown(p->low) > 0 || chart_shown(p->high) < 0;
+    printf(" | %s%+.4f [%+.4f, %+.4f]%s", excludes ? "**" : "", chart_shown(p->diff), chart_shown(p->low),
+           chart_shown(p->high), excludes ? "**" : "");
     if (n_runs > 1) {
-        bool spread_excludes = shown(p->spread_low) > 0 || shown(p->spread_high) < 0;
-        printf(" | %s[%+.4f, %+.4f]%s", spread_excludes ? "**" : "", shown(p->spread_low), shown(p->spread_high),
-               spread_excludes ? "**" : "");
+        bool spread_excludes = chart_shown(p->spread_low) > 0 || chart_shown(p->spread_high) < 0;
+        printf(" | %s[%+.4f, %+.4f]%s", spread_excludes ? "**" : "", chart_shown(p->spread_low),
+               chart_shown(p->spread_high), spread_excludes ? "**" : "");
     } else {
         printf(" | -");
     }
@@ -377,9 +372,10 @@ static void write_html(const char *path, const struct pooled_arm *arms, size_t n
         fprintf(f, "</td>");
         for (int r = 0; r < N_REFS; r++) {
             const struct pooled *p = &arms[a].vs[r];
-            fprintf(f, "<td>%+.4f [%+.4f, %+.4f]</td>", shown(p->diff), shown(p->low), shown(p->high));
+            fprintf(f, "<td>%+.4f [%+.4f, %+.4f]</td>", chart_shown(p->diff), chart_shown(p->low),
+                    chart_shown(p->high));
             if (g_n_runs > 1)
-                fprintf(f, "<td>[%+.4f, %+.4f]</td>", shown(p->spread_low), shown(p->spread_high));
+                fprintf(f, "<td>[%+.4f, %+.4f]</td>", chart_shown(p->spread_low), chart_shown(p->spread_high));
             else
                 fprintf(f, "<td>-</td>");
         }
