@@ -894,6 +894,7 @@ static enum tmap_status compute_own(struct scorer *sc, struct target *t, size_t 
     double start = tmap_now_seconds();
     struct tmap_model_counters before = work_so_far(sc);
     enum tmap_status st;
+    tmap_fault_slow("score-batch");
     if (!items)
         st = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory scoring a batch of %zu", n);
     else if (tmap_fault_due("score-batch"))
@@ -943,28 +944,42 @@ static enum tmap_status score_alone(struct scorer *sc, struct target *t, size_t 
     return st;
 }
 
+/* Rank 0's stop word: the first batch that will not be stored (every
+ * batch before it still will be). An unreadable word stops everything. */
+static size_t receive_stop(bool *told)
+{
+    void *word = NULL;
+    size_t size = 0;
+    uint64_t first = 0;
+    *told = dist_recv(0, TAG_STOP, &word, &size) == 0;
+    if (*told && size == sizeof first)
+        memcpy(&first, word, sizeof first);
+    free(word);
+    return first > SIZE_MAX ? SIZE_MAX : (size_t)first;
+}
+
 /* A rank other than 0: its own batches in order, each sent as it is done.
  * After a failure (sent to rank 0 with the batch) it computes nothing
- * more. Between two batches it looks for rank 0's stop word: once rank 0
- * has failed nothing more will be stored, and computing on would only
- * delay the end of the job (every rank used to compute its whole share
- * first). It then sends rank 0, in place of its next batch, a marker
- * saying how far it got. */
+ * more. Between two batches it looks for rank 0's stop word, which names
+ * the first batch that will not be stored: it still computes its batches
+ * before that one, which will be (a slow rank would otherwise leave a hole
+ * that one process would have filled, and the store would keep less), and
+ * none from it on, which would only delay the end of the job (every rank
+ * used to compute its whole share first). In place of that batch it sends
+ * rank 0 a marker saying how far it got. */
 static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, const int *owner, size_t n_batches)
 {
     enum tmap_status st = TMAP_OK;
-    size_t mine = 0, done = 0;
+    size_t mine = 0, done = 0, stop_at = SIZE_MAX;
     bool told = false;
     for (size_t k = 0; k < n_batches; k++)
         mine += owner[k] == sc->rank;
     for (size_t k = 0; k < n_batches && !st; k++) {
         if (owner[k] != sc->rank)
             continue;
-        if (dist_poll(TAG_STOP) == 0) {
-            void *word;
-            size_t size;
-            told = dist_recv(0, TAG_STOP, &word, &size) == 0;
-            free(word);
+        if (!told && dist_poll(TAG_STOP) == 0)
+            stop_at = receive_stop(&told);
+        if (k >= stop_at) {
             st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) stopped after %zu of its %zu batches, as rank 0 failed",
                            sc->rank, dist_host(sc->rank), done, mine);
             send_batch(sc, t, NULL, 0, st, 0, 0, true);
@@ -978,12 +993,10 @@ static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, con
     }
     enum tmap_status sent = finish_sending(sc);
     if (!told) { /* wait for the word, so that no message is left unreceived */
-        void *word;
-        size_t size;
-        if (dist_recv(0, TAG_STOP, &word, &size) != 0 && !st && !sent)
+        receive_stop(&told);
+        if (!told && !st && !sent)
             sent = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): no word from rank 0 at the end of the scoring",
                              sc->rank, dist_host(sc->rank));
-        free(word);
     }
     return st ? st : sent;
 }
@@ -997,9 +1010,11 @@ static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, con
  * each of the others' before its own next one: idle for 7 s of a 45 s
  * run.) It computes at most `window` batches past the frontier, which
  * bounds what it holds. After a failure it stores nothing from the first
- * failed batch on, tells the other ranks to stop (send_stop), and still
- * takes every batch they send, so that none of them waits forever on a
- * send.
+ * failed batch on and tells the other ranks so (send_stop); every rank,
+ * rank 0 too, still computes its batches before that one, so the store
+ * keeps all that one process would have kept however far behind a rank
+ * was; rank 0 takes every batch the others send, so that none of them
+ * waits forever on a send.
  */
 struct held {
     struct item     *items;
@@ -1017,27 +1032,32 @@ struct rank0 {
     bool            *rank_failed;
     enum tmap_status failed;
     struct dist_pending *stop;    /* per rank: the stop word in flight */
+    uint64_t         stop_word;   /* its text: failed_at when it was sent */
     bool             stop_sent;
 };
 
-/* Sends every other rank the stop word (once per target). */
+/* Sends every other rank the stop word (once per target): the first batch
+ * that will not be stored, SIZE_MAX at the end of a run that did not fail.
+ * A later failure at an earlier batch is not sent: the others then compute
+ * a few batches that are not stored, which costs time, not data. */
 static void send_stop(struct rank0 *z)
 {
     if (z->stop_sent)
         return;
     z->stop_sent = true;
+    z->stop_word = z->failed_at;
     for (int r = 1; r < z->sc->size; r++)
-        dist_send_start("", 0, r, TAG_STOP, &z->stop[r]);
+        dist_send_start(&z->stop_word, sizeof z->stop_word, r, TAG_STOP, &z->stop[r]);
 }
 
 static void note_failure(struct rank0 *z, size_t k, enum tmap_status st)
 {
-    if (!z->failed) {
-        z->failed = st;
-        send_stop(z); /* the others' batches would not be stored */
-    }
     if (k < z->failed_at)
         z->failed_at = k;
+    if (!z->failed) {
+        z->failed = st;
+        send_stop(z); /* the others' batches from failed_at on would not be stored */
+    }
 }
 
 /* Takes rank r's next batch (waiting for it if it has not arrived). */
@@ -1138,15 +1158,17 @@ static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, cons
         while (z.next[r] < n_batches && owner[z.next[r]] != (int)r)
             z.next[r]++;
     }
-    for (size_t k = 0; k < n_batches && !z.failed; k++) {
+    /* After a failure, rank 0's own batches before it are still computed:
+     * they will be stored. */
+    for (size_t k = 0; k < n_batches && k < z.failed_at; k++) {
         if (owner[k] != 0)
             continue;
-        while (k >= z.frontier + window && !z.failed) {
+        while (k >= z.frontier + window && k < z.failed_at) {
             if (!z.held[z.frontier].in)
                 take_batch(&z, owner[z.frontier]);
             advance_frontier(&z);
         }
-        if (z.failed)
+        if (k >= z.failed_at)
             break;
         size_t count = batch_count(sc, t, k);
         struct item *items = calloc(count, sizeof *items);
@@ -1159,8 +1181,8 @@ static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, cons
         advance_frontier(&z);
     }
     /* The rest, in order: what the others still owe (a rank that failed
-     * sends nothing after its failed batch; rank 0 computes nothing after
-     * a failure). */
+     * sends nothing after its failed batch or its marker; rank 0 computed
+     * every batch of its own before failed_at, and none after). */
     while (z.frontier < n_batches) {
         struct held *h = &z.held[z.frontier];
         int r = owner[z.frontier];

@@ -11,6 +11,10 @@
  *   score-batch   a batch of `tmap score` (or `tmap run`'s scoring), as
  *                 this process computes it: pool and validation batches
  *                 together, in the order it computes them
+ *
+ * TMAP_FAULT_SLOW=SITE:SECONDS makes every pass through SITE wait that long
+ * first: a slow rank, whose timing a test cannot otherwise choose (a rank
+ * far behind the others when one of them fails).
  */
 #ifndef TMAP_UTIL_FAULT_H
 #define TMAP_UTIL_FAULT_H
@@ -20,5 +24,8 @@
 /* Counts a pass through site; true when TMAP_FAULT asks this pass to fail.
  * Only the thread that drives the work calls it. */
 bool tmap_fault_due(const char *site);
+
+/* Waits as TMAP_FAULT_SLOW asks at site (usually not at all). */
+void tmap_fault_slow(const char *site);
 
 #endif

@@ -166,9 +166,11 @@ expect_err "its batch size (--batch-samples) is 8, rank 0's 4"
 head -n 160 "$SRC/data/gsm8k/train.jsonl" > long.jsonl
 long=(-m "$MODEL" -d long.jsonl --val val.jsonl -c 512 -b 512 -t 1 --batch-samples 2 --indicators loss,length)
 faulty() { # RANK N ARGS...: rank RANK fails the N-th batch it computes
-    local rank=$1 n=$2 on0=() on1=()
+    local rank=$1 n=$2 on0=(env) on1=(env)
     shift 2
-    if [ "$rank" -eq 0 ]; then on0=(env "TMAP_FAULT=score-batch:$n"); else on1=(env "TMAP_FAULT=score-batch:$n"); fi
+    if [ "$rank" -eq 0 ]; then on0+=("TMAP_FAULT=score-batch:$n"); else on1+=("TMAP_FAULT=score-batch:$n"); fi
+    # SLOW1=SECONDS: every batch of rank 1 takes that much longer.
+    [ -n "${SLOW1:-}" ] && on1+=("TMAP_FAULT_SLOW=score-batch:$SLOW1")
     run timeout --kill-after=10 120 mpirun --oversubscribe -np 1 "${on0[@]}" "$TMAP" score "${long[@]}" "$@" \
         : -np 1 "${on1[@]}" "$TMAP" score "${long[@]}" "$@"
 }
@@ -203,6 +205,15 @@ expect_true test "${done:-99}" -lt "${share:-0}"
 expect_true test "$(grep -c 'failed on purpose' "$WORK/.err")" -eq 1
 expect_true test "$(grep -c '^tmap: rank 1:' "$WORK/.err")" -eq 0
 kept_then_resumed f0.db f0.csv
+
+check "rank 1 far behind when rank 0 fails: it still computes its batches before the failure, which are stored"
+# Rank 0 fails its 3rd batch while a slow rank 1 has done few of its own;
+# rank 1 used to stop at once, leaving holes before the failure that one
+# process would have filled (seen on a loaded machine in CI).
+SLOW1=0.3 faulty 0 3 --cache fs.db -o fs.csv
+expect_status 4
+expect_err "failed on purpose (TMAP_FAULT)"
+kept_then_resumed fs.db fs.csv
 
 check "rank 1 fails its 3rd batch: rank 0 names it once and stops; the store keeps what came first"
 faulty 1 3 --cache f1.db -o f1.csv
