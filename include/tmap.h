@@ -134,6 +134,10 @@ struct tmap_field_map {
 struct tmap_pool_params {
     enum tmap_on_error    on_error;
     const char           *rejects_path;     /* SKIP: JSONL of rejects, NULL = none */
+    /* SKIP: add to rejects_path instead of starting it anew at the first
+     * reject. A command that reads two files into one rejects file sets it
+     * for the second, so the first one's rejects survive. */
+    bool                  rejects_append;
     struct tmap_field_map fields;
     const char           *id_field;         /* key of the sample id ("id") */
     size_t                max_record_bytes; /* longer records are rejected */
@@ -901,6 +905,7 @@ TMAP_API struct tmap_run_params tmap_run_default_params(void);
 struct tmap_run_summary {
     size_t              n_pool, n_val, n_tiny, n_selected;
     size_t              n_duplicates;   /* exact duplicates kept out of the selection */
+    size_t              n_pool_rejected, n_val_rejected; /* bad records set aside (on_error SKIP) */
     struct tmap_model_info model;       /* which model, and what it was trained on */
     struct tmap_weights weights;        /* learned */
     struct tmap_baselines baselines;    /* what the learned weights are measured against */

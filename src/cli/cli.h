@@ -115,6 +115,7 @@ struct cli_data_options {
     int                     on_error;
     char                   *fields_copy_;
     char                    rejects_default_[4096];
+    size_t                  n_loaded_; /* inputs read so far: the second adds to the first's rejects */
 };
 
 
@@ -130,6 +131,11 @@ void cli_data_options_init(struct cli_data_options *d);
  * Prints and returns non-zero on a bad combination. */
 int  cli_data_options_finish(struct cli_data_options *d, const char *input_path);
 void cli_data_options_free(struct cli_data_options *d);
+/* Reads one input of the command: the first starts the rejects file, each
+ * later one adds to it (every reject names its file), and how many records
+ * were set aside, and where, goes to stderr. */
+enum tmap_status cli_load_pool(struct cli_data_options *d, const char *path, struct tmap_pool **out,
+                               struct tmap_error *err);
 
 /* Weight-search options shared by `learn` and `run`; the CLI_CHOICE ints
  * are turned into enums by cli_learn_options_finish. */

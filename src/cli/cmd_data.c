@@ -72,7 +72,7 @@ static int run_stats(const char *path, struct cli_data_options *d, struct tmap_m
     struct tmap_pool_stats st;
     int rc = 0;
 
-    if (tmap_pool_load(path, &d->pool, &pool, &err))
+    if (cli_load_pool(d, path, &pool, &err))
         return cli_report(&err);
     if (mp->path) {
         tmap_backend_init(true);
@@ -88,9 +88,6 @@ static int run_stats(const char *path, struct cli_data_options *d, struct tmap_m
             print_json(path, &st);
         else
             print_text(path, &st);
-        if (st.n_rejected && !cli_quiet)
-            fprintf(stderr, "tmap: %zu rejected records written to %s\n", st.n_rejected,
-                    d->pool.rejects_path);
     }
     tmap_model_free(model);
     if (mp->path)

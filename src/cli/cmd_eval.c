@@ -32,9 +32,9 @@ struct loaded {
 
 static enum tmap_status load_inputs(struct eval_options *o, struct loaded *l, struct tmap_error *err)
 {
-    enum tmap_status st = tmap_pool_load(o->test_path, &o->data.pool, &l->test, err);
+    enum tmap_status st = cli_load_pool(&o->data, o->test_path, &l->test, err);
     if (!st && o->demos_path)
-        st = tmap_pool_load(o->demos_path, &o->data.pool, &l->demos, err);
+        st = cli_load_pool(&o->data, o->demos_path, &l->demos, err);
     if (!st)
         st = tmap_model_load(&o->model, &l->model, err);
     return st;

@@ -107,7 +107,7 @@ static enum tmap_status load_eval(const char *path, struct tmap_pool **out, stru
 
 /* Loads the pools, trains, prints; returns the exit status. */
 static int run(struct tmap_finetune_params *fp, const char *data_path, const char *eval_path,
-               const struct tmap_pool_params *pool_params)
+               struct cli_data_options *d)
 {
     struct tmap_error err = { 0 };
     struct tmap_pool *pool = NULL, *eval = NULL;
@@ -116,7 +116,7 @@ static int run(struct tmap_finetune_params *fp, const char *data_path, const cha
     fp->progress = on_progress;
     fp->progress_user_data = &ps;
     int rc = 0;
-    if (tmap_pool_load(data_path, pool_params, &pool, &err) || load_eval(eval_path, &eval, &err)) {
+    if (cli_load_pool(d, data_path, &pool, &err) || load_eval(eval_path, &eval, &err)) {
         rc = cli_report(&err);
     } else {
         fp->eval_pool = eval;
@@ -190,7 +190,7 @@ int cmd_finetune(int argc, char **argv)
     rc = cli_data_options_finish(&d, data);
     if (rc == 0) {
         tmap_backend_init(true);
-        rc = run(&fp, data, eval, &d.pool);
+        rc = run(&fp, data, eval, &d);
         tmap_backend_free();
     }
     cli_data_options_free(&d);
@@ -266,9 +266,9 @@ int cmd_model_pretrain(int argc, char **argv)
     if (tmap_model_create(init, &cp, &err)) {
         rc = cli_report(&err);
     } else {
-        struct tmap_pool_params pp = tmap_pool_default_params();
-        pp.notice = cli_notice;
-        rc = run(&fp, data, eval, &pp);
+        struct cli_data_options d; /* pretraining data: every record must read */
+        cli_data_options_init(&d);
+        rc = run(&fp, data, eval, &d);
     }
     tmap_backend_free();
     return rc;

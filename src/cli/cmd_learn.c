@@ -36,11 +36,11 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
     tmap_backend_init(true);
     l->learn.proxy.store_path = cache;
     l->learn.on_eval = print_eval;
-    enum tmap_status st = tmap_pool_load(pool_path, &d->pool, &in.pool, &err);
+    enum tmap_status st = cli_load_pool(d, pool_path, &in.pool, &err);
     if (!st)
         st = tmap_scores_read_csv(in.pool, scores_path, &in.scores, &err);
     if (!st)
-        st = tmap_pool_load(tiny_path, &d->pool, &in.tiny, &err);
+        st = cli_load_pool(d, tiny_path, &in.tiny, &err);
     if (!st)
         st = tmap_model_load(mp, &in.model, &err);
     if (!st)

@@ -26,9 +26,9 @@ static int run_proxy(struct proxy_options *o)
     struct tmap_proxy *proxy = NULL;
     size_t *rows = NULL;
     tmap_backend_init(true);
-    enum tmap_status st = tmap_pool_load(o->demos_path, &o->d.pool, &demos, &err);
+    enum tmap_status st = cli_load_pool(&o->d, o->demos_path, &demos, &err);
     if (!st)
-        st = tmap_pool_load(o->tiny_path, &o->d.pool, &tiny, &err);
+        st = cli_load_pool(&o->d, o->tiny_path, &tiny, &err);
     if (!st)
         st = tmap_model_load(&o->mp, &model, &err);
     if (!st)

@@ -47,13 +47,24 @@ static void print_proxy(const struct tmap_proxy_params *pp)
                tmap_demo_policy_name(pp->policy), pp->policy == TMAP_DEMOS_RANDOM ? ", averaged over draws" : "");
 }
 
+/* Ends a summary line: what --on-error skip set aside, and where. */
+static void print_rejected(size_t n, const char *rejects_path)
+{
+    if (n)
+        printf("; %zu bad record%s set aside%s%s", n, n == 1 ? "" : "s", rejects_path ? " in " : "",
+               rejects_path ? rejects_path : "");
+    printf("\n");
+}
+
 static void print_summary(const struct tmap_run_summary *s, const struct tmap_run_params *p)
 {
     const char *model_path = p->model.path, *out_dir = p->out_dir;
     double ratio = p->learn.select.ratio;
     print_model(&s->model, model_path);
-    printf("%-28s %zu records\n", "pool", s->n_pool);
-    printf("%-28s %zu items -> %zu anchors\n", "validation", s->n_val, s->n_tiny);
+    printf("%-28s %zu records", "pool", s->n_pool);
+    print_rejected(s->n_pool_rejected, p->pool.rejects_path);
+    printf("%-28s %zu items -> %zu anchors", "validation", s->n_val, s->n_tiny);
+    print_rejected(s->n_val_rejected, p->pool.rejects_path);
     printf("%-28s %zu computed, %zu from the store, %.1f s\n", "scoring", s->score_stats.n_computed,
            s->score_stats.n_from_store, s->seconds_score);
     printf("%-28s %zu evaluation%s (%zu spent), %.1f s\n", "weight search", s->n_evaluations,

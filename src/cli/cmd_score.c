@@ -44,9 +44,9 @@ static void free_loaded(struct loaded *l)
 
 static enum tmap_status load_inputs(struct score_options *o, struct loaded *l, struct tmap_error *err)
 {
-    enum tmap_status st = tmap_pool_load(o->pool_path, &o->data.pool, &l->pool, err);
+    enum tmap_status st = cli_load_pool(&o->data, o->pool_path, &l->pool, err);
     if (!st && o->val_path)
-        st = tmap_pool_load(o->val_path, &o->data.pool, &l->val, err);
+        st = cli_load_pool(&o->data, o->val_path, &l->val, err);
     if (!st)
         st = load_model(o, o->model.path, &l->model, err);
     if (!st && o->judge_path)

@@ -59,7 +59,7 @@ int cmd_select(int argc, char **argv)
     struct tmap_scores *scores = NULL;
     struct tmap_weights w = { 0 };
     struct tmap_selection sel = { 0 };
-    enum tmap_status st = tmap_pool_load(pool_path, &d.pool, &pool, &err);
+    enum tmap_status st = cli_load_pool(&d, pool_path, &pool, &err);
     if (!st)
         st = tmap_scores_read_csv(pool, scores_path, &scores, &err);
     if (!st)

@@ -15,7 +15,7 @@ static int run_tiny(struct tmap_model_params *mp, const char *val_path, struct c
     struct tmap_model *model = NULL;
     struct tmap_tiny tiny = { 0 };
     tmap_backend_init(true);
-    enum tmap_status st = tmap_pool_load(val_path, &d->pool, &val, &err);
+    enum tmap_status st = cli_load_pool(d, val_path, &val, &err);
     if (!st && tp->mode == TMAP_TINY_ANCHORS)
         st = tmap_model_load(mp, &model, &err);
     if (!st)

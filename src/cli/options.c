@@ -341,7 +341,30 @@ int cli_data_options_finish(struct cli_data_options *d, const char *input_path)
                  base ? base + 1 : input_path);
         d->pool.rejects_path = d->rejects_default_;
     }
+    /* Every rank reads the same records; only rank 0 writes their rejects. */
+    if (tmap_dist_size() > 1 && tmap_dist_rank() > 0)
+        d->pool.rejects_path = NULL;
     return d->fields ? parse_fields(d) : 0;
+}
+
+enum tmap_status cli_load_pool(struct cli_data_options *d, const char *path, struct tmap_pool **out,
+                               struct tmap_error *err)
+{
+    struct tmap_pool_params pp = d->pool;
+    pp.rejects_append = d->n_loaded_ > 0;
+    enum tmap_status st = tmap_pool_load(path, &pp, out, err);
+    if (st != TMAP_OK)
+        return st;
+    d->n_loaded_++;
+    size_t n = tmap_pool_n_rejected(*out);
+    if (tmap_dist_rank() > 0)
+        return TMAP_OK; /* rank 0 says it once */
+    if (n && d->pool.rejects_path)
+        fprintf(stderr, "tmap: %s: %zu bad record%s set aside in %s\n", path, n, n == 1 ? "" : "s",
+                d->pool.rejects_path);
+    else if (n)
+        fprintf(stderr, "tmap: %s: %zu bad record%s skipped\n", path, n, n == 1 ? "" : "s");
+    return TMAP_OK;
 }
 
 void cli_data_options_free(struct cli_data_options *d)

@@ -213,9 +213,10 @@ static enum tmap_status write_reject(struct loader *ld, size_t line, const char 
                                      size_t raw_bytes, const char *reason)
 {
     /* Opened at the first reject, so no file appears when nothing is
-     * rejected; truncated then, so a rerun never mixes in stale rejects. */
+     * rejected; truncated then, so a rerun never mixes in stale rejects,
+     * unless an earlier file of the same command started it. */
     const char *path = ld->params->rejects_path;
-    if (!ld->rejects && !(ld->rejects = fopen(path, "w")))
+    if (!ld->rejects && !(ld->rejects = fopen(path, ld->params->rejects_append ? "a" : "w")))
         return tmap_fail(ld->err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     json_t *record = reject_json(ld, line, raw, raw_bytes, reason);
     int failed = !record || json_dumpf(record, ld->rejects, JSON_COMPACT) != 0 ||
@@ -555,6 +556,63 @@ static enum tmap_status check_params(const struct tmap_pool_params *params,
     return TMAP_OK;
 }
 
+/* True when the file's first JSON value is a record reject_json wrote (an
+ * empty file counts): only such a file may be replaced or added to. */
+static bool holds_rejects(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    int c = fgetc(f);
+    bool empty = c == EOF;
+    json_t *first = NULL;
+    if (!empty && ungetc(c, f) != EOF)
+        first = json_loadf(f, JSON_DISABLE_EOF_CHECK, NULL);
+    fclose(f);
+    bool ok = empty || (json_is_object(first) && json_is_string(json_object_get(first, "file")) &&
+                        json_is_integer(json_object_get(first, "line")) &&
+                        json_is_string(json_object_get(first, "reason")));
+    json_decref(first);
+    return ok;
+}
+
+/* The rejects file is an output, and a path given by hand may name a file
+ * the user keeps: the input itself (truncating what is mapped would crash
+ * the load and empty the file), another input of the same command, any
+ * data. Only a file that is not there, is not a regular file (/dev/null) or
+ * already holds rejects may be written. */
+static enum tmap_status check_rejects_path(const char *input, const struct tmap_pool_params *params,
+                                           struct tmap_error *err)
+{
+    const char *path = params->rejects_path;
+    struct stat in, out;
+    if (params->on_error != TMAP_ON_ERROR_SKIP || !path || stat(path, &out) != 0 || !S_ISREG(out.st_mode))
+        return TMAP_OK;
+    if (stat(input, &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+        return tmap_fail(err, TMAP_ERR_USAGE, "%s: the rejects file is the input itself; give another (--rejects)",
+                         path);
+    if (!holds_rejects(path))
+        return tmap_fail(err, TMAP_ERR_USAGE, "%s: exists and does not hold rejected records (its first line is "
+                         "not one): not overwriting it; give another path (--rejects) or remove it", path);
+    return TMAP_OK;
+}
+
+/* A rejects file left by an earlier run goes before this one reads, so
+ * that the file afterwards holds this run's rejects or is not there at
+ * all; a second input of the same command adds to the first's instead. */
+static enum tmap_status clear_stale_rejects(const struct tmap_pool_params *params, struct tmap_error *err)
+{
+    const char *path = params->rejects_path;
+    struct stat st;
+    if (params->on_error != TMAP_ON_ERROR_SKIP || !path || params->rejects_append || stat(path, &st) != 0 ||
+        !S_ISREG(st.st_mode))
+        return TMAP_OK;
+    if (unlink(path) != 0 && errno != ENOENT)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot remove the rejects of an earlier run: %s", path,
+                         strerror(errno));
+    return TMAP_OK;
+}
+
 static char *copy(const char *s, bool *ok)
 {
     char *c = s ? strdup(s) : NULL;
@@ -671,7 +729,11 @@ enum tmap_status tmap_pool_load(const char *path, const struct tmap_pool_params 
     struct tmap_pool *pool = pool_create(path, params);
     if (!pool)
         return out_of_memory(err);
-    status = map_file(pool, err);
+    status = check_rejects_path(path, params, err);
+    if (status == TMAP_OK)
+        status = map_file(pool, err);
+    if (status == TMAP_OK)
+        status = clear_stale_rejects(params, err);
     if (status == TMAP_OK)
         status = read_records(pool, params, err);
     if (status != TMAP_OK) {

@@ -132,10 +132,16 @@ static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
 {
     const struct tmap_run_params *p = r->p;
     enum tmap_status st = make_out_dir(p->out_dir, err);
+    /* One rejects file for both inputs (each reject names its file), and
+     * under MPI only rank 0 writes it: the ranks read the same records. */
+    struct tmap_pool_params pool = p->pool, val = p->pool;
+    if (p->learn.distributed && tmap_dist_rank() != 0)
+        pool.rejects_path = val.rejects_path = NULL;
+    val.rejects_append = true;
     if (!st)
-        st = tmap_pool_load(p->pool_path, &p->pool, &r->pool, err);
+        st = tmap_pool_load(p->pool_path, &pool, &r->pool, err);
     if (!st)
-        st = tmap_pool_load(p->val_path, &p->pool, &r->val, err);
+        st = tmap_pool_load(p->val_path, &val, &r->val, err);
     if (!st)
         st = tmap_model_load(&p->model, &r->model, err);
     /* The judge and the embedder run with the target's runtime options. */
@@ -213,8 +219,13 @@ static enum tmap_status build_tiny(struct run_state *r, struct tmap_run_summary 
     }
     if (!st)
         st = tmap_tiny_write(&r->tiny, r->val, path, err);
+    /* tmap wrote every line of it from records already read: nothing to set
+     * aside, and the inputs' rejects file is not this load's to start anew. */
+    struct tmap_pool_params pp = r->p->pool;
+    pp.on_error = TMAP_ON_ERROR_FAIL;
+    pp.rejects_path = NULL;
     if (!st)
-        st = tmap_pool_load(path, &r->p->pool, &r->tiny_pool, err);
+        st = tmap_pool_load(path, &pp, &r->tiny_pool, err);
     if (fd >= 0) {
         close(fd);
         unlink(path);
@@ -365,6 +376,8 @@ static void fill_summary(const struct run_state *r, struct tmap_run_summary *s)
     s->n_duplicates = r->sel.n_duplicates;
     s->n_pool = tmap_pool_size(r->pool);
     s->n_val = tmap_pool_size(r->val);
+    s->n_pool_rejected = tmap_pool_n_rejected(r->pool);
+    s->n_val_rejected = tmap_pool_n_rejected(r->val);
     s->n_tiny = r->tiny.n;
     s->n_selected = r->sel.n;
     s->n_evaluations = r->learned.n_trace;

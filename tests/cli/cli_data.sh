@@ -106,7 +106,7 @@ run "$TMAP" data stats mixed.jsonl --on-error skip
 expect_status 0
 expect_out "records    2"
 expect_out "rejected   2"
-expect_err "2 rejected records written to mixed.jsonl.rejects.jsonl"
+expect_err "mixed.jsonl: 2 bad records set aside in mixed.jsonl.rejects.jsonl"
 expect_true test "$(wc -l < mixed.jsonl.rejects.jsonl)" -eq 2
 expect_true grep -q '"line": *2' mixed.jsonl.rejects.jsonl
 run "$TMAP" data stats mixed.jsonl --on-error skip --rejects out/none.jsonl
@@ -114,6 +114,25 @@ expect_status 3
 run "$TMAP" data stats mixed.jsonl --rejects r.jsonl
 expect_status 1
 expect_err "--rejects needs --on-error skip"
+
+check "the rejects file never overwrites data, and holds only this run's rejects"
+cp mixed.jsonl keep.jsonl
+run "$TMAP" data stats keep.jsonl --on-error skip --rejects keep.jsonl
+expect_status 1
+expect_err "keep.jsonl: the rejects file is the input itself"
+expect_true cmp -s keep.jsonl mixed.jsonl
+printf '%s\n' "$good" > data.jsonl
+run "$TMAP" data stats keep.jsonl --on-error skip --rejects data.jsonl
+expect_status 1
+expect_err "data.jsonl: exists and does not hold rejected records"
+expect_true test "$(wc -l < data.jsonl)" -eq 1
+# A clean rerun leaves no rejects of the earlier one behind.
+run "$TMAP" data stats data.jsonl --on-error skip --rejects mixed.jsonl.rejects.jsonl
+expect_status 0
+expect_true test ! -e mixed.jsonl.rejects.jsonl
+run "$TMAP" data stats keep.jsonl --on-error skip --rejects /dev/null
+expect_status 0
+expect_err "keep.jsonl: 2 bad records set aside in /dev/null"
 
 check "--fields maps other keys"
 printf '{"q": "What?", "a": "That.", "gold": "x"}\n' > custom.jsonl

@@ -141,6 +141,19 @@ run "$TMAP" select -d pool.jsonl --scores s.csv --weights eq.json -o eq-sel.json
 expect_status 0
 expect_true cmp -s eq-sel.jsonl eq-hand.jsonl
 
+check "--on-error skip: both inputs' bad records in one rejects file, and the summary says so"
+{ cat pool.jsonl; echo '{"question": "cut'; } > bad-pool.jsonl
+{ cat val.jsonl; echo 'not json'; } > bad-val.jsonl
+common_val=("${common[@]/val.jsonl/bad-val.jsonl}")
+run "$TMAP" run "${common_val[@]/pool.jsonl/bad-pool.jsonl}" --out sk --cache a/store.db --search equal --on-error skip
+expect_status 0
+expect_out "pool                         40 records; 1 bad record set aside in bad-pool.jsonl.rejects.jsonl"
+expect_out "validation                   12 items -> 4 anchors; 1 bad record set aside in bad-pool.jsonl.rejects.jsonl"
+expect_true test "$(wc -l < bad-pool.jsonl.rejects.jsonl)" -eq 2
+expect_true grep -q '"file": *"bad-pool.jsonl", *"line": *41' bad-pool.jsonl.rejects.jsonl
+expect_true grep -q '"file": *"bad-val.jsonl", *"line": *13' bad-pool.jsonl.rejects.jsonl
+expect_true test ! -e bad-val.jsonl.rejects.jsonl
+
 check "bad input"
 run "$TMAP" run -m "$MODEL" -d pool.jsonl --out x
 expect_status 1

@@ -1034,6 +1034,72 @@ static void test_rejects_unwritable(void **state)
                     "no/such/dir/rejects.jsonl: cannot open: No such file or directory");
 }
 
+static void write_small_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A small file's whole text (a static buffer). */
+static const char *small_file(const char *path)
+{
+    static char text[4096];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+/* The rejects file is an output: it never overwrites the input or other
+ * data, a second input of the same command adds to it, and a clean load
+ * leaves none of an earlier one behind. */
+static void test_rejects_file_guarded(void **state)
+{
+    (void)state;
+    const char *record = "{\"prompt\": \"a\", \"response\": \"b\"}\n";
+    const char *input_text = "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"cut\n";
+    char input[4200], data[4200], rejects[4200];
+    snprintf(input, sizeof input, "%s", temp_path("guard_input.jsonl"));
+    snprintf(data, sizeof data, "%s", temp_path("guard_data.jsonl"));
+    snprintf(rejects, sizeof rejects, "%s", temp_path("guard_rejects.jsonl"));
+    write_small_file(input, input_text);
+    write_small_file(data, record);
+    struct tmap_pool_params params = tmap_pool_default_params();
+    params.on_error = TMAP_ON_ERROR_SKIP;
+    struct tmap_error err;
+
+    params.rejects_path = input;
+    assert_int_equal(load_fails(input, &params, &err), TMAP_ERR_USAGE);
+    assert_contains(err.message, "the rejects file is the input itself");
+    assert_string_equal(small_file(input), input_text);
+
+    params.rejects_path = data;
+    assert_int_equal(load_fails(input, &params, &err), TMAP_ERR_USAGE);
+    assert_contains(err.message, "does not hold rejected records");
+    assert_string_equal(small_file(data), record);
+
+    /* The first input starts the file, the second adds to it. */
+    params.rejects_path = rejects;
+    tmap_pool_free(load_with(input, &params));
+    params.rejects_append = true;
+    tmap_pool_free(load_with(input, &params));
+    size_t n;
+    json_t **lines = read_rejects(rejects, &n);
+    assert_int_equal(n, 2);
+    free_rejects(lines, n);
+
+    /* A clean load that starts the file anew leaves nothing stale. */
+    params.rejects_append = false;
+    tmap_pool_free(load_with(data, &params));
+    assert_int_equal(access(rejects, F_OK), -1);
+    unlink(input);
+    unlink(data);
+}
+
 /* ---- utf8 and stats helpers -------------------------------------------- */
 
 static void test_utf8(void **state)
@@ -1142,6 +1208,7 @@ int main(void)
         cmocka_unit_test(test_skip_without_rejects_file),
         cmocka_unit_test(test_skip_all_rejected),
         cmocka_unit_test(test_rejects_unwritable),
+        cmocka_unit_test(test_rejects_file_guarded),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_length_summary),
     };
