@@ -65,8 +65,13 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     print_rejected(s->n_pool_rejected, p->pool.rejects_path);
     printf("%-28s %zu items -> %zu anchors", "validation", s->n_val, s->n_tiny);
     print_rejected(s->n_val_rejected, p->pool.rejects_path);
-    printf("%-28s %zu computed, %zu from the store, %.1f s\n", "scoring", s->score_stats.n_computed,
+    printf("%-28s %zu computed, %zu from the store, %.1f s", "scoring", s->score_stats.n_computed,
            s->score_stats.n_from_store, s->seconds_score);
+    if (s->score_stats.n_skipped)
+        printf("; %zu skipped, %s longer than the context (%d tokens): no model indicators",
+               s->score_stats.n_skipped, s->score_stats.n_skipped == 1 ? "its response" : "their responses",
+               s->model.n_ctx);
+    printf("\n");
     printf("%-28s %zu evaluation%s (%zu spent), %.1f s\n", "weight search", s->n_evaluations,
            s->n_evaluations == 1 ? "" : "s", s->n_spent, s->seconds_learn);
     print_proxy(&p->learn.proxy);

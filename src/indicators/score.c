@@ -633,6 +633,15 @@ static enum tmap_status finish_batch(struct scorer *sc, struct target *t, struct
         struct item *it = &items[i];
         if (it->copy)
             copy_first(sc, t, it);
+        /* One skipped before (its loss stored as NaN) is told again, so a
+         * rerun from the store says what the first run said. */
+        bool skipped_before = !it->skipped && !it_has_news(it) && (t->mask & BIT(TMAP_IND_LOSS)) &&
+                              isnan(*cell(t, it->row, TMAP_IND_LOSS));
+        if (skipped_before) {
+            sc->stats.n_skipped++;
+            notice(sc, "%s:%zu: sample %s: its response does not fit the context (so the store says); its model "
+                   "indicators are left empty", tmap_pool_path(t->pool), it->rec.line, it->rec.id);
+        }
         if (it->skipped) {
             sc->stats.n_skipped++;
             notice(sc, "%s:%zu: sample %s: %d response tokens do not fit the context; its model indicators are left empty",

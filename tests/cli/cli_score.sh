@@ -80,6 +80,18 @@ run "$TMAP" score "${common[@]}" --indicators quality,diversity --judge "$MODEL"
 expect_status 0
 expect_true cmp -s plain.csv judged.csv  # the same GGUF as judge and embedder: the same values
 
+check "a response longer than the context: skipped and named, again when it comes from the store"
+{ head -n 2 pool.jsonl
+  printf '{"question": "Count.", "answer": "%s\\n#### 7"}\n' "$(printf 'one two three %.0s' $(seq 200))"; } > long.jsonl
+for again in first rerun; do
+    run "$TMAP" score -m "$MODEL" -d long.jsonl -c 256 --indicators loss,length --cache long.db -o long.csv
+    expect_status 0
+    expect_err "long.jsonl:3: sample 3: "
+    expect_err "3 samples: "
+    expect_err ", 1 skipped;"
+done
+expect_true grep -qE '^3,3,[0-9a-f]{32},,[0-9]+$' long.csv
+
 check "relevance without --val says so"
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators relevance,steps -o r.csv
 expect_status 0
