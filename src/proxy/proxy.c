@@ -607,9 +607,12 @@ static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool 
             st = gather_items(px, groups, values, err);
     }
     double mean = st ? NAN : tiny_mean(px, values, n_skipped);
+    struct tmap_model_info info;
+    tmap_model_get_info(px->model, &info);
     if (!st && isnan(mean))
-        st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the context with %d demonstrations; "
-                                           "raise -c or lower -k", px->p.k);
+        st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the context (%d tokens) even without "
+                                           "demonstrations (those that do not fit are left out): raise -c",
+                       info.n_ctx);
     *value = st ? NAN : mean;
     free_prompts(&pr, px->n);
     free(values);

@@ -166,5 +166,9 @@ expect_err "nothere.json"
 run "$TMAP" run "${common[@]}" --out pool.jsonl
 expect_status 3
 expect_err "pool.jsonl: exists and is not a folder"
+# Lowering -k cannot help a context too short for any item alone.
+run "$TMAP" run "${common[@]}" --out short -c 24
+expect_status 2
+expect_err "no tiny item fits the context (24 tokens) even without demonstrations"
 
 finish
