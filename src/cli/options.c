@@ -146,7 +146,7 @@ static int parse_number(const struct cli_spec *spec, const char *name, const cha
         return cli_usage_error(spec, "%s: '%s' is not a whole number", name, value);
     bool ranged = o->kind != CLI_U64;
     if (ranged && (v < o->min || v > o->max))
-        return cli_usage_error(spec, "%s: %s is out of range [%g, %g]", name, value, o->min, o->max);
+        return cli_usage_error(spec, "%s: %s is out of range [%.15g, %.15g]", name, value, o->min, o->max);
     if (o->kind == CLI_U64 && v < 0)
         return cli_usage_error(spec, "%s: %s must not be negative", name, value);
     *out = v;

@@ -700,6 +700,41 @@ static enum tmap_status summarise(const struct loader *ld)
     return TMAP_OK;
 }
 
+/*
+ * A file that is not text at all: a model passed where data was meant (-m
+ * and -d swapped), or a data set still compressed or in a columnar format.
+ * Read as JSONL it would yield one "bad record" per stray newline byte,
+ * which names every line and says nothing useful; one message naming what
+ * the file is says what to do.
+ */
+static enum tmap_status check_is_text(const struct tmap_pool *pool, struct tmap_error *err)
+{
+    static const struct {
+        const char *magic;
+        size_t      bytes;
+        const char *what;
+    } kinds[] = {
+        {"GGUF", 4, "a GGUF model, not data: did -m and -d change places?"},
+        {"\x1f\x8b", 2, "gzip-compressed: decompress it first (gunzip -k FILE)"},
+        {"\x28\xb5\x2f\xfd", 4, "zstd-compressed: decompress it first (zstd -d FILE)"},
+        {"BZh", 3, "bzip2-compressed: decompress it first (bunzip2 -k FILE)"},
+        {"\xfd" "7zXZ", 5, "xz-compressed: decompress it first (xz -dk FILE)"},
+        {"PAR1", 4, "a Parquet file: tmap reads JSONL or a JSON array; convert it first"},
+        {"PK\x03\x04", 4, "a zip archive: unpack it first"},
+        {"SQLite format 3", 15, "an SQLite database (a score store?), not data"},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (pool->map_bytes >= kinds[i].bytes && memcmp(pool->map, kinds[i].magic, kinds[i].bytes) == 0)
+            return tmap_fail(err, TMAP_ERR_DATA, "%s: %s", pool->path, kinds[i].what);
+    /* Text never holds a NUL byte; look at the first 4 KiB, enough for any
+     * binary header and cheap on a file of any size. */
+    size_t head = pool->map_bytes < 4096 ? pool->map_bytes : 4096;
+    if (head > 0 && memchr(pool->map, '\0', head))
+        return tmap_fail(err, TMAP_ERR_DATA, "%s: a binary file (a NUL byte in its first %zu bytes), not "
+                         "JSONL or a JSON array of records", pool->path, head);
+    return TMAP_OK;
+}
+
 /* JSON array when the first byte after the BOM and any whitespace is '[';
  * JSONL otherwise. */
 static enum tmap_status read_records(struct tmap_pool *pool, const struct tmap_pool_params *params,
@@ -732,6 +767,8 @@ enum tmap_status tmap_pool_load(const char *path, const struct tmap_pool_params 
     status = check_rejects_path(path, params, err);
     if (status == TMAP_OK)
         status = map_file(pool, err);
+    if (status == TMAP_OK)
+        status = check_is_text(pool, err);
     if (status == TMAP_OK)
         status = clear_stale_rejects(params, err);
     if (status == TMAP_OK)

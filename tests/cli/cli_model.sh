@@ -100,7 +100,7 @@ expect_status 1
 expect_err "n_embd=30 is not a multiple of n_head=4"
 run "$TMAP" model create --out x.gguf --n-embd 0
 expect_status 1
-expect_err "--n-embd: 0 is out of range"
+expect_err "--n-embd: 0 is out of range [8, 65536]"
 run "$TMAP" model create --out x.gguf --vocab /nonexistent/v.gguf
 expect_status 3
 expect_err "/nonexistent/v.gguf: cannot read the vocabulary GGUF"

@@ -107,6 +107,13 @@ expect_err "unknown indicator 'fun'"
 run "$TMAP" score -m "$MODEL" -d nothere.jsonl
 expect_status 3
 expect_err "nothere.jsonl: cannot open"
+run "$TMAP" score -m "$MODEL" -d pool.jsonl -c -5
+expect_status 1
+expect_err "-c: -5 is out of range [0, 1048576]"
+run "$TMAP" score -m pool.jsonl -d "$MODEL"     # the two swapped: one line that says so
+expect_status 2
+expect_err "a GGUF model, not data: did -m and -d change places?"
+expect_true test "$(wc -l < "$WORK/.err")" -eq 1
 printf 'id,reward\n77,1\n' > extra.csv
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps --extra extra.csv
 expect_status 2

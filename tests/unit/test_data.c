@@ -838,6 +838,42 @@ static void test_missing_file(void **state)
     assert_string_equal(err.message, expected);
 }
 
+/* A file that is not text (a model given as data, a compressed or columnar
+ * data set) is named for what it is, in one message, with nothing set
+ * aside as bad records even in SKIP mode. */
+static void test_not_text(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t      n;
+        const char *expected;
+    } files[] = {
+        {"GGUF\x03\0\0\0\n\n", 10, "a GGUF model, not data: did -m and -d change places?"},
+        {"\x1f\x8b\x08\0\n", 5, "gzip-compressed: decompress it first"},
+        {"PAR1\x15\x04\n", 7, "a Parquet file"},
+        {"{\"prompt\": \"a\", \"response\": \"b\"}\n\0\n", 37, "a binary file (a NUL byte in its first 37 bytes)"},
+    };
+    char path[4200], rejects[4200];
+    snprintf(path, sizeof path, "%s", temp_path("not_text.jsonl"));
+    snprintf(rejects, sizeof rejects, "%s", temp_path("not_text_rejects.jsonl"));
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(files[i].bytes, 1, files[i].n, f), files[i].n);
+        fclose(f);
+        struct tmap_pool_params params = tmap_pool_default_params();
+        params.on_error = TMAP_ON_ERROR_SKIP;
+        params.rejects_path = rejects;
+        struct tmap_error err;
+        assert_int_equal(load_fails(path, &params, &err), TMAP_ERR_DATA);
+        assert_contains(err.message, path);
+        assert_contains(err.message, files[i].expected);
+        assert_null(strchr(err.message, '\n')); /* one line, not one per stray newline byte */
+        assert_int_equal(access(rejects, F_OK), -1);
+    }
+}
+
 /* A JSON line of exactly `bytes` bytes: a generic record with a long response. */
 static char *long_record(size_t bytes)
 {
@@ -1201,6 +1237,7 @@ int main(void)
         cmocka_unit_test(test_bad_mc),
         cmocka_unit_test(test_no_records),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_not_text),
         cmocka_unit_test(test_huge_line),
         cmocka_unit_test(test_fail_lists_first_ten),
         cmocka_unit_test(test_skip_writes_rejects),
