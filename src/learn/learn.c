@@ -395,6 +395,26 @@ static size_t choose_rows(const struct chooser *c, const double *s, size_t *rows
     return chosen;
 }
 
+/* The weights name a column the scores do not hold: say which ones they do
+ * hold (a column of NaNs only was never scored), so a typo or a scores file
+ * from another run shows at once. */
+static enum tmap_status missing_column(const struct tmap_scores *s, const char *name, struct tmap_error *err)
+{
+    char held[512] = "";
+    size_t used = 0;
+    for (size_t col = 0; col < s->n_cols && used < sizeof held; col++) {
+        bool scored = false;
+        for (size_t r = 0; r < s->n_rows && !scored; r++)
+            scored = !isnan(s->values[col * s->n_rows + r]);
+        if (scored) {
+            int n = snprintf(held + used, sizeof held - used, "%s%s", used ? ", " : "", s->names[col]);
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+    return tmap_fail(err, TMAP_ERR_DATA, "the weights name \"%s\", which the scores do not hold (they hold: %s)",
+                     name, used ? held : "nothing");
+}
+
 /* Percentile ranks of the weighted columns, column-major n x d. */
 static enum tmap_status rank_columns(const struct tmap_scores *s, const struct tmap_weights *w, double *u,
                                      struct tmap_error *err)
@@ -402,8 +422,7 @@ static enum tmap_status rank_columns(const struct tmap_scores *s, const struct t
     for (size_t j = 0; j < w->d; j++) {
         size_t col = tmap_scores_find_column(s, w->names[j]);
         if (col == SIZE_MAX)
-            return tmap_fail(err, TMAP_ERR_DATA, "the weights name column \"%s\", which the scores lack",
-                             w->names[j]);
+            return missing_column(s, w->names[j], err);
         enum tmap_status st = tmap_percentile_ranks(s->values + col * s->n_rows, s->n_rows,
                                                     w->higher_is_better[j], u + j * s->n_rows, err);
         if (st)

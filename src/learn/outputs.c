@@ -182,24 +182,46 @@ static enum tmap_status read_indicator(json_t *e, size_t j, const char *path, st
     json_t *dir = json_object_get(e, "direction");
     if (!json_is_string(name) || !json_is_number(weight))
         return tmap_fail(err, TMAP_ERR_DATA, "%s: indicator %zu needs a string name and a numeric weight", path, j);
+    const char *dir_name = json_is_string(dir) ? json_string_value(dir) : "higher";
+    if (dir && (!json_is_string(dir) || (strcmp(dir_name, "higher") != 0 && strcmp(dir_name, "lower") != 0)))
+        return tmap_fail(err, TMAP_ERR_DATA, "%s: indicator \"%s\": direction must be \"higher\" or \"lower\"", path,
+                         json_string_value(name));
+    for (size_t i = 0; i < j; i++)
+        if (strcmp(w->names[i], json_string_value(name)) == 0)
+            return tmap_fail(err, TMAP_ERR_DATA, "%s: indicator \"%s\" is listed twice", path, w->names[i]);
     w->names[j] = strdup(json_string_value(name));
     w->weights[j] = json_number_value(weight);
-    w->higher_is_better[j] = !json_is_string(dir) || strcmp(json_string_value(dir), "lower") != 0;
+    w->higher_is_better[j] = strcmp(dir_name, "lower") != 0;
     return w->names[j] ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
+}
+
+/* A JSON file's root, or a message naming the file: "cannot open" with the
+ * system's reason when it cannot be read, the line and column otherwise. */
+static enum tmap_status load_json(const char *path, json_t **root, struct tmap_error *err)
+{
+    json_error_t jerr;
+    *root = json_load_file(path, 0, &jerr);
+    if (*root)
+        return TMAP_OK;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    fclose(f);
+    return tmap_fail(err, TMAP_ERR_DATA, "%s:%d: not valid JSON: %s", path, jerr.line, jerr.text);
 }
 
 enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *w, struct tmap_error *err)
 {
     memset(w, 0, sizeof *w);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root)
-        return tmap_fail(err, errno == ENOENT ? TMAP_ERR_IO : TMAP_ERR_DATA, "%s:%d: %s", path, jerr.line, jerr.text);
+    json_t *root;
+    enum tmap_status st = load_json(path, &root, err);
+    if (st)
+        return st;
     json_t *list = json_object_get(root, "indicators");
-    enum tmap_status st = TMAP_OK;
     size_t d = json_is_array(list) ? json_array_size(list) : 0;
     if (d == 0)
-        st = tmap_fail(err, TMAP_ERR_DATA, "%s: no \"indicators\" list", path);
+        st = tmap_fail(err, TMAP_ERR_DATA, "%s: no \"indicators\" list; tmap learn and tmap run write one, "
+                       "{\"indicators\": [{\"name\": \"quality\", \"weight\": 0.5}, ...]}", path);
     w->d = d;
     w->names = calloc(d ? d : 1, sizeof *w->names);
     w->weights = calloc(d ? d : 1, sizeof *w->weights);
@@ -208,6 +230,13 @@ enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *w
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
     for (size_t j = 0; j < d && !st; j++)
         st = read_indicator(json_array_get(list, j), j, path, w, err);
+    /* Every weight zero ranks every record equal: the "selection" would be
+     * the pool's first records, which nobody asks for on purpose. */
+    bool any_weight = false;
+    for (size_t j = 0; j < d && !st; j++)
+        any_weight = any_weight || w->weights[j] != 0.0;
+    if (!st && !any_weight)
+        st = tmap_fail(err, TMAP_ERR_DATA, "%s: every weight is 0, so nothing ranks one record above another", path);
     json_t *pv = json_object_get(root, "proxy_value");
     w->proxy_value = json_is_number(pv) ? json_number_value(pv) : NAN;
     json_decref(root);
@@ -237,15 +266,14 @@ char *tmap_learn_params_to_json(const struct tmap_learn_params *p)
 
 enum tmap_status tmap_select_params_read_json(const char *path, struct tmap_select_params *p, struct tmap_error *err)
 {
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root)
-        return tmap_fail(err, errno == ENOENT ? TMAP_ERR_IO : TMAP_ERR_DATA, "%s:%d: %s", path, jerr.line, jerr.text);
+    json_t *root;
+    enum tmap_status st = load_json(path, &root, err);
+    if (st)
+        return st;
     json_t *c = json_object_get(root, "config");
     json_t *ratio = json_object_get(c, "ratio"), *mode = json_object_get(c, "select");
     json_t *drop = json_object_get(c, "drop"), *seed = json_object_get(c, "seed");
     json_t *strata = json_object_get(c, "strata");
-    enum tmap_status st = TMAP_OK;
     if (json_is_number(ratio))
         p->ratio = json_number_value(ratio);
     if (json_is_integer(seed))

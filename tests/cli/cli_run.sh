@@ -78,6 +78,26 @@ sed 's/"select": "filter"/"select": "sideways"/' f/weights.json > bad-select.jso
 run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights bad-select.json
 expect_status 2
 expect_err "bad-select.json: config.select \"sideways\" is not one of top, filter"
+check "a hand-written weights file: each mistake named, with the file"
+bad_weights() { # FILE JSON STATUS MESSAGE
+    printf '%s\n' "$2" > "$1"
+    run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights "$1" -o never.jsonl
+    expect_status "$3"
+    expect_err "$4"
+}
+bad_weights w-shape.json '{"weights": {"quality": 1}}' 2 'w-shape.json: no "indicators" list; tmap learn and tmap run write one'
+bad_weights w-syntax.json '{"indicators": [' 2 "w-syntax.json:2: not valid JSON: ']' expected"
+bad_weights w-zero.json '{"indicators": [{"name": "quality", "weight": 0}]}' 2 'w-zero.json: every weight is 0'
+bad_weights w-dir.json '{"indicators": [{"name": "quality", "weight": 1, "direction": "up"}]}' 2 \
+    'w-dir.json: indicator "quality": direction must be "higher" or "lower"'
+bad_weights w-twice.json '{"indicators": [{"name": "quality", "weight": 1}, {"name": "quality", "weight": 2}]}' 2 \
+    'w-twice.json: indicator "quality" is listed twice'
+bad_weights w-typo.json '{"indicators": [{"name": "qualty", "weight": 1}]}' 2 \
+    'the weights name "qualty", which the scores do not hold (they hold: '
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights nothere.json -o never.jsonl
+expect_status 3
+expect_err "nothere.json: cannot open: No such file or directory"
+expect_true test ! -e never.jsonl
 
 check "a pretty-printed JSON array in, one JSON record per output line"
 # Alpaca ships alpaca_data.json this way: one key per line, 2-space indent.
