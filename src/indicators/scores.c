@@ -169,6 +169,9 @@ struct extra_csv {
     size_t      line_no;
     int         n_fields;
     size_t      cols[MAX_EXTRA_COLUMNS]; /* score column of each CSV field after id */
+    int         hash_field;              /* the "hash" field's index, or -1 */
+    size_t     *line_of_row;             /* the CSV line that gave each pool row, 0 for none */
+    size_t      n_rows_read;
 };
 
 static enum tmap_status read_header(struct extra_csv *x, struct tmap_scores *s, struct tmap_error *err)
@@ -181,7 +184,10 @@ static enum tmap_status read_header(struct extra_csv *x, struct tmap_scores *s, 
     x->n_fields = tmap_csv_split(x->line, fields, MAX_EXTRA_COLUMNS + 1);
     if (x->n_fields < 2 || strcmp(fields[0], "id") != 0)
         return tmap_fail(err, TMAP_ERR_DATA, "%s:1: the header must be id,NAME[,NAME...]", x->path);
+    x->hash_field = -1;
     for (int k = 1; k < x->n_fields; k++) {
+        if (strcmp(fields[k], "hash") == 0)
+            x->hash_field = k;
         if (x->keep && !x->keep(fields[k])) {
             x->cols[k - 1] = SIZE_MAX;
             continue;
@@ -210,6 +216,26 @@ static enum tmap_status read_row(struct extra_csv *x, struct tmap_scores *s,
     if (row == SIZE_MAX)
         return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: id \"%s\" is not in %s", x->path, x->line_no,
                          fields[0], tmap_pool_path(pool));
+    if (x->line_of_row[row])
+        return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: id \"%s\" again (first on line %zu)", x->path,
+                         x->line_no, fields[0], x->line_of_row[row]);
+    x->line_of_row[row] = x->line_no;
+    x->n_rows_read++;
+    /* tmap score writes each record's content hash: a record edited since
+     * it was scored keeps its id, and its old scores would rank new text. */
+    if (x->hash_field > 0 && fields[x->hash_field][0]) {
+        struct tmap_record rec;
+        enum tmap_status st = tmap_pool_record(pool, row, &rec);
+        if (st)
+            return tmap_fail(err, st, "%s: cannot read record %zu", tmap_pool_path(pool), row + 1);
+        char hex[33];
+        for (int b = 0; b < 16; b++)
+            snprintf(hex + 2 * b, 3, "%02x", rec.hash[b]);
+        if (strcmp(hex, fields[x->hash_field]) != 0)
+            return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: record \"%s\" has changed since it was scored "
+                             "(%s:%zu holds other text); score the pool again", x->path, x->line_no, fields[0],
+                             tmap_pool_path(pool), rec.line);
+    }
     for (int k = 1; k < n; k++) {
         if (x->cols[k - 1] == SIZE_MAX)
             continue;
@@ -229,22 +255,31 @@ static enum tmap_status read_row(struct extra_csv *x, struct tmap_scores *s,
 enum tmap_status tmap_scores_merge_csv(struct tmap_scores *s, const struct tmap_pool *pool,
                                        const char *path, struct tmap_error *err)
 {
-    return tmap_scores_merge_csv_columns(s, pool, path, NULL, err);
+    return tmap_scores_merge_csv_columns(s, pool, path, NULL, NULL, err);
 }
 
 enum tmap_status tmap_scores_merge_csv_columns(struct tmap_scores *s, const struct tmap_pool *pool,
                                                const char *path, bool (*keep)(const char *name),
-                                               struct tmap_error *err)
+                                               size_t *line_of_row, struct tmap_error *err)
 {
     struct extra_csv x = { .path = path, .keep = keep };
     x.f = fopen(path, "r");
     if (!x.f)
         return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    enum tmap_status st = read_header(&x, s, err);
+    size_t n = tmap_pool_size(pool);
+    x.line_of_row = line_of_row ? memset(line_of_row, 0, n * sizeof *line_of_row)
+                                : calloc(n ? n : 1, sizeof *x.line_of_row);
+    enum tmap_status st = x.line_of_row ? read_header(&x, s, err)
+                                        : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
     while (!st && getline(&x.line, &x.line_cap, x.f) >= 0) {
         x.line_no++;
         st = read_row(&x, s, pool, err);
     }
+    if (!st && x.n_rows_read == 0)
+        st = tmap_fail(err, TMAP_ERR_DATA, "%s: a header and no rows: it holds no values for %s", path,
+                       tmap_pool_path(pool));
+    if (!line_of_row)
+        free(x.line_of_row);
     free(x.line);
     fclose(x.f);
     return st;

@@ -25,10 +25,12 @@ struct tmap_scores *tmap_scores_create(size_t n_rows);
 /* Appends a NaN column; returns its index, or SIZE_MAX when memory runs out. */
 size_t tmap_scores_add_column(struct tmap_scores *scores, const char *name);
 
-/* tmap_scores_merge_csv reading only the columns keep() accepts. */
+/* tmap_scores_merge_csv reading only the columns keep() accepts. When
+ * line_of_row is not NULL (an array of one entry per pool record), it
+ * receives the CSV line that gave each record, 0 for a record with no row. */
 enum tmap_status tmap_scores_merge_csv_columns(struct tmap_scores *scores, const struct tmap_pool *pool,
                                                const char *path, bool (*keep)(const char *name),
-                                               struct tmap_error *err);
+                                               size_t *line_of_row, struct tmap_error *err);
 
 /* A table with no columns at all. */
 struct tmap_scores *tmap_scores_create_empty(size_t n_rows);

@@ -314,7 +314,25 @@ enum tmap_status tmap_scores_read_csv(const struct tmap_pool *pool, const char *
     *out = tmap_scores_create_empty(tmap_pool_size(pool));
     if (!*out)
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
-    enum tmap_status st = tmap_scores_merge_csv_columns(*out, pool, path, is_raw_column, err);
+    size_t *line_of_row = calloc(tmap_pool_size(pool) ? tmap_pool_size(pool) : 1, sizeof *line_of_row);
+    enum tmap_status st = line_of_row ? tmap_scores_merge_csv_columns(*out, pool, path, is_raw_column, line_of_row, err)
+                                      : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path);
+    /* A record with no row would rank as neutral and could be selected
+     * without ever having been scored: the file belongs to another pool. */
+    size_t missing = 0, first_missing = 0;
+    for (size_t row = tmap_pool_size(pool); !st && row-- > 0;)
+        if (!line_of_row[row]) {
+            missing++;
+            first_missing = row;
+        }
+    free(line_of_row);
+    if (!st && missing) {
+        struct tmap_record rec = { 0 };
+        tmap_pool_record(pool, first_missing, &rec);
+        st = tmap_fail(err, TMAP_ERR_DATA, "%s has no row for %zu of the %zu records of %s (the first: \"%s\", "
+                       "line %zu); was it written for another pool?", path, missing, tmap_pool_size(pool),
+                       tmap_pool_path(pool), rec.id ? rec.id : "?", rec.line);
+    }
     if (st) {
         tmap_scores_free(*out);
         *out = NULL;

@@ -99,6 +99,21 @@ expect_status 3
 expect_err "nothere.json: cannot open: No such file or directory"
 expect_true test ! -e never.jsonl
 
+check "a scores file that does not fit the pool: refused, naming the line"
+bad_scores() { # FILE STATUS MESSAGE (the file already written)
+    run "$TMAP" select -d pool.jsonl --scores "$1" --weights f/weights.json -o never.jsonl
+    expect_status "$2"
+    expect_err "$3"
+}
+head -1 f/scores.csv > s-empty.csv
+bad_scores s-empty.csv 2 "s-empty.csv: a header and no rows"
+sed 3d f/scores.csv > s-hole.csv           # the second record's row gone
+bad_scores s-hole.csv 2 "s-hole.csv has no row for 1 of the 40 records of pool.jsonl (the first: "
+{ cat f/scores.csv; sed -n 2p f/scores.csv; } > s-twice.csv
+bad_scores s-twice.csv 2 "s-twice.csv:42: id "
+expect_err "again (first on line 2)"
+expect_true test ! -e never.jsonl
+
 check "a pretty-printed JSON array in, one JSON record per output line"
 # Alpaca ships alpaca_data.json this way: one key per line, 2-space indent.
 to_array() {

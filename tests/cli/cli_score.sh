@@ -17,6 +17,17 @@ expect_true test "$(wc -l < scores.csv)" -eq 31
 expect_true grep -q '^id,line,hash,loss,ifd,quality,complexity,diversity,relevance,steps,length,lexical,numeracy,support$' scores.csv
 expect_true grep -q '^1,1,' scores.csv
 
+check "tmap select on these scores; a record edited since is refused"
+printf '{"indicators": [{"name": "quality", "weight": 1}]}\n' > w.json
+run "$TMAP" select -d pool.jsonl --scores scores.csv --weights w.json --ratio 0.5 -o sel.jsonl
+expect_status 0
+expect_true test "$(wc -l < sel.jsonl)" -eq 15
+sed '4s/"question": "/"question": "Edited. /' pool.jsonl > edited.jsonl
+run "$TMAP" select -d edited.jsonl --scores scores.csv --weights w.json -o never.jsonl
+expect_status 2
+expect_err 'scores.csv:5: record "4" has changed since it was scored (edited.jsonl:4 holds other text)'
+expect_true test ! -e never.jsonl
+
 check "a rerun is served from the store"
 run "$TMAP" score "${common[@]}" --cache s.db -o again.csv
 expect_status 0
