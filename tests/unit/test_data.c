@@ -849,10 +849,14 @@ static void test_not_text(void **state)
         size_t      n;
         const char *expected;
     } files[] = {
-        {"GGUF\x03\0\0\0\n\n", 10, "a GGUF model, not data: did -m and -d change places?"},
-        {"\x1f\x8b\x08\0\n", 5, "gzip-compressed: decompress it first"},
-        {"PAR1\x15\x04\n", 7, "a Parquet file"},
-        {"{\"prompt\": \"a\", \"response\": \"b\"}\n\0\n", 37, "a binary file (a NUL byte in its first 37 bytes)"},
+/* The literal and its length without the terminator, so that a count can never
+ * run past the literal (a hand-counted 37 for 35 bytes read out of bounds). */
+#define BYTES(literal) literal, sizeof literal - 1
+        {BYTES("GGUF\x03\0\0\0\n\n"), "a GGUF model, not data: did -m and -d change places?"},
+        {BYTES("\x1f\x8b\x08\0\n"), "gzip-compressed: decompress it first"},
+        {BYTES("PAR1\x15\x04\n"), "a Parquet file"},
+        {BYTES("{\"prompt\": \"a\", \"response\": \"b\"}\n\0\n"), "a binary file (a NUL byte in its first 35 bytes)"},
+#undef BYTES
     };
     char path[4200], rejects[4200];
     snprintf(path, sizeof path, "%s", temp_path("not_text.jsonl"));
