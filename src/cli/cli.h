@@ -95,6 +95,19 @@ int cli_parse(const struct cli_spec *spec, int argc, char **argv, const char **p
 
 void cli_print_help(const struct cli_spec *spec);
 
+/* A file the command reads or writes, with the flag that named it. */
+struct cli_path {
+    const char *flag;
+    const char *path; /* NULL when the flag was not given: skipped */
+};
+
+/* 0, or the usage error's status when an output is the same file as an
+ * input (writing it would destroy what is being read: `tmap tiny -d
+ * val.jsonl -o val.jsonl` replaced the validation set with its own tiny
+ * set) or as another output. Same file means the same inode, so a link
+ * or another spelling of the path is caught too. Lists end at .flag NULL. */
+int cli_check_paths(const struct cli_spec *spec, const struct cli_path *inputs, const struct cli_path *outputs);
+
 /* ---- Shared option groups ---------------------------------------------- */
 
 /* -m -t -c -b -ngl -np --no-repack, named as llama.cpp names them. */

@@ -139,7 +139,12 @@ int cmd_eval(int argc, char **argv)
         return rc;
     if ((rc = finish_options(&o, &spec)) >= 0)
         return rc;
-    rc = cli_data_options_finish(&o.data, o.test_path);
+    rc = cli_check_paths(&spec,
+                         (const struct cli_path[]){ { "-d", o.test_path }, { "--demos", o.demos_path },
+                                                    { "-m", o.model.path }, { NULL, NULL } },
+                         (const struct cli_path[]){ { "-o", o.out_path }, { NULL, NULL } });
+    if (rc == 0)
+        rc = cli_data_options_finish(&o.data, o.test_path);
     if (rc == 0)
         rc = run_eval(&o);
     cli_data_options_free(&o.data);

@@ -187,7 +187,12 @@ int cmd_finetune(int argc, char **argv)
         return cli_usage_error(&spec, "no training data given (-d FILE)");
     if (!fp.out_path)
         return cli_usage_error(&spec, "no output file given (--out FILE.gguf)");
-    rc = cli_data_options_finish(&d, data);
+    rc = cli_check_paths(&spec,
+                         (const struct cli_path[]){ { "-m", fp.model.path }, { "-d", data }, { "--eval", eval },
+                                                    { NULL, NULL } },
+                         (const struct cli_path[]){ { "-o", fp.out_path }, { NULL, NULL } });
+    if (rc == 0)
+        rc = cli_data_options_finish(&d, data);
     if (rc == 0) {
         tmap_backend_init(true);
         rc = run(&fp, data, eval, &d);
@@ -252,6 +257,12 @@ int cmd_model_pretrain(int argc, char **argv)
         return cli_usage_error(&spec, "no training data given (-d FILE)");
     if (!fp.out_path)
         return cli_usage_error(&spec, "no output file given (--out FILE.gguf)");
+    rc = cli_check_paths(&spec,
+                         (const struct cli_path[]){ { "-d", data }, { "--eval", eval }, { "--vocab", cp.vocab_path },
+                                                    { NULL, NULL } },
+                         (const struct cli_path[]){ { "-o", fp.out_path }, { NULL, NULL } });
+    if (rc != 0)
+        return rc;
     cp.n_head_kv = cp.n_head;
     /* A model trained from scratch on windows of -c tokens has never seen a
      * position past them: that is its context, and scoring and the proxy

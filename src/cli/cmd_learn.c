@@ -120,7 +120,13 @@ int cmd_learn(int argc, char **argv)
     if (!mp.path || !pool)
         return cli_usage_error(&spec, "needs -m MODEL and -d POOL");
     cli_learn_options_finish(&l);
-    rc = cli_data_options_finish(&d, pool);
+    rc = cli_check_paths(&spec,
+                         (const struct cli_path[]){ { "-d", pool }, { "--scores", scores }, { "--tiny", tiny },
+                                                    { "-m", mp.path }, { NULL, NULL } },
+                         (const struct cli_path[]){ { "--weights", weights }, { "--trace", trace }, { "--cache", cache },
+                                                    { NULL, NULL } });
+    if (rc == 0)
+        rc = cli_data_options_finish(&d, pool);
     if (rc == 0)
         rc = run_learn(&mp, &l, pool, scores, tiny, weights, trace, cache, &d);
     cli_data_options_free(&d);

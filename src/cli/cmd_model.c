@@ -51,6 +51,10 @@ static int model_create(int argc, char **argv)
         return rc;
     if (!out)
         return cli_usage_error(&spec, "no output file given (--out FILE)");
+    rc = cli_check_paths(&spec, (const struct cli_path[]){ { "--vocab", p.vocab_path }, { NULL, NULL } },
+                         (const struct cli_path[]){ { "-o", out }, { NULL, NULL } });
+    if (rc != 0)
+        return rc;
     if (!head_kv_given)
         p.n_head_kv = p.n_head;
     if (p.chat_template && strcmp(p.chat_template, "chatml") == 0)
@@ -86,6 +90,10 @@ static int model_quantize(int argc, char **argv)
     size_t n_pos;
     int rc = cli_parse(&spec, argc, argv, pos, &n_pos);
     if (rc >= 0)
+        return rc;
+    rc = cli_check_paths(&spec, (const struct cli_path[]){ { "IN", pos[0] }, { NULL, NULL } },
+                         (const struct cli_path[]){ { "OUT", pos[1] }, { NULL, NULL } });
+    if (rc != 0)
         return rc;
     tmap_backend_init(true);
     struct tmap_error err = { 0 };

@@ -106,7 +106,12 @@ int cmd_proxy(int argc, char **argv)
     o.pp.kind = (enum tmap_proxy_kind)o.kind;
     o.pp.tmpl = o.tmpl == 1 ? TMAP_TEMPLATE_CHAT : TMAP_TEMPLATE_PLAIN;
     o.pp.share_prefix = !o.no_share;
-    rc = cli_data_options_finish(&o.d, o.demos_path);
+    rc = cli_check_paths(&spec,
+                         (const struct cli_path[]){ { "--demos-from", o.demos_path }, { "--tiny", o.tiny_path },
+                                                    { "-m", o.mp.path }, { NULL, NULL } },
+                         (const struct cli_path[]){ { "--cache", o.pp.store_path }, { NULL, NULL } });
+    if (rc == 0)
+        rc = cli_data_options_finish(&o.d, o.demos_path);
     if (rc == 0)
         rc = run_proxy(&o);
     cli_data_options_free(&o.d);

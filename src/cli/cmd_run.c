@@ -107,6 +107,28 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     printf("report: %s/report.html   (%.1f s in all)\n", out_dir, s->seconds_total);
 }
 
+/* The run writes its files into OUT: none of them may be an input (a
+ * second run on the first one's selection, given the same OUT, would
+ * replace the pool it reads). */
+static int check_run_paths(const struct cli_spec *spec, const struct tmap_run_params *p)
+{
+    static const char *const names[] = { "selected.jsonl", "scores.csv", "weights.json", "trace.csv",
+                                          "tiny.jsonl", "report.html", "store.db" };
+    enum { N_OUT = sizeof names / sizeof names[0] };
+    char paths[N_OUT][4200];
+    struct cli_path outputs[N_OUT + 1] = { { NULL, NULL } };
+    for (size_t i = 0; i < N_OUT; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", p->out_dir, names[i]);
+        outputs[i] = (struct cli_path){ "-o", paths[i] };
+    }
+    if (p->store_path) /* the store the run keeps in place of OUT/store.db */
+        outputs[N_OUT - 1] = (struct cli_path){ "--cache", p->store_path };
+    const struct cli_path inputs[] = { { "-d", p->pool_path }, { "--val", p->val_path }, { "-m", p->model.path },
+                                       { "--judge", p->judge_path }, { "--embed-model", p->embed_path },
+                                       { NULL, NULL } };
+    return cli_check_paths(spec, inputs, outputs);
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct tmap_run_params p = tmap_run_default_params();
@@ -159,7 +181,7 @@ int cmd_run(int argc, char **argv)
     p.score.progress = cli_progress;
     p.score.distributed = true;
     p.learn.distributed = true;
-    if ((rc = cli_data_options_finish(&d, p.pool_path)) != 0)
+    if ((rc = check_run_paths(&spec, &p)) != 0 || (rc = cli_data_options_finish(&d, p.pool_path)) != 0)
         return rc;
     p.pool = d.pool;
     tmap_backend_init(true);

@@ -160,7 +160,15 @@ int cmd_score(int argc, char **argv)
     /* One GPU per rank, by its rank on this host (harmless without GPUs). */
     if (tmap_dist_size() > 1 && o.model.main_gpu < 0)
         o.model.main_gpu = tmap_dist_local_rank();
-    rc = cli_data_options_finish(&o.data, o.pool_path);
+    rc = cli_check_paths(&spec,
+                         (const struct cli_path[]){ { "-d", o.pool_path }, { "--val", o.val_path },
+                                                    { "--extra", o.extra_path }, { "-m", o.model.path },
+                                                    { "--judge", o.judge_path }, { "--embed-model", o.embed_path },
+                                                    { NULL, NULL } },
+                         (const struct cli_path[]){ { "-o", o.out_path }, { "--cache", o.score.store_path },
+                                                    { NULL, NULL } });
+    if (rc == 0)
+        rc = cli_data_options_finish(&o.data, o.pool_path);
     if (rc == 0)
         rc = run_score(&o);
     cli_data_options_free(&o.data);

@@ -35,7 +35,11 @@ int cmd_select(int argc, char **argv)
     if (!pool_path)
         return cli_usage_error(&spec, "no pool given (-d FILE)");
     sp.mode = (enum tmap_select_mode)mode;
-    if ((rc = cli_data_options_finish(&d, pool_path)) != 0)
+    rc = cli_check_paths(&spec,
+                         (const struct cli_path[]){ { "-d", pool_path }, { "--scores", scores_path },
+                                                    { "--weights", weights_path }, { NULL, NULL } },
+                         (const struct cli_path[]){ { "-o", out }, { "--table", table }, { NULL, NULL } });
+    if (rc != 0 || (rc = cli_data_options_finish(&d, pool_path)) != 0)
         return rc;
     struct tmap_error err = { 0 };
     /* The selection weights.json recorded is the default; a flag given

@@ -73,7 +73,10 @@ int cmd_tiny(int argc, char **argv)
         return cli_usage_error(&spec, "no validation data given (-d FILE)");
     if (!mp.path && tp.mode == TMAP_TINY_ANCHORS)
         return cli_usage_error(&spec, "anchors need a model for embeddings (-m FILE.gguf)");
-    rc = cli_data_options_finish(&d, val_path);
+    rc = cli_check_paths(&spec, (const struct cli_path[]){ { "-d", val_path }, { "-m", mp.path }, { NULL, NULL } },
+                         (const struct cli_path[]){ { "-o", out_path }, { "--cache", tp.store_path }, { NULL, NULL } });
+    if (rc == 0)
+        rc = cli_data_options_finish(&d, val_path);
     if (rc == 0)
         rc = run_tiny(&mp, val_path, &d, &tp, out_path);
     cli_data_options_free(&d);

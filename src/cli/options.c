@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 bool cli_quiet;
 
@@ -70,6 +71,34 @@ int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "usage: %s  (--help for more)\n", spec->usage);
     return TMAP_ERR_USAGE;
+}
+
+/* Do a and b name one file? Existing files by inode; a path that does not
+ * exist yet can only clash with the same spelling. */
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    bool has_a = stat(a, &sa) == 0, has_b = stat(b, &sb) == 0;
+    if (has_a && has_b)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return !has_a && !has_b && strcmp(a, b) == 0;
+}
+
+int cli_check_paths(const struct cli_spec *spec, const struct cli_path *inputs, const struct cli_path *outputs)
+{
+    for (const struct cli_path *o = outputs; o->flag; o++) {
+        if (!o->path)
+            continue;
+        for (const struct cli_path *i = inputs; i->flag; i++)
+            if (i->path && same_file(o->path, i->path))
+                return cli_usage_error(spec, "%s %s is the same file as %s %s: writing it would destroy the input",
+                                       o->flag, o->path, i->flag, i->path);
+        for (const struct cli_path *q = outputs; q < o; q++)
+            if (q->path && same_file(o->path, q->path))
+                return cli_usage_error(spec, "%s %s and %s %s are the same file: one would overwrite the other",
+                                       q->flag, q->path, o->flag, o->path);
+    }
+    return 0;
 }
 
 void cli_print_json_string(const char *s)

@@ -99,6 +99,26 @@ expect_status 3
 expect_err "nothere.json: cannot open: No such file or directory"
 expect_true test ! -e never.jsonl
 
+check "an output that is one of the inputs is refused before anything is written"
+cp pool.jsonl pool.keep
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights f/weights.json -o pool.jsonl
+expect_status 1
+expect_err "-o pool.jsonl is the same file as -d pool.jsonl: writing it would destroy the input"
+ln -s pool.jsonl pool-link.jsonl       # another name for the same file
+run "$TMAP" tiny -m "$MODEL" -d pool-link.jsonl -n 4 -o ./pool.jsonl
+expect_status 1
+expect_err "-o ./pool.jsonl is the same file as -d pool-link.jsonl"
+run "$TMAP" select -d pool.jsonl --scores f/scores.csv --weights f/weights.json -o x.jsonl --table x.jsonl
+expect_status 1
+expect_err "-o x.jsonl and --table x.jsonl are the same file"
+cp f/selected.jsonl f-selected.keep    # a second run on the first one's selection, into the same folder
+run "$TMAP" run -m "$MODEL" -d f/selected.jsonl --val val.jsonl --out f
+expect_status 1
+expect_err "-o f/selected.jsonl is the same file as -d f/selected.jsonl"
+expect_true cmp -s pool.jsonl pool.keep
+expect_true cmp -s f/selected.jsonl f-selected.keep
+expect_true test ! -e x.jsonl
+
 check "a scores file that does not fit the pool: refused, naming the line"
 bad_scores() { # FILE STATUS MESSAGE (the file already written)
     run "$TMAP" select -d pool.jsonl --scores "$1" --weights f/weights.json -o never.jsonl
