@@ -822,6 +822,16 @@ enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[
     return TMAP_OK;
 }
 
+void tmap_hash_hex(const uint8_t hash[16], char out[33])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int b = 0; b < 16; b++) {
+        out[2 * b] = digits[hash[b] >> 4];
+        out[2 * b + 1] = digits[hash[b] & 15];
+    }
+    out[32] = '\0';
+}
+
 bool tmap_record_write_line(FILE *f, const char *raw, size_t n)
 {
     if (!memchr(raw, '\n', n) && !memchr(raw, '\r', n))

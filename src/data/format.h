@@ -41,6 +41,10 @@ const char *tmap_json_type_name(const json_t *value);
  * ASCII whitespace, so a record re-saved by another tool keeps its hash. */
 enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[16]);
 
+/* That hash as 32 lowercase hex digits and a NUL: the "hash" column of
+ * scores files, which lets tmap select refuse scores of edited records. */
+void tmap_hash_hex(const uint8_t hash[16], char out[33]);
+
 /* Writes a record as one line of JSON, newline included: its input bytes
  * exactly when they hold no line break (every JSONL record), otherwise the
  * same bytes with the whitespace between tokens left out (an element of a

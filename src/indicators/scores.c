@@ -4,6 +4,7 @@
  * keyed by sample id.
  */
 #include "indicators/scores.h"
+#include "data/format.h"
 #include "util/csv.h"
 #include "util/atomic.h"
 #include "util/error.h"
@@ -137,9 +138,9 @@ enum tmap_status tmap_scores_write_csv(const struct tmap_scores *s, const struct
         struct tmap_record rec;
         tmap_pool_record(pool, i, &rec);
         tmap_csv_write_field(f, rec.id);
-        fprintf(f, ",%zu,", rec.line);
-        for (int b = 0; b < 16; b++)
-            fprintf(f, "%02x", rec.hash[b]);
+        char hex[33];
+        tmap_hash_hex(rec.hash, hex);
+        fprintf(f, ",%zu,%s", rec.line, hex);
         for (size_t j = 0; j < s->n_cols; j++) {
             if (!keep[j])
                 continue;
@@ -229,8 +230,7 @@ static enum tmap_status read_row(struct extra_csv *x, struct tmap_scores *s,
         if (st)
             return tmap_fail(err, st, "%s: cannot read record %zu", tmap_pool_path(pool), row + 1);
         char hex[33];
-        for (int b = 0; b < 16; b++)
-            snprintf(hex + 2 * b, 3, "%02x", rec.hash[b]);
+        tmap_hash_hex(rec.hash, hex);
         if (strcmp(hex, fields[x->hash_field]) != 0)
             return tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: record \"%s\" has changed since it was scored "
                              "(%s:%zu holds other text); score the pool again", x->path, x->line_no, fields[0],

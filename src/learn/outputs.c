@@ -1,6 +1,6 @@
 /*
  * outputs.c - the files a run leaves (docs/design.md section 7): selected.jsonl
- * (records byte for byte), scores.csv (raw values, ranks, combined score,
+ * (records byte for byte), scores.csv (hash, raw values, ranks, combined score,
  * selected flag), weights.json and trace.csv; and reading scores.csv and
  * weights.json back for `tmap select`.
  *
@@ -63,7 +63,8 @@ enum tmap_status tmap_selection_write_table(const struct tmap_pool *pool, const 
         tmap_atomic_abort(&o);
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory writing %s", path);
     }
-    fputs("id", o.f);
+    /* The hash lets tmap select refuse these scores for a record edited since. */
+    fputs("id,hash", o.f);
     for (size_t j = 0; j < w->d; j++) {
         cols[j] = tmap_scores_find_column(s, w->names[j]);
         fputc(',', o.f);
@@ -77,7 +78,10 @@ enum tmap_status tmap_selection_write_table(const struct tmap_pool *pool, const 
     for (size_t i = 0; i < s->n_rows; i++) {
         struct tmap_record rec;
         tmap_pool_record(pool, i, &rec);
+        char hex[33];
+        tmap_hash_hex(rec.hash, hex);
         tmap_csv_write_field(o.f, rec.id);
+        fprintf(o.f, ",%s", hex);
         for (size_t j = 0; j < w->d; j++)
             csv_number(o.f, cols[j] == SIZE_MAX ? NAN : s->values[cols[j] * s->n_rows + i]);
         for (size_t j = 0; j < w->d; j++)

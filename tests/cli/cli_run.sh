@@ -27,7 +27,7 @@ expect_out "of the 2 asked for fit beside a tiny item (context 1024 tokens)"
 expect_true grep -q '"proxy_demos": {' a/weights.json
 for kv in '"asked": 8' '"held": 8' '"prompts": 4'; do expect_true grep -qE "^ *$kv,?\$" a/weights.json; done
 expect_true test "$(wc -l < a/selected.jsonl)" -eq 12
-expect_true grep -q '^id,loss,steps,length,numeracy,rank_loss,rank_steps,rank_length,rank_numeracy,combined,selected$' a/scores.csv
+expect_true grep -q '^id,hash,loss,steps,length,numeracy,rank_loss,rank_steps,rank_length,rank_numeracy,combined,selected$' a/scores.csv
 
 check "every selected line is an input line"
 while IFS= read -r line; do
@@ -132,6 +132,10 @@ bad_scores s-hole.csv 2 "s-hole.csv has no row for 1 of the 40 records of pool.j
 { cat f/scores.csv; sed -n 2p f/scores.csv; } > s-twice.csv
 bad_scores s-twice.csv 2 "s-twice.csv:42: id "
 expect_err "again (first on line 2)"
+sed '4s/"question": "/"question": "Edited. /' pool.jsonl > edited.jsonl   # the run's hash column sees it
+run "$TMAP" select -d edited.jsonl --scores f/scores.csv --weights f/weights.json -o never.jsonl
+expect_status 2
+expect_err 'f/scores.csv:5: record "4" has changed since it was scored (edited.jsonl:4 holds other text)'
 expect_true test ! -e never.jsonl
 
 check "a pretty-printed JSON array in, one JSON record per output line"
