@@ -104,14 +104,14 @@ int cmd_learn(int argc, char **argv)
         { "-d|--data", CLI_STRING, &pool, "FILE", "the pool that was scored", 0, 0, NULL },
         { "--scores", CLI_STRING, &scores, "CSV", "from tmap score (default scores.csv)", 0, 0, NULL },
         { "--tiny", CLI_STRING, &tiny, "FILE", "from tmap tiny (default tiny.jsonl)", 0, 0, NULL },
-        { "--weights", CLI_STRING, &weights, "FILE", "where to write the weights (default weights.json)", 0, 0, NULL },
+        { "-o|--weights", CLI_STRING, &weights, "FILE", "where to write the weights (default weights.json)", 0, 0, NULL },
         { "--trace", CLI_STRING, &trace, "FILE", "where to write the search trace (default trace.csv)", 0, 0, NULL },
         { "--cache", CLI_STRING, &cache, "DB", "memoise proxy values in this store", 0, 0, NULL },
         CLI_LEARN_OPTIONS(l),
         CLI_DATA_OPTIONS(d),
         CLI_OPT_END,
     };
-    const struct cli_spec spec = { "tmap learn -m MODEL -d POOL --scores scores.csv --tiny tiny.jsonl [--ratio 0.3] [--iters 30]",
+    const struct cli_spec spec = { "tmap learn -m MODEL -d POOL --scores scores.csv --tiny tiny.jsonl [--ratio 0.3] [--iters 30] [-o weights.json]",
                                    NULL, options, 0, 0 };
     size_t n_pos;
     int rc = cli_parse(&spec, argc, argv, NULL, &n_pos);

@@ -163,6 +163,60 @@ static const struct cli_option *find_option(const struct cli_spec *spec, const c
     return NULL;
 }
 
+/* Edits (insert, delete, substitute, swap two neighbours) between a and b,
+ * at most limit + 1: enough to tell a typo from another word. */
+static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit)
+{
+    if (na > 63 || nb > 63)
+        return limit + 1;
+    size_t d[64][64];
+    for (size_t i = 0; i <= na; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= nb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= na; i++)
+        for (size_t j = 1; j <= nb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[na][nb] > limit ? limit + 1 : d[na][nb];
+}
+
+/* The long option an unknown "--word" most likely meant (--indicator for
+ * --indicators, --ouput for --out), or NULL. Short options are one letter
+ * from each other, so a typo in one has no likely meaning. */
+static const char *likely_option(const struct cli_spec *spec, const char *arg, size_t len, size_t *name_len)
+{
+    if (len < 4 || strncmp(arg, "--", 2) != 0)
+        return NULL;
+    size_t limit = len < 6 ? 1 : 2, best = limit + 1;
+    const char *found = NULL;
+    /* Every command takes --quiet and --help besides its own options. */
+    static const struct cli_option common[] = { { "--quiet", CLI_FLAG, NULL, NULL, NULL, 0, 0, NULL },
+                                                { "--help", CLI_FLAG, NULL, NULL, NULL, 0, 0, NULL },
+                                                CLI_OPT_END };
+    for (const struct cli_option *lists[] = { spec->options, common }, **l = lists; l < lists + 2; l++)
+        for (const struct cli_option *o = *l; o && o->names; o++)
+            for (const char *p = o->names; *p;) {
+                const char *end = strchr(p, '|');
+                size_t n = end ? (size_t)(end - p) : strlen(p);
+                size_t d = n > 2 && strncmp(p, "--", 2) == 0 ? edit_distance(arg, len, p, n, limit) : limit + 1;
+                if (d < best) {
+                    best = d;
+                    found = p;
+                    *name_len = n;
+                }
+                p = end ? end + 1 : p + n;
+            }
+    return found;
+}
+
 static int parse_number(const struct cli_spec *spec, const char *name, const char *value,
                         const struct cli_option *o, double *out)
 {
@@ -252,8 +306,13 @@ static int parse_one(const struct cli_spec *spec, int argc, char **argv, int *i)
     const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     const struct cli_option *o = find_option(spec, arg, len);
-    if (!o)
+    if (!o) {
+        size_t n = 0;
+        const char *likely = likely_option(spec, arg, len, &n);
+        if (likely)
+            return cli_usage_error(spec, "unknown option '%.*s'; did you mean %.*s?", (int)len, arg, (int)n, likely);
         return cli_usage_error(spec, "unknown option '%.*s'", (int)len, arg);
+    }
     if (o->kind == CLI_FLAG || o->kind == CLI_FLAG_OFF) {
         if (eq)
             return cli_usage_error(spec, "%.*s takes no value", (int)len, arg);

@@ -49,5 +49,16 @@ run "$TMAP" info --frob
 expect_status 1
 expect_err "unknown option '--frob'"
 expect_err "usage: tmap info"
+expect_err_lacks "did you mean"            # nothing is near --frob
+run "$TMAP" run --indicator loss            # a typo: the option it most likely meant
+expect_status 1
+expect_err "unknown option '--indicator'; did you mean --indicators?"
+run "$TMAP" select --ouput x.jsonl
+expect_err "unknown option '--ouput'; did you mean --out?"
+run "$TMAP" score --quet
+expect_err "unknown option '--quet'; did you mean --quiet?"
+run "$TMAP" learn -x 1                      # short options are a letter apart: no guess
+expect_err "unknown option '-x'"
+expect_err_lacks "did you mean"
 
 finish

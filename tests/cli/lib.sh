@@ -38,6 +38,7 @@ bad()  {
 expect_status() { [ "$status" -eq "$1" ] && ok || bad "expected exit status $1"; }
 expect_out()    { grep -qF -- "$1" "$WORK/.out" && ok || bad "stdout lacks: $1"; }
 expect_err()    { grep -qF -- "$1" "$WORK/.err" && ok || bad "stderr lacks: $1"; }
+expect_err_lacks() { ! grep -qF -- "$1" "$WORK/.err" && ok || bad "stderr should not hold: $1"; }
 expect_no_err() { [ ! -s "$WORK/.err" ] && ok || bad "stderr should be empty"; }
 expect_true()   { if "$@"; then ok; else bad "not true: $*"; fi; }
 
