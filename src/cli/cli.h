@@ -95,6 +95,11 @@ int cli_parse(const struct cli_spec *spec, int argc, char **argv, const char **p
 
 void cli_print_help(const struct cli_spec *spec);
 
+/* Edits (insert, delete, substitute, swap two neighbours) between a and b,
+ * capped at limit + 1: enough to tell a typo from another word, for the
+ * "did you mean" of an unknown option or command. */
+size_t cli_edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit);
+
 /* A file the command reads or writes, with the flag that named it. */
 struct cli_path {
     const char *flag;

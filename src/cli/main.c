@@ -78,7 +78,18 @@ static int dispatch(int argc, char **argv)
     for (size_t i = 0; i < n_commands; i++)
         if (strcmp(commands[i].name, name) == 0)
             return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "tmap: '%s' is not a command; `tmap --help` lists them\n", name);
+    const char *likely = NULL;
+    for (size_t i = 0, best = 3; i < n_commands; i++) {
+        size_t d = cli_edit_distance(name, strlen(name), commands[i].name, strlen(commands[i].name), 2);
+        if (d < best && d <= strlen(commands[i].name) / 2) {
+            best = d;
+            likely = commands[i].name;
+        }
+    }
+    if (likely)
+        fprintf(stderr, "tmap: '%s' is not a command; did you mean %s? (`tmap --help` lists them)\n", name, likely);
+    else
+        fprintf(stderr, "tmap: '%s' is not a command; `tmap --help` lists them\n", name);
     return TMAP_ERR_USAGE;
 }
 

@@ -163,9 +163,7 @@ static const struct cli_option *find_option(const struct cli_spec *spec, const c
     return NULL;
 }
 
-/* Edits (insert, delete, substitute, swap two neighbours) between a and b,
- * at most limit + 1: enough to tell a typo from another word. */
-static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit)
+size_t cli_edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit)
 {
     if (na > 63 || nb > 63)
         return limit + 1;
@@ -206,7 +204,7 @@ static const char *likely_option(const struct cli_spec *spec, const char *arg, s
             for (const char *p = o->names; *p;) {
                 const char *end = strchr(p, '|');
                 size_t n = end ? (size_t)(end - p) : strlen(p);
-                size_t d = n > 2 && strncmp(p, "--", 2) == 0 ? edit_distance(arg, len, p, n, limit) : limit + 1;
+                size_t d = n > 2 && strncmp(p, "--", 2) == 0 ? cli_edit_distance(arg, len, p, n, limit) : limit + 1;
                 if (d < best) {
                     best = d;
                     found = p;

@@ -15,6 +15,10 @@ check "unknown command"
 run "$TMAP" frobnicate
 expect_status 1
 expect_err "'frobnicate' is not a command"
+expect_err_lacks "did you mean"
+run "$TMAP" slect -d pool.jsonl             # a typo: the command it most likely meant
+expect_status 1
+expect_err "'slect' is not a command; did you mean select?"
 
 check "version"
 run "$TMAP" version
