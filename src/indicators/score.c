@@ -20,8 +20,9 @@
  * Diversity and relevance depend on the whole pool; they are computed at
  * the end from the embeddings (stored per sample) and never stored.
  *
- * Distributed (params.distributed under mpirun; docs/distributed.md):
- * the batches are shared out by their estimated cost (plan_owners), and
+ * Distributed (params.distributed under mpirun; docs/distributed.md;
+ * score_dist.c, with scorer.h the state both files share): the batches
+ * are shared out by their estimated cost (plan_owners), and
  * every rank sends what it computed to rank 0, the one store writer, which
  * stores the batches in pool order, each in its own transaction as above,
  * taking the others' between two of its own; a killed job loses only the
@@ -39,6 +40,7 @@
 #include "indicators/ann.h"
 #include "indicators/neighbors.h"
 #include "indicators/rating.h"
+#include "indicators/scorer.h"
 #include "indicators/scores.h"
 #include "indicators/text.h"
 #include "model/model.h"
@@ -67,95 +69,7 @@ struct tmap_score_params tmap_score_default_params(void)
     return p;
 }
 
-#define BIT(ind) (1u << (ind))
-
-/* Indicators with one stored value per sample (the rest come from
- * embeddings at the end). */
-static const uint32_t PER_SAMPLE = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_QUALITY) |
-                                   BIT(TMAP_IND_COMPLEXITY) | BIT(TMAP_IND_STEPS) |
-                                   BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY) |
-                                   BIT(TMAP_IND_SUPPORT) | BIT(TMAP_IND_COVERAGE);
-static const uint32_t TEXT_ONLY = BIT(TMAP_IND_STEPS) | BIT(TMAP_IND_LEXICAL) | BIT(TMAP_IND_NUMERACY) |
-                                  BIT(TMAP_IND_COVERAGE);
-static const uint32_t MAIN_PASS = BIT(TMAP_IND_LOSS) | BIT(TMAP_IND_IFD) | BIT(TMAP_IND_LENGTH) | BIT(TMAP_IND_SUPPORT);
-static const uint32_t RATINGS   = BIT(TMAP_IND_QUALITY) | BIT(TMAP_IND_COMPLEXITY);
-static const uint32_t NEIGHBOUR = BIT(TMAP_IND_DIVERSITY) | BIT(TMAP_IND_RELEVANCE);
-
-/* ------------------------------------------------------------------------ */
-/* State of one tmap_score call                                             */
-/* ------------------------------------------------------------------------ */
-
-/* The rows being scored: the pool (with a score table), or the validation
- * set (embeddings only, for relevance). */
-struct target {
-    const struct tmap_pool *pool;
-    struct tmap_scores     *scores; /* NULL for the validation set */
-    uint32_t                mask;   /* per-sample indicators wanted */
-    bool                    embed;  /* embeddings wanted */
-    float                  *emb;    /* n x dim */
-    bool                   *has_emb;
-    size_t                 *first;  /* per row: the first row with the same content */
-    uint32_t               *missing; /* distributed: per row, what rank 0's store lacks */
-    uint8_t                *flags;   /* ... and FLAG_* */
-    const char             *stage;
-};
-
-enum { FLAG_WANT_EMB = 1, FLAG_COPY = 2 };
-
-/* Batches a rank other than 0 may have sent and not seen received yet.
- * Rank 0 takes batches only between two of its own, and a send completes
- * only once taken: with one in flight, rank 1 sat 5 s of a 50 s bench run
- * waiting for rank 0 to finish a batch. */
-enum { IN_FLIGHT = 4 };
-
-struct scorer {
-    const struct tmap_score_params *p;
-    struct tmap_model *model, *judge, *embedder;
-    struct tmap_store *store;
-    struct tmap_rater  rater;
-    bool               rater_ready;
-    enum tmap_template tmpl; /* what the target model actually reads */
-    char key_model[48], key_judge[48], key_embed[48];
-    int32_t dim;
-    struct tmap_score_stats stats;
-    struct tmap_model_counters work_at_start;
-    uint64_t remote_tokens, remote_calls; /* decoded by the other ranks (rank 0) */
-    struct dist_pending sending[IN_FLIGHT]; /* batches sent, in flight (ranks > 0) */
-    void   *send_buf[IN_FLIGHT];            /* ... and their bytes */
-    size_t  n_sent;
-    int     rank, size;                   /* 0 and 1 unless distributed */
-    double  t0;
-    double  busy, waited;                 /* seconds computing batches, and (rank 0) waiting
-                                           * for the others' */
-    size_t  n_batches;                    /* ... batches this rank computed */
-    struct tmap_error *err;
-};
-
-/* One sample of the batch in flight. */
-struct item {
-    size_t             row;
-    struct tmap_sample s;
-    struct tmap_record rec;
-    uint32_t           missing;      /* per-sample indicators to compute */
-    uint32_t           computed;     /* ... and those computed */
-    bool               want_emb;
-    bool               emb_done;
-    int32_t           *prompt, n_prompt, *response, n_response; /* target tokens */
-    int32_t           *rating[2], n_rating[2];                  /* quality, complexity */
-    int32_t           *eprompt, n_eprompt, *eresponse, n_eresponse; /* other embedder */
-    double             loss, loss_uncond;
-    double            *token_lp;     /* support: each response token's log p (main pass) */
-    int32_t            answer_from, answer_to; /* support: the answer's tokens; from == to: none */
-    double             support;
-    double             rating_lp[2][TMAP_RATING_LEVELS];
-    bool               skipped;
-    bool               main_done; /* the main pass ran (its loss is stored) */
-    bool               copy;      /* same content as a row of an earlier batch */
-};
-
-static void notice(const struct scorer *sc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void notice(const struct scorer *sc, const char *fmt, ...)
+void scorer_notice(const struct scorer *sc, const char *fmt, ...)
 {
     if (!sc->p->notice)
         return;
@@ -211,15 +125,15 @@ static const char *key_for(const struct scorer *sc, enum tmap_indicator ind)
 /* Reading a batch and what the store has                                   */
 /* ------------------------------------------------------------------------ */
 
-static double *cell(struct target *t, size_t row, enum tmap_indicator ind)
+double *scorer_cell(struct target *t, size_t row, enum tmap_indicator ind)
 {
     return &tmap_scores_column(t->scores, (size_t)ind)[row];
 }
 
-static void lookup_stored(struct scorer *sc, struct target *t, struct item *it, size_t batch_begin)
+void scorer_lookup_stored(struct scorer *sc, struct target *t, struct item *it, size_t batch_begin)
 {
     if (t->first[it->row] < batch_begin) {
-        it->copy = true; /* finish_batch copies its values */
+        it->copy = true; /* scorer_finish_batch copies its values */
         return;
     }
     for (int j = 0; j < TMAP_IND_COUNT; j++) {
@@ -228,7 +142,7 @@ static void lookup_stored(struct scorer *sc, struct target *t, struct item *it, 
         double v;
         if (sc->store && tmap_store_get_value(sc->store, key_for(sc, (enum tmap_indicator)j), it->rec.hash,
                                               tmap_indicator_name((enum tmap_indicator)j), &v))
-            *cell(t, it->row, (enum tmap_indicator)j) = v;
+            *scorer_cell(t, it->row, (enum tmap_indicator)j) = v;
         else
             it->missing |= BIT(j);
     }
@@ -344,13 +258,13 @@ static void compute_text(struct target *t, struct item *it)
 {
     const char *r = it->s.response;
     if (it->missing & BIT(TMAP_IND_STEPS))
-        *cell(t, it->row, TMAP_IND_STEPS) = tmap_indicator_steps(r);
+        *scorer_cell(t, it->row, TMAP_IND_STEPS) = tmap_indicator_steps(r);
     if (it->missing & BIT(TMAP_IND_LEXICAL))
-        *cell(t, it->row, TMAP_IND_LEXICAL) = tmap_indicator_mtld(r);
+        *scorer_cell(t, it->row, TMAP_IND_LEXICAL) = tmap_indicator_mtld(r);
     if (it->missing & BIT(TMAP_IND_NUMERACY))
-        *cell(t, it->row, TMAP_IND_NUMERACY) = tmap_indicator_numeracy(r);
+        *scorer_cell(t, it->row, TMAP_IND_NUMERACY) = tmap_indicator_numeracy(r);
     if (it->missing & BIT(TMAP_IND_COVERAGE))
-        *cell(t, it->row, TMAP_IND_COVERAGE) = tmap_indicator_coverage(it->s.prompt, r);
+        *scorer_cell(t, it->row, TMAP_IND_COVERAGE) = tmap_indicator_coverage(it->s.prompt, r);
     it->computed |= it->missing & TEXT_ONLY;
 }
 
@@ -481,17 +395,17 @@ static enum tmap_status run_list(struct scorer *sc, struct tmap_model *model, st
 static void derive_values(struct target *t, struct item *it)
 {
     if (it->missing & BIT(TMAP_IND_LOSS))
-        *cell(t, it->row, TMAP_IND_LOSS) = it->loss;
+        *scorer_cell(t, it->row, TMAP_IND_LOSS) = it->loss;
     if (it->missing & BIT(TMAP_IND_IFD))
-        *cell(t, it->row, TMAP_IND_IFD) = it->loss_uncond > 0 ? it->loss / it->loss_uncond : NAN;
+        *scorer_cell(t, it->row, TMAP_IND_IFD) = it->loss_uncond > 0 ? it->loss / it->loss_uncond : NAN;
     if (it->missing & BIT(TMAP_IND_LENGTH))
-        *cell(t, it->row, TMAP_IND_LENGTH) = it->n_response;
+        *scorer_cell(t, it->row, TMAP_IND_LENGTH) = it->n_response;
     if (it->missing & BIT(TMAP_IND_SUPPORT))
-        *cell(t, it->row, TMAP_IND_SUPPORT) = it->support;
+        *scorer_cell(t, it->row, TMAP_IND_SUPPORT) = it->support;
     for (int r = 0; r < 2; r++) {
         enum tmap_indicator ind = r == 0 ? TMAP_IND_QUALITY : TMAP_IND_COMPLEXITY;
         if (it->missing & BIT(ind))
-            *cell(t, it->row, ind) = isnan(it->rating_lp[r][0]) ? NAN : tmap_rater_expected(it->rating_lp[r]);
+            *scorer_cell(t, it->row, ind) = isnan(it->rating_lp[r][0]) ? NAN : tmap_rater_expected(it->rating_lp[r]);
     }
     it->computed |= it->missing & (MAIN_PASS | RATINGS);
     if (it->emb_done)
@@ -515,7 +429,7 @@ static enum tmap_status store_item(struct scorer *sc, struct target *t, const st
         enum tmap_indicator ind = (enum tmap_indicator)j;
         if (it->computed & BIT(j))
             st = tmap_store_put_value(sc->store, key_for(sc, ind), it->rec.hash, tmap_indicator_name(ind),
-                                      *cell(t, it->row, ind), sc->err);
+                                      *scorer_cell(t, it->row, ind), sc->err);
     }
     /* The main pass's loss is kept even when only ifd was asked for: a
      * NaN there is how a rerun knows the sample does not fit. */
@@ -588,14 +502,14 @@ static enum tmap_status load_items(struct scorer *sc, struct target *t, size_t b
             it->want_emb = t->flags[it->row] & FLAG_WANT_EMB;
             it->copy = t->flags[it->row] & FLAG_COPY;
         } else {
-            lookup_stored(sc, t, it, begin);
+            scorer_lookup_stored(sc, t, it, begin);
         }
     }
     return TMAP_OK;
 }
 
 /* Loads, computes and (for the computing rank) fills in one batch; the
- * items keep what finish_batch and the store need. */
+ * items keep what scorer_finish_batch and the store need. */
 static enum tmap_status compute_batch(struct scorer *sc, struct target *t, size_t begin, struct item *items,
                                       size_t n)
 {
@@ -618,7 +532,7 @@ static void copy_first(struct scorer *sc, struct target *t, const struct item *i
     size_t from = t->first[it->row];
     for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
         if (t->mask & BIT(j) & PER_SAMPLE)
-            *cell(t, it->row, (enum tmap_indicator)j) = *cell(t, from, (enum tmap_indicator)j);
+            *scorer_cell(t, it->row, (enum tmap_indicator)j) = *scorer_cell(t, from, (enum tmap_indicator)j);
     if (t->embed && t->has_emb[from]) {
         memcpy(t->emb + it->row * (size_t)sc->dim, t->emb + from * (size_t)sc->dim, (size_t)sc->dim * sizeof *t->emb);
         t->has_emb[it->row] = true;
@@ -627,7 +541,7 @@ static void copy_first(struct scorer *sc, struct target *t, const struct item *i
 
 /* Rank 0's side of a batch, computed here or received: copies, notices,
  * counts, and the store transaction. */
-static enum tmap_status finish_batch(struct scorer *sc, struct target *t, struct item *items, size_t n)
+enum tmap_status scorer_finish_batch(struct scorer *sc, struct target *t, struct item *items, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct item *it = &items[i];
@@ -636,15 +550,15 @@ static enum tmap_status finish_batch(struct scorer *sc, struct target *t, struct
         /* One skipped before (its loss stored as NaN) is told again, so a
          * rerun from the store says what the first run said. */
         bool skipped_before = !it->skipped && !it_has_news(it) && (t->mask & BIT(TMAP_IND_LOSS)) &&
-                              isnan(*cell(t, it->row, TMAP_IND_LOSS));
+                              isnan(*scorer_cell(t, it->row, TMAP_IND_LOSS));
         if (skipped_before) {
             sc->stats.n_skipped++;
-            notice(sc, "%s:%zu: sample %s: its response does not fit the context (so the store says); its model "
+            scorer_notice(sc, "%s:%zu: sample %s: its response does not fit the context (so the store says); its model "
                    "indicators are left empty", tmap_pool_path(t->pool), it->rec.line, it->rec.id);
         }
         if (it->skipped) {
             sc->stats.n_skipped++;
-            notice(sc, "%s:%zu: sample %s: %d response tokens do not fit the context; its model indicators are left empty",
+            scorer_notice(sc, "%s:%zu: sample %s: %d response tokens do not fit the context; its model indicators are left empty",
                    tmap_pool_path(t->pool), it->rec.line, it->rec.id, it->n_response);
         }
     }
@@ -657,251 +571,12 @@ static enum tmap_status finish_batch(struct scorer *sc, struct target *t, struct
     return st;
 }
 
-static struct tmap_model_counters work_so_far(const struct scorer *sc);
-static void report_progress(struct scorer *sc, const char *stage, size_t done, size_t total);
-
-/* ------------------------------------------------------------------------ */
-/* Batches between ranks                                                    */
-/* ------------------------------------------------------------------------ */
-
-/* What a rank sends rank 0 for one batch: a head, n wire items, then n
- * embeddings of dim floats (zeros where none was computed). Both ends are
- * this same binary, so the structs travel as they are. */
-struct wire_head {
-    struct tmap_error err;     /* status TMAP_OK, or why the batch failed */
-    uint64_t          n_tokens, n_decode_calls;
-    uint64_t          n;
-    uint32_t          stopped; /* no batch: the rank stopped because rank 0 failed */
-};
-
-struct wire_item {
-    double   values[TMAP_IND_COUNT];
-    double   loss;
-    uint32_t computed;
-    int32_t  n_response;
-    uint8_t  emb_done, main_done, skipped, copy;
-};
-
-static size_t wire_size(const struct scorer *sc, size_t n)
-{
-    return sizeof(struct wire_head) + n * (sizeof(struct wire_item) + (size_t)sc->dim * sizeof(float));
-}
-
-/* Batch messages are tagged by target, so the validation set's never
- * match the pool's. TAG_STOP is rank 0's word to the other ranks, exactly
- * one per target and rank: at its first failure (stop computing) or once
- * it has taken every batch (nothing is left to compute). */
-enum { TAG_POOL = 1, TAG_VALIDATION = 2, TAG_STOP = 3 };
-
-static int wire_tag(const struct target *t)
-{
-    return t->scores ? TAG_POOL : TAG_VALIDATION;
-}
-
-/* Waits for the send in one slot, if any, and frees its bytes. */
-static enum tmap_status finish_send(struct scorer *sc, size_t slot)
-{
-    int rc = dist_send_wait(&sc->sending[slot]);
-    free(sc->send_buf[slot]);
-    sc->send_buf[slot] = NULL;
-    if (rc != 0)
-        return tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
-                         dist_host(sc->rank));
-    return TMAP_OK;
-}
-
-/* Waits for every batch in flight. */
-static enum tmap_status finish_sending(struct scorer *sc)
-{
-    enum tmap_status st = TMAP_OK;
-    for (size_t slot = 0; slot < IN_FLIGHT; slot++) {
-        enum tmap_status one = finish_send(sc, slot);
-        st = st ? st : one;
-    }
-    return st;
-}
-
-/* Sends a batch to rank 0: its values, or why it failed (computed), or
- * (stopped) that the rank stopped before it. */
-static enum tmap_status send_batch(struct scorer *sc, struct target *t, const struct item *items, size_t n,
-                                   enum tmap_status computed, uint64_t tokens, uint64_t calls, bool stopped)
-{
-    size_t size = wire_size(sc, computed ? 0 : n);
-    char *buf = calloc(1, size);
-    if (!buf)
-        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory sending a batch of %zu", n);
-    struct wire_head *h = (struct wire_head *)buf;
-    if (computed && sc->err)
-        h->err = *sc->err;
-    h->err.status = computed;
-    h->stopped = stopped;
-    h->n_tokens = tokens;
-    h->n_decode_calls = calls;
-    h->n = computed ? 0 : n;
-    struct wire_item *w = (struct wire_item *)(h + 1);
-    float *emb = (float *)(w + h->n);
-    for (size_t i = 0; i < h->n; i++) {
-        const struct item *it = &items[i];
-        w[i] = (struct wire_item){ .loss = it->loss, .computed = it->computed, .n_response = it->n_response,
-                                   .emb_done = it->emb_done, .main_done = it->main_done, .skipped = it->skipped,
-                                   .copy = it->copy };
-        for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
-            w[i].values[j] = *cell(t, it->row, (enum tmap_indicator)j);
-        if (it->emb_done)
-            memcpy(emb + i * (size_t)sc->dim, t->emb + it->row * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
-    }
-    /* The rank computes its next batches while rank 0 is still busy with
-     * its own; it waits only when IN_FLIGHT sends are still untaken. */
-    size_t slot = sc->n_sent++ % IN_FLIGHT;
-    enum tmap_status st = finish_send(sc, slot);
-    if (!st && dist_send_start(buf, size, 0, wire_tag(t), &sc->sending[slot]) != 0)
-        st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): could not send a batch to rank 0", sc->rank,
-                       dist_host(sc->rank));
-    if (st)
-        free(buf);
-    else
-        sc->send_buf[slot] = buf;
-    return st;
-}
-
-/* Rank 0 takes a batch from its owner into the table and the items; a
- * failed batch comes back as its rank's error. */
-static enum tmap_status receive_batch(struct scorer *sc, struct target *t, int owner, size_t begin,
-                                      struct item *items, size_t n)
-{
-    void *buf;
-    size_t size;
-    if (dist_recv(owner, wire_tag(t), &buf, &size) != 0)
-        return tmap_fail(sc->err, TMAP_ERR_IO, "no batch from rank %d (%s)", owner, dist_host(owner));
-    const struct wire_head *h = buf;
-    enum tmap_status st = TMAP_OK;
-    if (size < sizeof *h || (h->err.status == TMAP_OK && size != wire_size(sc, n)))
-        st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) sent %zu bytes for a batch of %zu", owner,
-                       dist_host(owner), size, n);
-    else if (h->stopped) { /* how far it got, for the user; the failure is rank 0's own */
-        notice(sc, "%s", h->err.message);
-        st = tmap_fail(sc->err, h->err.status, "%s", h->err.message);
-    } else if (h->err.status != TMAP_OK)
-        st = tmap_fail(sc->err, h->err.status, "rank %d (%s): %s", owner, dist_host(owner), h->err.message);
-    if (st) {
-        free(buf);
-        return st;
-    }
-    sc->remote_tokens += h->n_tokens;
-    sc->remote_calls += h->n_decode_calls;
-    const struct wire_item *w = (const struct wire_item *)(h + 1);
-    const float *emb = (const float *)(w + n);
-    for (size_t i = 0; i < n; i++) {
-        struct item *it = &items[i];
-        it->row = begin + i;
-        tmap_pool_record(t->pool, it->row, &it->rec);
-        it->loss = w[i].loss;
-        it->computed = w[i].computed;
-        it->n_response = w[i].n_response;
-        it->emb_done = w[i].emb_done;
-        it->main_done = w[i].main_done;
-        it->skipped = w[i].skipped;
-        it->copy = w[i].copy;
-        /* Only what the owner computed: rank 0 read the stored values
-         * itself (plan_missing), and copies come from their first row. */
-        for (int j = 0; j < TMAP_IND_COUNT && t->scores; j++)
-            if (it->computed & BIT(j))
-                *cell(t, it->row, (enum tmap_indicator)j) = w[i].values[j];
-        if (w[i].emb_done) {
-            memcpy(t->emb + it->row * (size_t)sc->dim, emb + i * (size_t)sc->dim, (size_t)sc->dim * sizeof *emb);
-            t->has_emb[it->row] = true;
-        }
-    }
-    free(buf);
-    return TMAP_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Sharing the batches among ranks                                          */
-/* ------------------------------------------------------------------------ */
-
-/* What a row will cost to compute, in bytes of text decoded: each pass
- * reads the record once (ifd's second pass, the response alone, about
- * half of it); copies and stored values cost nothing. It only has to rank
- * batches against each other: on the bench pool the measured time per
- * byte varied by about 7% from batch to batch (15% at most). */
-static double row_cost(const struct scorer *sc, const struct target *t, size_t row)
-{
-    uint32_t missing = t->missing[row];
-    bool emb = t->flags[row] & FLAG_WANT_EMB;
-    if (t->flags[row] & FLAG_COPY)
-        return 0;
-    struct tmap_record rec;
-    tmap_pool_record(t->pool, row, &rec);
-    double bytes = (double)rec.raw_bytes, passes = 0;
-    if ((missing & MAIN_PASS) || (emb && sc->embedder == sc->model))
-        passes += 1;
-    if (missing & BIT(TMAP_IND_IFD))
-        passes += 0.5;
-    passes += (missing & BIT(TMAP_IND_QUALITY)) ? 1 : 0;
-    passes += (missing & BIT(TMAP_IND_COMPLEXITY)) ? 1 : 0;
-    if (emb && sc->embedder != sc->model)
-        passes += 1;
-    return bytes * passes;
-}
-
-struct batch_cost {
-    double cost;
-    size_t k;
-};
-
-static int dearer_first(const void *a, const void *b)
-{
-    const struct batch_cost *x = a, *y = b;
-    if (x->cost != y->cost)
-        return x->cost < y->cost ? 1 : -1;
-    return (x->k > y->k) - (x->k < y->k);
-}
-
-/* Who computes each batch of a target: the dearest first, each to the rank
- * with the least work so far (longest processing time first), so that the
- * ranks finish the target together whatever its batches cost; a batch
- * with nothing to compute (all stored) stays with rank 0, which holds its
- * values already. Each target is shared out on its own: the ranks meet at
- * its end. Every rank builds the same table from the shared plan. Round
- * robin (batch b to rank b mod N) gave one rank 55% of the bench pool's
- * work, and every stored batch of a resumed run to the ranks they went to
- * before. Returns false when out of memory. */
-static bool plan_owners(const struct scorer *sc, const struct target *t, int *owner, size_t n_batches)
-{
-    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
-    struct batch_cost *order = malloc((n_batches ? n_batches : 1) * sizeof *order);
-    double *load = calloc((size_t)sc->size, sizeof *load);
-    if (!order || !load) {
-        free(order);
-        free(load);
-        return false;
-    }
-    for (size_t k = 0; k < n_batches; k++) {
-        order[k] = (struct batch_cost){ .cost = 0, .k = k };
-        for (size_t i = k * b; i < n && i < (k + 1) * b; i++)
-            order[k].cost += row_cost(sc, t, i);
-    }
-    qsort(order, n_batches, sizeof *order, dearer_first);
-    for (size_t j = 0; j < n_batches; j++) {
-        int best = 0;
-        for (int r = 1; r < sc->size && order[j].cost > 0; r++)
-            if (load[r] < load[best])
-                best = r;
-        owner[order[j].k] = best;
-        load[best] += order[j].cost;
-    }
-    free(order);
-    free(load);
-    return true;
-}
-
 /* Computes one of this rank's batches; a rank other than 0 sends it to
  * rank 0, failed or not (rank 0 waits for every batch it is owed). */
-static enum tmap_status compute_own(struct scorer *sc, struct target *t, size_t begin, struct item *items, size_t n)
+enum tmap_status scorer_compute_own(struct scorer *sc, struct target *t, size_t begin, struct item *items, size_t n)
 {
     double start = tmap_now_seconds();
-    struct tmap_model_counters before = work_so_far(sc);
+    struct tmap_model_counters before = scorer_work_so_far(sc);
     enum tmap_status st;
     tmap_fault_slow("score-batch");
     if (!items)
@@ -914,22 +589,22 @@ static enum tmap_status compute_own(struct scorer *sc, struct target *t, size_t 
     sc->busy += tmap_now_seconds() - start;
     sc->n_batches++;
     if (sc->rank != 0) {
-        struct tmap_model_counters after = work_so_far(sc);
-        enum tmap_status sent = send_batch(sc, t, items, n, st, after.n_tokens_decoded - before.n_tokens_decoded,
+        struct tmap_model_counters after = scorer_work_so_far(sc);
+        enum tmap_status sent = scorer_send_batch(sc, t, items, n, st, after.n_tokens_decoded - before.n_tokens_decoded,
                                            after.n_decode_calls - before.n_decode_calls, false);
         st = st ? st : sent;
     }
     return st;
 }
 
-static void free_items(struct item *items, size_t n)
+void scorer_free_items(struct item *items, size_t n)
 {
     for (size_t i = 0; items && i < n; i++)
         free_item(&items[i]);
     free(items);
 }
 
-static size_t batch_count(const struct scorer *sc, const struct target *t, size_t k)
+size_t scorer_batch_count(const struct scorer *sc, const struct target *t, size_t k)
 {
     size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
     return n - k * b < b ? n - k * b : b;
@@ -941,270 +616,16 @@ static enum tmap_status score_alone(struct scorer *sc, struct target *t, size_t 
     size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
     enum tmap_status st = TMAP_OK;
     for (size_t k = 0; k < n_batches && !st; k++) {
-        size_t count = batch_count(sc, t, k);
+        size_t count = scorer_batch_count(sc, t, k);
         struct item *items = calloc(count, sizeof *items);
-        st = compute_own(sc, t, k * b, items, count);
+        st = scorer_compute_own(sc, t, k * b, items, count);
         if (!st)
-            st = finish_batch(sc, t, items, count);
-        free_items(items, count);
+            st = scorer_finish_batch(sc, t, items, count);
+        scorer_free_items(items, count);
         if (!st)
-            report_progress(sc, t->stage, k * b + count, n);
+            scorer_report_progress(sc, t->stage, k * b + count, n);
     }
     return st;
-}
-
-/* Rank 0's stop word: the first batch that will not be stored (every
- * batch before it still will be). An unreadable word stops everything. */
-static size_t receive_stop(bool *told)
-{
-    void *word = NULL;
-    size_t size = 0;
-    uint64_t first = 0;
-    *told = dist_recv(0, TAG_STOP, &word, &size) == 0;
-    if (*told && size == sizeof first)
-        memcpy(&first, word, sizeof first);
-    free(word);
-    return first > SIZE_MAX ? SIZE_MAX : (size_t)first;
-}
-
-/* A rank other than 0: its own batches in order, each sent as it is done.
- * After a failure (sent to rank 0 with the batch) it computes nothing
- * more. Between two batches it looks for rank 0's stop word, which names
- * the first batch that will not be stored: it still computes its batches
- * before that one, which will be (a slow rank would otherwise leave a hole
- * that one process would have filled, and the store would keep less), and
- * none from it on, which would only delay the end of the job (every rank
- * used to compute its whole share first). In place of that batch it sends
- * rank 0 a marker saying how far it got. */
-static enum tmap_status score_as_worker(struct scorer *sc, struct target *t, const int *owner, size_t n_batches)
-{
-    enum tmap_status st = TMAP_OK;
-    size_t mine = 0, done = 0, stop_at = SIZE_MAX;
-    bool told = false;
-    for (size_t k = 0; k < n_batches; k++)
-        mine += owner[k] == sc->rank;
-    for (size_t k = 0; k < n_batches && !st; k++) {
-        if (owner[k] != sc->rank)
-            continue;
-        if (!told && dist_poll(TAG_STOP) == 0)
-            stop_at = receive_stop(&told);
-        if (k >= stop_at) {
-            st = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) stopped after %zu of its %zu batches, as rank 0 failed",
-                           sc->rank, dist_host(sc->rank), done, mine);
-            send_batch(sc, t, NULL, 0, st, 0, 0, true);
-            break;
-        }
-        size_t count = batch_count(sc, t, k);
-        struct item *items = calloc(count, sizeof *items);
-        st = compute_own(sc, t, k * sc->p->batch_samples, items, count);
-        free_items(items, count);
-        done++;
-    }
-    enum tmap_status sent = finish_sending(sc);
-    if (!told) { /* wait for the word, so that no message is left unreceived */
-        receive_stop(&told);
-        if (!told && !st && !sent)
-            sent = tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s): no word from rank 0 at the end of the scoring",
-                             sc->rank, dist_host(sc->rank));
-    }
-    return st ? st : sent;
-}
-
-/*
- * Rank 0 of a distributed run computes its own batches back to back and,
- * between two of them, takes whatever batches the other ranks have sent.
- * It stores them strictly in pool order, each as soon as every batch
- * before it is in (the frontier), so a killed job keeps what one process
- * would have kept. (Walking the batches in pool order, rank 0 waited for
- * each of the others' before its own next one: idle for 7 s of a 45 s
- * run.) It computes at most `window` batches past the frontier, which
- * bounds what it holds. After a failure it stores nothing from the first
- * failed batch on and tells the other ranks so (send_stop); every rank,
- * rank 0 too, still computes its batches before that one, so the store
- * keeps all that one process would have kept however far behind a rank
- * was; rank 0 takes every batch the others send, so that none of them
- * waits forever on a send.
- */
-struct held {
-    struct item     *items;
-    bool             in;   /* computed or received (or given up) */
-    enum tmap_status st;
-};
-
-struct rank0 {
-    struct scorer   *sc;
-    struct target   *t;
-    const int       *owner;
-    size_t           n_batches, frontier, failed_at;
-    struct held     *held;
-    size_t          *next;        /* per rank: the next batch it owes rank 0 */
-    bool            *rank_failed;
-    enum tmap_status failed;
-    struct dist_pending *stop;    /* per rank: the stop word in flight */
-    uint64_t         stop_word;   /* its text: failed_at when it was sent */
-    bool             stop_sent;
-};
-
-/* Sends every other rank the stop word (once per target): the first batch
- * that will not be stored, SIZE_MAX at the end of a run that did not fail.
- * A later failure at an earlier batch is not sent: the others then compute
- * a few batches that are not stored, which costs time, not data. */
-static void send_stop(struct rank0 *z)
-{
-    if (z->stop_sent)
-        return;
-    z->stop_sent = true;
-    z->stop_word = z->failed_at;
-    for (int r = 1; r < z->sc->size; r++)
-        dist_send_start(&z->stop_word, sizeof z->stop_word, r, TAG_STOP, &z->stop[r]);
-}
-
-static void note_failure(struct rank0 *z, size_t k, enum tmap_status st)
-{
-    if (k < z->failed_at)
-        z->failed_at = k;
-    if (!z->failed) {
-        z->failed = st;
-        send_stop(z); /* the others' batches from failed_at on would not be stored */
-    }
-}
-
-/* Takes rank r's next batch (waiting for it if it has not arrived). */
-static void take_batch(struct rank0 *z, int r)
-{
-    struct scorer *sc = z->sc;
-    size_t k = z->next[r], count;
-    if (k >= z->n_batches) {
-        /* Nothing was owed: read it so it stops matching, and give up. */
-        void *buf;
-        size_t size;
-        if (dist_recv(r, wire_tag(z->t), &buf, &size) == 0)
-            free(buf);
-        z->rank_failed[r] = true;
-        note_failure(z, z->frontier, tmap_fail(sc->err, TMAP_ERR_IO, "rank %d (%s) sent a batch it was not given", r,
-                                               dist_host(r)));
-        return;
-    }
-    count = batch_count(sc, z->t, k);
-    struct item *items = calloc(count, sizeof *items);
-    /* Once something has failed, the first error is the one kept. */
-    struct tmap_error scratch, *keep = sc->err;
-    if (z->failed)
-        sc->err = &scratch;
-    double start = tmap_now_seconds();
-    enum tmap_status st = items ? receive_batch(sc, z->t, r, k * sc->p->batch_samples, items, count)
-                                : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory receiving a batch of %zu", count);
-    sc->waited += tmap_now_seconds() - start;
-    sc->err = keep;
-    z->held[k] = (struct held){ .items = items, .in = true, .st = st };
-    if (st) {
-        z->rank_failed[r] = true;
-        note_failure(z, k, st);
-    }
-    do
-        z->next[r]++;
-    while (z->next[r] < z->n_batches && z->owner[z->next[r]] != r);
-}
-
-/* Stores the batches at the frontier that are in, in order. */
-static void advance_frontier(struct rank0 *z)
-{
-    struct scorer *sc = z->sc;
-    size_t n = tmap_pool_size(z->t->pool), b = sc->p->batch_samples;
-    while (z->frontier < z->n_batches && z->held[z->frontier].in) {
-        size_t k = z->frontier, count = batch_count(sc, z->t, k);
-        struct held *h = &z->held[k];
-        if (k < z->failed_at && !h->st) {
-            /* Once something has failed, the first error is the one kept. */
-            struct tmap_error scratch, *keep = sc->err;
-            if (z->failed)
-                sc->err = &scratch;
-            enum tmap_status st = finish_batch(sc, z->t, h->items, count);
-            sc->err = keep;
-            if (st)
-                note_failure(z, k, st);
-            else if (!z->failed)
-                report_progress(sc, z->t->stage, k * b + count, n);
-        }
-        free_items(h->items, count);
-        h->items = NULL;
-        z->frontier++;
-    }
-}
-
-/* Rank 0's bookkeeping, allocated before the ranks agree to start: a rank
- * 0 that could not hold it would leave the others waiting on their sends. */
-static bool rank0_alloc(struct rank0 *z, size_t n_batches, int size)
-{
-    z->held = calloc(n_batches ? n_batches : 1, sizeof *z->held);
-    z->next = calloc((size_t)size, sizeof *z->next);
-    z->rank_failed = calloc((size_t)size, sizeof *z->rank_failed);
-    z->stop = calloc((size_t)size, sizeof *z->stop);
-    return z->held && z->next && z->rank_failed && z->stop;
-}
-
-static void rank0_free(struct rank0 *z)
-{
-    free(z->held);
-    free(z->next);
-    free(z->rank_failed);
-    free(z->stop);
-}
-
-static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, const int *owner, size_t n_batches,
-                                       struct rank0 *bookkeeping)
-{
-    struct rank0 z = *bookkeeping;
-    z.sc = sc;
-    z.t = t;
-    z.owner = owner;
-    z.n_batches = n_batches;
-    z.failed_at = SIZE_MAX;
-    z.stop_sent = false;
-    size_t size = (size_t)sc->size, window = 2 * size + 2;
-    for (size_t r = 0; r < size; r++) {
-        z.next[r] = 0;
-        while (z.next[r] < n_batches && owner[z.next[r]] != (int)r)
-            z.next[r]++;
-    }
-    /* After a failure, rank 0's own batches before it are still computed:
-     * they will be stored. */
-    for (size_t k = 0; k < n_batches && k < z.failed_at; k++) {
-        if (owner[k] != 0)
-            continue;
-        while (k >= z.frontier + window && k < z.failed_at) {
-            if (!z.held[z.frontier].in)
-                take_batch(&z, owner[z.frontier]);
-            advance_frontier(&z);
-        }
-        if (k >= z.failed_at)
-            break;
-        size_t count = batch_count(sc, t, k);
-        struct item *items = calloc(count, sizeof *items);
-        enum tmap_status st = compute_own(sc, t, k * sc->p->batch_samples, items, count);
-        z.held[k] = (struct held){ .items = items, .in = true, .st = st };
-        if (st)
-            note_failure(&z, k, st);
-        for (int r; (r = dist_poll(wire_tag(t))) >= 0;)
-            take_batch(&z, r);
-        advance_frontier(&z);
-    }
-    /* The rest, in order: what the others still owe (a rank that failed
-     * sends nothing after its failed batch or its marker; rank 0 computed
-     * every batch of its own before failed_at, and none after). */
-    while (z.frontier < n_batches) {
-        struct held *h = &z.held[z.frontier];
-        int r = owner[z.frontier];
-        if (!h->in && (r == 0 || z.rank_failed[r]))
-            h->in = true; /* never coming; past the failure, so never stored */
-        else if (!h->in)
-            take_batch(&z, r);
-        advance_frontier(&z);
-    }
-    send_stop(&z); /* every batch is in: the others may leave */
-    for (int r = 1; r < sc->size; r++)
-        dist_send_wait(&z.stop[r]);
-    return z.failed;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1212,7 +633,7 @@ static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, cons
 /* ------------------------------------------------------------------------ */
 
 /* Work done so far by every model this call uses, each counted once. */
-static struct tmap_model_counters work_so_far(const struct scorer *sc)
+struct tmap_model_counters scorer_work_so_far(const struct scorer *sc)
 {
     struct tmap_model *models[3] = { sc->model, sc->judge != sc->model ? sc->judge : NULL,
                                      sc->embedder != sc->model && sc->embedder != sc->judge ? sc->embedder : NULL };
@@ -1228,12 +649,12 @@ static struct tmap_model_counters work_so_far(const struct scorer *sc)
     return sum;
 }
 
-static void report_progress(struct scorer *sc, const char *stage, size_t done, size_t total)
+void scorer_report_progress(struct scorer *sc, const char *stage, size_t done, size_t total)
 {
     if (!sc->p->progress)
         return;
     struct tmap_progress pr = { .stage = stage, .done = done, .total = total,
-                                .n_tokens = work_so_far(sc).n_tokens_decoded - sc->work_at_start.n_tokens_decoded,
+                                .n_tokens = scorer_work_so_far(sc).n_tokens_decoded - sc->work_at_start.n_tokens_decoded,
                                 .seconds = tmap_now_seconds() - sc->t0 };
     sc->p->progress(&pr, sc->p->progress_user_data);
 }
@@ -1276,64 +697,22 @@ static enum tmap_status index_copies(struct scorer *sc, struct target *t)
     return TMAP_OK;
 }
 
-/* Distributed: rank 0 reads what the store holds for every row, once,
- * before any batch (its table gets the stored values), and tells every
- * rank what is missing. The other ranks never open the store, which then
- * only has to be reachable from rank 0's host; and what a batch computes
- * depends on the store at the start alone. */
-static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
-{
-    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
-    t->missing = calloc(n ? n : 1, sizeof *t->missing);
-    t->flags = calloc(n ? n : 1, sizeof *t->flags);
-    enum tmap_status st = t->missing && t->flags ? TMAP_OK
-                                                 : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory planning %zu samples", n);
-    for (size_t i = 0; i < n && !st && sc->rank == 0; i++) {
-        struct item it = { .row = i };
-        tmap_pool_record(t->pool, i, &it.rec);
-        lookup_stored(sc, t, &it, i - i % b);
-        t->missing[i] = it.missing;
-        t->flags[i] = (uint8_t)((it.want_emb ? FLAG_WANT_EMB : 0) | (it.copy ? FLAG_COPY : 0));
-    }
-    st = dist_share_status(st, sc->err, 0);
-    if (!st && (dist_bcast(t->missing, n * sizeof *t->missing, 0) != 0 ||
-                dist_bcast(t->flags, n * sizeof *t->flags, 0) != 0))
-        st = tmap_fail(sc->err, TMAP_ERR_IO, "could not share the plan of %zu samples among the ranks", n);
-    return st;
-}
-
 static enum tmap_status score_target(struct scorer *sc, struct target *t)
 {
     size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
     size_t n_batches = (n + b - 1) / b;
-    int *owner = sc->size > 1 ? calloc(n_batches ? n_batches : 1, sizeof *owner) : NULL;
-    struct rank0 z = { 0 };
-    bool ready = sc->size == 1 || (owner && (sc->rank != 0 || rank0_alloc(&z, n_batches, sc->size)));
-    enum tmap_status failed = ready ? index_copies(sc, t)
-                                    : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for %zu batches", n_batches);
+    enum tmap_status failed = index_copies(sc, t);
     if (sc->size > 1)
-        failed = dist_worst_status(failed, sc->err);
-    if (sc->size > 1 && !failed)
-        failed = plan_missing(sc, t);
-    if (sc->size > 1 && !failed && !plan_owners(sc, t, owner, n_batches))
-        failed = tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory sharing %zu batches among the ranks", n_batches);
-    if (sc->size > 1)
-        failed = dist_worst_status(failed, sc->err);
-    if (sc->size == 1 && !failed)
-        failed = score_alone(sc, t, n_batches);
-    else if (sc->rank == 0 && !failed)
-        failed = score_as_rank0(sc, t, owner, n_batches, &z);
+        failed = scorer_score_distributed(sc, t, n_batches, failed); /* score_dist.c */
     else if (!failed)
-        failed = score_as_worker(sc, t, owner, n_batches);
-    rank0_free(&z);
-    free(owner);
+        failed = score_alone(sc, t, n_batches);
     free(t->first);
     free(t->missing);
     free(t->flags);
     t->first = NULL;
     t->missing = NULL;
     t->flags = NULL;
-    return sc->size > 1 ? dist_share_status(failed, sc->err, 0) : failed;
+    return failed;
 }
 
 /* Rows with an embedding, packed, and where each came from. When every row
@@ -1412,7 +791,7 @@ static enum tmap_status ann_diversity(struct scorer *sc, const float *emb, size_
     if (!st && sc->rank == 0) { /* the values are approximate: say so, once */
         struct tmap_ann_params used;
         tmap_ann_get_params(ann, &used);
-        notice(sc, "diversity of %zu samples from an approximate index (FAISS IVF-Flat, %zu lists, %zu probed; "
+        scorer_notice(sc, "diversity of %zu samples from an approximate index (FAISS IVF-Flat, %zu lists, %zu probed; "
                    "--ann-min-rows %zu)", n, used.nlist, used.nprobe, p->ann_min_rows);
     }
     if (!st)
@@ -1450,7 +829,7 @@ static enum tmap_status diversity(struct scorer *sc, const float *emb, size_t n,
         return ann_diversity(sc, emb, n, out);
 #else
     if (past_ann_threshold(p, n))
-        notice(sc, "diversity: %zu rows and tmap was built without FAISS: the exact search costs "
+        scorer_notice(sc, "diversity: %zu rows and tmap was built without FAISS: the exact search costs "
                    "n^2 x dim (minutes past 100,000 rows, hours past a million)", n);
 #endif
     return tmap_knn_mean_distance(emb, n, sc->dim, p->knn_k, out, sc->err);
@@ -1486,12 +865,12 @@ static enum tmap_status neighbour_indicators(struct scorer *sc, struct target *p
     if (!st && want && n > 0) {
         st = diversity(sc, emb, n, out);
         for (size_t i = 0; !st && i < n; i++)
-            *cell(pool, rows[i], TMAP_IND_DIVERSITY) = out[i];
+            *scorer_cell(pool, rows[i], TMAP_IND_DIVERSITY) = out[i];
     }
     if (!st && val && n > 0 && nv > 0) {
         st = tmap_topm_mean_similarity(emb, n, vemb, nv, sc->dim, sc->p->relevance_m, out, sc->err);
         for (size_t i = 0; !st && i < n; i++)
-            *cell(pool, rows[i], TMAP_IND_RELEVANCE) = out[i];
+            *scorer_cell(pool, rows[i], TMAP_IND_RELEVANCE) = out[i];
     }
     if (emb_copied)
         free(emb);
@@ -1546,9 +925,9 @@ static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
     sc->embedder = p->embedder ? p->embedder : model;
     sc->t0 = tmap_now_seconds();
     make_keys(sc);
-    sc->work_at_start = work_so_far(sc);
+    sc->work_at_start = scorer_work_so_far(sc);
     if (p->tmpl == TMAP_TEMPLATE_CHAT && sc->tmpl != TMAP_TEMPLATE_CHAT)
-        notice(sc, "the model has no chat template: samples are read with the plain template");
+        scorer_notice(sc, "the model has no chat template: samples are read with the plain template");
     enum tmap_status st = check_score_params(p, err);
     if (sc->size > 1)
         st = dist_share_status(st, err, 0);
@@ -1557,7 +936,7 @@ static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
     if (!st && (p->indicators & RATINGS)) {
         st = tmap_rater_init(&sc->rater, sc->judge, err);
         if (!st && !sc->rater.chat)
-            notice(sc, "the judge model has no chat template: quality and complexity use a plain rating prompt");
+            scorer_notice(sc, "the judge model has no chat template: quality and complexity use a plain rating prompt");
     }
     return st;
 }
@@ -1700,7 +1079,7 @@ static void report_balance(struct scorer *sc)
         }
         if (at > 0 && (size_t)at < sizeof msg)
             snprintf(msg + at, sizeof msg - (size_t)at, "; rank 0 waited %.1f s for the others' batches", all[2]);
-        notice(sc, "%s", msg);
+        scorer_notice(sc, "%s", msg);
     }
     free(counts);
     free(all);
@@ -1712,7 +1091,7 @@ static enum tmap_status score_all(struct scorer *sc, const struct tmap_pool *poo
     const struct tmap_score_params *p = sc->p;
     uint32_t mask = p->indicators;
     if ((mask & BIT(TMAP_IND_RELEVANCE)) && !p->val) {
-        notice(sc, "relevance needs validation data (--val); it is left out");
+        scorer_notice(sc, "relevance needs validation data (--val); it is left out");
         mask &= ~BIT(TMAP_IND_RELEVANCE);
     }
     struct target tp = { .pool = pool, .scores = scores, .mask = mask, .embed = (mask & NEIGHBOUR) != 0,
@@ -1764,7 +1143,7 @@ enum tmap_status tmap_score(const struct tmap_pool *pool, struct tmap_model *mod
     }
     sc.stats.n_samples = tmap_pool_size(pool);
     /* Rank 0 counts every rank's decoding (sent with each batch). */
-    struct tmap_model_counters work = work_so_far(&sc);
+    struct tmap_model_counters work = scorer_work_so_far(&sc);
     sc.stats.n_tokens = work.n_tokens_decoded - sc.work_at_start.n_tokens_decoded + sc.remote_tokens;
     sc.stats.n_decode_calls = work.n_decode_calls - sc.work_at_start.n_decode_calls + sc.remote_calls;
     if (sc.size > 1) {
@@ -1815,13 +1194,13 @@ static enum tmap_status calibrate(struct scorer *sc, struct target *t, struct it
     size_t begin = 0, size = 1;
     while (begin < n) {
         size_t count = n - begin < size ? n - begin : size;
-        uint64_t before = work_so_far(sc).n_tokens_decoded;
+        uint64_t before = scorer_work_so_far(sc).n_tokens_decoded;
         double t0 = tmap_now_seconds();
         enum tmap_status st = model_work(sc, t, items + begin, count);
         if (st)
             return st;
         double dt = tmap_now_seconds() - t0;
-        uint64_t tokens = work_so_far(sc).n_tokens_decoded - before;
+        uint64_t tokens = scorer_work_so_far(sc).n_tokens_decoded - before;
         /* The untimed sample stands in only when nothing else is left. */
         if (tokens > 0 && dt > 0 && (begin > 0 || plan->tokens_per_second == 0))
             plan->tokens_per_second = (double)tokens / dt;
