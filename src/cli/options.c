@@ -61,16 +61,44 @@ void cli_notice(const char *message, void *user_data)
         fprintf(stderr, "tmap: note: %s\n", message);
 }
 
+/* A usage error: the message and the command's usage line, in one write,
+ * so that ranks printing at once do not interleave ("tmap: tmap: unknown
+ * option"). Under mpirun every rank parses the same command line and
+ * fails alike, so only rank 0 says so; a check of this host's files
+ * (host_specific) is reported by every rank that fails it, as cli_report
+ * reports a rank's own failures. */
+static int usage_error(const struct cli_spec *spec, bool host_specific, const char *fmt, va_list ap)
+{
+    int rank = tmap_dist_size() > 1 ? tmap_dist_rank() : 0;
+    if (rank > 0 && !host_specific)
+        return TMAP_ERR_USAGE;
+    char message[2048];
+    vsnprintf(message, sizeof message, fmt, ap);
+    if (rank > 0)
+        fprintf(stderr, "tmap: rank %d: %s\n", rank, message);
+    else
+        fprintf(stderr, "tmap: %s\nusage: %s  (--help for more)\n", message, spec->usage);
+    return TMAP_ERR_USAGE;
+}
+
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("tmap: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int rc = usage_error(spec, false, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "usage: %s  (--help for more)\n", spec->usage);
-    return TMAP_ERR_USAGE;
+    return rc;
+}
+
+static int path_error(const struct cli_spec *spec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int path_error(const struct cli_spec *spec, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = usage_error(spec, true, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* Do a and b name one file? Existing files by inode; a path that does not
@@ -91,12 +119,12 @@ int cli_check_paths(const struct cli_spec *spec, const struct cli_path *inputs, 
             continue;
         for (const struct cli_path *i = inputs; i->flag; i++)
             if (i->path && same_file(o->path, i->path))
-                return cli_usage_error(spec, "%s %s is the same file as %s %s: writing it would destroy the input",
-                                       o->flag, o->path, i->flag, i->path);
+                return path_error(spec, "%s %s is the same file as %s %s: writing it would destroy the input", o->flag,
+                                  o->path, i->flag, i->path);
         for (const struct cli_path *q = outputs; q < o; q++)
             if (q->path && same_file(o->path, q->path))
-                return cli_usage_error(spec, "%s %s and %s %s are the same file: one would overwrite the other",
-                                       q->flag, q->path, o->flag, o->path);
+                return path_error(spec, "%s %s and %s %s are the same file: one would overwrite the other", q->flag,
+                                  q->path, o->flag, o->path);
     }
     return 0;
 }

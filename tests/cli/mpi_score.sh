@@ -31,6 +31,18 @@ expect_true cmp -s ref.csv np2.csv
 # Only rank 0 prints the summary.
 expect_true test "$(grep -c 'scored 40 samples' "$WORK/.err")" -eq 1
 
+check "a usage error under mpirun: said once, by rank 0, not interleaved"
+run mpi 2 score "${common[@]}" --indicator loss -o never.csv
+expect_status 1
+expect_true test "$(grep -c "unknown option '--indicator'; did you mean --indicators?" "$WORK/.err")" -eq 1
+expect_true test "$(grep -c '^usage: tmap score' "$WORK/.err")" -eq 1
+expect_err_lacks "tmap: tmap:"
+run mpi 2 score "${common[@]}" -o pool.jsonl       # a check of each host's files: every rank that fails says so
+expect_status 1
+expect_err "-o pool.jsonl is the same file as -d pool.jsonl: writing it would destroy the input"
+expect_err "tmap: rank 1: -o pool.jsonl is the same file as -d pool.jsonl"
+expect_true test "$(wc -l < pool.jsonl)" -eq 40
+
 check "3 ranks with a store: the same bytes, the same counts"
 run mpi 3 score "${common[@]}" --cache np3.db -o np3.csv
 expect_status 0
