@@ -63,7 +63,8 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     print_model(&s->model, model_path);
     printf("%-28s %zu records", "pool", s->n_pool);
     print_rejected(s->n_pool_rejected, p->pool.rejects_path);
-    printf("%-28s %zu items -> %zu anchors", "validation", s->n_val, s->n_tiny);
+    printf("%-28s %zu item%s -> %zu anchor%s", "validation", s->n_val, s->n_val == 1 ? "" : "s", s->n_tiny,
+           s->n_tiny == 1 ? "" : "s");
     print_rejected(s->n_val_rejected, p->pool.rejects_path);
     printf("%-28s %zu computed, %zu from the store, %.1f s", "scoring", s->score_stats.n_computed,
            s->score_stats.n_from_store, s->seconds_score);
@@ -119,7 +120,7 @@ static int check_run_paths(const struct cli_spec *spec, const struct tmap_run_pa
     struct cli_path outputs[N_OUT + 1] = { { NULL, NULL } };
     for (size_t i = 0; i < N_OUT; i++) {
         snprintf(paths[i], sizeof paths[i], "%s/%s", p->out_dir, names[i]);
-        outputs[i] = (struct cli_path){ "-o", paths[i] };
+        outputs[i] = (struct cli_path){ "--out", paths[i] };
     }
     if (p->store_path) /* the store the run keeps in place of OUT/store.db */
         outputs[N_OUT - 1] = (struct cli_path){ "--cache", p->store_path };

@@ -114,7 +114,7 @@ expect_err "-o x.jsonl and --table x.jsonl are the same file"
 cp f/selected.jsonl f-selected.keep    # a second run on the first one's selection, into the same folder
 run "$TMAP" run -m "$MODEL" -d f/selected.jsonl --val val.jsonl --out f
 expect_status 1
-expect_err "-o f/selected.jsonl is the same file as -d f/selected.jsonl"
+expect_err "--out f/selected.jsonl is the same file as -d f/selected.jsonl"
 expect_true cmp -s pool.jsonl pool.keep
 expect_true cmp -s f/selected.jsonl f-selected.keep
 expect_true test ! -e x.jsonl
