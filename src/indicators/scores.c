@@ -187,9 +187,12 @@ static enum tmap_status read_header(struct extra_csv *x, struct tmap_scores *s, 
         return tmap_fail(err, TMAP_ERR_DATA, "%s:1: the header must be id,NAME[,NAME...]", x->path);
     x->hash_field = -1;
     for (int k = 1; k < x->n_fields; k++) {
-        if (strcmp(fields[k], "hash") == 0)
-            x->hash_field = k;
         if (x->keep && !x->keep(fields[k])) {
+            /* A hash column that is not read as a score is tmap's own: the
+             * content hash of the record it scored. In a user's --extra
+             * file "hash" is just a column name. */
+            if (strcmp(fields[k], "hash") == 0)
+                x->hash_field = k;
             x->cols[k - 1] = SIZE_MAX;
             continue;
         }

@@ -565,6 +565,13 @@ static void test_extra_columns(void **state)
     test_write_file(path, "name,x\n");
     assert_int_equal(tmap_scores_merge_csv(s, pool, path, &err), TMAP_ERR_DATA);
     assert_non_null(strstr(err.message, "extra.csv:1: the header must be id,NAME"));
+    /* A user's column may be called hash: a score like any other, not the
+     * content hash tmap's own scores files carry (which it would fail). */
+    test_write_file(path, "id,hash\n1,0.5\n");
+    assert_int_equal(tmap_scores_merge_csv(s, pool, path, &err), TMAP_OK);
+    size_t hash = tmap_scores_find_column(s, "hash");
+    assert_int_not_equal(hash, SIZE_MAX);
+    assert_true(tmap_scores_get(s, 0, hash) == 0.5);
     tmap_scores_free(s);
 }
 
