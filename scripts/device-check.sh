@@ -52,6 +52,8 @@ if [ ! -x "$kit/usr/bin/pkgconf" ]; then
     sed -i "s|=/usr|=$kit/usr|" "$libdir"/pkgconfig/*.pc "$libdir"/openblas-pthread/pkgconfig/*.pc
 fi
 export LD_LIBRARY_PATH="$libdir:$libdir/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The linker too: CMakeLists.txt passes GSL by name (-lgsl, gslcblas left out).
+export LIBRARY_PATH="$libdir:$libdir/openblas-pthread${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export PKG_CONFIG_PATH="$libdir/pkgconfig:$libdir/openblas-pthread/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export PATH="$kit/usr/bin:$PATH"
 say "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'no GPU')"

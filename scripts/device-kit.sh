@@ -3,8 +3,9 @@
 # on a GPU machine that reaches no package registry and has no apt: the
 # Debian packages tmap builds and tests against (unpacked there, not
 # installed), llama.cpp's patched source trimmed to the libraries, and the
-# tokenizer families the tests cover. About 51 MB: with the checkout, under
-# the 64 MiB a device call carries.
+# tokenizer families the tests cover. About 44 MB: with the checkout, 53 MB,
+# which a device call took (59 MB it refused as over its 64 MiB: it seems
+# to count .git too; docs/scoring.md).
 #
 # Usage: scripts/device-kit.sh            (then run device-check.sh there,
 #                                          with .devkit carried)

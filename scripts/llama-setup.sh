@@ -80,6 +80,14 @@ if [ -n "${TMAP_LLAMA_EXPORT:-}" ]; then
     rm -rf "$out"
     mkdir -p "$out/ggml/src"
     cp -r "$work"/src/{CMakeLists.txt,LICENSE,licenses,cmake,include,src,vendor} "$out/"
+    # vendor/: header-only libraries that llama.cpp's tools and common read,
+    # never the libraries; their 5.8 MB would take the kit, the checkout
+    # and its .git past the 64 MiB a device call carries. The CMake targets
+    # stay (vendor/CMakeLists.txt adds them); cpp-httplib is added only with
+    # LLAMA_BUILD_COMMON, which is off.
+    : > "$out/vendor/miniaudio/miniaudio.h"
+    : > "$out/vendor/nlohmann/json.hpp"
+    rm -rf "$out/vendor/cpp-httplib"
     cp -r "$work"/src/ggml/{CMakeLists.txt,cmake,include} "$out/ggml/"
     # ggml's own files and the two backends a build here or on an NVIDIA
     # machine uses; the other backends are only read when switched on.

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "model/model.h" /* tmap_offload_devices */
 #include "task/answer.h"
 #include "tmap.h"
 
@@ -111,6 +112,17 @@ static char *plain_prompt(const struct tmap_pool *demos, size_t k, const struct 
     return text;
 }
 
+/* How far two computations of one item's log-likelihood may differ when
+ * the other sequences of their decode calls differ. On the CPU only the
+ * order of the sums changes (about 1e-6: model.h). llama.cpp's CUDA kernels
+ * round through F16 and choose other kernels for other batch shapes: on an
+ * H200, 2.9e-4 nats per token between the same chat item decoded beside a
+ * demonstration and by hand. */
+static double logprob_tolerance(void)
+{
+    return tmap_offload_devices() > 0 ? 1e-3 : 1e-4;
+}
+
 static void expect_near(double got, double want, double tol, const char *what, size_t i)
 {
     if (!(fabs(got - want) <= tol))
@@ -175,8 +187,8 @@ static void test_loglik_by_hand(void **state)
             char *prompt = plain_prompt(demos, k, &s);
             struct tmap_logprob_result h = logprob_by_hand(model, prompt, s.response);
             double want = h.sum_logprob / h.n_tokens;
-            expect_near(r.scores[i], want, 1e-4, "shared demonstrations vs by hand", i);
-            expect_near(r1.scores[i], want, 1e-4, "one sequence vs by hand", i);
+            expect_near(r.scores[i], want, logprob_tolerance(), "shared demonstrations vs by hand", i);
+            expect_near(r1.scores[i], want, logprob_tolerance(), "one sequence vs by hand", i);
             assert_true(r.logliks[i] == r.scores[i]);
             assert_string_equal(r.gold[i], s.answer);
             assert_string_equal(r.ids[i], s.id);
@@ -224,7 +236,7 @@ static void test_chat_layout(void **state)
                  "<|im_start|>user\nWhat is 1+1?<|im_end|>\n<|im_start|>assistant\n2<|im_end|>\n"
                  "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", questions[i]);
         struct tmap_logprob_result h = logprob_by_hand_chat(chat, prompt, answers[i]);
-        expect_near(r.scores[i], h.sum_logprob / h.n_tokens, 1e-4, "chat layout vs by hand", i);
+        expect_near(r.scores[i], h.sum_logprob / h.n_tokens, logprob_tolerance(), "chat layout vs by hand", i);
     }
     tmap_eval_result_free(&r);
     tmap_model_free(chat);
@@ -279,7 +291,7 @@ static void test_proxy_reads_as_eval(void **state)
         double value;
         assert_int_equal(tmap_proxy_eval(px, demos, rows, 2, file_order, &value, NULL, &err), TMAP_OK);
         assert_true(isfinite(r.scores[0]));
-        expect_near(value, r.scores[0], 1e-4, tmpl == TMAP_TEMPLATE_CHAT ? "proxy vs eval, chat" : "proxy vs eval, plain", 0);
+        expect_near(value, r.scores[0], logprob_tolerance(), tmpl == TMAP_TEMPLATE_CHAT ? "proxy vs eval, chat" : "proxy vs eval, plain", 0);
         tmap_proxy_free(px);
         tmap_eval_result_free(&r);
     }
@@ -353,7 +365,7 @@ static void test_mc_forced(void **state)
     for (size_t q = 0; q < 3; q++) {
         assert_int_equal(r.choices[q], best[q]);
         assert_string_equal(r.predictions[q], mc_choices[q][best[q]]);
-        expect_near(r.logliks[q], best_lp[q], 1e-4, "chosen choice's log-probability", q);
+        expect_near(r.logliks[q], best_lp[q], logprob_tolerance(), "chosen choice's log-probability", q);
         assert_true(r.scores[q] == (q == 1 ? 0.0 : 1.0));
     }
     assert_string_equal(r.gold[1], mc_choices[1][(best[1] + 1) % 3]);
