@@ -95,10 +95,17 @@ int cli_parse(const struct cli_spec *spec, int argc, char **argv, const char **p
 
 void cli_print_help(const struct cli_spec *spec);
 
-/* Edits (insert, delete, substitute, swap two neighbours) between a and b,
- * capped at limit + 1: enough to tell a typo from another word, for the
- * "did you mean" of an unknown option or command. */
-size_t cli_edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit);
+/* The "did you mean" of an unknown option or command: each candidate name
+ * is offered with the most edits (insert, delete, substitute, swap two
+ * neighbours) it may be from the word; the nearest within its limit is
+ * kept, the first of equals. */
+struct cli_guess {
+    const char *word;
+    size_t      len;
+    const char *name; /* the best so far; NULL while none is near enough */
+    size_t      name_len, distance;
+};
+void cli_guess_offer(struct cli_guess *g, const char *name, size_t name_len, size_t limit);
 
 /* A file the command reads or writes, with the flag that named it. */
 struct cli_path {

@@ -78,16 +78,15 @@ static int dispatch(int argc, char **argv)
     for (size_t i = 0; i < n_commands; i++)
         if (strcmp(commands[i].name, name) == 0)
             return commands[i].run(argc - 1, argv + 1);
-    const char *likely = NULL;
-    for (size_t i = 0, best = 3; i < n_commands; i++) {
-        size_t d = cli_edit_distance(name, strlen(name), commands[i].name, strlen(commands[i].name), 2);
-        if (d < best && d <= strlen(commands[i].name) / 2) {
-            best = d;
-            likely = commands[i].name;
-        }
+    /* At most 2 edits, and never half a command's name ('x' is no typo). */
+    struct cli_guess likely = { .word = name, .len = strlen(name) };
+    for (size_t i = 0; i < n_commands; i++) {
+        size_t n = strlen(commands[i].name);
+        cli_guess_offer(&likely, commands[i].name, n, n / 2 < 2 ? n / 2 : 2);
     }
-    if (likely)
-        fprintf(stderr, "tmap: '%s' is not a command; did you mean %s? (`tmap --help` lists them)\n", name, likely);
+    if (likely.name)
+        fprintf(stderr, "tmap: '%s' is not a command; did you mean %s? (`tmap --help` lists them)\n", name,
+                likely.name);
     else
         fprintf(stderr, "tmap: '%s' is not a command; `tmap --help` lists them\n", name);
     return TMAP_ERR_USAGE;

@@ -69,10 +69,10 @@ void cli_notice(const char *message, void *user_data)
  * reports a rank's own failures. */
 static int usage_error(const struct cli_spec *spec, bool host_specific, const char *fmt, va_list ap)
 {
-    int rank = tmap_dist_size() > 1 ? tmap_dist_rank() : 0;
+    int rank = tmap_dist_rank(); /* 0 in one process */
     if (rank > 0 && !host_specific)
         return TMAP_ERR_USAGE;
-    char message[2048];
+    char message[2 * 4096 + 512]; /* two whole paths and the words around them */
     vsnprintf(message, sizeof message, fmt, ap);
     if (rank > 0)
         fprintf(stderr, "tmap: rank %d: %s\n", rank, message);
@@ -191,7 +191,8 @@ static const struct cli_option *find_option(const struct cli_spec *spec, const c
     return NULL;
 }
 
-size_t cli_edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit)
+/* Edits between a and b, capped at limit + 1. */
+static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb, size_t limit)
 {
     if (na > 63 || nb > 63)
         return limit + 1;
@@ -214,15 +215,25 @@ size_t cli_edit_distance(const char *a, size_t na, const char *b, size_t nb, siz
     return d[na][nb] > limit ? limit + 1 : d[na][nb];
 }
 
+void cli_guess_offer(struct cli_guess *g, const char *name, size_t name_len, size_t limit)
+{
+    size_t d = edit_distance(g->word, g->len, name, name_len, limit);
+    if (d <= limit && (!g->name || d < g->distance)) {
+        g->name = name;
+        g->name_len = name_len;
+        g->distance = d;
+    }
+}
+
 /* The long option an unknown "--word" most likely meant (--indicator for
  * --indicators, --ouput for --out), or NULL. Short options are one letter
  * from each other, so a typo in one has no likely meaning. */
-static const char *likely_option(const struct cli_spec *spec, const char *arg, size_t len, size_t *name_len)
+static struct cli_guess likely_option(const struct cli_spec *spec, const char *arg, size_t len)
 {
+    struct cli_guess g = { .word = arg, .len = len };
     if (len < 4 || strncmp(arg, "--", 2) != 0)
-        return NULL;
-    size_t limit = len < 6 ? 1 : 2, best = limit + 1;
-    const char *found = NULL;
+        return g;
+    size_t limit = len < 6 ? 1 : 2;
     /* Every command takes --quiet and --help besides its own options. */
     static const struct cli_option common[] = { { "--quiet", CLI_FLAG, NULL, NULL, NULL, 0, 0, NULL },
                                                 { "--help", CLI_FLAG, NULL, NULL, NULL, 0, 0, NULL },
@@ -232,15 +243,11 @@ static const char *likely_option(const struct cli_spec *spec, const char *arg, s
             for (const char *p = o->names; *p;) {
                 const char *end = strchr(p, '|');
                 size_t n = end ? (size_t)(end - p) : strlen(p);
-                size_t d = n > 2 && strncmp(p, "--", 2) == 0 ? cli_edit_distance(arg, len, p, n, limit) : limit + 1;
-                if (d < best) {
-                    best = d;
-                    found = p;
-                    *name_len = n;
-                }
+                if (n > 2 && strncmp(p, "--", 2) == 0)
+                    cli_guess_offer(&g, p, n, limit);
                 p = end ? end + 1 : p + n;
             }
-    return found;
+    return g;
 }
 
 static int parse_number(const struct cli_spec *spec, const char *name, const char *value,
@@ -333,10 +340,10 @@ static int parse_one(const struct cli_spec *spec, int argc, char **argv, int *i)
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     const struct cli_option *o = find_option(spec, arg, len);
     if (!o) {
-        size_t n = 0;
-        const char *likely = likely_option(spec, arg, len, &n);
-        if (likely)
-            return cli_usage_error(spec, "unknown option '%.*s'; did you mean %.*s?", (int)len, arg, (int)n, likely);
+        struct cli_guess likely = likely_option(spec, arg, len);
+        if (likely.name)
+            return cli_usage_error(spec, "unknown option '%.*s'; did you mean %.*s?", (int)len, arg,
+                                   (int)likely.name_len, likely.name);
         return cli_usage_error(spec, "unknown option '%.*s'", (int)len, arg);
     }
     if (o->kind == CLI_FLAG || o->kind == CLI_FLAG_OFF) {
