@@ -404,6 +404,7 @@ TMAP_API enum tmap_status tmap_model_generate(struct tmap_model *model, const in
 struct tmap_model_counters {
     uint64_t n_decode_calls;
     uint64_t n_tokens_decoded;
+    uint64_t n_context_opens; /* llama_context created: 1 at load, +1 each time hidden-state capture is switched */
 };
 
 TMAP_API void tmap_model_get_counters(const struct tmap_model *model, struct tmap_model_counters *out);

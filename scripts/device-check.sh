@@ -8,17 +8,24 @@
 #           not installed: the image is not Debian), build llama.cpp with
 #           CUDA from the kit's source and tmap against both (build-gpu/,
 #           build-gpu-llama/: ignored, so kept while the machine stays warm)
-#   bench   a 7B-shape model (4096 wide, 32 layers, Llama-2 vocabulary, Q8_0)
-#           through bench_score and bench_proxy, GPU memory from nvidia-smi
-#   test    the suite with every layer offloaded (tmap's default -ngl -1)
+#   model   a 7B-shape model (4096 wide, 32 layers, Llama-2 vocabulary,
+#           Q8_0) for the benches, unless one is there
+#   bench   bench_score and bench_proxy on it, GPU memory from nvidia-smi
+#           (BENCH_SAMPLES, default 256; BENCH_DIAGNOSE=1 adds bench_score's
+#           diagnostic arms; BENCH_PROXY=0 leaves bench_proxy out)
+#   test    the suite with every layer offloaded (tmap's default -ngl -1;
+#           CTEST_ARGS narrows it)
+#   test+model  both at once: the model is written while the suite runs
+#           (nothing is timed there), so a bench call that follows has less
+#           to do in the time a call is given
 #
 # Usage (device tool, repository root; .devkit in carry, timeout_s 590),
 # each call right after the one before, while the machine is warm:
-#   STAGES=build bash scripts/device-check.sh          (a call that runs out
-#                                                       of time resumes)
-#   STAGES="bench test" bash scripts/device-check.sh
-# DEVICE_GPU=cpu rehearses every stage on a machine without a GPU, and
-# SHAPE="512 8" shrinks the bench model for that.
+#   STAGES="build test+model" bash scripts/device-check.sh
+#   STAGES=bench BENCH_DIAGNOSE=1 bash scripts/device-check.sh
+# DEVICE_GPU=cpu rehearses every stage on a machine without a GPU,
+# SHAPE="512 8" shrinks the bench model for that, and DEVICE_LLAMA=PREFIX
+# takes an installed llama.cpp instead of building one.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,7 +41,7 @@ jobs=$(nproc)
 kit=/tmp/tmap-kit
 # Outside the checkout: CMake leaves directories of the project out of an
 # installed library's RUNPATH, and tests/cli/install.sh links against one.
-llama=/tmp/tmap-llama
+llama=${DEVICE_LLAMA:-/tmp/tmap-llama}
 mkdir -p "$out" "$logs"
 exec > >(tee -a "$out/device-check.log") 2>&1
 t0=$(date +%s)
@@ -112,34 +119,45 @@ timed_bench() {
     say "$name: peak GPU memory $vram MiB"
 }
 
-stage_bench() {
-    local m=build-gpu/bench-models/llama-${embd}x${layers}
+bench_model=build-gpu/bench-models/llama-${embd}x${layers}-q8_0.gguf
+
+stage_model() {
+    [ -f "$bench_model" ] && return 0
     mkdir -p build-gpu/bench-models
-    if [ ! -f "$m-q8_0.gguf" ]; then
-        # The F32 original of a 7B shape is 27 GB, written twice (tmap adds
-        # its metadata to a copy): in memory when /dev/shm holds that, as
-        # the disk has 64 GB in all.
-        local f32=$m.gguf
-        local shm_gb
-        shm_gb=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc 0-9)
-        [ "${shm_gb:-0}" -gt $(( embd * embd * layers * 13 * 8 / 1000000000 + 4 )) ] && f32=/dev/shm/tmap-f32.gguf
-        say "bench: creating the ${embd}x${layers} model ($f32, then Q8_0)"
-        build-gpu/tmap model create --quiet --out "$f32" --n-embd "$embd" --n-layer "$layers" \
-            --n-head $((embd / 128 > 1 ? embd / 128 : 2)) || die "model create"
-        build-gpu/tmap model quantize "$f32" "$m-q8_0.gguf" --type q8_0 > /dev/null || die "quantize"
-        rm -f "$f32"
-        ls -l "$m-q8_0.gguf"
-    fi
+    # The F32 original of a 7B shape is 27 GB, written twice (tmap adds its
+    # metadata to a copy): in memory when /dev/shm holds that, as the disk
+    # has 64 GB in all.
+    local f32=${bench_model%-q8_0.gguf}.gguf
+    local shm_gb
+    shm_gb=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc 0-9)
+    [ "${shm_gb:-0}" -gt $(( embd * embd * layers * 13 * 8 / 1000000000 + 4 )) ] && f32=/dev/shm/tmap-f32.gguf
+    say "model: creating the ${embd}x${layers} model ($f32, then Q8_0)"
+    build-gpu/tmap model create --quiet --out "$f32" --n-embd "$embd" --n-layer "$layers" \
+        --n-head $((embd / 128 > 1 ? embd / 128 : 2)) || die "model create"
+    # Under another name until whole: a call cut short leaves no half model.
+    build-gpu/tmap model quantize "$f32" "$bench_model.part" --type q8_0 > /dev/null || die "quantize"
+    rm -f "$f32"
+    mv "$bench_model.part" "$bench_model"
+    ls -l "$bench_model"
+    say "model: done"
+}
+
+stage_bench() {
+    stage_model
     local threads=$jobs
-    timed_bench bench_score build-gpu/bench/bench_score "$m-q8_0.gguf" data/gsm8k/train.jsonl 256 "$threads" 3
-    timed_bench bench_proxy build-gpu/bench/bench_proxy "$m-q8_0.gguf" data/gsm8k/train.jsonl \
-        data/gsm8k/test.jsonl 8 100 "$threads" 3
+    local diagnose=
+    [ "${BENCH_DIAGNOSE:-0}" = 1 ] && diagnose=diagnose
+    timed_bench bench_score build-gpu/bench/bench_score "$bench_model" data/gsm8k/train.jsonl \
+        "${BENCH_SAMPLES:-256}" "$threads" 3 $diagnose
+    [ "${BENCH_PROXY:-1}" = 0 ] || timed_bench bench_proxy build-gpu/bench/bench_proxy "$bench_model" \
+        data/gsm8k/train.jsonl data/gsm8k/test.jsonl 8 100 "$threads" 3
     say "bench: done"
 }
 
 stage_test() {
     say "test: the suite, every layer offloaded"
-    (cd build-gpu && ctest -j"$jobs" --timeout 300 --output-on-failure) > "$out/ctest.log" 2>&1
+    # shellcheck disable=SC2086
+    (cd build-gpu && ctest -j"$jobs" --timeout 300 --output-on-failure ${CTEST_ARGS:-}) > "$out/ctest.log" 2>&1
     local rc=$?
     grep -E 'tests passed|tests failed|\*\*\*|Not Run|Skipped' "$out/ctest.log" | tail -25
     say "test: done (ctest exit $rc)"
@@ -148,9 +166,16 @@ stage_test() {
 for s in $stages; do
     case "$s" in
         build) stage_build ;;
+        model) stage_model ;;
         bench) stage_bench ;;
         test)  stage_test ;;
-        *)     die "unknown stage '$s' (build, bench, test)" ;;
+        test+model)
+            stage_model > "$logs/model.log" 2>&1 &
+            model_pid=$!
+            stage_test
+            wait "$model_pid" || { tail -5 "$logs/model.log"; die "model (in the background)"; }
+            cat "$logs/model.log" ;;
+        *)     die "unknown stage '$s' (build, model, bench, test, test+model)" ;;
     esac
 done
 say "all done"

@@ -325,6 +325,8 @@ enum tmap_status tmap_model_generate(struct tmap_model *m, const int32_t *prefix
     for (size_t i = 0; i < n; i++)
         outputs[i] = NULL;
     enum tmap_status st = check_args(m, n_prefix, requests, n, params, err);
+    if (!st)
+        st = tmap_model_prepare_capture(m, false, err);
     if (st)
         return st;
     struct gen_run r = { .m = m, .requests = requests, .n = n, .params = params,

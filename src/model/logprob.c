@@ -299,11 +299,19 @@ static void release_finished_slots(struct run *r)
 
 static enum tmap_status run_all(struct run *r, struct tmap_error *err)
 {
-    llama_memory_clear(llama_get_memory(r->m->ctx), true);
-    enum tmap_status st = TMAP_OK;
-    if (r->n_prefix > 0 && (st = tmap_model_decode_prefix(r->m, r->prefix, r->n_prefix, err)))
+    /* First: a switch of eval callback recreates the context. */
+    enum tmap_status st = tmap_model_prepare_capture(r->m, r->embeddings, err);
+    if (st)
         return st;
-    r->m->capture = r->embeddings;
+    llama_memory_clear(llama_get_memory(r->m->ctx), true);
+    if (r->n_prefix > 0) {
+        /* The prefix is decoded without capture, then capture resumes. */
+        r->m->capture = false;
+        st = tmap_model_decode_prefix(r->m, r->prefix, r->n_prefix, err);
+        r->m->capture = r->embeddings;
+        if (st)
+            return st;
+    }
     for (;;) {
         assign_free_slots(r);
         if (fill_batch(r) == 0)

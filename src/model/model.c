@@ -228,7 +228,7 @@ static bool capture_hidden(struct ggml_tensor *t, bool ask, void *user_data)
     return true;
 }
 
-static enum tmap_status open_context(struct tmap_model *m, const struct tmap_model_params *p,
+static enum tmap_status open_context(struct tmap_model *m, const struct tmap_model_params *p, bool callback,
                                      struct tmap_error *err)
 {
     int32_t n_ctx = p->n_ctx;
@@ -242,8 +242,8 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     cp.n_seq_max       = (uint32_t)p->n_seq;
     cp.kv_unified      = true; /* see model.h */
     cp.pooling_type    = LLAMA_POOLING_TYPE_NONE; /* tmap pools hidden states itself */
-    cp.cb_eval         = capture_hidden;
-    cp.cb_eval_user_data = m;
+    cp.cb_eval         = callback ? capture_hidden : NULL; /* see tmap_model_prepare_capture */
+    cp.cb_eval_user_data = callback ? m : NULL;
     cp.n_threads       = p->n_threads ? p->n_threads : default_threads();
     cp.n_threads_batch = cp.n_threads;
     cp.no_perf         = true;
@@ -253,6 +253,9 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     if (!m->ctx)
         return tmap_fail(err, TMAP_ERR_MODEL, "%s: cannot create a context of %d x %d tokens: %s",
                          p->path, p->n_seq, n_ctx, tmap_llama_last_error());
+    m->ctx_has_callback    = callback;
+    m->calls_since_capture = 0;
+    m->counters.n_context_opens++;
     m->n_threads    = cp.n_threads;
     m->n_ubatch     = (int32_t)cp.n_ubatch;
     m->info.n_ctx   = n_ctx;
@@ -306,7 +309,7 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
     }
     m->vocab = llama_model_get_vocab(m->model);
     fill_info(m, (uint64_t)sb.st_size);
-    st = open_context(m, p, err);
+    st = open_context(m, p, false, err);
     if (st)
         goto fail;
     *out = m;
@@ -344,12 +347,38 @@ void tmap_model_get_counters(const struct tmap_model *m, struct tmap_model_count
     *out = m->counters;
 }
 
+enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, struct tmap_error *err)
+{
+    m->capture = false;
+    bool want = capture || (m->ctx_has_callback && m->calls_since_capture < TMAP_CALLBACK_SHED_CALLS);
+    if (want != m->ctx_has_callback && m->ctx) {
+        /* Free first: a GPU that holds the model may not hold two contexts. */
+        llama_free(m->ctx);
+        m->ctx = NULL;
+        enum tmap_status st = open_context(m, &m->params, want, err);
+        if (st)
+            return st; /* tmap_model_decode refuses to run without a context */
+    }
+    if (!m->ctx)
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: no llama.cpp context (recreating it failed earlier)",
+                         m->params.path);
+    if (capture)
+        m->calls_since_capture = 0;
+    m->capture = capture;
+    return TMAP_OK;
+}
+
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,
                                    struct tmap_error *err)
 {
+    if (!m->ctx)
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: no llama.cpp context (recreating it failed earlier)",
+                         m->params.path);
     m->n_hidden = 0;
     int rc = llama_decode(m->ctx, batch);
     m->counters.n_decode_calls++;
+    if (!m->capture)
+        m->calls_since_capture++;
     m->counters.n_tokens_decoded += (uint64_t)batch.n_tokens;
     if (rc != 0)
         return tmap_fail(err, TMAP_ERR_MODEL, "llama_decode failed (code %d) on a batch of %d tokens%s%s",

@@ -32,6 +32,11 @@ struct tmap_model {
     bool                       capture;
     float                     *hidden;
     size_t                     n_hidden, cap_hidden; /* rows */
+    /* Whether ctx was created with capture_hidden as its eval callback, and
+     * how many decode calls it has made since a run last captured
+     * (tmap_model_prepare_capture). */
+    bool                       ctx_has_callback;
+    uint64_t                   calls_since_capture;
 };
 
 /* The parameters the model was loaded with (path included), for loading
@@ -54,6 +59,25 @@ enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct
  * control token). Lets a caller find which tokens cover a span of text. */
 enum tmap_status tmap_model_piece_bytes(struct tmap_model *m, const int32_t *tokens, int32_t n, int32_t *bytes,
                                         struct tmap_error *err);
+
+/*
+ * Sets the context up for a logprob run that does (capture) or does not
+ * read hidden states, and sets m->capture. Call it before the run's first
+ * decode: switching recreates the context, whose memory is then empty.
+ *
+ * Why switch at all: llama.cpp's scheduler, given an eval callback, waits
+ * for the device at the end of every micro-batch (ggml_backend_sched
+ * computes the graph piecewise so the callback can look at each node), so
+ * on a GPU the host cannot build the next micro-batch while the current
+ * one runs. A context is therefore opened without the callback, gains it
+ * when a run first needs hidden states, and loses it again once
+ * TMAP_CALLBACK_SHED_CALLS decode calls in a row have captured nothing:
+ * scoring alternates capturing and plain passes every few dozen calls and
+ * keeps the callback throughout, while a long plain phase (the proxy's
+ * search) sheds it. On a CPU the wait costs nothing either way.
+ */
+#define TMAP_CALLBACK_SHED_CALLS 64
+enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, struct tmap_error *err);
 
 /* Decodes a batch, counting calls and tokens; names the model on failure.
  * With m->capture set, m->hidden holds the batch's output rows afterwards. */

@@ -374,7 +374,7 @@ static enum tmap_status open_training(struct run *r, struct tmap_error *err)
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = cp.n_batch = cp.n_ubatch = (uint32_t)r->n_ctx;
     cp.n_seq_max       = 1;
-    cp.n_threads       = llama_n_threads(r->m->ctx);
+    cp.n_threads       = r->m->n_threads;
     cp.n_threads_batch = cp.n_threads;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.type_k = cp.type_v = GGML_TYPE_F32;

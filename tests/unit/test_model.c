@@ -410,6 +410,67 @@ static void test_embeddings(void **state)
     tmap_model_free(single);
 }
 
+/* The eval callback comes and goes with capture (tmap_model_prepare_capture):
+ * each switch recreates the context, and no result may change with it. */
+static void test_capture_switches_context(void **state)
+{
+    (void)state;
+    struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 256, 48, 4);
+    struct tokenized t, plain;
+    tokenize_texts(m, &t);
+    tokenize_texts(m, &plain);
+    int32_t dim = 64;
+    float *e1 = calloc(N_TEXTS * (size_t)dim, sizeof *e1), *e2 = calloc(N_TEXTS * (size_t)dim, sizeof *e2);
+    struct tmap_logprob_result r0[N_TEXTS], r[N_TEXTS];
+    struct tmap_error err = { 0 };
+    struct tmap_model_counters c;
+
+    assert_int_equal(tmap_model_logprob(m, plain.req, N_TEXTS, r0, &err), TMAP_OK);
+    tmap_model_get_counters(m, &c);
+    assert_int_equal(c.n_context_opens, 1); /* plain scoring keeps the load's context */
+
+    for (size_t i = 0; i < N_TEXTS; i++)
+        t.req[i].embedding = e1 + i * (size_t)dim;
+    assert_int_equal(tmap_model_logprob(m, t.req, N_TEXTS, r, &err), TMAP_OK);
+    tmap_model_get_counters(m, &c);
+    assert_int_equal(c.n_context_opens, 2); /* capture gains the callback */
+
+    /* A few plain runs keep it (scoring alternates kinds of pass)... */
+    uint64_t calls_at_capture = c.n_decode_calls;
+    assert_int_equal(tmap_model_logprob(m, plain.req, N_TEXTS, r, &err), TMAP_OK);
+    tmap_model_get_counters(m, &c);
+    assert_int_equal(c.n_context_opens, 2);
+    for (size_t i = 0; i < N_TEXTS; i++)
+        assert_true(fabs(r[i].sum_logprob - r0[i].sum_logprob) < 1e-4 * r0[i].n_tokens);
+
+    /* ... until TMAP_CALLBACK_SHED_CALLS calls have captured nothing. */
+    while (c.n_decode_calls - calls_at_capture < TMAP_CALLBACK_SHED_CALLS) {
+        assert_int_equal(tmap_model_logprob(m, plain.req, N_TEXTS, r, &err), TMAP_OK);
+        tmap_model_get_counters(m, &c);
+        assert_int_equal(c.n_context_opens, 2);
+    }
+    assert_int_equal(tmap_model_logprob(m, plain.req, N_TEXTS, r, &err), TMAP_OK);
+    tmap_model_get_counters(m, &c);
+    assert_int_equal(c.n_context_opens, 3);
+    for (size_t i = 0; i < N_TEXTS; i++)
+        assert_true(fabs(r[i].sum_logprob - r0[i].sum_logprob) < 1e-4 * r0[i].n_tokens);
+
+    /* Capturing again gets the same embeddings as the first time. */
+    for (size_t i = 0; i < N_TEXTS; i++)
+        t.req[i].embedding = e2 + i * (size_t)dim;
+    assert_int_equal(tmap_model_logprob(m, t.req, N_TEXTS, r, &err), TMAP_OK);
+    tmap_model_get_counters(m, &c);
+    assert_int_equal(c.n_context_opens, 4);
+    for (size_t i = 0; i < N_TEXTS * (size_t)dim; i++)
+        assert_true(fabsf(e1[i] - e2[i]) < 1e-6f);
+
+    free(e1);
+    free(e2);
+    free_texts(&t);
+    free_texts(&plain);
+    tmap_model_free(m);
+}
+
 static void test_choices(void **state)
 {
     (void)state;
@@ -741,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_batched_equals_sequential),
         cmocka_unit_test(test_random_model_is_near_uniform),
         cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_capture_switches_context),
         cmocka_unit_test(test_choices),
         cmocka_unit_test(test_shared_prefix_equals_naive),
         cmocka_unit_test(test_overflow_policy),
