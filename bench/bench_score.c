@@ -22,6 +22,9 @@
  *   raw+embd-mode  llama.cpp's embeddings mode instead, every position an
  *                  output, the scored rows' hidden states read
  *   tmap+diversity tmap score with the diversity indicator too (capture on)
+ *   tmap 2 lanes   tmap score on a model loaded with n_lanes 2 (tmap.h): two
+ *                  contexts taking turns, one computing while the host
+ *                  reads the other
  *
  * usage: bench_score MODEL.gguf DATA.jsonl [N_SAMPLES] [N_THREADS] [ROUNDS] [diagnose]
  */
@@ -215,9 +218,9 @@ static double tmap_arm(struct tmap_pool *pool, struct tmap_model *model, const s
 }
 
 enum arm { ARM_RAW, ARM_TMAP, ARM_RAW_CALLBACK, ARM_RAW_READ, ARM_RAW_CAPTURE, ARM_RAW_EMBD, ARM_TMAP_DIVERSITY,
-           N_ARMS };
+           ARM_TMAP_LANES, N_ARMS };
 static const char *const arm_names[N_ARMS] = { "raw llama_decode", "tmap score", "raw+callback", "raw+read",
-                                               "raw+capture", "raw+embd-mode", "tmap+diversity" };
+                                               "raw+capture", "raw+embd-mode", "tmap+diversity", "tmap 2 lanes" };
 
 static struct llama_context *raw_context(struct llama_model *lm, const struct tmap_model_info *info, int32_t threads,
                                          struct capture *cb)
@@ -315,8 +318,12 @@ int main(int argc, char **argv)
     /* Its own model: capture gives a context the eval callback for the
      * next TMAP_CALLBACK_SHED_CALLS calls, which would reach into the
      * plain tmap arm of the next round. */
-    struct tmap_model *model_div = NULL;
+    struct tmap_model *model_div = NULL, *model_lanes = NULL;
     if (diagnose && tmap_model_load(&mp, &model_div, &err))
+        die(argv[1], &err);
+    struct tmap_model_params mp_lanes = mp;
+    mp_lanes.n_lanes = 2;
+    if (diagnose && tmap_model_load(&mp_lanes, &model_lanes, &err))
         die(argv[1], &err);
 
     printf("bench_score: %s (%d wide, %d layers), %zu GSM8K samples, loss + ifd, %d threads, %d rounds%s\n",
@@ -339,6 +346,9 @@ int main(int argc, char **argv)
                 break;
             case ARM_TMAP_DIVERSITY:
                 dt = tmap_arm(subpool, model_div, &sp_div, &tokens);
+                break;
+            case ARM_TMAP_LANES:
+                dt = tmap_arm(subpool, model_lanes, &sp, &tokens);
                 break;
             default:
                 mode.read = a == ARM_RAW_READ;
@@ -389,6 +399,7 @@ int main(int argc, char **argv)
     llama_model_free(lm);
     tmap_model_free(model);
     tmap_model_free(model_div);
+    tmap_model_free(model_lanes);
     tmap_pool_free(subpool);
     tmap_pool_free(pool);
     unlink(sub_path);

@@ -253,6 +253,13 @@ struct tmap_model_params {
      * quantized weights (on a CPU with AMX, only the CPU_REPACK one:
      * src/model/placement.c). */
     bool    repack;
+    /* 1, or 2: a second llama.cpp context over the same weights, and
+     * teacher-forced scoring alternates between the two, so that on a GPU
+     * one computes while the host reads the other's logits (waiting for
+     * each call's logits costs 7% on a 7B model: docs/scoring.md). Costs
+     * a second KV cache and compute buffer. Off by default until
+     * bench_score's "tmap 2 lanes" arm has measured it on a GPU. */
+    int32_t n_lanes;
 };
 
 TMAP_API struct tmap_model_params tmap_model_default_params(void);

@@ -107,6 +107,24 @@ struct output_ref {
     int32_t target; /* the token whose log-probability this row gives, or -1 */
 };
 
+/*
+ * One llama.cpp context and the batch it is working on. A model loaded
+ * with n_lanes 2 has two contexts over the same weights (model.h), and the
+ * run alternates between them: while the device computes one lane's call,
+ * the host reads the other's logits and queues its next call. With one
+ * lane the loop below is the plain decode, read, refill.
+ */
+struct lane {
+    struct tmap_model   *m;          /* the model, or its twin: whose context this lane decodes in */
+    struct slot         *slots;
+    int32_t              n_slots;    /* n_seq, less the prefix's sequence 0 */
+    struct llama_batch   batch;
+    struct output_ref   *refs;
+    const float        **row_logits; /* per batch row: its logits, when read */
+    double              *row_norm;   /* ... and their log-sum-exp */
+    bool                 in_flight;  /* batch decoded, outputs not read yet */
+};
+
 struct run {
     struct tmap_model                 *m;
     const struct tmap_logprob_request *requests;
@@ -114,15 +132,11 @@ struct run {
     struct tmap_logprob_result        *results;
     size_t                             n;
     size_t                             next_request;
-    struct slot                       *slots;
-    struct llama_batch                 batch;
-    struct output_ref                 *refs;
-    const float                      **row_logits; /* per batch row: its logits, when read */
-    double                            *row_norm;   /* ... and their log-sum-exp */
+    struct lane                        lanes[2];
+    int32_t                            n_lanes;
     bool                               embeddings; /* some request wants one: capture hidden states */
     const int32_t                     *prefix;     /* shared by every request, or NULL */
     int32_t                            n_prefix;
-    int32_t                            n_slots;    /* n_seq, less the prefix's sequence 0 */
 };
 
 /* The KV-cache sequence of slot s: sequence 0 holds a shared prefix. */
@@ -145,15 +159,15 @@ static int32_t slot_seq(const struct run *r, int32_t s)
  * matrix products see full micro-batches as before, and the window is the
  * prefix plus what is in flight (measured: docs/scoring.md).
  */
-static void assign_free_slots(struct run *r)
+static void assign_free_slots(struct run *r, struct lane *ln)
 {
-    llama_memory_t mem = llama_get_memory(r->m->ctx);
-    int32_t budget = r->m->n_ubatch, waiting = 0;
-    for (int32_t s = 0; s < r->n_slots; s++)
-        if (r->slots[s].busy)
-            waiting += r->slots[s].n_feed - r->slots[s].next;
-    for (int32_t s = 0; s < r->n_slots && waiting < budget; s++) {
-        struct slot *sl = &r->slots[s];
+    llama_memory_t mem = llama_get_memory(ln->m->ctx);
+    int32_t budget = ln->m->n_ubatch, waiting = 0;
+    for (int32_t s = 0; s < ln->n_slots; s++)
+        if (ln->slots[s].busy)
+            waiting += ln->slots[s].n_feed - ln->slots[s].next;
+    for (int32_t s = 0; s < ln->n_slots && waiting < budget; s++) {
+        struct slot *sl = &ln->slots[s];
         while (!sl->busy && r->next_request < r->n) {
             size_t q = r->next_request++;
             if (r->results[q].fit == TMAP_FIT_SKIPPED)
@@ -183,12 +197,12 @@ static bool wants_output(const struct tmap_logprob_request *q, const struct plan
     return q->embedding && pos + 1 >= p->n_prompt;
 }
 
-/* Fills the batch from every busy slot in turn; returns the token count. */
-static int32_t fill_batch(struct run *r)
+/* Fills the lane's batch from every busy slot in turn; returns the token count. */
+static int32_t fill_batch(struct run *r, struct lane *ln)
 {
     int32_t cap = r->m->info.n_batch, n = 0;
-    for (int32_t s = 0; s < r->n_slots && n < cap; s++) {
-        struct slot *sl = &r->slots[s];
+    for (int32_t s = 0; s < ln->n_slots && n < cap; s++) {
+        struct slot *sl = &ln->slots[s];
         if (!sl->busy)
             continue;
         const struct planned *p = &r->plans[sl->request];
@@ -197,31 +211,31 @@ static int32_t fill_batch(struct run *r)
         for (; sl->next < sl->n_feed && n < cap; sl->next++, n++) {
             int32_t pos = sl->next;
             bool predicts = pos + 1 >= p->n_prompt && pos < last;
-            r->batch.token[n]     = planned_token(p, pos);
-            r->batch.pos[n]       = r->n_prefix + pos;
-            r->batch.n_seq_id[n]  = 1;
-            r->batch.seq_id[n][0] = slot_seq(r, s);
-            r->batch.logits[n]    = wants_output(q, p, pos);
-            r->refs[n].slot       = s;
-            r->refs[n].pos        = pos;
-            r->refs[n].target     = predicts ? planned_token(p, pos + 1) : -1;
+            ln->batch.token[n]     = planned_token(p, pos);
+            ln->batch.pos[n]       = r->n_prefix + pos;
+            ln->batch.n_seq_id[n]  = 1;
+            ln->batch.seq_id[n][0] = slot_seq(r, s);
+            ln->batch.logits[n]    = wants_output(q, p, pos);
+            ln->refs[n].slot       = s;
+            ln->refs[n].pos        = pos;
+            ln->refs[n].target     = predicts ? planned_token(p, pos + 1) : -1;
         }
     }
-    r->batch.n_tokens = n;
+    ln->batch.n_tokens = n;
     return n;
 }
 
-static void collect_row(struct run *r, int32_t i, int32_t output_row)
+static void collect_row(struct run *r, struct lane *ln, int32_t i, int32_t output_row)
 {
-    const struct output_ref *ref = &r->refs[i];
-    struct slot *sl = &r->slots[ref->slot];
+    const struct output_ref *ref = &ln->refs[i];
+    struct slot *sl = &ln->slots[ref->slot];
     const struct tmap_logprob_request *q = &r->requests[sl->request];
     const struct planned *p = &r->plans[sl->request];
     struct tmap_logprob_result *res = &r->results[sl->request];
 
-    if (r->row_logits[i]) {
-        const float *logits = r->row_logits[i];
-        double norm = r->row_norm[i];
+    if (ln->row_logits[i]) {
+        const float *logits = ln->row_logits[i];
+        double norm = ln->row_norm[i];
         if (ref->target >= 0) {
             double lp = (double)logits[ref->target] - norm;
             res->sum_logprob += lp;
@@ -235,39 +249,40 @@ static void collect_row(struct run *r, int32_t i, int32_t output_row)
         }
     }
     if (q->embedding && ref->pos + 1 >= p->n_prompt) {
-        const float *h = r->m->hidden + (size_t)output_row * (size_t)r->m->info.n_embd;
+        const float *h = ln->m->hidden + (size_t)output_row * (size_t)r->m->info.n_embd;
         for (int32_t d = 0; d < r->m->info.n_embd; d++)
             sl->pooled[d] += h[d];
     }
 }
 
 /* Does batch row i read logits (a scored token, or the choices)? */
-static bool row_reads_logits(const struct run *r, int32_t i)
+static bool row_reads_logits(const struct run *r, const struct lane *ln, int32_t i)
 {
-    const struct output_ref *ref = &r->refs[i];
-    const struct slot *sl = &r->slots[ref->slot];
+    const struct output_ref *ref = &ln->refs[i];
+    const struct slot *sl = &ln->slots[ref->slot];
     bool last = ref->pos == planned_len(&r->plans[sl->request]) - 1;
     return ref->target >= 0 || (last && r->requests[sl->request].n_choices > 0);
 }
 
-static void collect_outputs(struct run *r)
+static void collect_outputs(struct run *r, struct lane *ln)
 {
     /* The log-softmax normalisers are the costly part (a pass over the
      * vocabulary per row): compute them on every thread the model uses,
      * which sit idle between decode calls anyway. Each row is computed
      * the same way whatever the thread count, and the sums below run in
      * row order, so results do not depend on it. */
-    int32_t n = r->batch.n_tokens, n_vocab = r->m->info.n_vocab;
+    int32_t n = ln->batch.n_tokens, n_vocab = r->m->info.n_vocab;
     for (int32_t i = 0; i < n; i++)
-        r->row_logits[i] = r->batch.logits[i] && row_reads_logits(r, i) ? llama_get_logits_ith(r->m->ctx, i) : NULL;
+        ln->row_logits[i] =
+            ln->batch.logits[i] && row_reads_logits(r, ln, i) ? llama_get_logits_ith(ln->m->ctx, i) : NULL;
 #pragma omp parallel for num_threads(r->m->n_threads) schedule(static)
     for (int32_t i = 0; i < n; i++)
-        if (r->row_logits[i])
-            r->row_norm[i] = tmap_log_sum_exp(r->row_logits[i], n_vocab);
+        if (ln->row_logits[i])
+            ln->row_norm[i] = tmap_log_sum_exp(ln->row_logits[i], n_vocab);
     /* Output rows come in batch order: the k-th flagged token is hidden row k. */
     for (int32_t i = 0, row = 0; i < n; i++)
-        if (r->batch.logits[i])
-            collect_row(r, i, row++);
+        if (ln->batch.logits[i])
+            collect_row(r, ln, i, row++);
 }
 
 /* Mean over the pooled positions, then unit length (cosine = dot product). */
@@ -283,11 +298,11 @@ static void finish_embedding(struct run *r, const struct slot *sl)
         q->embedding[d] = (float)(sl->pooled[d] / norm);
 }
 
-static void release_finished_slots(struct run *r)
+static void release_finished_slots(struct run *r, struct lane *ln)
 {
-    llama_memory_t mem = llama_get_memory(r->m->ctx);
-    for (int32_t s = 0; s < r->n_slots; s++) {
-        struct slot *sl = &r->slots[s];
+    llama_memory_t mem = llama_get_memory(ln->m->ctx);
+    for (int32_t s = 0; s < ln->n_slots; s++) {
+        struct slot *sl = &ln->slots[s];
         if (sl->busy && sl->next >= sl->n_feed) {
             if (r->requests[sl->request].embedding)
                 finish_embedding(r, sl);
@@ -297,63 +312,85 @@ static void release_finished_slots(struct run *r)
     }
 }
 
-static enum tmap_status run_all(struct run *r, struct tmap_error *err)
+/* A lane's context, ready for the run: capture as asked, memory empty,
+ * the shared prefix (if any) in sequence 0. */
+static enum tmap_status start_lane(struct run *r, struct lane *ln, struct tmap_error *err)
 {
     /* First: a switch of eval callback recreates the context. */
-    enum tmap_status st = tmap_model_prepare_capture(r->m, r->embeddings, err);
+    enum tmap_status st = tmap_model_prepare_capture(ln->m, r->embeddings, err);
     if (st)
         return st;
-    llama_memory_clear(llama_get_memory(r->m->ctx), true);
+    llama_memory_clear(llama_get_memory(ln->m->ctx), true);
     if (r->n_prefix > 0) {
         /* The prefix is decoded without capture, then capture resumes. */
-        r->m->capture = false;
-        st = tmap_model_decode_prefix(r->m, r->prefix, r->n_prefix, err);
-        r->m->capture = r->embeddings;
-        if (st)
-            return st;
+        ln->m->capture = false;
+        st = tmap_model_decode_prefix(ln->m, r->prefix, r->n_prefix, err);
+        ln->m->capture = r->embeddings;
     }
-    for (;;) {
-        assign_free_slots(r);
-        if (fill_batch(r) == 0)
-            break;
-        st = tmap_model_decode(r->m, r->batch, err);
-        if (st)
-            break;
-        collect_outputs(r);
-        release_finished_slots(r);
-    }
-    r->m->capture = false;
-    llama_memory_clear(llama_get_memory(r->m->ctx), true);
     return st;
 }
 
-static bool alloc_run(struct run *r)
+static enum tmap_status run_all(struct run *r, struct tmap_error *err)
 {
-    int32_t n_seq = r->m->info.n_seq;
-    r->plans = calloc(r->n ? r->n : 1, sizeof *r->plans);
-    r->slots = calloc((size_t)n_seq, sizeof *r->slots);
-    r->refs  = calloc((size_t)r->m->info.n_batch, sizeof *r->refs);
-    r->row_logits = calloc((size_t)r->m->info.n_batch, sizeof *r->row_logits);
-    r->row_norm = calloc((size_t)r->m->info.n_batch, sizeof *r->row_norm);
-    r->batch = llama_batch_init(r->m->info.n_batch, 0, 1);
-    if (!r->plans || !r->slots || !r->refs || !r->row_logits || !r->row_norm || !r->batch.token)
+    enum tmap_status st = TMAP_OK;
+    for (int32_t l = 0; l < r->n_lanes && !st; l++)
+        st = start_lane(r, &r->lanes[l], err);
+    /* Each pass reads what a lane's last call gave, then queues its next
+     * call; llama_decode returns before a GPU has finished, so with two
+     * lanes one computes while the host reads the other. The requests
+     * each lane takes depend only on token counts: results are the same
+     * from run to run. */
+    for (bool queued = !st; queued && !st;) {
+        queued = false;
+        for (int32_t l = 0; l < r->n_lanes && !st; l++) {
+            struct lane *ln = &r->lanes[l];
+            if (ln->in_flight) {
+                collect_outputs(r, ln);
+                release_finished_slots(r, ln);
+                ln->in_flight = false;
+            }
+            assign_free_slots(r, ln);
+            if (fill_batch(r, ln) == 0)
+                continue;
+            st = tmap_model_decode(ln->m, ln->batch, err);
+            ln->in_flight = queued = !st;
+        }
+    }
+    for (int32_t l = 0; l < r->n_lanes; l++) {
+        struct tmap_model *lm = r->lanes[l].m;
+        lm->capture = false;
+        if (lm->ctx)
+            llama_memory_clear(llama_get_memory(lm->ctx), true);
+    }
+    return st;
+}
+
+static bool alloc_lane(struct run *r, struct lane *ln)
+{
+    const struct tmap_model_info *info = &r->m->info;
+    ln->slots = calloc((size_t)info->n_seq, sizeof *ln->slots);
+    ln->refs  = calloc((size_t)info->n_batch, sizeof *ln->refs);
+    ln->row_logits = calloc((size_t)info->n_batch, sizeof *ln->row_logits);
+    ln->row_norm = calloc((size_t)info->n_batch, sizeof *ln->row_norm);
+    ln->batch = llama_batch_init(info->n_batch, 0, 1);
+    if (!ln->slots || !ln->refs || !ln->row_logits || !ln->row_norm || !ln->batch.token)
         return false;
-    for (int32_t s = 0; r->embeddings && s < n_seq; s++)
-        if (!(r->slots[s].pooled = calloc((size_t)r->m->info.n_embd, sizeof(double))))
+    for (int32_t s = 0; r->embeddings && s < info->n_seq; s++)
+        if (!(ln->slots[s].pooled = calloc((size_t)info->n_embd, sizeof(double))))
             return false;
     return true;
 }
 
-static void free_run(struct run *r)
+static void free_lane(const struct run *r, struct lane *ln)
 {
-    for (int32_t s = 0; r->slots && s < r->m->info.n_seq; s++)
-        free(r->slots[s].pooled);
-    llama_batch_free(r->batch);
-    free(r->refs);
-    free(r->row_logits);
-    free(r->row_norm);
-    free(r->slots);
-    free(r->plans);
+    for (int32_t s = 0; ln->slots && s < r->m->info.n_seq; s++)
+        free(ln->slots[s].pooled);
+    if (ln->batch.token)
+        llama_batch_free(ln->batch);
+    free(ln->refs);
+    free(ln->row_logits);
+    free(ln->row_norm);
+    free(ln->slots);
 }
 
 /* Both entry points: plan every request, then run the slots. */
@@ -363,14 +400,23 @@ static enum tmap_status logprob_run(struct tmap_model *m, const int32_t *prefix,
 {
     struct run r = { .m = m, .requests = requests, .results = results, .n = n,
                      .prefix = prefix, .n_prefix = n_prefix };
-    r.n_slots = m->info.n_seq - (n_prefix > 0 ? 1 : 0);
-    if (r.n_slots < 1)
+    int32_t n_slots = m->info.n_seq - (n_prefix > 0 ? 1 : 0);
+    if (n_slots < 1)
         return tmap_fail(err, TMAP_ERR_USAGE, "a shared prefix needs at least 2 parallel sequences (-np), not %d",
                          m->info.n_seq);
+    r.n_lanes = m->twin ? 2 : 1;
+    r.lanes[0].m = m;
+    r.lanes[1].m = m->twin;
     for (size_t i = 0; i < n; i++)
         r.embeddings |= requests[i].embedding != NULL;
     enum tmap_status st = TMAP_OK;
-    if (!alloc_run(&r)) {
+    r.plans = calloc(n ? n : 1, sizeof *r.plans);
+    bool ok = r.plans != NULL;
+    for (int32_t l = 0; l < r.n_lanes; l++) {
+        r.lanes[l].n_slots = n_slots;
+        ok = ok && alloc_lane(&r, &r.lanes[l]);
+    }
+    if (!ok) {
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory scoring %zu samples", n);
         goto out;
     }
@@ -382,7 +428,9 @@ static enum tmap_status logprob_run(struct tmap_model *m, const int32_t *prefix,
     }
     st = run_all(&r, err);
 out:
-    free_run(&r);
+    for (int32_t l = 0; l < r.n_lanes; l++)
+        free_lane(&r, &r.lanes[l]);
+    free(r.plans);
     return st;
 }
 

@@ -85,6 +85,7 @@ struct tmap_model_params tmap_model_default_params(void)
         .use_mmap     = true,
         .main_gpu     = -1,
         .repack       = true,
+        .n_lanes      = 1,
     };
     return p;
 }
@@ -131,6 +132,8 @@ static enum tmap_status check_params(const struct tmap_model_params *p, struct t
         return tmap_fail(err, TMAP_ERR_USAGE, "parallel sequences %d must be 1..256 (-np)", p->n_seq);
     if (p->n_threads < 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "thread count %d is negative (-t)", p->n_threads);
+    if (p->n_lanes < 0 || p->n_lanes > 2)
+        return tmap_fail(err, TMAP_ERR_USAGE, "lanes %d must be 1 or 2", p->n_lanes);
     return TMAP_OK;
 }
 
@@ -264,6 +267,21 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     return TMAP_OK;
 }
 
+/* The second lane (n_lanes 2): its own context over the same weights. */
+static enum tmap_status open_twin(struct tmap_model *m, struct tmap_error *err)
+{
+    struct tmap_model *t = calloc(1, sizeof *t);
+    if (!t)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a second lane on %s", m->params.path);
+    t->model    = m->model;
+    t->vocab    = m->vocab;
+    t->info     = m->info;
+    t->params   = m->params; /* path too: the owner's */
+    t->borrowed = true;
+    m->twin = t;
+    return open_context(t, &t->params, false, err);
+}
+
 enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_model **out,
                                  struct tmap_error *err)
 {
@@ -312,6 +330,8 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
     st = open_context(m, p, false, err);
     if (st)
         goto fail;
+    if (p->n_lanes == 2 && (st = open_twin(m, err)))
+        goto fail;
     *out = m;
     return TMAP_OK;
 fail:
@@ -323,12 +343,15 @@ void tmap_model_free(struct tmap_model *m)
 {
     if (!m)
         return;
+    tmap_model_free(m->twin);
     if (m->ctx)
         llama_free(m->ctx);
     free(m->hidden);
-    if (m->model)
-        llama_model_free(m->model);
-    free((char *)m->params.path);
+    if (!m->borrowed) {
+        if (m->model)
+            llama_model_free(m->model);
+        free((char *)m->params.path);
+    }
     free(m);
 }
 
@@ -345,6 +368,11 @@ void tmap_model_get_info(const struct tmap_model *m, struct tmap_model_info *out
 void tmap_model_get_counters(const struct tmap_model *m, struct tmap_model_counters *out)
 {
     *out = m->counters;
+    if (m->twin) {
+        out->n_decode_calls += m->twin->counters.n_decode_calls;
+        out->n_tokens_decoded += m->twin->counters.n_tokens_decoded;
+        out->n_context_opens += m->twin->counters.n_context_opens;
+    }
 }
 
 enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, struct tmap_error *err)

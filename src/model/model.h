@@ -37,6 +37,11 @@ struct tmap_model {
      * (tmap_model_prepare_capture). */
     bool                       ctx_has_callback;
     uint64_t                   calls_since_capture;
+    /* n_lanes 2: the second lane, a tmap_model of its own (context,
+     * capture, counters) that borrows this one's weights, vocabulary and
+     * path. NULL with one lane, and in the twin itself. */
+    struct tmap_model         *twin;
+    bool                       borrowed;
 };
 
 /* The parameters the model was loaded with (path included), for loading

@@ -471,6 +471,92 @@ static void test_capture_switches_context(void **state)
     tmap_model_free(m);
 }
 
+/* n_lanes 2 (tmap.h): two contexts taking turns give what one gives, to
+ * the rounding of another batch layout, and both do work. */
+static void test_two_lanes(void **state)
+{
+    (void)state;
+    struct tmap_model *one = test_load_model(TMAP_TEST_MODEL, 256, 48, 4);
+    struct tmap_model_params p = tmap_model_default_params();
+    p.path = TMAP_TEST_MODEL;
+    p.n_ctx = 256;
+    p.n_batch = 48;
+    p.n_seq = 4;
+    p.n_threads = 2;
+    p.n_lanes = 2;
+    struct tmap_model *two = NULL;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_load(&p, &two, &err), TMAP_OK);
+    struct tmap_model_counters c0, c1;
+    tmap_model_get_counters(two, &c0);
+    assert_int_equal(c0.n_context_opens, 2);
+
+    struct tokenized t1, t2;
+    tokenize_texts(one, &t1);
+    tokenize_texts(one, &t2);
+    int32_t dim = 64;
+    float *e1 = calloc(N_TEXTS * (size_t)dim, sizeof *e1), *e2 = calloc(N_TEXTS * (size_t)dim, sizeof *e2);
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        t1.req[i].embedding = e1 + i * (size_t)dim;
+        t2.req[i].embedding = e2 + i * (size_t)dim;
+    }
+    struct tmap_logprob_result r1[N_TEXTS], r2[N_TEXTS];
+    tmap_model_get_counters(one, &c1);
+    uint64_t one_before = c1.n_tokens_decoded;
+    assert_int_equal(tmap_model_logprob(one, t1.req, N_TEXTS, r1, &err), TMAP_OK);
+    assert_int_equal(tmap_model_logprob(two, t2.req, N_TEXTS, r2, &err), TMAP_OK);
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        assert_int_equal(r1[i].fit, r2[i].fit);
+        assert_int_equal(r1[i].n_tokens, r2[i].n_tokens);
+        if (fabs(r1[i].sum_logprob - r2[i].sum_logprob) > 1e-4 * r1[i].n_tokens)
+            fail_msg("sample %zu: one lane %.8f vs two %.8f", i, r1[i].sum_logprob, r2[i].sum_logprob);
+        double cos = 0;
+        for (int32_t d = 0; d < dim; d++)
+            cos += (double)e1[i * dim + d] * e2[i * dim + d];
+        if (cos < 1.0 - 1e-6)
+            fail_msg("sample %zu: embeddings of one and two lanes have cosine %.9f", i, cos);
+    }
+    /* The same tokens decoded, and the second lane took its share. */
+    tmap_model_get_counters(one, &c1);
+    struct tmap_model_counters c2;
+    tmap_model_get_counters(two, &c2);
+    assert_int_equal(c2.n_tokens_decoded - c0.n_tokens_decoded, c1.n_tokens_decoded - one_before);
+    assert_true(two->twin != NULL && two->twin->counters.n_decode_calls > 0);
+    assert_true(two->counters.n_decode_calls > 0);
+
+    /* A shared prefix: each lane decodes it once. */
+    int32_t n_prefix;
+    int32_t *prefix = tokenize(one, "Query: What is 2+3?\nAnswer: 2+3 = 5\n#### 5\n\n", true, &n_prefix);
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        t1.req[i].embedding = t2.req[i].embedding = NULL;
+        t1.req[i].prompt = t2.req[i].prompt = t1.prompt[i] + 1; /* continues the prefix: no BOS */
+        t1.req[i].n_prompt = t2.req[i].n_prompt = t1.req[i].n_prompt - 1;
+    }
+    tmap_model_get_counters(two, &c0);
+    assert_int_equal(tmap_model_logprob_shared(one, prefix, n_prefix, t1.req, N_TEXTS, r1, &err), TMAP_OK);
+    assert_int_equal(tmap_model_logprob_shared(two, prefix, n_prefix, t2.req, N_TEXTS, r2, &err), TMAP_OK);
+    for (size_t i = 0; i < N_TEXTS; i++) {
+        assert_int_equal(r1[i].n_tokens, r2[i].n_tokens);
+        if (fabs(r1[i].sum_logprob - r2[i].sum_logprob) > 2e-4 * r1[i].n_tokens)
+            fail_msg("query %zu: one lane %.8f vs two %.8f after a prefix", i, r1[i].sum_logprob,
+                     r2[i].sum_logprob);
+    }
+
+    /* No third lane. */
+    struct tmap_model *bad = NULL;
+    p.n_lanes = 3;
+    assert_int_equal(tmap_model_load(&p, &bad, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "lanes 3"));
+
+    free(prefix);
+    free(e1);
+    free(e2);
+    free_texts(&t1);
+    free_texts(&t2);
+    tmap_model_free(one);
+    tmap_model_free(two);
+}
+
 static void test_choices(void **state)
 {
     (void)state;
@@ -803,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_random_model_is_near_uniform),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_capture_switches_context),
+        cmocka_unit_test(test_two_lanes),
         cmocka_unit_test(test_choices),
         cmocka_unit_test(test_shared_prefix_equals_naive),
         cmocka_unit_test(test_overflow_policy),
