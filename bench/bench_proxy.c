@@ -16,7 +16,10 @@
  * untimed evaluation goes first, then the arms alternate for several rounds
  * and each reports its median.
  *
- * usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS] [ROUNDS]
+ * LANES 2 loads the model with n_lanes 2 (tmap.h): two contexts taking
+ * turns, so that on a GPU one computes while the host reads the other.
+ *
+ * usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS] [ROUNDS] [LANES]
  */
 #include "tmap.h"
 #include "util/stats.h"
@@ -101,13 +104,14 @@ static double median(double *v, int n)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS] [ROUNDS]\n");
+        fprintf(stderr, "usage: bench_proxy MODEL.gguf POOL.jsonl VAL.jsonl [K] [TINY_ITEMS] [THREADS] [ROUNDS] [LANES]\n");
         return 1;
     }
     int32_t k = argc > 4 ? atoi(argv[4]) : 8;
     size_t n_tiny = argc > 5 ? (size_t)atol(argv[5]) : 100;
     int32_t threads = argc > 6 ? atoi(argv[6]) : 2;
     int rounds = argc > 7 ? atoi(argv[7]) : 3;
+    int32_t lanes = argc > 8 ? atoi(argv[8]) : 1;
     rounds = rounds < 1 ? 1 : rounds > 15 ? 15 : rounds;
     tmap_backend_init(true);
     char demo_path[] = "/tmp/tmap-bench-proxy-demos-XXXXXX", tiny_path[] = "/tmp/tmap-bench-proxy-tiny-XXXXXX";
@@ -121,6 +125,7 @@ int main(int argc, char **argv)
     mp.n_ctx = 4096;
     mp.n_seq = 8;
     mp.n_threads = threads;
+    mp.n_lanes = lanes;
     struct tmap_model *m;
     struct tmap_error err = { 0 };
     if (tmap_model_load(&mp, &m, &err))
@@ -141,8 +146,9 @@ int main(int argc, char **argv)
     }
     double sn = median(t_naive, rounds), ss = median(t_shared, rounds), sf = median(t_floor, rounds);
     printf("bench_proxy: %s (%d wide, %d layers), k=%d demonstrations, %zu tiny items, loglik, %d threads, "
-           "median of %d rounds after a warm-up\n",
-           argv[1], info.n_embd, info.n_layer, k, tmap_pool_size(tiny), threads, rounds);
+           "%d lane%s, median of %d rounds after a warm-up\n",
+           argv[1], info.n_embd, info.n_layer, k, tmap_pool_size(tiny), threads, lanes, lanes == 1 ? "" : "s",
+           rounds);
     printf("  without sharing : %9llu tokens  %7.2f s\n", (unsigned long long)naive.n_tokens, sn);
     printf("  shared prefix   : %9llu tokens  %7.2f s\n", (unsigned long long)shared.n_tokens, ss);
     printf("  tokens ratio shared/naive : %.3f   speed-up : %.2fx   |value difference| : %.2e\n",

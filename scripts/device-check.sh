@@ -12,7 +12,8 @@
 #           Q8_0) for the benches, unless one is there
 #   bench   bench_score and bench_proxy on it, GPU memory from nvidia-smi
 #           (BENCH_SAMPLES, default 256; BENCH_DIAGNOSE=1 adds bench_score's
-#           diagnostic arms; BENCH_PROXY=0 leaves bench_proxy out)
+#           diagnostic arms and a two-lane bench_proxy; BENCH_PROXY=0 leaves
+#           bench_proxy out)
 #   test    the suite with every layer offloaded (tmap's default -ngl -1;
 #           CTEST_ARGS narrows it)
 #   test+model  both at once: the model is written while the suite runs
@@ -151,6 +152,9 @@ stage_bench() {
         "${BENCH_SAMPLES:-256}" "$threads" 3 $diagnose
     [ "${BENCH_PROXY:-1}" = 0 ] || timed_bench bench_proxy build-gpu/bench/bench_proxy "$bench_model" \
         data/gsm8k/train.jsonl data/gsm8k/test.jsonl 8 100 "$threads" 3
+    # Two lanes (tmap.h n_lanes) against the one-lane figures just above.
+    [ "${BENCH_PROXY:-1}" = 0 ] || [ -z "$diagnose" ] || timed_bench bench_proxy_lanes \
+        build-gpu/bench/bench_proxy "$bench_model" data/gsm8k/train.jsonl data/gsm8k/test.jsonl 8 100 "$threads" 3 2
     say "bench: done"
 }
 
