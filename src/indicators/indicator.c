@@ -51,9 +51,13 @@ static int find_indicator(const char *name, size_t len)
 enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, struct tmap_error *err)
 {
     *mask = 0;
+    uint32_t named = 0; /* by name, not through "default" or "all" */
     const char *p = list;
     while (*p) {
         size_t len = strcspn(p, ",");
+        if (len == 0 || (p[len] == ',' && p[len + 1] == '\0'))
+            return tmap_fail(err, TMAP_ERR_USAGE, "the indicator list '%s' has an empty item (two commas, or one "
+                             "at an end)", list);
         if (len == 3 && strncmp(p, "all", 3) == 0) {
             *mask |= TMAP_IND_ALL;
         } else if (len == 7 && strncmp(p, "default", 7) == 0) {
@@ -69,6 +73,11 @@ enum tmap_status tmap_indicator_parse_list(const char *list, uint32_t *mask, str
                 return tmap_fail(err, TMAP_ERR_USAGE, "unknown indicator '%.*s' (known: %s, default, all)",
                                  (int)len, p, known);
             }
+            /* A set, so a repeat changes nothing, but it is more likely a
+             * slip for another name than meant ("loss,loss"). */
+            if (named & 1u << j)
+                return tmap_fail(err, TMAP_ERR_USAGE, "indicator '%s' is named twice in '%s'", names[j], list);
+            named |= 1u << j;
             *mask |= 1u << j;
         }
         p += len;

@@ -596,6 +596,15 @@ static void test_indicator_list(void **state)
     assert_int_equal(mask, (1u << TMAP_IND_STEPS) | (1u << TMAP_IND_SUPPORT));
     assert_int_equal(tmap_indicator_parse_list("loss,bogus", &mask, &err), TMAP_ERR_USAGE);
     assert_non_null(strstr(err.message, "unknown indicator 'bogus'"));
+    /* A repeat by name is a slip; through "default" it is a union. */
+    assert_int_equal(tmap_indicator_parse_list("loss,ifd,loss", &mask, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "indicator 'loss' is named twice"));
+    assert_int_equal(tmap_indicator_parse_list("default,loss", &mask, &err), TMAP_OK);
+    assert_int_equal(mask, TMAP_IND_DEFAULT);
+    assert_int_equal(tmap_indicator_parse_list("loss,,ifd", &mask, &err), TMAP_ERR_USAGE);
+    assert_non_null(strstr(err.message, "empty item"));
+    assert_int_equal(tmap_indicator_parse_list("loss,", &mask, &err), TMAP_ERR_USAGE);
+    assert_int_equal(tmap_indicator_parse_list(",loss", &mask, &err), TMAP_ERR_USAGE);
 }
 
 static int setup(void **state)
