@@ -800,7 +800,7 @@ struct tmap_baselines {
     double *single;      /* proxy with each indicator alone, in weights.names order */
     size_t  d;
     double *random;      /* proxy on random subsets of the selection's size (seeded) */
-    size_t  n_random;
+    size_t  n_random;    /* distinct subsets: fewer than asked when the pool has fewer */
     double *redraws;     /* proxy on the learned subset under fresh demonstration draws: its noise */
     size_t  n_redraws;
     double  random_mean, random_sd;   /* sample sd */

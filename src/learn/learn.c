@@ -832,12 +832,27 @@ static enum tmap_status random_baselines(struct objective *o, size_t k, struct t
     struct job *jobs = calloc(b->n_random ? b->n_random : 1, sizeof *jobs);
     if (!st && (!rows || !jobs))
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
+    /* Distinct subsets: one drawn twice would be judged twice under the
+     * same demonstration seed and shrink the spread the verdict divides
+     * by. On a pool big enough that never happens; on one too small for
+     * n_random distinct subsets (3 records, 1 kept), fewer are kept. */
+    size_t kept = 0;
     for (size_t r = 0; r < b->n_random && !st; r++) {
-        uint64_t seed = o->p->seed ^ (0x72616e646f6dULL + r); /* "random" + r: apart from the search's streams */
-        size_t got = tmap_random_sample(all, o->n, k, seed, rows + r * n);
-        qsort(rows + r * n, got, sizeof *rows, compare_size);
-        jobs[r] = (struct job){ .rows = rows + r * n, .k = got, .s = o->s, .seed = tmap_proxy_seed(o->proxy) };
+        size_t *mine = rows + kept * n, got = 0;
+        bool fresh = false;
+        for (uint64_t t = 0; t < 64 && !fresh; t++) {
+            /* "random" + r, apart from the search's streams; t > 0 only after a repeat */
+            uint64_t seed = o->p->seed ^ (0x72616e646f6dULL + r + (t << 32));
+            got = tmap_random_sample(all, o->n, k, seed, mine);
+            qsort(mine, got, sizeof *mine, compare_size);
+            fresh = true;
+            for (size_t q = 0; q < kept && fresh; q++)
+                fresh = jobs[q].k != got || memcmp(jobs[q].rows, mine, got * sizeof *mine) != 0;
+        }
+        if (fresh)
+            jobs[kept++] = (struct job){ .rows = mine, .k = got, .s = o->s, .seed = tmap_proxy_seed(o->proxy) };
     }
+    b->n_random = kept;
     if (!st)
         st = run_jobs(o, jobs, b->n_random, err);
     for (size_t r = 0; r < b->n_random && !st; r++)

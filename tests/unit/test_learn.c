@@ -581,6 +581,41 @@ static void test_baselines(void **state)
     assert_non_null(strstr(line, "not measured"));
 }
 
+/* A pool with fewer distinct subsets of the selection's size than random
+ * baselines asked for: each is judged once, none twice. */
+static void test_baselines_small_pool(void **state)
+{
+    (void)state;
+    char small_path[512];
+    test_gsm8k_slice(small_path, sizeof small_path, tmpdir, "pool3.jsonl", "train", 3);
+    struct tmap_pool *small = test_load_pool(small_path), *tiny = test_load_pool(val_path);
+    struct tmap_error err = { 0 };
+    struct tmap_score_params sp = tmap_score_default_params();
+    sp.indicators = (1u << TMAP_IND_LOSS) | (1u << TMAP_IND_STEPS);
+    struct tmap_scores *sc;
+    assert_int_equal(tmap_score(small, model, &sp, &sc, &err), TMAP_OK);
+    struct tmap_learn_params lp = tmap_learn_default_params();
+    lp.iters = 3;
+    lp.seed = 5;
+    lp.select.ratio = 0.3; /* 1 record of 3: three distinct subsets */
+    lp.proxy.k = 1;
+    lp.proxy.draws = 1;
+    struct tmap_proxy *px;
+    assert_int_equal(tmap_proxy_create(model, tiny, NULL, &lp.proxy, &px, &err), TMAP_OK);
+    struct tmap_learn_result r;
+    if (tmap_learn(small, sc, px, &lp, &r, &err))
+        fail_msg("%s", err.message);
+    assert_int_equal(r.baselines.n_random, 3);
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < i; j++)
+            assert_true(r.baselines.random[i] != r.baselines.random[j]);
+    tmap_learn_result_free(&r);
+    tmap_proxy_free(px);
+    tmap_scores_free(sc);
+    tmap_pool_free(tiny);
+    tmap_pool_free(small);
+}
+
 static void run_into(const char *dir, struct tmap_run_summary *s)
 {
     struct tmap_run_params p = tmap_run_default_params();
@@ -684,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_outputs_from_json_array),
         cmocka_unit_test(test_learn),
         cmocka_unit_test(test_baselines),
+        cmocka_unit_test(test_baselines_small_pool),
         cmocka_unit_test(test_run_is_reproducible),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
