@@ -379,17 +379,17 @@ enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, 
 {
     m->capture = false;
     bool want = capture || (m->ctx_has_callback && m->calls_since_capture < TMAP_CALLBACK_SHED_CALLS);
-    if (want != m->ctx_has_callback && m->ctx) {
-        /* Free first: a GPU that holds the model may not hold two contexts. */
-        llama_free(m->ctx);
+    if (want != m->ctx_has_callback || !m->ctx) {
+        /* Free first: a GPU that holds the model may not hold two
+         * contexts. A failed reopen leaves none, and the next run tries
+         * again (tmap_model_decode refuses to run without one). */
+        if (m->ctx)
+            llama_free(m->ctx);
         m->ctx = NULL;
         enum tmap_status st = open_context(m, &m->params, want, err);
         if (st)
-            return st; /* tmap_model_decode refuses to run without a context */
+            return st;
     }
-    if (!m->ctx)
-        return tmap_fail(err, TMAP_ERR_MODEL, "%s: no llama.cpp context (recreating it failed earlier)",
-                         m->params.path);
     if (capture)
         m->calls_since_capture = 0;
     m->capture = capture;
