@@ -533,8 +533,14 @@ static void test_two_lanes(void **state)
         t1.req[i].n_prompt = t2.req[i].n_prompt = t1.req[i].n_prompt - 1;
     }
     tmap_model_get_counters(two, &c0);
+    tmap_model_get_counters(one, &c1);
     assert_int_equal(tmap_model_logprob_shared(one, prefix, n_prefix, t1.req, N_TEXTS, r1, &err), TMAP_OK);
     assert_int_equal(tmap_model_logprob_shared(two, prefix, n_prefix, t2.req, N_TEXTS, r2, &err), TMAP_OK);
+    struct tmap_model_counters c3;
+    tmap_model_get_counters(one, &c3);
+    tmap_model_get_counters(two, &c2);
+    assert_int_equal(c2.n_tokens_decoded - c0.n_tokens_decoded,
+                     c3.n_tokens_decoded - c1.n_tokens_decoded + (uint64_t)n_prefix);
     for (size_t i = 0; i < N_TEXTS; i++) {
         assert_int_equal(r1[i].n_tokens, r2[i].n_tokens);
         if (fabs(r1[i].sum_logprob - r2[i].sum_logprob) > 2e-4 * r1[i].n_tokens)
