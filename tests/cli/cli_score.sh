@@ -118,6 +118,9 @@ expect_err "no model given"
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators loss,fun
 expect_status 1
 expect_err "unknown indicator 'fun'"
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators loss,ifd,loss
+expect_status 1
+expect_err "indicator 'loss' is named twice in 'loss,ifd,loss'"
 run "$TMAP" score -m "$MODEL" -d nothere.jsonl
 expect_status 3
 expect_err "nothere.jsonl: cannot open"
