@@ -122,7 +122,8 @@ int cli_check_paths(const struct cli_spec *spec, const struct cli_path *inputs, 
 
 /* ---- Shared option groups ---------------------------------------------- */
 
-/* -m -t -c -b -ngl -np --no-repack, named as llama.cpp names them. */
+/* -m -t -c -b -ngl -np --no-repack, named as llama.cpp names them; --lanes
+ * is tmap's own (tmap_model_params.n_lanes). */
 #define CLI_MODEL_OPTIONS(mp)                                                                     \
     { "-m|--model", CLI_STRING, &(mp).path, "FILE", "GGUF model to load", 0, 0, NULL },           \
     { "-t|--threads", CLI_INT, &(mp).n_threads, "N", "CPU threads (0 = all cores)", 0, 1024, NULL }, \
@@ -131,7 +132,8 @@ int cli_check_paths(const struct cli_spec *spec, const struct cli_path *inputs, 
     { "-ngl|--n-gpu-layers", CLI_INT, &(mp).n_gpu_layers, "N", "layers to offload to the GPU (-1 = all)", -1, 1 << 20, NULL }, \
     { "--main-gpu", CLI_INT, &(mp).main_gpu, "I", "run on GPU I only (default: all; under MPI, the rank's local rank)", -1, 1 << 20, NULL }, \
     { "-np|--parallel", CLI_INT, &(mp).n_seq, "N", "sequences decoded side by side", 1, 256, NULL }, \
-    { "--no-repack", CLI_FLAG_OFF, &(mp).repack, NULL, "keep quantized weights in llama.cpp's plain CPU layout", 0, 0, NULL }
+    { "--no-repack", CLI_FLAG_OFF, &(mp).repack, NULL, "keep quantized weights in llama.cpp's plain CPU layout", 0, 0, NULL }, \
+    { "--lanes", CLI_INT, &(mp).n_lanes, "N", "1, or 2: two contexts take turns, for GPUs (docs/scoring.md)", 1, 2, NULL }
 
 /* --fields --on-error --rejects --max-record-bytes, filled into a pool's params. */
 struct cli_data_options {

@@ -320,14 +320,10 @@ static enum tmap_status start_lane(struct run *r, struct lane *ln, struct tmap_e
     enum tmap_status st = tmap_model_prepare_capture(ln->m, r->embeddings, err);
     if (st)
         return st;
+    if (r->n_prefix > 0)
+        return tmap_model_decode_prefix(ln->m, r->prefix, r->n_prefix, err); /* clears the memory first */
     llama_memory_clear(llama_get_memory(ln->m->ctx), true);
-    if (r->n_prefix > 0) {
-        /* The prefix is decoded without capture, then capture resumes. */
-        ln->m->capture = false;
-        st = tmap_model_decode_prefix(ln->m, r->prefix, r->n_prefix, err);
-        ln->m->capture = r->embeddings;
-    }
-    return st;
+    return TMAP_OK;
 }
 
 static enum tmap_status run_all(struct run *r, struct tmap_error *err)

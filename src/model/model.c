@@ -365,14 +365,21 @@ void tmap_model_get_info(const struct tmap_model *m, struct tmap_model_info *out
     *out = m->info;
 }
 
+/* Every field is a count, so a twin's counters add field by field; a field
+ * added to tmap_model_counters must be added here too (test_two_lanes
+ * compares the sums). */
+static void add_counters(struct tmap_model_counters *to, const struct tmap_model_counters *from)
+{
+    to->n_decode_calls   += from->n_decode_calls;
+    to->n_tokens_decoded += from->n_tokens_decoded;
+    to->n_context_opens  += from->n_context_opens;
+}
+
 void tmap_model_get_counters(const struct tmap_model *m, struct tmap_model_counters *out)
 {
     *out = m->counters;
-    if (m->twin) {
-        out->n_decode_calls += m->twin->counters.n_decode_calls;
-        out->n_tokens_decoded += m->twin->counters.n_tokens_decoded;
-        out->n_context_opens += m->twin->counters.n_context_opens;
-    }
+    if (m->twin)
+        add_counters(out, &m->twin->counters);
 }
 
 enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, struct tmap_error *err)
@@ -423,6 +430,10 @@ enum tmap_status tmap_model_decode_prefix(struct tmap_model *m, const int32_t *t
                          n, m->info.n_ctx);
     struct llama_batch batch = llama_batch_init(m->info.n_batch, 0, 1);
     enum tmap_status st = TMAP_OK;
+    /* No prefix token is an output, so there are no hidden rows to keep:
+     * capture pauses here rather than in every caller. */
+    bool capture = m->capture;
+    m->capture = false;
     for (int32_t at = 0; at < n && !st; at += m->info.n_batch) {
         int32_t len = n - at < m->info.n_batch ? n - at : m->info.n_batch;
         for (int32_t i = 0; i < len; i++) {
@@ -435,6 +446,7 @@ enum tmap_status tmap_model_decode_prefix(struct tmap_model *m, const int32_t *t
         batch.n_tokens = len;
         st = tmap_model_decode(m, batch, err);
     }
+    m->capture = capture;
     llama_batch_free(batch);
     return st;
 }

@@ -90,8 +90,8 @@ enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batc
                                    struct tmap_error *err);
 
 /* Prefix sharing (docs/design.md section 5): decodes tokens into sequence 0 at
- * positions 0..n-1 (in n_batch chunks, no logits), after clearing the
- * memory. Sequences 1..n_seq-1 then start from it with
+ * positions 0..n-1 (in n_batch chunks, no logits, no hidden rows
+ * captured), after clearing the memory. Sequences 1..n_seq-1 then start from it with
  * llama_memory_seq_cp(mem, 0, s, -1, -1): in the unified KV cache that
  * shares the cells, it copies nothing. */
 enum tmap_status tmap_model_decode_prefix(struct tmap_model *m, const int32_t *tokens, int32_t n,

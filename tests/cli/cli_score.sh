@@ -35,6 +35,21 @@ expect_err "30 from the store"
 expect_err "0 tokens in 0 decode calls"
 expect_true cmp -s scores.csv again.csv
 
+check "two lanes (--lanes 2) give one lane's scores; a third is refused"
+# Same values to within float rounding: the lanes batch the records
+# differently. Columns 1-3 (id, line, hash) must match exactly.
+run "$TMAP" score "${common[@]}" --lanes 2 -o lanes.csv
+expect_status 0
+expect_true test "$(cut -d, -f1-3 lanes.csv)" = "$(cut -d, -f1-3 scores.csv)"
+expect_true awk -F, 'NR == FNR { for (i = 4; i <= NF; i++) v[FNR, i] = $i; next }
+    FNR > 1 { for (i = 4; i <= NF; i++) { d = $i - v[FNR, i]; if (d < 0) d = -d
+              if (d > 1e-3 * (1 + ($i < 0 ? -$i : $i))) { print "row " FNR " column " i ": " $i " vs " v[FNR, i] > "/dev/stderr"; bad = 1 } } }
+    END { exit bad }' scores.csv lanes.csv
+run "$TMAP" score "${common[@]}" --lanes 3 -o never.csv
+expect_status 1
+expect_err "--lanes"
+expect_true test ! -e never.csv
+
 check "kill -9 mid-run, rerun: identical scores"
 # The kill must land mid-run: some batches stored, not all (a run that
 # finished first, or died before storing anything, proves nothing). The
