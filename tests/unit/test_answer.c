@@ -18,18 +18,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A case may pass NULL on purpose; printf's "%s" must not see it. */
+static const char *shown(const char *text)
+{
+    return text ? text : "(null)";
+}
+
 static void expect_answer(const char *text, const char *want)
 {
     char out[64];
     bool found = tmap_extract_answer(text, out, sizeof out);
     if (!want) {
         if (found)
-            fail_msg("\"%s\": expected no number, got \"%s\"", text, out);
+            fail_msg("\"%s\": expected no number, got \"%s\"", shown(text), out);
         assert_string_equal(out, "");
         return;
     }
     if (!found || strcmp(out, want) != 0)
-        fail_msg("\"%s\": expected \"%s\", got %s\"%s\"", text, want, found ? "" : "nothing, ", out);
+        fail_msg("\"%s\": expected \"%s\", got %s\"%s\"", shown(text), want, found ? "" : "nothing, ", out);
 }
 
 static void test_gold_solutions(void **state)
@@ -139,12 +145,13 @@ static void expect_span(const char *text, const char *want)
     bool found = tmap_marked_answer_span(text, &begin, &end);
     if (!want) {
         if (found)
-            fail_msg("\"%s\": expected no marked answer, got \"%.*s\"", text, (int)(end - begin), text + begin);
+            fail_msg("\"%s\": expected no marked answer, got \"%.*s\"", shown(text), (int)(end - begin),
+                     shown(text) + begin);
         return;
     }
     if (!found || end - begin != strlen(want) || strncmp(text + begin, want, end - begin) != 0)
-        fail_msg("\"%s\": expected the span \"%s\", got %s\"%.*s\"", text, want, found ? "" : "nothing, ",
-                 (int)(end - begin), text + begin);
+        fail_msg("\"%s\": expected the span \"%s\", got %s\"%.*s\"", shown(text), want, found ? "" : "nothing, ",
+                 (int)(end - begin), shown(text) + begin);
 }
 
 static void test_marked_span(void **state)
