@@ -28,6 +28,16 @@ test asan fuzz: SETUP_FLAGS = --test
 
 .PHONY: all setup build test demo bench fidelity asan release fuzz install clean
 
+# One build folder: configure it against the cached llama.cpp (the log is
+# shown only when configuring fails), then build.
+#   $(call cmake_build,DIR,EXTRA CMAKE ARGS,ENVIRONMENT FOR CMAKE)
+define cmake_build
+	@mkdir -p $(1)
+	@$(3) cmake -S . -B $(1) -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" -DTMAP_WERROR=$(WERROR) $(2) \
+	    >$(1)/cmake-configure.log || { cat $(1)/cmake-configure.log; exit 1; }
+	@cmake --build $(1) -j $(JOBS)
+endef
+
 all: build
 
 setup:
@@ -36,10 +46,7 @@ setup:
 	@mv $(PREFIX_FILE).new $(PREFIX_FILE)
 
 build: setup
-	@cmake -S . -B $(BUILD) -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" \
-	       -DTMAP_WERROR=$(WERROR) >$(BUILD)/cmake-configure.log \
-	    || { cat $(BUILD)/cmake-configure.log; exit 1; }
-	@cmake --build $(BUILD) -j $(JOBS)
+	$(call cmake_build,$(BUILD))
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -79,11 +86,7 @@ else
 endif
 
 asan: setup
-	@mkdir -p $(BUILD)-asan
-	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON \
-	       -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" -DTMAP_WERROR=$(WERROR) \
-	       >$(BUILD)-asan/cmake-configure.log || { cat $(BUILD)-asan/cmake-configure.log; exit 1; }
-	@cmake --build $(BUILD)-asan -j $(JOBS)
+	$(call cmake_build,$(BUILD)-asan,-DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON)
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j $(JOBS) -LE nosan
@@ -91,11 +94,7 @@ asan: setup
 # gcc's -O3 inlines across test helpers and warns where -O2 does not (a
 # NULL reaching printf's %s once broke only this build), so CI compiles it.
 release: setup
-	@mkdir -p $(BUILD)-release
-	@cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release \
-	       -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" -DTMAP_WERROR=$(WERROR) \
-	       >$(BUILD)-release/cmake-configure.log || { cat $(BUILD)-release/cmake-configure.log; exit 1; }
-	@cmake --build $(BUILD)-release -j $(JOBS)
+	$(call cmake_build,$(BUILD)-release,-DCMAKE_BUILD_TYPE=Release)
 
 PREFIX ?= /usr/local
 install: build
@@ -106,11 +105,7 @@ install: build
 FUZZ_RUNS ?= 10000000
 FUZZ_TIME ?= 1800
 fuzz: setup
-	@mkdir -p $(BUILD)-fuzz
-	@CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON -DTMAP_FUZZ=ON -DTMAP_TESTS=OFF \
-	       -DCMAKE_PREFIX_PATH="$$(cat $(PREFIX_FILE))" -DTMAP_WERROR=$(WERROR) \
-	       >$(BUILD)-fuzz/cmake-configure.log || { cat $(BUILD)-fuzz/cmake-configure.log; exit 1; }
-	@cmake --build $(BUILD)-fuzz -j $(JOBS)
+	$(call cmake_build,$(BUILD)-fuzz,-DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON -DTMAP_FUZZ=ON -DTMAP_TESTS=OFF,CC=clang CXX=clang++)
 	scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_RUNS) $(FUZZ_TIME) $(FUZZERS)
 
 clean:

@@ -54,12 +54,13 @@ const char *cli_baselines_hint(const struct tmap_baselines *b, const struct tmap
      * two cleaning indicators, searched by the fine-tune proxy or simply
      * given equal weights. A run already on the fine-tune proxy is pointed
      * only at the indicators. */
+#define WHERE_MEASURED "(docs/fidelity.md, \"When a run does not beat random\")"
     if (learn->proxy.kind == TMAP_PROXY_FINETUNE)
         return "--indicators support,coverage for a pool with wrong or misaligned answers, or those two "
-               "with --search equal (docs/fidelity.md, \"When a run does not beat random\")";
+               "with --search equal " WHERE_MEASURED;
     return "--proxy finetune for a model that learns little in context; --indicators support,coverage "
-           "for a pool with wrong or misaligned answers, with --proxy finetune or --search equal "
-           "(docs/fidelity.md, \"When a run does not beat random\")";
+           "for a pool with wrong or misaligned answers, with --proxy finetune or --search equal " WHERE_MEASURED;
+#undef WHERE_MEASURED
 }
 
 void cli_notice(const char *message, void *user_data)
