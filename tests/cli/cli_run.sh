@@ -173,11 +173,18 @@ run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl -
     --proxy finetune --ft-records 4 --baselines 2 --redraws 2 --seed 7 --weights ft.json --trace ft-trace.csv --quiet
 expect_status 0
 # Seed 7 lands within the noise on this model (seed 3 beats random by 5.6
-# sd and gives no hint at all); should a llama.cpp update move it, pick
-# another seed whose verdict is "does NOT beat".
-expect_out "does NOT beat random subsets by more than the noise"
-expect_out 'what may help: --indicators support,coverage for a pool with wrong or misaligned answers, or those two with --search equal'
-expect_true test "$(grep -c 'what may help: --proxy' "$WORK/.out")" -eq 0
+# sd). The verdict depends on llama.cpp's arithmetic, so the check follows
+# whichever it is: a run that does not beat (or loses to) random gets the indicators
+# hint and never the proxy it already uses; one that beats gets no hint
+# (test_options test_baselines_hint checks every case of the rule itself).
+if grep -qE "does (NOT beat|WORSE than) random subsets" "$WORK/.out"; then
+    expect_out 'what may help: --indicators support,coverage for a pool with wrong or misaligned answers, or those two with --search equal'
+    expect_true test "$(grep -c 'what may help: --proxy' "$WORK/.out")" -eq 0
+else
+    echo "  note: seed 7 now beats random on this build; checking that no hint follows"
+    expect_out "beats random subsets by more than the noise"
+    expect_true test "$(grep -c 'what may help' "$WORK/.out")" -eq 0
+fi
 
 check "stratified selection: learned, recorded in weights.json, repeated by tmap select"
 run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 3 -k 2 --draws 1 -c 1024 \

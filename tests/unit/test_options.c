@@ -1,6 +1,7 @@
 /*
  * test_options.c - the CLI's table-driven option parser: llama.cpp-style
- * names, values, ranges, choices and every rejection.
+ * names, values, ranges, choices and every rejection; the hint after a
+ * baseline verdict.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -123,6 +124,41 @@ static void test_help_returns_zero(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* The "what may help" line after a baseline verdict: only a run whose
+ * search chose weights and did not beat random subsets gets one, and a run
+ * already on the fine-tune proxy is not pointed at that proxy again. */
+static void test_baselines_hint(void **state)
+{
+    (void)state;
+    struct tmap_baselines b = { .verdict = TMAP_VERDICT_WITHIN };
+    struct tmap_learn_params learn = tmap_learn_default_params();
+    learn.proxy.kind = TMAP_PROXY_ICL;
+    const char *hint = cli_baselines_hint(&b, &learn);
+    assert_non_null(hint);
+    assert_non_null(strstr(hint, "--proxy finetune"));
+    assert_non_null(strstr(hint, "--indicators support,coverage"));
+    assert_non_null(strstr(hint, "docs/fidelity.md"));
+
+    b.verdict = TMAP_VERDICT_LOSES;
+    assert_ptr_equal(cli_baselines_hint(&b, &learn), hint);
+
+    learn.proxy.kind = TMAP_PROXY_FINETUNE;
+    hint = cli_baselines_hint(&b, &learn);
+    assert_non_null(hint);
+    assert_null(strstr(hint, "--proxy"));
+    assert_non_null(strstr(hint, "--indicators support,coverage"));
+    assert_non_null(strstr(hint, "--search equal"));
+
+    /* Nothing to mend: beaten, not measured, or no search at all. */
+    b.verdict = TMAP_VERDICT_BEATS;
+    assert_null(cli_baselines_hint(&b, &learn));
+    b.verdict = TMAP_VERDICT_UNKNOWN;
+    assert_null(cli_baselines_hint(&b, &learn));
+    b.verdict = TMAP_VERDICT_WITHIN;
+    learn.search = TMAP_SEARCH_EQUAL;
+    assert_null(cli_baselines_hint(&b, &learn));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -130,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_help_returns_zero),
+        cmocka_unit_test(test_baselines_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
