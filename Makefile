@@ -9,7 +9,8 @@
 #   make bench    the benchmarks under bench/
 #   make fidelity the closed loop: tmap's selection fine-tuned against random (SEED=1, or SEEDS="1 2 3" pooled)
 #   make install  the CLI, libtmap (.so, .a), tmap.h, a CMake package and tmap.pc (PREFIX=/usr/local)
-#   make fuzz     libFuzzer on every input parser (FUZZ_RUNS=10000000 FUZZ_TIME=1800 each)
+#   make fuzz     libFuzzer on every input parser (FUZZ_RUNS=10000000 FUZZ_TIME=1800 each;
+#                 FUZZ_SEED=N repeats a run's mutations, 0 draws a new seed)
 #
 # GPU=cuda builds llama.cpp with CUDA; TMAP_LLAMA_DIR=/prefix uses your own
 # llama.cpp install instead. CI=true turns warnings into errors.
@@ -22,9 +23,10 @@ JOBS     ?= $(shell nproc)
 WERROR   ?= $(if $(CI),ON,OFF)
 PREFIX_FILE = $(BUILD)/.llama-prefix
 
-# Only the test targets install the test-only packages (chromium); a
-# target-specific value reaches their setup prerequisite too.
-test asan fuzz: SETUP_FLAGS = --test
+# Only the test targets install the test-only packages (chromium), only
+# make fuzz clang; a target-specific value reaches their setup prerequisite too.
+test asan: SETUP_FLAGS = --test
+fuzz: SETUP_FLAGS = --fuzz
 
 .PHONY: all setup build test demo bench fidelity asan release fuzz install clean
 
@@ -104,9 +106,10 @@ install: build
 # corpus entries and crash reproducers land in fuzz/, to be committed.
 FUZZ_RUNS ?= 10000000
 FUZZ_TIME ?= 1800
+FUZZ_SEED ?= 0
 fuzz: setup
 	$(call cmake_build,$(BUILD)-fuzz,-DCMAKE_BUILD_TYPE=Debug -DTMAP_SANITIZE=ON -DTMAP_FUZZ=ON -DTMAP_TESTS=OFF,CC=clang CXX=clang++)
-	scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_RUNS) $(FUZZ_TIME) $(FUZZERS)
+	FUZZ_SEED=$(FUZZ_SEED) scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_RUNS) $(FUZZ_TIME) $(FUZZERS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release $(BUILD)-fuzz

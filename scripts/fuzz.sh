@@ -6,7 +6,9 @@
 # does not replay until they are fixed and moved into the corpus.
 # Prints one line per harness: executions, seconds, crashes.
 #
-# Usage: scripts/fuzz.sh BUILD_DIR RUNS SECONDS [NAME...]
+# Usage: [FUZZ_SEED=N] scripts/fuzz.sh BUILD_DIR RUNS SECONDS [NAME...]
+#   FUZZ_SEED=N (N > 0) makes libFuzzer's mutations repeatable, as CI wants;
+#   0 or unset lets libFuzzer draw a seed, as a long hunt wants.
 set -uo pipefail
 build=$1 runs=$2 seconds=$3
 shift 3
@@ -28,7 +30,7 @@ for name in "${names[@]}"; do
     mkdir -p "$crashes" "$work"
     log=$build/fuzz/$name.log
     start=$(date +%s)
-    "$bin" -runs="$runs" -max_total_time="$seconds" -max_len=65536 -timeout=20 -rss_limit_mb=2560 \
+    "$bin" -seed="${FUZZ_SEED:-0}" -runs="$runs" -max_total_time="$seconds" -max_len=65536 -timeout=20 -rss_limit_mb=2560 \
         -artifact_prefix="$crashes/" -print_final_stats=1 "$work" "$corpus" >"$log" 2>&1
     rc=$?
     took=$(( $(date +%s) - start ))

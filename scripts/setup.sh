@@ -4,9 +4,9 @@
 # everything is in place: it asks dpkg, and only calls apt-get for what is
 # missing. Prints the llama.cpp prefix on its last line.
 #
-# Usage: scripts/setup.sh [cpu|cuda] [--test]
+# Usage: scripts/setup.sh [cpu|cuda] [--test] [--fuzz]
 #   --test also installs what only the tests need (make test, make asan), so
-#   that `make demo` stays lean.
+#   that `make demo` stays lean; --fuzz what make fuzz needs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -19,11 +19,16 @@ packages=(build-essential cmake pkg-config git ca-certificates npm
 # sqlite3: tests/cli/kill_run.sh runs PRAGMA integrity_check on killed stores.
 # valgrind: the model-free unit tests run again under memcheck (tests/valgrind.sh).
 test_packages=(chromium sqlite3 valgrind)
+# clang and its runtime libraries (libFuzzer, ASan, UBSan): make fuzz.
+# clang only recommends the runtime, so a machine set to skip
+# recommendations would lack libFuzzer without the second name.
+fuzz_packages=(clang libclang-rt-14-dev)
 
 gpu=cpu
 for arg in "$@"; do
     case "$arg" in
         --test) packages+=("${test_packages[@]}") ;;
+        --fuzz) packages+=("${fuzz_packages[@]}") ;;
         *)      gpu=$arg ;; # cpu|cuda: llama-setup.sh checks it
     esac
 done
