@@ -66,8 +66,11 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     printf("%-28s %zu item%s -> %zu anchor%s", "validation", s->n_val, s->n_val == 1 ? "" : "s", s->n_tiny,
            s->n_tiny == 1 ? "" : "s");
     print_rejected(s->n_val_rejected, p->pool.rejects_path);
-    printf("%-28s %zu computed, %zu from the store, %.1f s", "scoring", s->score_stats.n_computed,
-           s->score_stats.n_from_store, s->seconds_score);
+    /* "computed" counts samples that gained any value, a text-only one
+     * too; the tokens say whether the model did any work for them. */
+    printf("%-28s %zu computed, %zu from the store, %llu tokens decoded, %.1f s", "scoring",
+           s->score_stats.n_computed, s->score_stats.n_from_store, (unsigned long long)s->score_stats.n_tokens,
+           s->seconds_score);
     if (s->score_stats.n_skipped)
         printf("; %zu skipped, %s longer than the context (%d tokens): no model indicators",
                s->score_stats.n_skipped, s->score_stats.n_skipped == 1 ? "its response" : "their responses",

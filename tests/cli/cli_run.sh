@@ -17,6 +17,7 @@ for f in selected.jsonl scores.csv weights.json trace.csv tiny.jsonl report.html
 done
 expect_out "proxy, learned weights"
 expect_out "report: a/report.html"
+expect_true grep -qE "40 computed, 0 from the store, [1-9][0-9]* tokens decoded" "$WORK/.out"
 # A 4-million-parameter random model learns nothing in context: the run
 # says its weights do not beat random subsets, and where to turn.
 expect_out "does NOT beat random subsets by more than the noise"
@@ -41,7 +42,12 @@ expect_status 0
 expect_true cmp -s a/selected.jsonl b/selected.jsonl
 expect_true cmp -s a/weights.json b/weights.json
 run "$TMAP" run "${common[@]}" --out a
-expect_out "0 computed, 40 from the store"
+expect_out "0 computed, 40 from the store, 0 tokens decoded"
+# A text-only indicator new to the store is computed for every sample, but
+# the model values come from the store: nothing is decoded.
+run "$TMAP" run "${common[@]/numeracy/numeracy,coverage}" --cache a/store.db --out cov
+expect_status 0
+expect_out "40 computed, 0 from the store, 0 tokens decoded"
 
 check "tmap select reproduces the selection from scores.csv and weights.json"
 run "$TMAP" select -d pool.jsonl --scores a/scores.csv --weights a/weights.json --ratio 0.3 -o again.jsonl
