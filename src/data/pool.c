@@ -386,9 +386,15 @@ static enum tmap_status take_line(struct loader *ld, size_t offset, size_t bytes
         return reject_fmt(ld, line, raw, bytes, "invalid UTF-8 at byte %zu", bad + 1);
     json_error_t jerr;
     json_t *value = json_loadb(raw, bytes, JSON_DECODE_ANY, &jerr);
-    if (!value)
+    if (!value) {
+        /* jansson was handed one line, so its "end of file" is the line's
+         * end: a record cut short, not the file. */
+        char *eof = strstr(jerr.text, "end of file");
+        if (eof)
+            memcpy(eof, "end of line", strlen("end of line")); /* as long as what it replaces */
         return reject_fmt(ld, line, raw, bytes, "invalid JSON: %s (column %d)", jerr.text,
                           jerr.column);
+    }
     enum tmap_status status = take_value(ld, value, offset, bytes, line);
     json_decref(value);
     return status;
