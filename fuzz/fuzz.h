@@ -15,13 +15,28 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
+/* The files this process made, removed when it exits normally (a crash
+ * leaves them beside its reproducer). One per name: a harness uses three
+ * at most. */
+static char fuzz_made[8][256];
+static int fuzz_n_made;
+
+static inline void fuzz_remove_files(void)
+{
+    for (int i = 0; i < fuzz_n_made; i++)
+        unlink(fuzz_made[i]);
+}
+
 /* A file of this process's own holding data: the path stays the same for
- * the life of the process (one per name), so nothing accumulates. */
+ * the life of the process (one per name), so nothing accumulates, and it
+ * goes when the process does (every ctest run replays each corpus in a new
+ * process; the prompt harness's two models are 9 MB each). */
 static inline const char *fuzz_file(const char *name, const uint8_t *data, size_t size)
 {
     static char path[4][256];
@@ -29,6 +44,16 @@ static inline const char *fuzz_file(const char *name, const uint8_t *data, size_
     char *p = path[next++ % 4];
     const char *dir = getenv("TMPDIR");
     snprintf(p, 256, "%s/tmap-fuzz-%ld-%s", dir && *dir ? dir : "/tmp", (long)getpid(), name);
+    int known = 0;
+    while (known < fuzz_n_made && strcmp(fuzz_made[known], p) != 0)
+        known++;
+    if (known == fuzz_n_made) {
+        if (fuzz_n_made == (int)(sizeof fuzz_made / sizeof fuzz_made[0]))
+            abort(); /* more names than a harness uses: the harness is broken */
+        if (fuzz_n_made == 0)
+            atexit(fuzz_remove_files);
+        snprintf(fuzz_made[fuzz_n_made++], sizeof fuzz_made[0], "%s", p);
+    }
     FILE *f = fopen(p, "wb");
     if (!f)
         abort(); /* the harness itself is broken: say so loudly */

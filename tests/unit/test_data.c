@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -718,6 +719,15 @@ static void test_truncated_line(void **state)
     assert_contains(m, "truncated.jsonl; --on-error skip sets them aside");
 }
 
+/* jansson reads one line at a time: its "end of file" is the line's end. */
+static void test_line_cut_after_a_key(void **state)
+{
+    (void)state;
+    const char *m = data_error("cut_after_key.jsonl");
+    assert_contains(m, "cut_after_key.jsonl:2: invalid JSON: unexpected token near end of line (column ");
+    assert_null(strstr(m, "end of file"));
+}
+
 static void test_truncated_array(void **state)
 {
     (void)state;
@@ -876,6 +886,7 @@ static void test_not_text(void **state)
         assert_null(strchr(err.message, '\n')); /* one line, not one per stray newline byte */
         assert_int_equal(access(rejects, F_OK), -1);
     }
+    unlink(path); /* the group teardown removes the folder only when empty */
 }
 
 /* A JSON line of exactly `bytes` bytes: a generic record with a long response. */
@@ -1199,10 +1210,14 @@ static int make_temp_dir(void **state)
     return mkdtemp(temp_dir) ? 0 : -1;
 }
 
+/* Fails when a test left a file behind (ctest reads cmocka's message). */
 static int remove_temp_dir(void **state)
 {
     (void)state;
-    return rmdir(temp_dir);
+    if (rmdir(temp_dir) == 0)
+        return 0;
+    fprintf(stderr, "cannot remove %s: %s (a test left files in it)\n", temp_dir, strerror(errno));
+    return -1;
 }
 
 int main(void)
@@ -1231,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_pool_fingerprint),
         cmocka_unit_test(test_truncated_line),
+        cmocka_unit_test(test_line_cut_after_a_key),
         cmocka_unit_test(test_truncated_array),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_missing_fields),
