@@ -813,6 +813,15 @@ struct tmap_baselines {
  * 5.5 sd better: beats random subsets by more than the noise". */
 TMAP_API void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size);
 
+/* What may help a run whose searched weights did not beat random subsets
+ * (or lost to them), given its proxy and the indicators it weighed (w's
+ * names): what bench/fidelity measured to help, never what the run already
+ * does, with where it was measured. NULL when the weights beat random
+ * subsets, when nothing was measured, or when nothing was searched
+ * (TMAP_SEARCH_EQUAL). A static string. */
+TMAP_API const char *tmap_baselines_advice(const struct tmap_baselines *b, const struct tmap_learn_params *learn,
+                                           const struct tmap_weights *w);
+
 /* The subset a weighting selects: ceil(ratio * n) samples, the highest
  * combined scores (ties broken by sample id) or, in filter mode, a seeded
  * draw from all but the lowest, or, in stratified mode, the highest of

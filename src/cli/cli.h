@@ -210,12 +210,6 @@ extern bool cli_quiet;
 int cli_report(const struct tmap_error *err);
 /* Prints a notice from the library on stderr unless --quiet. */
 void cli_notice(const char *message, void *user_data);
-/* Where to turn when the searched weights did not beat random subsets by
- * more than the noise (a line of the summary), given the proxy and the
- * indicators the run weighed (w's names); NULL when they did, when nothing
- * was measured, or when nothing was searched (--search equal). */
-const char *cli_baselines_hint(const struct tmap_baselines *b, const struct tmap_learn_params *learn,
-                               const struct tmap_weights *w);
 /* Prints a usage error for the command and returns TMAP_ERR_USAGE. */
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -61,7 +61,7 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
         char line[512];
         tmap_baselines_describe(&res.baselines, line, sizeof line);
         printf("baselines: %s\n", line);
-        const char *hint = cli_baselines_hint(&res.baselines, &l->learn, &res.weights);
+        const char *hint = tmap_baselines_advice(&res.baselines, &l->learn, &res.weights);
         if (hint)
             printf("what may help: %s\n", hint);
         if (res.n_duplicates)

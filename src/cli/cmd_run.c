@@ -93,7 +93,7 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
            b->n_random);
     tmap_baselines_describe(b, line, sizeof line);
     printf("%-28s %s\n", "baseline", line);
-    const char *hint = cli_baselines_hint(b, &p->learn, &s->weights);
+    const char *hint = tmap_baselines_advice(b, &p->learn, &s->weights);
     if (hint)
         printf("%-28s %s\n", "what may help", hint);
     printf("%-28s %zu (%.0f%%)", "selected", s->n_selected, ratio * 100.0);

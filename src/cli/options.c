@@ -44,49 +44,6 @@ int cli_report(const struct tmap_error *err)
     return err->status ? (int)err->status : 1;
 }
 
-/* Whether the run weighed exactly the two cleaning indicators. */
-static bool weighs_cleaning_pair(const struct tmap_weights *w)
-{
-    bool support = false, coverage = false;
-    for (size_t j = 0; j < w->d; j++) {
-        if (strcmp(w->names[j], "support") == 0)
-            support = true;
-        else if (strcmp(w->names[j], "coverage") == 0)
-            coverage = true;
-        else
-            return false;
-    }
-    return support && coverage;
-}
-
-const char *cli_baselines_hint(const struct tmap_baselines *b, const struct tmap_learn_params *learn,
-                               const struct tmap_weights *w)
-{
-    /* Equal weights were not searched for: the proxy chose nothing. */
-    if ((b->verdict != TMAP_VERDICT_WITHIN && b->verdict != TMAP_VERDICT_LOSES) || learn->search == TMAP_SEARCH_EQUAL)
-        return NULL;
-    /* What bench/fidelity measured to beat random subsets on a model that
-     * learns little in context (pooled over four corruption seeds): the
-     * two cleaning indicators, searched by the fine-tune proxy or simply
-     * given equal weights. A hint never names what the run already does;
-     * a run that does both is told what the closed loop found of it, as
-     * its own proxy cannot see a gain that small. */
-#define WHERE_MEASURED "(docs/fidelity.md, \"When a run does not beat random\")"
-    bool finetune = learn->proxy.kind == TMAP_PROXY_FINETUNE, cleaning = weighs_cleaning_pair(w);
-    if (finetune && cleaning)
-        return "--search equal gives about the same without a search; on bench/fidelity's small model this "
-               "configuration fine-tuned better than random subsets on four corruption seeds, by less than "
-               "this proxy's noise, so its verdict could not show it " WHERE_MEASURED;
-    if (finetune)
-        return "--indicators support,coverage for a pool with wrong or misaligned answers, or those two "
-               "with --search equal " WHERE_MEASURED;
-    if (cleaning)
-        return "--proxy finetune for a model that learns little in context, or --search equal " WHERE_MEASURED;
-    return "--proxy finetune for a model that learns little in context; --indicators support,coverage "
-           "for a pool with wrong or misaligned answers, with --proxy finetune or --search equal " WHERE_MEASURED;
-#undef WHERE_MEASURED
-}
-
 void cli_notice(const char *message, void *user_data)
 {
     (void)user_data;

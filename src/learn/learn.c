@@ -945,6 +945,49 @@ void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t s
              b->learned_sd, b->random_mean, b->random_sd, fabs(z), z >= 0 ? "better" : "worse", words[b->verdict]);
 }
 
+/* Whether the run weighed exactly the two cleaning indicators. */
+static bool weighs_cleaning_pair(const struct tmap_weights *w)
+{
+    bool support = false, coverage = false;
+    for (size_t j = 0; j < w->d; j++) {
+        if (strcmp(w->names[j], "support") == 0)
+            support = true;
+        else if (strcmp(w->names[j], "coverage") == 0)
+            coverage = true;
+        else
+            return false;
+    }
+    return support && coverage;
+}
+
+const char *tmap_baselines_advice(const struct tmap_baselines *b, const struct tmap_learn_params *learn,
+                                  const struct tmap_weights *w)
+{
+    /* Equal weights were not searched for: the proxy chose nothing. */
+    if ((b->verdict != TMAP_VERDICT_WITHIN && b->verdict != TMAP_VERDICT_LOSES) || learn->search == TMAP_SEARCH_EQUAL)
+        return NULL;
+    /* What bench/fidelity measured to beat random subsets on a model that
+     * learns little in context (pooled over four corruption seeds): the
+     * two cleaning indicators, searched by the fine-tune proxy or simply
+     * given equal weights. A hint never names what the run already does;
+     * a run that does both is told what the closed loop found of it, as
+     * its own proxy cannot see a gain that small. */
+#define WHERE_MEASURED "(docs/fidelity.md, \"When a run does not beat random\")"
+    bool finetune = learn->proxy.kind == TMAP_PROXY_FINETUNE, cleaning = weighs_cleaning_pair(w);
+    if (finetune && cleaning)
+        return "--search equal gives about the same without a search; on bench/fidelity's small model this "
+               "configuration fine-tuned better than random subsets on four corruption seeds, by less than "
+               "this proxy's noise, so its verdict could not show it " WHERE_MEASURED;
+    if (finetune)
+        return "--indicators support,coverage for a pool with wrong or misaligned answers, or those two "
+               "with --search equal " WHERE_MEASURED;
+    if (cleaning)
+        return "--proxy finetune for a model that learns little in context, or --search equal " WHERE_MEASURED;
+    return "--proxy finetune for a model that learns little in context; --indicators support,coverage "
+           "for a pool with wrong or misaligned answers, with --proxy finetune or --search equal " WHERE_MEASURED;
+#undef WHERE_MEASURED
+}
+
 enum tmap_status tmap_learn(const struct tmap_pool *pool, const struct tmap_scores *scores,
                             struct tmap_proxy *proxy, const struct tmap_learn_params *p,
                             struct tmap_learn_result *out, struct tmap_error *err)

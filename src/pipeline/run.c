@@ -299,6 +299,7 @@ static enum tmap_status write_report(struct run_state *r, struct tmap_error *err
                                                    : "unknown: the model carries no training record");
     struct tmap_report_input in = {
         .baselines = &r->learned.baselines, .n_duplicates = r->sel.n_duplicates, .model_knowledge = knowledge,
+        .advice = tmap_baselines_advice(&r->learned.baselines, &r->p->learn, w),
         .title = title, .model_description = mi.description, .config_json = r->config,
         .n_indicators = w->d, .names = (const char *const *)w->names, .weights = w->weights,
         .n_rows = n, .raw = raw, .combined = r->sel.combined, .selected = r->sel.selected,

@@ -265,6 +265,11 @@ static void section_summary(struct html *h, const struct tmap_report_input *in)
         html_put_esc(h, line);
         stat_end(h);
     }
+    if (in->advice) {
+        stat_begin(h, "what may help");
+        html_put_esc(h, in->advice);
+        stat_end(h);
+    }
     stat_begin(h, "exact duplicates kept out");
     html_printf(h, "%zu", in->n_duplicates);
     stat_end(h);

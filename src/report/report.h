@@ -42,6 +42,7 @@ struct tmap_report_input {
     const struct tmap_baselines *baselines; /* what the learned weights are measured against, may be NULL */
     size_t n_duplicates;            /* exact duplicates kept out of the selection */
     const char *model_knowledge;    /* "held-out loss ... on ...", or a warning; may be NULL */
+    const char *advice;             /* tmap_baselines_advice's line; may be NULL */
 };
 
 /* Everything empty, best_value NaN, n_examples TMAP_REPORT_DEFAULT_EXAMPLES. */

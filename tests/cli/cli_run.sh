@@ -23,6 +23,9 @@ expect_true grep -qE "40 computed, 0 from the store, [1-9][0-9]* tokens decoded"
 expect_out "does NOT beat random subsets by more than the noise"
 expect_out 'what may help                --proxy finetune for a model that learns little in context; --indicators support,coverage for a pool with wrong or misaligned answers, with --proxy finetune or --search equal'
 expect_out 'docs/fidelity.md, "When a run does not beat random"'
+# report.html says the same, the advice included.
+expect_true grep -q 'does NOT beat random subsets by more than the noise' a/report.html
+expect_true grep -q 'what may help.*--proxy finetune for a model that learns little in context' a/report.html
 # How many of the k demonstrations the learned subset's prompts hold.
 expect_out "of the 2 asked for fit beside a tiny item (context 1024 tokens)"
 expect_true grep -q '"proxy_demos": {' a/weights.json
@@ -182,7 +185,7 @@ expect_status 0
 # sd). The verdict depends on llama.cpp's arithmetic, so the check follows
 # whichever it is: a run that does not beat (or loses to) random gets the indicators
 # hint and never the proxy it already uses; one that beats gets no hint
-# (test_options test_baselines_hint checks every case of the rule itself).
+# (test_learn test_baselines_advice checks every case of the rule itself).
 if grep -qE "does (NOT beat|WORSE than) random subsets" "$WORK/.out"; then
     expect_out 'what may help: --indicators support,coverage for a pool with wrong or misaligned answers, or those two with --search equal'
     expect_true test "$(grep -c 'what may help: --proxy' "$WORK/.out")" -eq 0
@@ -200,6 +203,7 @@ expect_status 0
 expect_out "does NOT beat random subsets by more than the noise"
 expect_out 'what may help                --proxy finetune for a model that learns little in context, or --search equal'
 expect_true test "$(grep -c -- '--indicators' "$WORK/.out")" -eq 0
+expect_true grep -q 'what may help.*--proxy finetune for a model that learns little in context, or --search equal' sc/report.html
 
 check "stratified selection: learned, recorded in weights.json, repeated by tmap select"
 run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 3 -k 2 --draws 1 -c 1024 \

@@ -581,6 +581,61 @@ static void test_baselines(void **state)
     assert_non_null(strstr(line, "not measured"));
 }
 
+/* What may help after a baseline verdict (the summary's and report's
+ * "what may help" line): only a run whose
+ * search chose weights and did not beat random subsets gets one, and it
+ * never names what the run already does (its proxy, its indicators). */
+static void test_baselines_advice(void **state)
+{
+    (void)state;
+    char *all[] = { "loss", "support", "coverage" }, *pair[] = { "coverage", "support" }, *one[] = { "support" };
+    const struct tmap_weights many = { .d = 3, .names = all }, cleaning = { .d = 2, .names = pair },
+                              support_only = { .d = 1, .names = one };
+    struct tmap_baselines b = { .verdict = TMAP_VERDICT_WITHIN };
+    struct tmap_learn_params learn = tmap_learn_default_params();
+    learn.proxy.kind = TMAP_PROXY_ICL;
+    const char *hint = tmap_baselines_advice(&b, &learn, &many);
+    assert_non_null(hint);
+    assert_non_null(strstr(hint, "--proxy finetune"));
+    assert_non_null(strstr(hint, "--indicators support,coverage"));
+    assert_non_null(strstr(hint, "docs/fidelity.md"));
+    assert_ptr_equal(tmap_baselines_advice(&b, &learn, &support_only), hint); /* coverage would be new */
+    b.verdict = TMAP_VERDICT_LOSES;
+    assert_ptr_equal(tmap_baselines_advice(&b, &learn, &many), hint);
+
+    /* ICL over the two cleaning indicators: the proxy or no search. */
+    hint = tmap_baselines_advice(&b, &learn, &cleaning);
+    assert_non_null(hint);
+    assert_non_null(strstr(hint, "--proxy finetune"));
+    assert_non_null(strstr(hint, "--search equal"));
+    assert_null(strstr(hint, "--indicators"));
+
+    learn.proxy.kind = TMAP_PROXY_FINETUNE;
+    hint = tmap_baselines_advice(&b, &learn, &many);
+    assert_non_null(hint);
+    assert_null(strstr(hint, "--proxy"));
+    assert_non_null(strstr(hint, "--indicators support,coverage"));
+    assert_non_null(strstr(hint, "--search equal"));
+
+    /* Both already: no flag left but --search equal, and what the closed
+     * loop measured of the configuration. */
+    hint = tmap_baselines_advice(&b, &learn, &cleaning);
+    assert_non_null(hint);
+    assert_null(strstr(hint, "--proxy"));
+    assert_null(strstr(hint, "--indicators"));
+    assert_non_null(strstr(hint, "--search equal"));
+    assert_non_null(strstr(hint, "four corruption seeds"));
+
+    /* Nothing to mend: beaten, not measured, or no search at all. */
+    b.verdict = TMAP_VERDICT_BEATS;
+    assert_null(tmap_baselines_advice(&b, &learn, &many));
+    b.verdict = TMAP_VERDICT_UNKNOWN;
+    assert_null(tmap_baselines_advice(&b, &learn, &many));
+    b.verdict = TMAP_VERDICT_WITHIN;
+    learn.search = TMAP_SEARCH_EQUAL;
+    assert_null(tmap_baselines_advice(&b, &learn, &cleaning));
+}
+
 /* A pool with fewer distinct subsets of the selection's size than random
  * baselines asked for: each is judged once, none twice. */
 static void test_baselines_small_pool(void **state)
@@ -720,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_learn),
         cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_baselines_small_pool),
+        cmocka_unit_test(test_baselines_advice),
         cmocka_unit_test(test_run_is_reproducible),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,7 +1,6 @@
 /*
  * test_options.c - the CLI's table-driven option parser: llama.cpp-style
- * names, values, ranges, choices and every rejection; the hint after a
- * baseline verdict.
+ * names, values, ranges, choices and every rejection.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,60 +123,6 @@ static void test_help_returns_zero(void **state)
     assert_int_equal(rc, 0);
 }
 
-/* The "what may help" line after a baseline verdict: only a run whose
- * search chose weights and did not beat random subsets gets one, and it
- * never names what the run already does (its proxy, its indicators). */
-static void test_baselines_hint(void **state)
-{
-    (void)state;
-    char *all[] = { "loss", "support", "coverage" }, *pair[] = { "coverage", "support" }, *one[] = { "support" };
-    const struct tmap_weights many = { .d = 3, .names = all }, cleaning = { .d = 2, .names = pair },
-                              support_only = { .d = 1, .names = one };
-    struct tmap_baselines b = { .verdict = TMAP_VERDICT_WITHIN };
-    struct tmap_learn_params learn = tmap_learn_default_params();
-    learn.proxy.kind = TMAP_PROXY_ICL;
-    const char *hint = cli_baselines_hint(&b, &learn, &many);
-    assert_non_null(hint);
-    assert_non_null(strstr(hint, "--proxy finetune"));
-    assert_non_null(strstr(hint, "--indicators support,coverage"));
-    assert_non_null(strstr(hint, "docs/fidelity.md"));
-    assert_ptr_equal(cli_baselines_hint(&b, &learn, &support_only), hint); /* coverage would be new */
-    b.verdict = TMAP_VERDICT_LOSES;
-    assert_ptr_equal(cli_baselines_hint(&b, &learn, &many), hint);
-
-    /* ICL over the two cleaning indicators: the proxy or no search. */
-    hint = cli_baselines_hint(&b, &learn, &cleaning);
-    assert_non_null(hint);
-    assert_non_null(strstr(hint, "--proxy finetune"));
-    assert_non_null(strstr(hint, "--search equal"));
-    assert_null(strstr(hint, "--indicators"));
-
-    learn.proxy.kind = TMAP_PROXY_FINETUNE;
-    hint = cli_baselines_hint(&b, &learn, &many);
-    assert_non_null(hint);
-    assert_null(strstr(hint, "--proxy"));
-    assert_non_null(strstr(hint, "--indicators support,coverage"));
-    assert_non_null(strstr(hint, "--search equal"));
-
-    /* Both already: no flag left but --search equal, and what the closed
-     * loop measured of the configuration. */
-    hint = cli_baselines_hint(&b, &learn, &cleaning);
-    assert_non_null(hint);
-    assert_null(strstr(hint, "--proxy"));
-    assert_null(strstr(hint, "--indicators"));
-    assert_non_null(strstr(hint, "--search equal"));
-    assert_non_null(strstr(hint, "four corruption seeds"));
-
-    /* Nothing to mend: beaten, not measured, or no search at all. */
-    b.verdict = TMAP_VERDICT_BEATS;
-    assert_null(cli_baselines_hint(&b, &learn, &many));
-    b.verdict = TMAP_VERDICT_UNKNOWN;
-    assert_null(cli_baselines_hint(&b, &learn, &many));
-    b.verdict = TMAP_VERDICT_WITHIN;
-    learn.search = TMAP_SEARCH_EQUAL;
-    assert_null(cli_baselines_hint(&b, &learn, &cleaning));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,7 +130,6 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_help_returns_zero),
-        cmocka_unit_test(test_baselines_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
