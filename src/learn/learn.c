@@ -950,9 +950,9 @@ static bool weighs_cleaning_pair(const struct tmap_weights *w)
 {
     bool support = false, coverage = false;
     for (size_t j = 0; j < w->d; j++) {
-        if (strcmp(w->names[j], "support") == 0)
+        if (strcmp(w->names[j], tmap_indicator_name(TMAP_IND_SUPPORT)) == 0)
             support = true;
-        else if (strcmp(w->names[j], "coverage") == 0)
+        else if (strcmp(w->names[j], tmap_indicator_name(TMAP_IND_COVERAGE)) == 0)
             coverage = true;
         else
             return false;
