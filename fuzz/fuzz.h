@@ -36,24 +36,24 @@ static inline void fuzz_remove_files(void)
 /* A file of this process's own holding data: the path stays the same for
  * the life of the process (one per name), so nothing accumulates, and it
  * goes when the process does (every ctest run replays each corpus in a new
- * process; the prompt harness's two models are 9 MB each). */
+ * process; the prompt harness's two models are 9 MB each). The path
+ * returned is the registry's own entry, valid until the process exits. */
 static inline const char *fuzz_file(const char *name, const uint8_t *data, size_t size)
 {
-    static char path[4][256];
-    static int next;
-    char *p = path[next++ % 4];
+    char path[sizeof fuzz_made[0]];
     const char *dir = getenv("TMPDIR");
-    snprintf(p, 256, "%s/tmap-fuzz-%ld-%s", dir && *dir ? dir : "/tmp", (long)getpid(), name);
+    snprintf(path, sizeof path, "%s/tmap-fuzz-%ld-%s", dir && *dir ? dir : "/tmp", (long)getpid(), name);
     int known = 0;
-    while (known < fuzz_n_made && strcmp(fuzz_made[known], p) != 0)
+    while (known < fuzz_n_made && strcmp(fuzz_made[known], path) != 0)
         known++;
     if (known == fuzz_n_made) {
         if (fuzz_n_made == (int)(sizeof fuzz_made / sizeof fuzz_made[0]))
             abort(); /* more names than a harness uses: the harness is broken */
         if (fuzz_n_made == 0)
             atexit(fuzz_remove_files);
-        snprintf(fuzz_made[fuzz_n_made++], sizeof fuzz_made[0], "%s", p);
+        memcpy(fuzz_made[fuzz_n_made++], path, sizeof path);
     }
+    const char *p = fuzz_made[known];
     FILE *f = fopen(p, "wb");
     if (!f)
         abort(); /* the harness itself is broken: say so loudly */
