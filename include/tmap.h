@@ -762,7 +762,8 @@ TMAP_API struct tmap_select_params tmap_select_default_params(void);
 struct tmap_learn_params {
     struct tmap_select_params select;        /* how each candidate weighting selects */
     enum tmap_search_kind    search;
-    size_t                   iters;          /* proxy evaluations that spend budget (30) */
+    size_t                   iters;          /* proxy evaluations that spend budget (30); BO and random
+                                                search also stop after iters in a row were reused */
     bool                     signed_weights; /* also learn directions (sum |w| = 1) */
     uint64_t                 seed;
     struct tmap_proxy_params proxy;          /* default: random policy, 2 draws */
@@ -842,6 +843,8 @@ struct tmap_learn_result {
     struct tmap_trace_entry *trace;
     size_t                   n_trace;
     size_t                   n_spent;
+    bool                     stalled; /* the search ended early: iters evaluations in a row selected
+                                         subsets it had judged (a small pool has few to find) */
     struct tmap_baselines    baselines;
     size_t                   n_duplicates; /* pool rows kept out of every selection as exact duplicates */
     struct tmap_selection    selection;    /* what tmap_select makes of weights (ratio, mode and seed of
@@ -928,6 +931,7 @@ struct tmap_run_summary {
     struct tmap_baselines baselines;    /* what the learned weights are measured against */
     double              uniform_value;  /* proxy at equal weights (= baselines.equal) */
     size_t              n_evaluations, n_spent;
+    bool                search_stalled; /* see tmap_learn_result.stalled */
     double              seconds_score, seconds_tiny, seconds_learn, seconds_total;
     struct tmap_score_stats score_stats;
     struct tmap_proxy_counters proxy_demos; /* what the proxy's prompts of the learned subset hold */

@@ -182,7 +182,7 @@ struct cli_learn_options {
 
 #define CLI_LEARN_OPTIONS(l)                                                                       \
     CLI_SELECT_OPTIONS((l).learn.select, (l).select), \
-    { "--iters", CLI_SIZE, &(l).learn.iters, "N", "proxy evaluations the search may spend (default 30)", 1, 100000, NULL }, \
+    { "--iters", CLI_SIZE, &(l).learn.iters, "N", "proxy evaluations the search may spend (default 30); it also stops after N in a row reuse a subset", 1, 100000, NULL }, \
     { "--batch", CLI_SIZE, &(l).learn.batch, "Q", "candidates per search round, shared among MPI ranks (default 1)", 1, 1024, NULL }, \
     { "--search", CLI_CHOICE, &(l).search, "bo|random|grid|equal", "how weights are searched (default bo; equal: no search, equal weights)", 0, 0, tmap_search_kind_names() }, \
     { "--signed", CLI_FLAG, &(l).learn.signed_weights, NULL, "also learn directions (weights on the L1 sphere)", 0, 0, NULL }, \

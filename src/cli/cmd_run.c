@@ -76,8 +76,9 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
                s->score_stats.n_skipped, s->score_stats.n_skipped == 1 ? "its response" : "their responses",
                s->model.n_ctx);
     printf("\n");
-    printf("%-28s %zu evaluation%s (%zu spent), %.1f s\n", "weight search", s->n_evaluations,
-           s->n_evaluations == 1 ? "" : "s", s->n_spent, s->seconds_learn);
+    printf("%-28s %zu evaluation%s (%zu spent), %.1f s%s\n", "weight search", s->n_evaluations,
+           s->n_evaluations == 1 ? "" : "s", s->n_spent, s->seconds_learn,
+           s->search_stalled ? "; stopped early: no new subset in the last --iters evaluations" : "");
     print_proxy(&p->learn.proxy);
     char line[512];
     if (p->learn.proxy.kind == TMAP_PROXY_ICL) {

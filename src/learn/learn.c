@@ -733,6 +733,7 @@ static enum tmap_status take_result(struct tmap_search_result *sr, const struct 
     }
     out->n_trace = sr->n_trace;
     out->n_spent = sr->n_spent;
+    out->stalled = sr->stalled;
     out->best_posterior_mean = sr->best_posterior_mean;
     memcpy(out->weights.weights, sr->best_w, sr->d * sizeof *sr->best_w);
     out->weights.proxy_value = sr->best_value;

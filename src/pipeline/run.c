@@ -304,6 +304,7 @@ static enum tmap_status write_report(struct run_state *r, struct tmap_error *err
         .n_indicators = w->d, .names = (const char *const *)w->names, .weights = w->weights,
         .n_rows = n, .raw = raw, .combined = r->sel.combined, .selected = r->sel.selected,
         .n_trace = r->learned.n_trace, .trace_values = trace, .trace_reused = reused,
+        .search_stalled = r->learned.stalled,
         .best_value = w->proxy_value, .pool = r->pool, .n_examples = 5,
     };
     if (!st)
@@ -383,6 +384,7 @@ static void fill_summary(const struct run_state *r, struct tmap_run_summary *s)
     s->n_selected = r->sel.n;
     s->n_evaluations = r->learned.n_trace;
     s->n_spent = r->learned.n_spent;
+    s->search_stalled = r->learned.stalled;
     s->uniform_value = r->learned.baselines.equal;
     s->proxy_demos = r->demos;
 }

@@ -255,8 +255,9 @@ static void section_summary(struct html *h, const struct tmap_report_input *in)
     html_printf(h, "%zu", in->n_indicators);
     stat_end(h);
     stat_begin(h, "search");
-    html_printf(h, "%zu evaluation%s, %zu reused", in->n_trace, in->n_trace == 1 ? "" : "s",
-         count_true(in->trace_reused, in->n_trace));
+    html_printf(h, "%zu evaluation%s, %zu reused%s", in->n_trace, in->n_trace == 1 ? "" : "s",
+         count_true(in->trace_reused, in->n_trace),
+         in->search_stalled ? "; stopped early: no new subset in the last --iters evaluations" : "");
     stat_end(h);
     if (in->baselines) {
         char line[256];

@@ -36,6 +36,7 @@ struct tmap_report_input {
     size_t n_trace;                 /* search evaluations in order */
     const double *trace_values;     /* proxy value per evaluation (higher is better) */
     const bool *trace_reused;       /* served from the memo (no budget spent), may be NULL */
+    bool search_stalled;            /* the search stopped early: no new subset in --iters evaluations */
     double best_value;              /* proxy value of the chosen weights, NaN = unknown */
     const struct tmap_pool *pool;   /* sample text for the tables, may be NULL */
     size_t n_examples;              /* best and worst samples to show, each (0 = no tables) */

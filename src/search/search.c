@@ -55,6 +55,8 @@ struct run {
     size_t                    d;
     struct tmap_search_params p;
     size_t                    max_evaluations;
+    size_t                    patience;
+    size_t                    reused_in_a_row; /* the trace's trailing run of reused evaluations */
     tmap_objective_fn         f;
     void                     *ud;
     struct tmap_search_result res;
@@ -131,9 +133,16 @@ static void project(struct run *r, double *v)
 
 /* ---- evaluations -------------------------------------------------------- */
 
+/* Why patience: every reused evaluation still costs a GP fit over the whole
+ * trace, and a search that keeps proposing weightings whose subsets it has
+ * judged has run out of subsets it can tell apart. On a 10-record pool the
+ * search used to make 300 evaluations for 16 subsets, nearly all of its
+ * minutes in GP fits over hundreds of points. The grid walks a fixed
+ * lattice and does not stall this way. */
 static bool budget_left(const struct run *r)
 {
-    return r->res.n_spent < r->p.iters && r->res.n_trace < r->max_evaluations;
+    return r->res.n_spent < r->p.iters && r->res.n_trace < r->max_evaluations &&
+           (r->p.method == TMAP_SEARCH_GRID || r->reused_in_a_row < r->patience);
 }
 
 /* Points closer than this in every coordinate are the same point: far below
@@ -172,6 +181,7 @@ static enum tmap_status append(struct run *r, const double *w, double value, boo
     memcpy(copy, w, r->d * sizeof *w);
     r->res.trace[r->res.n_trace++] = (struct tmap_search_entry){ copy, value, reused, seconds };
     r->res.n_spent += !reused;
+    r->reused_in_a_row = reused ? r->reused_in_a_row + 1 : 0;
     return TMAP_OK;
 }
 
@@ -647,6 +657,7 @@ struct tmap_search_params tmap_search_default_params(void)
         .seed = 0,
         .n_candidates = 2000,
         .max_evaluations = 0,
+        .patience = 0,
         .batch = 1,
     };
 }
@@ -679,6 +690,7 @@ enum tmap_status tmap_search_run(size_t d, const struct tmap_search_params *p,
     struct run r = { .d = d, .p = *p, .f = f, .ud = ud, .rng = p->seed };
     r.res.d = d;
     r.max_evaluations = p->max_evaluations ? p->max_evaluations : 10 * p->iters;
+    r.patience = p->patience ? p->patience : p->iters;
     r.scratch = malloc(2 * d * sizeof *r.scratch);
     double *w = malloc(d * sizeof *w);
     if (!r.scratch || !w)
@@ -691,6 +703,7 @@ enum tmap_status tmap_search_run(size_t d, const struct tmap_search_params *p,
         st = run_grid(&r, w, err);
     else
         st = run_equal(&r, w, err);
+    r.res.stalled = (p->method == TMAP_SEARCH_BO || p->method == TMAP_SEARCH_RANDOM) && r.reused_in_a_row >= r.patience;
     if (st == TMAP_OK)
         st = finish(&r, err);
     free(r.scratch);

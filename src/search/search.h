@@ -39,6 +39,10 @@ struct tmap_search_params {
     uint64_t seed;
     size_t   n_candidates;    /* BO: random candidates for expected improvement (2000) */
     size_t   max_evaluations; /* reused ones included; 0 = 10 * iters (the default) */
+    /* BO and random: stop once this many evaluations in a row were reused,
+     * i.e. the search keeps landing on subsets it has judged (a small pool
+     * has few subsets to find); 0 = iters (the default). */
+    size_t   patience;
     /* BO: points proposed per round (1). More than 1 proposes them by the
      * kriging believer (search.c) and, with batch_f, evaluates them in one
      * call; the initial design goes in batches too. */
@@ -66,10 +70,12 @@ struct tmap_search_result {
     struct tmap_search_entry *trace; /* every evaluation, in order */
     size_t  n_trace;
     size_t  n_spent;             /* evaluations that were not reused */
+    bool    stalled;             /* ended by patience: no new subset in that many evaluations */
 };
 
 /* Runs the search until iters evaluations were spent, max_evaluations were
- * made, or (BO, grid, d = 1) no unevaluated point is left. BO starts with the
+ * made, patience evaluations in a row were reused, or (BO, grid, d = 1) no
+ * unevaluated point is left. BO starts with the
  * d vertices and the uniform vector, then proposes the candidate of highest
  * expected improvement; random draws Dirichlet(1) points (random signs when
  * signed); grid walks the simplex lattice {k/h} with the largest h whose point

@@ -237,6 +237,23 @@ run "$TMAP" select -d pool.jsonl --scores s.csv --weights eq.json -o eq-sel.json
 expect_status 0
 expect_true cmp -s eq-sel.jsonl eq-hand.jsonl
 
+check "a pool with one possible subset: the search stops early and says so"
+# Two records at --ratio 1: every weighting selects both, so after the first
+# evaluation every one is reused; the search stops after --iters of those
+# in a row (it used to go on to 10 x --iters, each a GP fit).
+head -n 2 pool.jsonl > two.jsonl
+run "$TMAP" run -m "$MODEL" -d two.jsonl --val val.jsonl -c 1024 -b 512 -t 2 -n 2 --iters 6 -k 2 --draws 1 \
+    --indicators loss,steps,length,numeracy --ratio 1 --seed 3 --out two
+expect_status 0
+expect_out "7 evaluations (1 spent)"
+expect_out "stopped early: no new subset in the last --iters evaluations"
+expect_true grep -q 'stopped early' two/report.html
+expect_true test "$(wc -l < two/trace.csv)" -eq 8    # the header and 7 evaluations
+run "$TMAP" learn -m "$MODEL" -d two.jsonl --scores two/scores.csv --tiny two/tiny.jsonl --iters 6 -k 2 --draws 1 \
+    -c 1024 --ratio 1 --weights two-w.json --trace two-t.csv
+expect_status 0
+expect_out "7 evaluations (1 spent; stopped early"
+
 check "--on-error skip: both inputs' bad records in one rejects file, and the summary says so"
 { cat pool.jsonl; echo '{"question": "cut'; } > bad-pool.jsonl
 { cat val.jsonl; echo 'not json'; } > bad-val.jsonl

@@ -1,6 +1,7 @@
 /*
  * test_search.c - unit tests of search/search.c: determinism, the budget
- * (reused evaluations are free, max_evaluations ends a memo-only loop),
+ * (reused evaluations are free, max_evaluations and patience end a
+ * memo-only loop),
  * points on the simplex and the L1 sphere, BO on an easy quadratic, the grid
  * lattice, no search (equal weights), the initial design, batches by the
  * kriging believer and the error paths.
@@ -211,9 +212,11 @@ static void test_max_evaluations_stops_memo_loop(void **state)
         struct tmap_search_params p = params(methods[m], 10, 2);
         p.n_candidates = 200;
         p.max_evaluations = 25;
+        p.patience = 1000; /* out of the way: this test is about max_evaluations */
         struct tmap_search_result r = run(3, &p, memoised, &memo);
         assert_int_equal(r.n_spent, 3); /* only three subsets exist */
         assert_int_equal(r.n_trace, 25);
+        assert_false(r.stalled);
         assert_int_equal(memo.calls, 25);
         assert_on_space(&r, false);
         tmap_search_result_free(&r);
@@ -221,8 +224,49 @@ static void test_max_evaluations_stops_memo_loop(void **state)
     /* 0 means 10 x iters */
     struct memo memo = { 0 };
     struct tmap_search_params p = params(TMAP_SEARCH_RANDOM, 4, 2);
+    p.patience = 1000;
     struct tmap_search_result r = run(3, &p, memoised, &memo);
     assert_int_equal(r.n_trace, 40);
+    tmap_search_result_free(&r);
+}
+
+/* The default patience (iters): a search that keeps landing on subsets it
+ * has judged stops after iters of them in a row, long before 10 x iters,
+ * and says so; the last iters entries are the reused run. */
+static void test_patience_ends_a_stalled_search(void **state)
+{
+    (void)state;
+    static const enum tmap_search_kind methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
+    for (size_t m = 0; m < 2; m++) {
+        struct memo memo = { 0 };
+        struct tmap_search_params p = params(methods[m], 10, 2);
+        p.n_candidates = 200;
+        struct tmap_search_result r = run(3, &p, memoised, &memo);
+        assert_int_equal(r.n_spent, 3);
+        assert_true(r.stalled);
+        assert_true(r.n_trace >= 13 && r.n_trace < 100);
+        for (size_t i = r.n_trace - 10; i < r.n_trace; i++)
+            assert_true(r.trace[i].reused);
+        assert_false(r.trace[r.n_trace - 11].reused);
+        tmap_search_result_free(&r);
+
+        /* An explicit patience counts the same way. */
+        struct memo memo2 = { 0 };
+        p.patience = 4;
+        r = run(3, &p, memoised, &memo2);
+        assert_true(r.stalled);
+        for (size_t i = r.n_trace - 4; i < r.n_trace; i++)
+            assert_true(r.trace[i].reused);
+        assert_false(r.trace[r.n_trace - 5].reused);
+        tmap_search_result_free(&r);
+    }
+    /* A search that spends its budget is not stalled, reuses or not. */
+    size_t calls = 0;
+    struct tmap_search_params p = params(TMAP_SEARCH_BO, 8, 1);
+    p.n_candidates = 200;
+    struct tmap_search_result r = run(3, &p, alternating, &calls);
+    assert_int_equal(r.n_spent, 8);
+    assert_false(r.stalled);
     tmap_search_result_free(&r);
 }
 
@@ -477,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_budget_counts_fresh_only),
         cmocka_unit_test(test_max_evaluations_stops_memo_loop),
+        cmocka_unit_test(test_patience_ends_a_stalled_search),
         cmocka_unit_test(test_points_on_space),
         cmocka_unit_test(test_bo_finds_quadratic_optimum),
         cmocka_unit_test(test_bo_signed),
