@@ -230,36 +230,35 @@ static void test_max_evaluations_stops_memo_loop(void **state)
     tmap_search_result_free(&r);
 }
 
-/* The default patience (iters): a search that keeps landing on subsets it
- * has judged stops after iters of them in a row, long before 10 x iters,
- * and says so; the last iters entries are the reused run. */
+/* A stalled search's trace ends with exactly `patience` reused entries. */
+static void assert_stalled_after(const struct tmap_search_result *r, size_t patience)
+{
+    assert_true(r->stalled);
+    assert_true(r->n_trace > patience && r->n_trace < 100);
+    for (size_t i = r->n_trace - patience; i < r->n_trace; i++)
+        assert_true(r->trace[i].reused);
+    assert_false(r->trace[r->n_trace - patience - 1].reused);
+}
+
+/* Patience (default: iters): a search that keeps landing on subsets it has
+ * judged stops after that many in a row, long before 10 x iters, and says
+ * so. */
 static void test_patience_ends_a_stalled_search(void **state)
 {
     (void)state;
     static const enum tmap_search_kind methods[] = { TMAP_SEARCH_BO, TMAP_SEARCH_RANDOM };
-    for (size_t m = 0; m < 2; m++) {
-        struct memo memo = { 0 };
-        struct tmap_search_params p = params(methods[m], 10, 2);
-        p.n_candidates = 200;
-        struct tmap_search_result r = run(3, &p, memoised, &memo);
-        assert_int_equal(r.n_spent, 3);
-        assert_true(r.stalled);
-        assert_true(r.n_trace >= 13 && r.n_trace < 100);
-        for (size_t i = r.n_trace - 10; i < r.n_trace; i++)
-            assert_true(r.trace[i].reused);
-        assert_false(r.trace[r.n_trace - 11].reused);
-        tmap_search_result_free(&r);
-
-        /* An explicit patience counts the same way. */
-        struct memo memo2 = { 0 };
-        p.patience = 4;
-        r = run(3, &p, memoised, &memo2);
-        assert_true(r.stalled);
-        for (size_t i = r.n_trace - 4; i < r.n_trace; i++)
-            assert_true(r.trace[i].reused);
-        assert_false(r.trace[r.n_trace - 5].reused);
-        tmap_search_result_free(&r);
-    }
+    static const size_t patience[] = { 0, 4 }; /* 0: iters, 10 */
+    for (size_t m = 0; m < 2; m++)
+        for (size_t j = 0; j < 2; j++) {
+            struct memo memo = { 0 };
+            struct tmap_search_params p = params(methods[m], 10, 2);
+            p.n_candidates = 200;
+            p.patience = patience[j];
+            struct tmap_search_result r = run(3, &p, memoised, &memo);
+            assert_int_equal(r.n_spent, 3);
+            assert_stalled_after(&r, patience[j] ? patience[j] : 10);
+            tmap_search_result_free(&r);
+        }
     /* A search that spends its budget is not stalled, reuses or not. */
     size_t calls = 0;
     struct tmap_search_params p = params(TMAP_SEARCH_BO, 8, 1);
