@@ -17,6 +17,7 @@ for f in selected.jsonl scores.csv weights.json trace.csv tiny.jsonl report.html
 done
 expect_out "proxy, learned weights"
 expect_out "report: a/report.html"
+expect_out "selected                     12 of 40 (30%)"
 expect_true grep -qE "40 computed, 0 from the store, [1-9][0-9]* tokens decoded" "$WORK/.out"
 # A 4-million-parameter random model learns nothing in context: the run
 # says its weights do not beat random subsets, and where to turn.
@@ -246,6 +247,7 @@ run "$TMAP" run -m "$MODEL" -d two.jsonl --val val.jsonl -c 1024 -b 512 -t 2 -n 
     --indicators loss,steps,length,numeracy --ratio 1 --seed 3 --out two
 expect_status 0
 expect_out "7 evaluations (1 spent)"
+expect_out "selected                     2 of 2 (100%)"
 expect_out "stopped early: no new subset in the last --iters evaluations"
 expect_true grep -q 'stopped early' two/report.html
 expect_true test "$(wc -l < two/trace.csv)" -eq 8    # the header and 7 evaluations
