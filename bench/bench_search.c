@@ -5,7 +5,9 @@
  *  (a) BO against random search (and the grid) on synthetic objectives over
  *      the simplex: how often each reaches 95% of the optimum in 30
  *      evaluations, 20 hidden optima per dimension;
- *  (b) BO's own cost per iteration (GP fit + acquisition) with 50 points;
+ *  (b) BO's own cost per iteration (GP fit + acquisition) with 50 points,
+ *      and the GP fit alone at 100-300 points (what a long --iters, or a
+ *      trace of reused evaluations, pays each iteration);
  *  (c) ranks + combine + top-30% selection for 1M samples x 10 indicators:
  *      wall time and peak memory.
  *
@@ -213,6 +215,33 @@ static void note_end(size_t i, const double *w, size_t d, double value, bool reu
     ((struct overhead *)ud)->after[i] = tmap_now_seconds();
 }
 
+/* One GP fit over n Dirichlet(1) points of s's objective (noise-free), in
+ * seconds: the fit's cost grows with the trace, which nothing else caps
+ * below 10 x --iters points. */
+static double fit_seconds(const struct synthetic *s, size_t n)
+{
+    double *x = malloc(n * s->d * sizeof *x), *y = malloc(n * sizeof *y);
+    if (!x || !y) {
+        fprintf(stderr, "bench_search: out of memory\n");
+        exit(1);
+    }
+    uint64_t rng = 0xf17 + n;
+    for (size_t i = 0; i < n; i++) {
+        dirichlet(&rng, s->d, x + i * s->d);
+        y[i] = synthetic_f(s, x + i * s->d);
+    }
+    struct tmap_gp *gp = NULL;
+    struct tmap_error err = { 0 };
+    double t0 = tmap_now_seconds();
+    if (tmap_gp_fit(x, y, n, s->d, 1, &gp, &err) != TMAP_OK)
+        die("gp fit", &err);
+    double seconds = tmap_now_seconds() - t0;
+    tmap_gp_free(gp);
+    free(x);
+    free(y);
+    return seconds;
+}
+
 /* The time between one evaluation's end and the next one's start is BO's
  * proposal: the GP fit plus the acquisition. Measured in a 56-evaluation run
  * at d = 10; the proposal made with n points evaluated precedes evaluation n
@@ -253,6 +282,8 @@ static void bench_overhead(void)
            "    with 50 points: %.1f ms (GP fit alone %.1f ms, so acquisition %.1f ms); "
            "mean over 45..55 points: %.1f ms   [target < 50 ms]\n",
            at50 * 1e3, fit * 1e3, (at50 - fit) * 1e3, sum / (N_EVAL - 45) * 1e3);
+    printf("    GP fit alone with 100 / 200 / 300 points (a long --iters): %.0f / %.0f / %.0f ms\n",
+           fit_seconds(&s, 100) * 1e3, fit_seconds(&s, 200) * 1e3, fit_seconds(&s, 300) * 1e3);
     tmap_search_result_free(&r);
 }
 
