@@ -215,9 +215,22 @@ static void note_end(size_t i, const double *w, size_t d, double value, bool reu
     ((struct overhead *)ud)->after[i] = tmap_now_seconds();
 }
 
-/* One GP fit over n Dirichlet(1) points of s's objective (noise-free), in
- * seconds: the fit's cost grows with the trace, which nothing else caps
- * below 10 x --iters points. */
+/* Seconds of one GP fit over n points (x is n x d). */
+static double time_fit(const double *x, const double *y, size_t n, size_t d)
+{
+    struct tmap_gp *gp = NULL;
+    struct tmap_error err = { 0 };
+    double t0 = tmap_now_seconds();
+    if (tmap_gp_fit(x, y, n, d, 1, &gp, &err) != TMAP_OK)
+        die("gp fit", &err);
+    double seconds = tmap_now_seconds() - t0;
+    tmap_gp_free(gp);
+    return seconds;
+}
+
+/* One GP fit over n Dirichlet(1) points of s's objective (noise-free): the
+ * fit's cost grows with the trace, which nothing else caps below
+ * 10 x --iters points. */
 static double fit_seconds(const struct synthetic *s, size_t n)
 {
     double *x = malloc(n * s->d * sizeof *x), *y = malloc(n * sizeof *y);
@@ -230,13 +243,7 @@ static double fit_seconds(const struct synthetic *s, size_t n)
         dirichlet(&rng, s->d, x + i * s->d);
         y[i] = synthetic_f(s, x + i * s->d);
     }
-    struct tmap_gp *gp = NULL;
-    struct tmap_error err = { 0 };
-    double t0 = tmap_now_seconds();
-    if (tmap_gp_fit(x, y, n, s->d, 1, &gp, &err) != TMAP_OK)
-        die("gp fit", &err);
-    double seconds = tmap_now_seconds() - t0;
-    tmap_gp_free(gp);
+    double seconds = time_fit(x, y, n, s->d);
     free(x);
     free(y);
     return seconds;
@@ -272,12 +279,7 @@ static void bench_overhead(void)
         memcpy(x + i * D, r.trace[i].w, sizeof(double) * D);
         y[i] = r.trace[i].value;
     }
-    struct tmap_gp *gp = NULL;
-    double t0 = tmap_now_seconds();
-    if (tmap_gp_fit(x, y, 50, D, 1, &gp, &err) != TMAP_OK)
-        die("gp fit", &err);
-    double fit = tmap_now_seconds() - t0;
-    tmap_gp_free(gp);
+    double fit = time_fit(x, y, 50, D);
     printf("(b) BO overhead per iteration at d = 10, 2000 candidates + 250 perturbations:\n"
            "    with 50 points: %.1f ms (GP fit alone %.1f ms, so acquisition %.1f ms); "
            "mean over 45..55 points: %.1f ms   [target < 50 ms]\n",

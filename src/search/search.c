@@ -139,10 +139,15 @@ static void project(struct run *r, double *v)
  * search used to make 300 evaluations for 16 subsets, nearly all of its
  * minutes in GP fits over hundreds of points. The grid walks a fixed
  * lattice and does not stall this way. */
+static bool stalled(const struct run *r)
+{
+    return (r->p.method == TMAP_SEARCH_BO || r->p.method == TMAP_SEARCH_RANDOM) &&
+           r->reused_in_a_row >= r->patience;
+}
+
 static bool budget_left(const struct run *r)
 {
-    return r->res.n_spent < r->p.iters && r->res.n_trace < r->max_evaluations &&
-           (r->p.method == TMAP_SEARCH_GRID || r->reused_in_a_row < r->patience);
+    return r->res.n_spent < r->p.iters && r->res.n_trace < r->max_evaluations && !stalled(r);
 }
 
 /* Points closer than this in every coordinate are the same point: far below
@@ -703,7 +708,7 @@ enum tmap_status tmap_search_run(size_t d, const struct tmap_search_params *p,
         st = run_grid(&r, w, err);
     else
         st = run_equal(&r, w, err);
-    r.res.stalled = (p->method == TMAP_SEARCH_BO || p->method == TMAP_SEARCH_RANDOM) && r.reused_in_a_row >= r.patience;
+    r.res.stalled = stalled(&r);
     if (st == TMAP_OK)
         st = finish(&r, err);
     free(r.scratch);
