@@ -808,6 +808,9 @@ struct tmap_baselines {
     double  learned_mean, learned_sd; /* over the redraws (the search's own value is a maximum, biased up) */
     double  z;           /* (learned_mean - random_mean) / sqrt(learned_sd^2 + random_sd^2) */
     enum tmap_verdict verdict;
+    size_t  n_distinct;  /* records in the pool, exact duplicates counted once (unless kept) */
+    bool    no_choice;   /* the selection keeps all n_distinct: every weighting selects the same
+                          * records, so the search had nothing to learn, whatever the verdict */
 };
 
 /* One line for people: "learned -2.41 +/- 0.01 vs random -2.63 +/- 0.04:
@@ -817,9 +820,11 @@ TMAP_API void tmap_baselines_describe(const struct tmap_baselines *b, char *buf,
 /* What may help a run whose searched weights did not beat random subsets
  * (or lost to them), given its proxy and the indicators it weighed (w's
  * names): what bench/fidelity measured to help, never what the run already
- * does, with where it was measured. NULL when the weights beat random
- * subsets, when nothing was measured, or when nothing was searched
- * (TMAP_SEARCH_EQUAL). A static string. */
+ * does, with where it was measured. A run that had no choice (no_choice) is
+ * told about its pool and ratio instead, whatever its verdict, as no proxy
+ * or indicator can help it. NULL when the weights beat random subsets, when
+ * nothing was measured, or when nothing was searched (TMAP_SEARCH_EQUAL).
+ * A static string. */
 TMAP_API const char *tmap_baselines_advice(const struct tmap_baselines *b, const struct tmap_learn_params *learn,
                                            const struct tmap_weights *w);
 

@@ -911,6 +911,11 @@ static enum tmap_status run_baselines(struct objective *o, size_t k, struct tmap
     b->redraws = calloc(b->n_redraws ? b->n_redraws : 1, sizeof *b->redraws);
     if (!b->single || !b->random || !b->redraws)
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the baselines");
+    /* A selection that keeps every distinct record is the same whatever
+     * the weights: its verdict can only measure what dropping duplicates
+     * is worth, so the summary must not read it as the search's. */
+    b->n_distinct = o->n - out->n_duplicates;
+    b->no_choice = k >= b->n_distinct;
     enum tmap_status st = design_baselines(o, b, err);
     if (!st && k > 0)
         st = random_baselines(o, k, b, err);
@@ -921,8 +926,32 @@ static enum tmap_status run_baselines(struct objective *o, size_t k, struct tmap
     return st;
 }
 
+/* The clause that opens the line of a run that had no choice. */
+static int describe_no_choice(const struct tmap_baselines *b, char *buf, size_t size)
+{
+    return snprintf(buf, size, "the selection keeps every distinct record of the pool (%zu), so all weightings "
+                    "select the same subset and the weights are arbitrary", b->n_distinct);
+}
+
 void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size)
 {
+    if (b->no_choice) {
+        /* Said first, as it explains the rest: a pool of one record ten
+         * times over, or --ratio 1 with nothing to drop. */
+        int used = describe_no_choice(b, buf, size);
+        if (used < 0 || (size_t)used >= size)
+            return;
+        buf += used;
+        size -= (size_t)used;
+        if (b->verdict == TMAP_VERDICT_UNKNOWN) {
+            snprintf(buf, size, " (no other subset of its size to compare with)");
+            return;
+        }
+        /* Random subsets may still differ from it by holding duplicates. */
+        snprintf(buf, size, "; learned %.4f vs random %.4f, which may hold duplicates", b->learned_mean,
+                 b->random_mean);
+        return;
+    }
     if (b->verdict == TMAP_VERDICT_UNKNOWN) {
         snprintf(buf, size, "not measured: needs at least 2 random subsets and 1 redraw");
         return;
@@ -964,6 +993,9 @@ static bool weighs_cleaning_pair(const struct tmap_weights *w)
 const char *tmap_baselines_advice(const struct tmap_baselines *b, const struct tmap_learn_params *learn,
                                   const struct tmap_weights *w)
 {
+    if (b->no_choice)
+        return "a pool with more distinct records than the selection keeps, or a smaller --ratio: only then do "
+               "the weights choose anything";
     /* Equal weights were not searched for: the proxy chose nothing. */
     if ((b->verdict != TMAP_VERDICT_WITHIN && b->verdict != TMAP_VERDICT_LOSES) || learn->search == TMAP_SEARCH_EQUAL)
         return NULL;

@@ -129,7 +129,7 @@ static json_t *baselines_json(const struct tmap_weights *w, const struct tmap_ba
     for (size_t i = 0; i < b->n_redraws; i++)
         json_array_append_new(redraws, json_real(b->redraws[i]));
     static const char *const verdicts[] = { "unknown", "beats_random", "within_noise", "worse_than_random" };
-    char sentence[256];
+    char sentence[512];
     tmap_baselines_describe(b, sentence, sizeof sentence);
     json_object_set_new(o, "equal_weights", json_real(b->equal));
     json_object_set_new(o, "single_indicator", single);
@@ -141,6 +141,8 @@ static json_t *baselines_json(const struct tmap_weights *w, const struct tmap_ba
     json_object_set_new(o, "learned_sd", json_real(b->learned_sd));
     json_object_set_new(o, "z", isfinite(b->z) ? json_real(b->z) : json_null());
     json_object_set_new(o, "verdict", json_string(verdicts[b->verdict]));
+    json_object_set_new(o, "distinct_records", json_integer((json_int_t)b->n_distinct));
+    json_object_set_new(o, "no_choice", json_boolean(b->no_choice));
     json_object_set_new(o, "summary", json_string(sentence));
     return o;
 }

@@ -260,7 +260,7 @@ static void section_summary(struct html *h, const struct tmap_report_input *in)
          in->search_stalled ? "; stopped early: no new subset in the last --iters evaluations" : "");
     stat_end(h);
     if (in->baselines) {
-        char line[256];
+        char line[512];
         tmap_baselines_describe(in->baselines, line, sizeof line);
         stat_begin(h, "against random subsets");
         html_put_esc(h, line);

@@ -250,6 +250,10 @@ expect_out "7 evaluations (1 spent)"
 expect_out "selected                     2 of 2 (100%)"
 expect_out "stopped early: no new subset in the last --iters evaluations"
 expect_true grep -q 'stopped early' two/report.html
+# The baseline line blames the pool, not the proxy, and so does the advice.
+expect_out "the selection keeps every distinct record of the pool (2), so all weightings select the same subset"
+expect_out "what may help                a pool with more distinct records than the selection keeps"
+expect_true grep -q '"no_choice": *true' two/weights.json
 expect_true test "$(wc -l < two/trace.csv)" -eq 8    # the header and 7 evaluations
 run "$TMAP" learn -m "$MODEL" -d two.jsonl --scores two/scores.csv --tiny two/tiny.jsonl --iters 6 -k 2 --draws 1 \
     -c 1024 --ratio 1 --weights two-w.json --trace two-t.csv

@@ -552,6 +552,7 @@ static void test_baselines(void **state)
     assert_true(fabs(bl->z - z) < 1e-9);
     enum tmap_verdict v = z >= 2 ? TMAP_VERDICT_BEATS : z <= -2 ? TMAP_VERDICT_LOSES : TMAP_VERDICT_WITHIN;
     assert_int_equal(bl->verdict, v);
+    assert_false(bl->no_choice); /* 12 of 40 */
     char line[256];
     tmap_baselines_describe(bl, line, sizeof line);
     assert_non_null(strstr(line, "vs random"));
@@ -634,6 +635,15 @@ static void test_baselines_advice(void **state)
     b.verdict = TMAP_VERDICT_WITHIN;
     learn.search = TMAP_SEARCH_EQUAL;
     assert_null(tmap_baselines_advice(&b, &learn, &cleaning));
+
+    /* No choice: the pool and the ratio, whatever the verdict or the search. */
+    b.no_choice = true;
+    for (int v = TMAP_VERDICT_UNKNOWN; v <= TMAP_VERDICT_LOSES; v++) {
+        b.verdict = (enum tmap_verdict)v;
+        hint = tmap_baselines_advice(&b, &learn, &many);
+        assert_non_null(hint);
+        assert_non_null(strstr(hint, "--ratio"));
+    }
 }
 
 /* A pool with fewer distinct subsets of the selection's size than random
@@ -664,11 +674,48 @@ static void test_baselines_small_pool(void **state)
     for (size_t i = 0; i < 3; i++)
         for (size_t j = 0; j < i; j++)
             assert_true(r.baselines.random[i] != r.baselines.random[j]);
+    assert_int_equal(r.baselines.n_distinct, 3);
+    assert_false(r.baselines.no_choice);
+    tmap_learn_result_free(&r);
+    tmap_scores_free(sc);
+    tmap_pool_free(small);
+
+    /* Two distinct records, the first three times over, at a ratio that
+     * keeps two: every weighting selects both, and the line and the
+     * advice say so rather than blame the proxy. */
+    char dup_path[600], record[2][8192];
+    snprintf(dup_path, sizeof dup_path, "%s/dup4.jsonl", tmpdir);
+    FILE *in = fopen(small_path, "r"), *out = fopen(dup_path, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    assert_non_null(fgets(record[0], sizeof record[0], in));
+    assert_non_null(fgets(record[1], sizeof record[1], in));
+    fprintf(out, "%s%s%s%s", record[0], record[1], record[0], record[0]);
+    fclose(in);
+    fclose(out);
+    struct tmap_pool *dup = test_load_pool(dup_path);
+    assert_int_equal(tmap_score(dup, model, &sp, &sc, &err), TMAP_OK);
+    lp.select.ratio = 0.5;
+    if (tmap_learn(dup, sc, px, &lp, &r, &err))
+        fail_msg("%s", err.message);
+    assert_int_equal(r.n_duplicates, 2);
+    assert_int_equal(r.selection.n, 2);
+    assert_int_equal(r.baselines.n_distinct, 2);
+    assert_true(r.baselines.no_choice);
+    char line[512];
+    tmap_baselines_describe(&r.baselines, line, sizeof line);
+    assert_non_null(strstr(line, "the selection keeps every distinct record of the pool (2)"));
+    assert_null(strstr(line, "sd better"));
+    const char *hint = tmap_baselines_advice(&r.baselines, &lp, &r.weights);
+    assert_non_null(hint);
+    assert_non_null(strstr(hint, "more distinct records"));
+    assert_non_null(strstr(hint, "a smaller --ratio"));
+    assert_null(strstr(hint, "--proxy"));
     tmap_learn_result_free(&r);
     tmap_proxy_free(px);
     tmap_scores_free(sc);
     tmap_pool_free(tiny);
-    tmap_pool_free(small);
+    tmap_pool_free(dup);
 }
 
 static void run_into(const char *dir, struct tmap_run_summary *s)
