@@ -842,6 +842,10 @@ struct tmap_selection {
     double *ranks;    /* column-major n_rows x weights.d */
 };
 
+/* What every output (the summary, tmap learn's line, report.html) says of
+ * a search that stalled, so that a user who searches for it finds all. */
+#define TMAP_SEARCH_STALLED_WORDS "stopped early: no new subset in the last --iters evaluations"
+
 struct tmap_learn_result {
     struct tmap_weights      weights; /* the evaluated w with the best posterior mean */
     double                   best_posterior_mean;

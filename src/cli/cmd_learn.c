@@ -58,7 +58,7 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
             printf("%-12s %.4f\n", res.weights.names[j], res.weights.weights[j]);
         printf("proxy %.6f after %zu evaluation%s (%zu spent%s); wrote %s and %s\n", res.weights.proxy_value,
                res.n_trace, res.n_trace == 1 ? "" : "s", res.n_spent,
-               res.stalled ? "; stopped early: no new subset in the last --iters evaluations" : "", weights_path,
+               res.stalled ? "; " TMAP_SEARCH_STALLED_WORDS : "", weights_path,
                trace_path);
         char line[512];
         tmap_baselines_describe(&res.baselines, line, sizeof line);

@@ -78,7 +78,7 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     printf("\n");
     printf("%-28s %zu evaluation%s (%zu spent), %.1f s%s\n", "weight search", s->n_evaluations,
            s->n_evaluations == 1 ? "" : "s", s->n_spent, s->seconds_learn,
-           s->search_stalled ? "; stopped early: no new subset in the last --iters evaluations" : "");
+           s->search_stalled ? "; " TMAP_SEARCH_STALLED_WORDS : "");
     print_proxy(&p->learn.proxy);
     char line[512];
     if (p->learn.proxy.kind == TMAP_PROXY_ICL) {

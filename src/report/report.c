@@ -257,7 +257,7 @@ static void section_summary(struct html *h, const struct tmap_report_input *in)
     stat_begin(h, "search");
     html_printf(h, "%zu evaluation%s, %zu reused%s", in->n_trace, in->n_trace == 1 ? "" : "s",
          count_true(in->trace_reused, in->n_trace),
-         in->search_stalled ? "; stopped early: no new subset in the last --iters evaluations" : "");
+         in->search_stalled ? "; " TMAP_SEARCH_STALLED_WORDS : "");
     stat_end(h);
     if (in->baselines) {
         char line[512];
