@@ -113,17 +113,26 @@ struct hyper {
 };
 
 /* Fills chol with the Cholesky factor of K; false when K is not positive
- * definite. */
-static bool factorise(const gsl_matrix *dist, struct hyper h, gsl_matrix *chol)
+ * definite. With dcorr, also keeps the kernel's derivative in log
+ * lengthscale in dcorr's lower triangle and the correlation R in its upper
+ * one, for lml_gradient: the exps are most of a fit's cost, and the same
+ * ones serve both (the diagonal, R = 1 and dR = 0, is not stored). */
+static bool factorise(const gsl_matrix *dist, struct hyper h, gsl_matrix *chol, gsl_matrix *dcorr)
 {
     size_t n = dist->size1;
     for (size_t i = 0; i < n; i++) {
+        const double *dist_row = dist->data + i * dist->tda;
+        double *chol_row = chol->data + i * chol->tda;
         for (size_t j = 0; j < i; j++) {
-            double k = h.signal_var * matern(gsl_matrix_get(dist, i, j), h.lengthscale, NULL);
-            gsl_matrix_set(chol, i, j, k);
-            gsl_matrix_set(chol, j, i, k);
+            double dlog, r = matern(dist_row[j], h.lengthscale, &dlog), k = h.signal_var * r;
+            chol_row[j] = k;
+            chol->data[j * chol->tda + i] = k;
+            if (dcorr) {
+                dcorr->data[i * dcorr->tda + j] = dlog;
+                dcorr->data[j * dcorr->tda + i] = r;
+            }
         }
-        gsl_matrix_set(chol, i, i, h.signal_var + h.noise_var); /* matern(0) = 1 */
+        chol_row[i] = h.signal_var + h.noise_var; /* matern(0) = 1 */
     }
     return gsl_linalg_cholesky_decomp1(chol) == GSL_SUCCESS;
 }
@@ -168,6 +177,7 @@ struct fit_work {
     double            y_lo, y_hi; /* clamp for the profiled mean */
     double            lo[N_HYPER], hi[N_HYPER]; /* box, in log space */
     gsl_matrix       *chol, *kinv;
+    gsl_matrix       *dcorr;      /* factorise's kernel values at the point evaluated last */
     gsl_vector       *alpha, *tmp;
     double            best_f;
     double            best_t[N_HYPER];
@@ -205,23 +215,32 @@ static struct hyper hyper_at(const struct fit_work *w, const gsl_vector *t, doub
 
 /* 1/2 tr((alpha alpha^T - K^-1) dK/dtheta) for the three log-hyperparameters,
  * over the lower triangle (both matrices are symmetric: off-diagonal pairs
- * count twice). dK/dlog sv = sv R, dK/dlog nv = nv I. */
+ * count twice). dK/dlog sv = sv R, dK/dlog nv = nv I; R and dK/dlog l come
+ * from the factorise that preceded it at the same h. */
 static void lml_gradient(struct fit_work *w, struct hyper h, double grad[N_HYPER])
 {
     size_t n = w->dist->size1;
     gsl_matrix_memcpy(w->kinv, w->chol);
     gsl_linalg_cholesky_invert(w->kinv);
     grad[0] = grad[1] = grad[2] = 0.0;
-    for (size_t i = 0; i < n; i++)
+    const double *alpha = w->alpha->data;
+    size_t stride = w->alpha->stride;
+    for (size_t i = 0; i < n; i++) {
+        const double *kinv_row = w->kinv->data + i * w->kinv->tda;
         for (size_t j = 0; j <= i; j++) {
-            double a = gsl_vector_get(w->alpha, i) * gsl_vector_get(w->alpha, j);
-            double c = (i == j ? 0.5 : 1.0) * (a - gsl_matrix_get(w->kinv, i, j));
-            double dlog, r = matern(gsl_matrix_get(w->dist, i, j), h.lengthscale, &dlog);
+            double a = alpha[i * stride] * alpha[j * stride];
+            double c = (i == j ? 0.5 : 1.0) * (a - kinv_row[j]);
+            double dlog = 0.0, r = 1.0; /* matern at distance 0 */
+            if (j < i) {
+                dlog = w->dcorr->data[i * w->dcorr->tda + j];
+                r = w->dcorr->data[j * w->dcorr->tda + i];
+            }
             grad[0] += c * h.signal_var * dlog;
             grad[1] += c * h.signal_var * r;
             if (i == j)
                 grad[2] += c * h.noise_var;
         }
+    }
 }
 
 /* -log p(y) at t and, when g is given, its gradient in t. A K that is not
@@ -232,7 +251,7 @@ static double evaluate(struct fit_work *w, const gsl_vector *t, gsl_vector *g)
     struct hyper h = hyper_at(w, t, dlog_dt);
     if (g)
         gsl_vector_set_zero(g);
-    if (!factorise(w->dist, h, w->chol))
+    if (!factorise(w->dist, h, w->chol, g ? w->dcorr : NULL))
         return GSL_POSINF;
     double m = profiled_mean(w->chol, w->y, w->y_lo, w->y_hi, w->tmp);
     double f = -solve_alpha(w->chol, w->y, m, w->alpha);
@@ -303,6 +322,7 @@ static void work_free(struct fit_work *w)
 {
     gsl_matrix_free(w->chol);
     gsl_matrix_free(w->kinv);
+    gsl_matrix_free(w->dcorr);
     gsl_vector_free(w->alpha);
     gsl_vector_free(w->tmp);
 }
@@ -311,9 +331,10 @@ static bool work_alloc(struct fit_work *w, size_t n)
 {
     w->chol = gsl_matrix_alloc(n, n);
     w->kinv = gsl_matrix_alloc(n, n);
+    w->dcorr = gsl_matrix_alloc(n, n);
     w->alpha = gsl_vector_alloc(n);
     w->tmp = gsl_vector_alloc(n);
-    return w->chol && w->kinv && w->alpha && w->tmp;
+    return w->chol && w->kinv && w->dcorr && w->alpha && w->tmp;
 }
 
 /* The box (docs/design.md section 6 leaves it open; see the top of this file). */
@@ -428,7 +449,7 @@ static void finish_fit(struct tmap_gp *gp, struct fit_work *w)
 {
     gsl_vector_const_view t = gsl_vector_const_view_array(w->best_t, N_HYPER);
     struct hyper h = hyper_at(w, &t.vector, NULL);
-    factorise(w->dist, h, gp->chol); /* succeeded at this t before */
+    factorise(w->dist, h, gp->chol, NULL); /* succeeded at this t before */
     gp->mean = profiled_mean(gp->chol, w->y, w->y_lo, w->y_hi, w->tmp);
     double lml = solve_alpha(gp->chol, w->y, gp->mean, gp->alpha);
     gp->lengthscale = h.lengthscale;
@@ -497,7 +518,7 @@ enum tmap_status tmap_gp_fit_fixed(const double *x, const double *y, size_t n, s
     pairwise_distances(x, n, d, dist);
     memcpy(yv->data, y, n * sizeof *y);
     struct hyper h = { lengthscale, signal_var, noise_var };
-    if (!factorise(dist, h, gp->chol)) {
+    if (!factorise(dist, h, gp->chol, NULL)) {
         st = tmap_fail(err, TMAP_ERR_DATA,
                        "Gaussian process: the kernel matrix of %zu points is not positive "
                        "definite (duplicated inputs need a noise variance > 0)", n);
