@@ -683,16 +683,19 @@ static void test_baselines_small_pool(void **state)
     /* Two distinct records, the first three times over, at a ratio that
      * keeps two: every weighting selects both, and the line and the
      * advice say so rather than blame the proxy. */
-    char dup_path[600], record[2][8192];
+    char first[600], second[600], dup_path[600];
+    snprintf(first, sizeof first, "%s/first.jsonl", tmpdir);
+    snprintf(second, sizeof second, "%s/second.jsonl", tmpdir);
     snprintf(dup_path, sizeof dup_path, "%s/dup4.jsonl", tmpdir);
-    FILE *in = fopen(small_path, "r"), *out = fopen(dup_path, "w");
-    assert_non_null(in);
+    copy_lines(small_path, first, 0, 1);
+    copy_lines(small_path, second, 1, 1);
+    char *a = slurp(first, NULL), *b = slurp(second, NULL);
+    FILE *out = fopen(dup_path, "w");
     assert_non_null(out);
-    assert_non_null(fgets(record[0], sizeof record[0], in));
-    assert_non_null(fgets(record[1], sizeof record[1], in));
-    fprintf(out, "%s%s%s%s", record[0], record[1], record[0], record[0]);
-    fclose(in);
+    fprintf(out, "%s%s%s%s", a, b, a, a);
     fclose(out);
+    free(a);
+    free(b);
     struct tmap_pool *dup = test_load_pool(dup_path);
     assert_int_equal(tmap_score(dup, model, &sp, &sc, &err), TMAP_OK);
     lp.select.ratio = 0.5;
