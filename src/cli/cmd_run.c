@@ -98,9 +98,11 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     if (hint)
         printf("%-28s %s\n", "what may help", hint);
     /* The share actually kept, which --ratio's rounding up (ceil) and the
-     * duplicates kept out can move: 1 record at 0.3 keeps 1 of 1. */
-    printf("%-28s %zu of %zu (%.0f%%)", "selected", s->n_selected, s->n_pool,
-           s->n_pool ? 100.0 * (double)s->n_selected / (double)s->n_pool : ratio * 100.0);
+     * duplicates kept out can move: 1 record at 0.3 keeps 1 of 1. Below
+     * 1%, one significant digit, so that 1 of 200 does not read 0%. */
+    double share = s->n_pool ? 100.0 * (double)s->n_selected / (double)s->n_pool : ratio * 100.0;
+    printf(share > 0.0 && share < 1.0 ? "%-28s %zu of %zu (%.1g%%)" : "%-28s %zu of %zu (%.0f%%)", "selected",
+           s->n_selected, s->n_pool, share);
     if (p->learn.select.mode == TMAP_SELECT_FILTER)
         printf(", drawn at random from all but the lowest %.0f%%", p->learn.select.drop * 100.0);
     if (p->learn.select.mode == TMAP_SELECT_STRATIFIED)
