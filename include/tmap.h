@@ -820,11 +820,11 @@ TMAP_API void tmap_baselines_describe(const struct tmap_baselines *b, char *buf,
 /* What may help a run whose searched weights did not beat random subsets
  * (or lost to them), given its proxy and the indicators it weighed (w's
  * names): what bench/fidelity measured to help, never what the run already
- * does, with where it was measured. A run that had no choice (no_choice) is
- * told about its pool and ratio instead, whatever its verdict, as no proxy
- * or indicator can help it. NULL when the weights beat random subsets, when
- * nothing was measured, or when nothing was searched (TMAP_SEARCH_EQUAL).
- * A static string. */
+ * does, with where it was measured. Otherwise NULL when the weights beat
+ * random subsets, when nothing was measured, or when nothing was searched
+ * (TMAP_SEARCH_EQUAL). A run that had no choice (no_choice) is told about
+ * its pool and ratio instead, whatever its verdict and search, as no proxy,
+ * indicator or search can help it. A static string. */
 TMAP_API const char *tmap_baselines_advice(const struct tmap_baselines *b, const struct tmap_learn_params *learn,
                                            const struct tmap_weights *w);
 
