@@ -294,6 +294,13 @@ struct tmap_model_info {
 
 TMAP_API void tmap_model_get_info(const struct tmap_model *model, struct tmap_model_info *out);
 
+/* Whether the context in use (n_ctx, -c) runs past the one the model was
+ * trained on (n_ctx_train). llama.cpp runs it, but positions past training
+ * are ones the model never saw, so its log-likelihoods there, and every
+ * score and proxy value built on them, mean little. With buf, one line
+ * that says so with both sizes. */
+TMAP_API bool tmap_model_context_warning(const struct tmap_model_info *info, char *buf, size_t size);
+
 /* Tokens of text (BOS first when add_bos); *tokens is malloc'd, caller frees.
  * Text that looks like a control token ("</s>", "<|im_start|>") stays text:
  * data must never inject control tokens. */

@@ -210,6 +210,11 @@ extern bool cli_quiet;
 int cli_report(const struct tmap_error *err);
 /* Prints a notice from the library on stderr unless --quiet. */
 void cli_notice(const char *message, void *user_data);
+
+/* tmap_model_load, then a warning on stderr (--quiet or not: it says the
+ * results may mean little) when -c runs past the model's training context. */
+enum tmap_status cli_model_load(const struct tmap_model_params *params, struct tmap_model **out,
+                                struct tmap_error *err);
 /* Prints a usage error for the command and returns TMAP_ERR_USAGE. */
 int cli_usage_error(const struct cli_spec *spec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -36,7 +36,7 @@ static enum tmap_status load_inputs(struct eval_options *o, struct loaded *l, st
     if (!st && o->demos_path)
         st = cli_load_pool(&o->data, o->demos_path, &l->demos, err);
     if (!st)
-        st = tmap_model_load(&o->model, &l->model, err);
+        st = cli_model_load(&o->model, &l->model, err);
     return st;
 }
 

@@ -42,7 +42,7 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
     if (!st)
         st = cli_load_pool(d, tiny_path, &in.tiny, &err);
     if (!st)
-        st = tmap_model_load(mp, &in.model, &err);
+        st = cli_model_load(mp, &in.model, &err);
     if (!st)
         st = tmap_proxy_create(in.model, in.tiny, NULL, &l->learn.proxy, &in.proxy, &err);
     if (!st)

@@ -30,7 +30,7 @@ static int run_proxy(struct proxy_options *o)
     if (!st)
         st = cli_load_pool(&o->d, o->tiny_path, &tiny, &err);
     if (!st)
-        st = tmap_model_load(&o->mp, &model, &err);
+        st = cli_model_load(&o->mp, &model, &err);
     if (!st)
         st = tmap_proxy_create(model, tiny, NULL, &o->pp, &proxy, &err);
     size_t n = demos ? tmap_pool_size(demos) : 0;

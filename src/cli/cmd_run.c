@@ -33,6 +33,9 @@ static void print_model(const struct tmap_model_info *m, const char *path)
         printf("%-28s %s\n", "trained on", m->trained_on);
     else
         printf("%-28s no training record in the model (not trained by tmap)\n", "trained on");
+    char line[512];
+    if (tmap_model_context_warning(m, line, sizeof line))
+        printf("%-28s %s\n", "context: WARNING", line);
 }
 
 /* The proxy's settings in a line: a value is only comparable under them. */

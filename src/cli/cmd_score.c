@@ -25,7 +25,7 @@ static enum tmap_status load_model(const struct score_options *o, const char *pa
 {
     struct tmap_model_params p = o->model;
     p.path = path;
-    return tmap_model_load(&p, out, err);
+    return cli_model_load(&p, out, err);
 }
 
 struct loaded {

@@ -17,7 +17,7 @@ static int run_tiny(struct tmap_model_params *mp, const char *val_path, struct c
     tmap_backend_init(true);
     enum tmap_status st = cli_load_pool(d, val_path, &val, &err);
     if (!st && tp->mode == TMAP_TINY_ANCHORS)
-        st = tmap_model_load(mp, &model, &err);
+        st = cli_model_load(mp, &model, &err);
     if (!st)
         st = tmap_tiny_select(val, model, tp, &tiny, &err);
     if (!st)

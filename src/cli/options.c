@@ -51,6 +51,20 @@ void cli_notice(const char *message, void *user_data)
         fprintf(stderr, "tmap: note: %s\n", message);
 }
 
+enum tmap_status cli_model_load(const struct tmap_model_params *params, struct tmap_model **out,
+                                struct tmap_error *err)
+{
+    enum tmap_status st = tmap_model_load(params, out, err);
+    if (st)
+        return st;
+    struct tmap_model_info mi;
+    tmap_model_get_info(*out, &mi);
+    char line[512];
+    if (tmap_model_context_warning(&mi, line, sizeof line) && tmap_dist_rank() == 0)
+        fprintf(stderr, "tmap: warning: %s: %s\n", params->path, line);
+    return TMAP_OK;
+}
+
 /* A usage error: the message and the command's usage line, in one write,
  * so that ranks printing at once do not interleave ("tmap: tmap: unknown
  * option"). Under mpirun every rank parses the same command line and

@@ -365,6 +365,18 @@ void tmap_model_get_info(const struct tmap_model *m, struct tmap_model_info *out
     *out = m->info;
 }
 
+bool tmap_model_context_warning(const struct tmap_model_info *info, char *buf, size_t size)
+{
+    /* A model that records no training context (0) cannot be checked. */
+    if (info->n_ctx_train <= 0 || info->n_ctx <= info->n_ctx_train)
+        return false;
+    if (buf && size)
+        snprintf(buf, size, "a context of %d tokens is beyond the %d the model was trained on: positions past %d "
+                 "are ones it never saw, so its log-likelihoods there mean little (-c %d or less)",
+                 info->n_ctx, info->n_ctx_train, info->n_ctx_train, info->n_ctx_train);
+    return true;
+}
+
 /* Every field is a count, so a twin's counters add field by field; a field
  * added to tmap_model_counters must be added here too (test_two_lanes
  * compares the sums). */

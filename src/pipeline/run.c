@@ -297,8 +297,11 @@ static enum tmap_status write_report(struct run_state *r, struct tmap_error *err
     else
         snprintf(knowledge, sizeof knowledge, "%s", mi.trained_on[0] ? mi.trained_on
                                                    : "unknown: the model carries no training record");
+    char context[512];
+    bool beyond = tmap_model_context_warning(&mi, context, sizeof context);
     struct tmap_report_input in = {
         .baselines = &r->learned.baselines, .n_duplicates = r->sel.n_duplicates, .model_knowledge = knowledge,
+        .context_warning = beyond ? context : NULL,
         .advice = tmap_baselines_advice(&r->learned.baselines, &r->p->learn, w),
         .title = title, .model_description = mi.description, .config_json = r->config,
         .n_indicators = w->d, .names = (const char *const *)w->names, .weights = w->weights,

@@ -43,6 +43,7 @@ struct tmap_report_input {
     const struct tmap_baselines *baselines; /* what the learned weights are measured against, may be NULL */
     size_t n_duplicates;            /* exact duplicates kept out of the selection */
     const char *model_knowledge;    /* "held-out loss ... on ...", or a warning; may be NULL */
+    const char *context_warning;    /* tmap_model_context_warning's line; may be NULL */
     const char *advice;             /* tmap_baselines_advice's line; may be NULL */
 };
 

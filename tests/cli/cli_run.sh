@@ -285,6 +285,15 @@ expect_err "nothere.json"
 run "$TMAP" run "${common[@]}" --out pool.jsonl
 expect_status 3
 expect_err "pool.jsonl: exists and is not a folder"
+# A context past the model's training runs, and the summary and the report
+# say what that costs (the test model was trained on 2,048 tokens).
+run "$TMAP" run "${common[@]}" --out wide -c 4096 --search equal --quiet
+expect_status 0
+expect_out "context: WARNING             a context of 4096 tokens is beyond the 2048 the model was trained on"
+expect_true grep -q 'context: WARNING.*beyond the 2048 the model was trained on' wide/report.html
+run "$TMAP" run "${common[@]}" --out a --quiet
+expect_status 0
+expect_true test "$(grep -c 'context: WARNING' "$WORK/.out")" -eq 0
 # Lowering -k cannot help a context too short for any item alone.
 run "$TMAP" run "${common[@]}" --out short -c 24
 expect_status 2

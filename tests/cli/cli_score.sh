@@ -121,6 +121,17 @@ for again in first rerun; do
 done
 expect_true grep -qE '^3,3,[0-9a-f]{32},,[0-9]+$' long.csv
 
+check "a context beyond the model's training: scored, with a warning naming both sizes"
+# The test model was created with a 2,048-token context (--ctx's default);
+# -c 4096 runs, but positions past 2,048 are ones it never saw.
+run "$TMAP" score -m "$MODEL" -d long.jsonl -c 4096 --indicators length,loss -o wide.csv --quiet
+expect_status 0
+expect_err "tmap: warning: $MODEL: a context of 4096 tokens is beyond the 2048 the model was trained on"
+expect_err "(-c 2048 or less)"
+run "$TMAP" score -m "$MODEL" -d long.jsonl -c 2048 --indicators length,loss -o wide.csv --quiet
+expect_status 0
+expect_no_err
+
 check "relevance without --val says so"
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators relevance,steps -o r.csv
 expect_status 0

@@ -57,7 +57,23 @@ static void test_info(void **state)
     char expect[64];
     snprintf(expect, sizeof expect, "llama %.1fM all F32 (guessed)", (double)in.n_params / 1e6);
     assert_string_equal(in.description, expect);
+    /* 256 of 2,048 trained tokens: nothing to warn of. */
+    char line[512] = "";
+    assert_false(tmap_model_context_warning(&in, line, sizeof line));
+    assert_string_equal(line, "");
     tmap_model_free(m);
+
+    /* Past the training context: loaded and run, with a warning. */
+    m = test_load_model(TMAP_TEST_MODEL, 4096, 128, 1);
+    tmap_model_get_info(m, &in);
+    assert_int_equal(in.n_ctx, 4096);
+    assert_true(tmap_model_context_warning(&in, line, sizeof line));
+    assert_non_null(strstr(line, "a context of 4096 tokens is beyond the 2048 the model was trained on"));
+    assert_true(tmap_model_context_warning(&in, NULL, 0));
+    tmap_model_free(m);
+    /* A model that records no training context cannot be checked. */
+    in.n_ctx_train = 0;
+    assert_false(tmap_model_context_warning(&in, NULL, 0));
 }
 
 /* Copies src to dst byte for byte, flipping the last byte when flip: the
