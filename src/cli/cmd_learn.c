@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void print_eval(size_t i, const double *w, size_t d, double value, bool reused, void *ud)
 {
@@ -121,6 +122,14 @@ int cmd_learn(int argc, char **argv)
         return rc;
     if (!mp.path || !pool)
         return cli_usage_error(&spec, "needs -m MODEL and -d POOL");
+    /* The inputs left at their defaults and not here: a user who ran
+     * nothing before is told which commands write them. */
+    if (!cli_given(argc, argv, "--scores") && access(scores, F_OK) != 0)
+        return cli_usage_error(&spec, "no --scores given and no %s here: `tmap score -m MODEL -d POOL -o %s` "
+                               "writes it (or `tmap run` does every step)", scores, scores);
+    if (!cli_given(argc, argv, "--tiny") && access(tiny, F_OK) != 0)
+        return cli_usage_error(&spec, "no --tiny given and no %s here: `tmap tiny -m MODEL -d VAL -o %s` "
+                               "writes it (or `tmap run` does every step)", tiny, tiny);
     cli_learn_options_finish(&l);
     rc = cli_check_paths(&spec,
                          (const struct cli_path[]){ { "-d", pool }, { "--scores", scores }, { "--tiny", tiny },

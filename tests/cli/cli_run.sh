@@ -277,6 +277,14 @@ check "bad input"
 run "$TMAP" run -m "$MODEL" -d pool.jsonl --out x
 expect_status 1
 expect_err "needs -m MODEL, -d POOL, --val VAL and --out DIR"
+# tmap learn in a folder where no step has run: which command writes what.
+mkdir -p fresh
+run env -C fresh "$TMAP" learn -m "$MODEL" -d ../pool.jsonl
+expect_status 1
+expect_err "no --scores given and no scores.csv here: \`tmap score -m MODEL -d POOL -o scores.csv\` writes it"
+run env -C fresh "$TMAP" learn -m "$MODEL" -d ../pool.jsonl --scores ../a/scores.csv
+expect_status 1
+expect_err "no --tiny given and no tiny.jsonl here: \`tmap tiny -m MODEL -d VAL -o tiny.jsonl\` writes it"
 run "$TMAP" run "${common[@]}" --out x --ratio 0
 expect_status 1
 run "$TMAP" select -d pool.jsonl --scores a/scores.csv --weights nothere.json
