@@ -183,30 +183,18 @@ enum tmap_status run_baselines(struct objective *o, size_t k, struct tmap_learn_
     return st;
 }
 
-/* The clause that opens the line of a run that had no choice. */
-static int describe_no_choice(const struct tmap_baselines *b, char *buf, size_t size)
-{
-    return snprintf(buf, size, "the selection keeps every distinct record of the pool (%zu), so all weightings "
-                    "select the same subset and the weights are arbitrary", b->n_distinct);
-}
-
 void tmap_baselines_describe(const struct tmap_baselines *b, char *buf, size_t size)
 {
     if (b->no_choice) {
         /* Said first, as it explains the rest: a pool of one record ten
-         * times over, or --ratio 1 with nothing to drop. */
-        int used = describe_no_choice(b, buf, size);
-        if (used < 0 || (size_t)used >= size)
-            return;
-        buf += used;
-        size -= (size_t)used;
-        if (b->verdict == TMAP_VERDICT_UNKNOWN) {
-            snprintf(buf, size, " (no other subset of its size to compare with)");
-            return;
-        }
-        /* Random subsets may still differ from it by holding duplicates. */
-        snprintf(buf, size, "; learned %.4f vs random %.4f, which may hold duplicates", b->learned_mean,
-                 b->random_mean);
+         * times over, or --ratio 1 with nothing to drop. Random subsets may
+         * still differ from it by holding duplicates. */
+        char tail[160] = " (no other subset of its size to compare with)";
+        if (b->verdict != TMAP_VERDICT_UNKNOWN)
+            snprintf(tail, sizeof tail, "; learned %.4f vs random %.4f, which may hold duplicates", b->learned_mean,
+                     b->random_mean);
+        snprintf(buf, size, "the selection keeps every distinct record of the pool (%zu), so all weightings select "
+                 "the same subset and the weights are arbitrary%s", b->n_distinct, tail);
         return;
     }
     if (b->verdict == TMAP_VERDICT_UNKNOWN) {

@@ -124,7 +124,7 @@ static bool factorise(const gsl_matrix *dist, struct hyper h, gsl_matrix *chol, 
         const double *dist_row = dist->data + i * dist->tda;
         double *chol_row = chol->data + i * chol->tda;
         for (size_t j = 0; j < i; j++) {
-            double dlog, r = matern(dist_row[j], h.lengthscale, &dlog), k = h.signal_var * r;
+            double dlog, r = matern(dist_row[j], h.lengthscale, dcorr ? &dlog : NULL), k = h.signal_var * r;
             chol_row[j] = k;
             chol->data[j * chol->tda + i] = k;
             if (dcorr) {
