@@ -167,6 +167,7 @@ struct tmap_record {
     size_t           line;      /* 1-based line where the record starts */
     enum tmap_format format;
     uint8_t          hash[16];  /* xxh3-128 of normalised prompt + response */
+    uint64_t         prompt_hash; /* 64 bits of the same over the prompt alone */
     const char      *raw;       /* the record's input bytes, exactly */
     size_t           raw_bytes;
 };
@@ -182,6 +183,30 @@ TMAP_API size_t tmap_pool_find(const struct tmap_pool *pool, const char *id);
  * same records give the same value whatever the file is called or where it
  * lies, so two hosts can tell whether they hold the same data. */
 TMAP_API void tmap_pool_fingerprint(const struct tmap_pool *pool, const size_t *rows, size_t n, char out[33]);
+
+/* How much of a validation set (or a tiny set) the pool repeats. A pool
+ * record that asks a validation item's own question can be drawn as that
+ * item's demonstration, answer and all, which pays the proxy for selecting
+ * it: the learned weights then follow the leak (toward relevance, say),
+ * and the downstream evaluation is contaminated too. Counted by hash, so
+ * CRLF and surrounding whitespace do not hide a copy. */
+struct tmap_overlap {
+    size_t n_prompts;   /* records of val whose prompt some pool record asks, with any response */
+    size_t n_records;   /* of those, records the pool holds exactly (same content hash) */
+    size_t n_pool_rows; /* pool records asking one of those prompts */
+    size_t n_val;       /* records of val */
+    size_t first;       /* index in val of the first such record; SIZE_MAX when none */
+    size_t first_line;  /* and its line in val's file; 0 when none */
+};
+
+TMAP_API enum tmap_status tmap_pool_overlap(const struct tmap_pool *pool, const struct tmap_pool *val,
+                                   struct tmap_overlap *out, struct tmap_error *err);
+
+/* With some overlap, one line that says how much and what it costs, naming
+ * val_path (val's file) and the line of its first shared record; false
+ * (buf left as it is) without. */
+TMAP_API bool tmap_overlap_describe(const struct tmap_overlap *overlap, const char *val_path, char *buf,
+                                    size_t size);
 
 /* One conversation turn; role is "system", "user" or "assistant". */
 struct tmap_turn {
@@ -942,7 +967,9 @@ struct tmap_run_summary {
     size_t              n_pool, n_val, n_tiny, n_selected;
     size_t              n_duplicates;   /* exact duplicates kept out of the selection */
     size_t              n_pool_rejected, n_val_rejected; /* bad records set aside (on_error SKIP) */
+    struct tmap_overlap val_in_pool;    /* validation records the pool repeats (tmap_overlap_describe) */
     struct tmap_model_info model;       /* which model, and what it was trained on */
+    struct tmap_model_info judge, embedder; /* as loaded for judge_path, embed_path; zeroed when not given */
     struct tmap_weights weights;        /* learned */
     struct tmap_baselines baselines;    /* what the learned weights are measured against */
     double              uniform_value;  /* proxy at equal weights (= baselines.equal) */

@@ -213,6 +213,12 @@ void cli_notice(const char *message, void *user_data);
 
 /* tmap_model_load, then a warning on stderr (--quiet or not: it says the
  * results may mean little) when -c runs past the model's training context. */
+/* Warns on stderr (rank 0, whatever --quiet) when the pool repeats records
+ * of val, the tiny set or validation data read from val_path: a leak the
+ * proxy would reward (tmap_pool_overlap). */
+enum tmap_status cli_warn_overlap(const struct tmap_pool *pool, const struct tmap_pool *val, const char *val_path,
+                                  struct tmap_error *err);
+
 enum tmap_status cli_model_load(const struct tmap_model_params *params, struct tmap_model **out,
                                 struct tmap_error *err);
 /* Prints a usage error for the command and returns TMAP_ERR_USAGE. */

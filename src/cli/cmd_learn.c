@@ -43,6 +43,8 @@ static int run_learn(struct tmap_model_params *mp, struct cli_learn_options *l, 
     if (!st)
         st = cli_load_pool(d, tiny_path, &in.tiny, &err);
     if (!st)
+        st = cli_warn_overlap(in.pool, in.tiny, tiny_path, &err);
+    if (!st)
         st = cli_model_load(mp, &in.model, &err);
     if (!st)
         st = tmap_proxy_create(in.model, in.tiny, NULL, &l->learn.proxy, &in.proxy, &err);

@@ -30,6 +30,8 @@ static int run_proxy(struct proxy_options *o)
     if (!st)
         st = cli_load_pool(&o->d, o->tiny_path, &tiny, &err);
     if (!st)
+        st = cli_warn_overlap(demos, tiny, o->tiny_path, &err);
+    if (!st)
         st = cli_model_load(&o->mp, &model, &err);
     if (!st)
         st = tmap_proxy_create(model, tiny, NULL, &o->pp, &proxy, &err);

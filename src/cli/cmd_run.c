@@ -38,6 +38,15 @@ static void print_model(const struct tmap_model_info *m, const char *path)
         printf("%-28s %s\n", "context: WARNING", line);
 }
 
+/* A judge or an embedder loaded past its training context: their scores
+ * feed the selection as much as the target's do. */
+static void print_helper_context(const struct tmap_model_info *m, const char *role, const char *path)
+{
+    char line[512];
+    if (path && tmap_model_context_warning(m, line, sizeof line))
+        printf("%-28s %s: %s\n", role, path, line);
+}
+
 /* The proxy's settings in a line: a value is only comparable under them. */
 static void print_proxy(const struct tmap_proxy_params *pp)
 {
@@ -64,11 +73,16 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     const char *model_path = p->model.path, *out_dir = p->out_dir;
     double ratio = p->learn.select.ratio;
     print_model(&s->model, model_path);
+    print_helper_context(&s->judge, "judge context: WARNING", p->judge_path);
+    print_helper_context(&s->embedder, "embedder context: WARNING", p->embed_path);
     printf("%-28s %zu records", "pool", s->n_pool);
     print_rejected(s->n_pool_rejected, p->pool.rejects_path);
     printf("%-28s %zu item%s -> %zu anchor%s", "validation", s->n_val, s->n_val == 1 ? "" : "s", s->n_tiny,
            s->n_tiny == 1 ? "" : "s");
     print_rejected(s->n_val_rejected, p->pool.rejects_path);
+    char leak[1024];
+    if (tmap_overlap_describe(&s->val_in_pool, p->val_path, leak, sizeof leak))
+        printf("%-28s %s\n", "validation: WARNING", leak);
     /* "computed" counts samples that gained any value, a text-only one
      * too; the tokens say whether the model did any work for them. */
     printf("%-28s %zu computed, %zu from the store, %llu tokens decoded, %.1f s", "scoring",

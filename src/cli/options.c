@@ -51,6 +51,17 @@ void cli_notice(const char *message, void *user_data)
         fprintf(stderr, "tmap: note: %s\n", message);
 }
 
+enum tmap_status cli_warn_overlap(const struct tmap_pool *pool, const struct tmap_pool *val, const char *val_path,
+                                  struct tmap_error *err)
+{
+    struct tmap_overlap o;
+    char line[1024];
+    enum tmap_status st = tmap_pool_overlap(pool, val, &o, err);
+    if (!st && tmap_overlap_describe(&o, val_path, line, sizeof line) && tmap_dist_rank() == 0)
+        fprintf(stderr, "tmap: warning: %s\n", line);
+    return st;
+}
+
 enum tmap_status cli_model_load(const struct tmap_model_params *params, struct tmap_model **out,
                                 struct tmap_error *err)
 {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack for the prompt hash */
 #include <xxhash.h>
 
 #include "util/error.h"
@@ -820,6 +821,15 @@ enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[
     XXH3_freeState(state);
     memcpy(out, canonical.digest, sizeof canonical.digest);
     return TMAP_OK;
+}
+
+uint64_t tmap_sample_prompt_hash(const struct tmap_sample *sample)
+{
+    XXH3_state_t state;
+    XXH3_INITSTATE(&state);
+    XXH3_128bits_reset(&state);
+    hash_normalised(&state, sample->prompt);
+    return XXH3_128bits_digest(&state).low64;
 }
 
 void tmap_hash_hex(const uint8_t hash[16], char out[33])

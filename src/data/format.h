@@ -41,6 +41,10 @@ const char *tmap_json_type_name(const json_t *value);
  * ASCII whitespace, so a record re-saved by another tool keeps its hash. */
 enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[16]);
 
+/* 64 bits of the same hash over the normalised prompt alone: the same
+ * question with any answer (tmap_pool_overlap). */
+uint64_t tmap_sample_prompt_hash(const struct tmap_sample *sample);
+
 /* That hash as 32 lowercase hex digits and a NUL: the "hash" column of
  * scores files, which lets tmap select refuse scores of edited records. */
 void tmap_hash_hex(const uint8_t hash[16], char out[33]);

@@ -42,6 +42,7 @@ struct pool_entry {
     size_t           line;
     size_t           id;            /* offset of its id in pool->ids */
     uint8_t          hash[16];
+    uint64_t         prompt_hash;
     enum tmap_format format;
 };
 
@@ -309,6 +310,7 @@ static enum tmap_status add_entry(struct tmap_pool *pool, const struct tmap_samp
                              .id = pool->ids_bytes, .format = sample->format};
     if (tmap_sample_hash(sample, e->hash) != TMAP_OK)
         return out_of_memory(err);
+    e->prompt_hash = tmap_sample_prompt_hash(sample);
     memcpy(pool->ids + pool->ids_bytes, sample->id, id_bytes);
     pool->ids_bytes += id_bytes;
     pool->slots[id_slot(pool, sample->id)] = ++pool->n_entries;
@@ -832,7 +834,8 @@ enum tmap_status tmap_pool_record(const struct tmap_pool *pool, size_t i, struct
         return TMAP_ERR_USAGE;
     const struct pool_entry *e = &pool->entries[i];
     *out = (struct tmap_record){.id = entry_id(pool, i), .line = e->line, .format = e->format,
-                                .raw = pool->map + e->offset, .raw_bytes = e->bytes};
+                                .raw = pool->map + e->offset, .raw_bytes = e->bytes,
+                                .prompt_hash = e->prompt_hash};
     memcpy(out->hash, e->hash, sizeof out->hash);
     return TMAP_OK;
 }

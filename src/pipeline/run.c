@@ -65,6 +65,7 @@ struct run_state {
     struct tmap_proxy  *proxy;
     struct tmap_learn_result learned;
     struct tmap_selection    sel;
+    struct tmap_overlap      val_in_pool;
     char               *config;
 };
 
@@ -113,6 +114,12 @@ static char *config_json(const struct run_state *r)
                             p->pool_path, "val", p->val_path, "template", tmap_template_name(p->score.tmpl),
                             "judge", p->judge_path, "embed_model", p->embed_path, "tiny_items",
                             (json_int_t)r->tiny.n);
+    /* Validation records the pool repeats (zeros when none). */
+    const struct tmap_overlap *o = &r->val_in_pool;
+    if (run)
+        json_object_set_new(run, "val_in_pool", json_pack("{s:I, s:I, s:I}", "prompts", (json_int_t)o->n_prompts,
+                                                          "records", (json_int_t)o->n_records, "pool_records",
+                                                          (json_int_t)o->n_pool_rows));
     /* How many demonstrations the prompts held: a value judged by one
      * record per draw is not the k-shot value the settings promise. */
     const struct tmap_proxy_counters pc = r->demos;
@@ -126,6 +133,46 @@ static char *config_json(const struct run_state *r)
     json_decref(run);
     json_decref(c);
     return text;
+}
+
+/* A context past a model's training is said before the work, not only in
+ * the summary at its end: the run may take hours, all of them spent on
+ * positions the model never saw. */
+static void notice_context(const struct run_state *r, const struct tmap_model *m, const char *path)
+{
+    const struct tmap_score_params *sp = &r->p->score;
+    if (!m || !sp->notice || tmap_dist_rank() != 0)
+        return;
+    struct tmap_model_info mi;
+    tmap_model_get_info(m, &mi);
+    char line[512], message[4700];
+    if (!tmap_model_context_warning(&mi, line, sizeof line))
+        return;
+    snprintf(message, sizeof message, "%s: %s", path, line);
+    sp->notice(message, sp->notice_user_data);
+}
+
+/* Every loaded model's context warning in one line for the report, the
+ * target's first and alone as it is; the judge's and the embedder's say
+ * whose they are. */
+static bool context_warnings(const struct run_state *r, char *buf, size_t size)
+{
+    const struct {
+        const struct tmap_model *model;
+        const char *role;
+    } models[] = { { r->model, "" }, { r->judge, "the judge: " }, { r->embedder, "the embedder: " } };
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof models / sizeof models[0] && used < size; i++) {
+        struct tmap_model_info mi;
+        char line[512];
+        if (!models[i].model)
+            continue;
+        tmap_model_get_info(models[i].model, &mi);
+        if (tmap_model_context_warning(&mi, line, sizeof line))
+            used += (size_t)snprintf(buf + used, size - used, "%s%s%s", used ? "; " : "", models[i].role, line);
+    }
+    return used > 0;
 }
 
 static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
@@ -153,6 +200,19 @@ static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
     if (!st && p->embed_path) {
         mp.path = p->embed_path;
         st = tmap_model_load(&mp, &r->embedder, err);
+    }
+    /* Validation records the pool repeats: said before the work, as the
+     * context is, and in every output after it. */
+    if (!st)
+        st = tmap_pool_overlap(r->pool, r->val, &r->val_in_pool, err);
+    char leak[1024];
+    if (!st && p->score.notice && tmap_dist_rank() == 0 &&
+        tmap_overlap_describe(&r->val_in_pool, p->val_path, leak, sizeof leak))
+        p->score.notice(leak, p->score.notice_user_data);
+    if (!st) {
+        notice_context(r, r->model, p->model.path);
+        notice_context(r, r->judge, p->judge_path);
+        notice_context(r, r->embedder, p->embed_path);
     }
     return st;
 }
@@ -297,11 +357,12 @@ static enum tmap_status write_report(struct run_state *r, struct tmap_error *err
     else
         snprintf(knowledge, sizeof knowledge, "%s", mi.trained_on[0] ? mi.trained_on
                                                    : "unknown: the model carries no training record");
-    char context[512];
-    bool beyond = tmap_model_context_warning(&mi, context, sizeof context);
+    char context[1600], leak[1024];
+    bool beyond = context_warnings(r, context, sizeof context);
+    bool leaks = tmap_overlap_describe(&r->val_in_pool, r->p->val_path, leak, sizeof leak);
     struct tmap_report_input in = {
         .baselines = &r->learned.baselines, .n_duplicates = r->sel.n_duplicates, .model_knowledge = knowledge,
-        .context_warning = beyond ? context : NULL,
+        .context_warning = beyond ? context : NULL, .overlap_warning = leaks ? leak : NULL,
         .advice = tmap_baselines_advice(&r->learned.baselines, &r->p->learn, w),
         .title = title, .model_description = mi.description, .config_json = r->config,
         .n_indicators = w->d, .names = (const char *const *)w->names, .weights = w->weights,
@@ -378,7 +439,12 @@ static enum tmap_status copy_baselines(const struct tmap_baselines *from, struct
 static void fill_summary(const struct run_state *r, struct tmap_run_summary *s)
 {
     tmap_model_get_info(r->model, &s->model);
+    if (r->judge)
+        tmap_model_get_info(r->judge, &s->judge);
+    if (r->embedder)
+        tmap_model_get_info(r->embedder, &s->embedder);
     s->n_duplicates = r->sel.n_duplicates;
+    s->val_in_pool = r->val_in_pool;
     s->n_pool = tmap_pool_size(r->pool);
     s->n_val = tmap_pool_size(r->val);
     s->n_pool_rejected = tmap_pool_n_rejected(r->pool);

@@ -279,6 +279,11 @@ static void section_summary(struct html *h, const struct tmap_report_input *in)
         html_put_esc(h, in->model_knowledge);
         stat_end(h);
     }
+    if (in->overlap_warning) {
+        stat_begin(h, "validation in the pool: WARNING");
+        html_put_esc(h, in->overlap_warning);
+        stat_end(h);
+    }
     if (in->context_warning) {
         stat_begin(h, "context: WARNING");
         html_put_esc(h, in->context_warning);

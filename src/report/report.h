@@ -44,6 +44,7 @@ struct tmap_report_input {
     size_t n_duplicates;            /* exact duplicates kept out of the selection */
     const char *model_knowledge;    /* "held-out loss ... on ...", or a warning; may be NULL */
     const char *context_warning;    /* tmap_model_context_warning's line; may be NULL */
+    const char *overlap_warning;    /* tmap_overlap_describe's line: validation the pool repeats; may be NULL */
     const char *advice;             /* tmap_baselines_advice's line; may be NULL */
 };
 

@@ -167,6 +167,27 @@ for f in selected tiny; do
     expect_out "rejected   0"
 done
 
+check "validation the pool repeats: said on stderr, in the summary, weights.json and the report"
+# Two pool records (one re-saved with CRLF and padding, which its hash
+# ignores) lead a validation file: their copies in the pool could be drawn
+# as their own demonstrations.
+{ sed -n 5p pool.jsonl; sed -n 9p pool.jsonl | sed 's/"question": "/"question": "  /; s/$/\r/'; cat val.jsonl; } > leak.jsonl
+run "$TMAP" run "${common[@]/val.jsonl/leak.jsonl}" --out leak --search equal --baselines 1 --redraws 1
+expect_status 0
+expect_out "validation: WARNING          2 of the 14 records of leak.jsonl ask a question the pool also holds (2 with the same answer; 2 pool records; the first: line 1): a pool copy drawn as its own item's demonstration pays the proxy for selecting it"
+expect_err "tmap: note: 2 of the 14 records of leak.jsonl ask a question the pool also holds"
+expect_true grep -q '"val_in_pool":{"pool_records":2,"prompts":2,"records":2}' <(tr -d ' \n' < leak/weights.json)
+expect_true grep -q 'validation in the pool: WARNING.*2 of the 14 records of leak.jsonl' leak/report.html
+# The same question with another answer still leaks the question.
+{ sed -n 5p pool.jsonl | sed 's/#### [0-9]*/#### 999/'; head -n 1 val.jsonl; } > leak-tiny.jsonl
+run "$TMAP" proxy -m "$MODEL" --demos-from pool.jsonl --tiny leak-tiny.jsonl -k 2 -c 1024 --quiet
+expect_status 0
+expect_err "tmap: warning: 1 of the 2 records of leak-tiny.jsonl ask a question the pool also holds (0 with the same answer; 1 pool record; the first: line 1)"
+run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores a/scores.csv --tiny leak-tiny.jsonl --iters 2 -k 2 --draws 1 \
+    -c 1024 --quiet -o leak-weights.json --trace leak-trace.csv
+expect_status 0
+expect_err "tmap: warning: 1 of the 2 records of leak-tiny.jsonl ask a question the pool also holds"
+
 check "learn alone"
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators loss,steps -o s.csv -c 1024 --quiet
 run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 4 -k 2 --draws 1 -c 1024 --quiet
@@ -294,14 +315,20 @@ run "$TMAP" run "${common[@]}" --out pool.jsonl
 expect_status 3
 expect_err "pool.jsonl: exists and is not a folder"
 # A context past the model's training runs, and the summary and the report
-# say what that costs (the test model was trained on 2,048 tokens).
-run "$TMAP" run "${common[@]}" --out wide -c 4096 --search equal --quiet
+# say what that costs (the test model was trained on 2,048 tokens), for
+# the judge and the embedder too, which run at the target's -c; stderr
+# says it at the start, once per model.
+run "$TMAP" run "${common[@]}" --out wide -c 4096 --search equal --judge "$MODEL" --embed-model "$MODEL"
 expect_status 0
 expect_out "context: WARNING             a context of 4096 tokens is beyond the 2048 the model was trained on"
+expect_out "judge context: WARNING       $MODEL: a context of 4096 tokens is beyond the 2048"
+expect_out "embedder context: WARNING    $MODEL: a context of 4096 tokens is beyond the 2048"
 expect_true grep -q 'context: WARNING.*beyond the 2048 the model was trained on' wide/report.html
-run "$TMAP" run "${common[@]}" --out a --quiet
+expect_true grep -q 'the embedder: a context of 4096 tokens' wide/report.html
+expect_true test "$(grep -c "tmap: note: $MODEL: a context of 4096 tokens is beyond" "$WORK/.err")" -eq 3
+run "$TMAP" run "${common[@]}" --out a --quiet   # nor a validation file the pool repeats
 expect_status 0
-expect_true test "$(grep -c 'context: WARNING' "$WORK/.out")" -eq 0
+expect_true test "$(grep -c 'WARNING' "$WORK/.out")" -eq 0
 # Lowering -k cannot help a context too short for any item alone.
 run "$TMAP" run "${common[@]}" --out short -c 24
 expect_status 2

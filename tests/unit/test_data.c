@@ -699,6 +699,67 @@ static void test_pool_fingerprint(void **state)
         unlink(temp_path(written[i]));
 }
 
+/* Validation records the pool repeats: by prompt (any answer) and by whole
+ * record, through CRLF and surrounding whitespace, counted per validation
+ * record however many pool copies it has. */
+static void test_pool_overlap(void **state)
+{
+    (void)state;
+    const char *pool_lines[] = {
+        "{\"id\": \"p1\", \"question\": \"1+1?\", \"answer\": \"#### 2\"}",
+        "{\"id\": \"p2\", \"question\": \"2+2?\\r\\n\", \"answer\": \" #### 4\"}",
+        "{\"id\": \"p3\", \"question\": \"2+2?\", \"answer\": \"#### 5\"}",
+        "{\"id\": \"p4\", \"question\": \"3+3?\", \"answer\": \"#### 7\"}",
+        "{\"id\": \"p5\", \"question\": \"9+9?\", \"answer\": \"#### 18\"}",
+    };
+    const char *val_lines[] = {
+        "{\"id\": \"v1\", \"question\": \"5+5?\", \"answer\": \"#### 10\"}", /* not in the pool */
+        "{\"id\": \"v3\", \"question\": \"3+3?\", \"answer\": \"#### 6\"}",  /* p4 by prompt */
+        "{\"id\": \"v2\", \"question\": \"2+2?\", \"answer\": \"#### 4\"}",  /* p2 exactly, p3 by prompt */
+        "{\"id\": \"v4\", \"question\": \"3+3?\", \"answer\": \"#### 7\"}",  /* p4 exactly */
+        "{\"id\": \"v5\", \"question\": \"1+1\", \"answer\": \"#### 2\"}",   /* another question */
+    };
+    write_records("ov_pool.jsonl", pool_lines, 5);
+    write_records("ov_val.jsonl", val_lines, 5);
+    struct tmap_pool *pool = load_with(temp_path("ov_pool.jsonl"), NULL);
+    struct tmap_pool *val = load_with(temp_path("ov_val.jsonl"), NULL);
+    struct tmap_overlap o;
+    struct tmap_error err;
+    assert_int_equal(tmap_pool_overlap(pool, val, &o, &err), TMAP_OK);
+    assert_int_equal(o.n_val, 5);
+    assert_int_equal(o.n_prompts, 3);   /* v3, v2, v4 */
+    assert_int_equal(o.n_records, 2);   /* v2 (p2 through CRLF and spaces), v4 */
+    assert_int_equal(o.n_pool_rows, 3); /* p2, p3, p4 */
+    assert_int_equal(o.first, 1);       /* v3: the question alone counts */
+    assert_int_equal(o.first_line, 2);
+    char line[1024] = "untouched";
+    assert_true(tmap_overlap_describe(&o, "val.jsonl", line, sizeof line));
+    assert_non_null(strstr(line, "3 of the 5 records of val.jsonl ask a question the pool also holds "
+                                 "(2 with the same answer; 3 pool records; the first: line 2)"));
+
+    /* A pool against itself repeats every record; against a disjoint set,
+     * none, and the line is left alone. */
+    assert_int_equal(tmap_pool_overlap(pool, pool, &o, &err), TMAP_OK);
+    assert_int_equal(o.n_prompts, 5);
+    assert_int_equal(o.n_records, 5);
+    assert_int_equal(o.n_pool_rows, 5);
+    const char *other[] = { val_lines[0], val_lines[4] };
+    write_records("ov_other.jsonl", other, 2);
+    struct tmap_pool *disjoint = load_with(temp_path("ov_other.jsonl"), NULL);
+    assert_int_equal(tmap_pool_overlap(pool, disjoint, &o, &err), TMAP_OK);
+    assert_int_equal(o.n_prompts + o.n_records + o.n_pool_rows + o.first_line, 0);
+    assert_int_equal(o.first, SIZE_MAX);
+    strcpy(line, "untouched");
+    assert_false(tmap_overlap_describe(&o, "other.jsonl", line, sizeof line));
+    assert_string_equal(line, "untouched");
+    tmap_pool_free(disjoint);
+    tmap_pool_free(val);
+    tmap_pool_free(pool);
+    const char *written[] = { "ov_pool.jsonl", "ov_val.jsonl", "ov_other.jsonl" };
+    for (size_t i = 0; i < 3; i++)
+        unlink(temp_path(written[i]));
+}
+
 /* ---- bad input ---------------------------------------------------------- */
 
 /* Loads a fixture that must fail with TMAP_ERR_DATA; returns the message. */
@@ -1245,6 +1306,7 @@ int main(void)
         cmocka_unit_test(test_gsm8k_train),
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_pool_fingerprint),
+        cmocka_unit_test(test_pool_overlap),
         cmocka_unit_test(test_truncated_line),
         cmocka_unit_test(test_line_cut_after_a_key),
         cmocka_unit_test(test_truncated_array),
