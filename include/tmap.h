@@ -199,8 +199,10 @@ struct tmap_overlap {
     size_t first_line;  /* and its line in val's file; 0 when none */
 };
 
+/* in_pool (may be NULL): per pool record, whether it asks a question of val
+ * (what `tmap data decontaminate` leaves out). */
 TMAP_API enum tmap_status tmap_pool_overlap(const struct tmap_pool *pool, const struct tmap_pool *val,
-                                   struct tmap_overlap *out, struct tmap_error *err);
+                                   bool *in_pool, struct tmap_overlap *out, struct tmap_error *err);
 
 /* With some overlap, one line that says how much and what it costs, naming
  * val_path (val's file) and the line of its first shared record; false

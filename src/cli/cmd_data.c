@@ -1,11 +1,14 @@
 /*
  * cmd_data.c - `tmap data stats FILE`: how many records of which format,
  * what was rejected, and how long prompts and responses are, in characters
- * and (with -m) in the model's tokens.
+ * and (with -m) in the model's tokens. `tmap data decontaminate POOL
+ * --against FILE`: the pool without the records that ask a question of
+ * FILE (a benchmark's test set, the run's validation data).
  */
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void print_summary_row(const char *name, const struct tmap_length_summary *s)
@@ -127,10 +130,104 @@ static int data_stats(int argc, char **argv)
     return rc;
 }
 
+/* Kept records to -o, dropped ones to --dropped: between the two files
+ * every record of the pool is still somewhere, byte for byte. */
+static enum tmap_status write_split(const struct tmap_pool *pool, const bool *asks, size_t *rows, const char *out,
+                                    const char *dropped, size_t *n_kept, struct tmap_error *err)
+{
+    size_t n = tmap_pool_size(pool);
+    enum tmap_status st = TMAP_OK;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        const char *path = pass == 0 ? out : dropped;
+        struct tmap_selection sel = { .n_rows = n, .rows = rows };
+        for (size_t i = 0; i < n; i++)
+            if (asks[i] == (pass == 1))
+                rows[sel.n++] = i;
+        if (pass == 0)
+            *n_kept = sel.n;
+        if (path)
+            st = tmap_selection_write(pool, &sel, path, err);
+    }
+    return st;
+}
+
+static int run_decontaminate(const char *pool_path, const char *against, const char *out, const char *dropped,
+                             struct cli_data_options *d)
+{
+    struct tmap_error err = { 0 };
+    struct tmap_pool *pool = NULL, *bench = NULL;
+    struct tmap_overlap o;
+    bool *asks = NULL;
+    size_t *rows = NULL, n_kept = 0;
+    enum tmap_status st = cli_load_pool(d, pool_path, &pool, &err);
+    if (!st)
+        st = cli_load_pool(d, against, &bench, &err);
+    size_t n = tmap_pool_size(pool);
+    if (!st && (!(asks = malloc((n ? n : 1) * sizeof *asks)) || !(rows = malloc((n ? n : 1) * sizeof *rows)))) {
+        err.status = st = TMAP_ERR_NOMEM;
+        snprintf(err.message, sizeof err.message, "out of memory for %zu records of %s", n, pool_path);
+    }
+    if (!st)
+        st = tmap_pool_overlap(pool, bench, asks, &o, &err);
+    if (!st)
+        st = write_split(pool, asks, rows, out, dropped, &n_kept, &err);
+    if (!st) {
+        printf("kept %zu of %zu records of %s in %s; left out %zu that ask one of %zu questions of %s "
+               "(%zu of them with the same answer)%s%s\n",
+               n_kept, tmap_pool_size(pool), pool_path, out, o.n_pool_rows, o.n_prompts, against, o.n_records,
+               dropped ? "; they are in " : "", dropped ? dropped : "");
+    }
+    free(rows);
+    free(asks);
+    tmap_pool_free(bench);
+    tmap_pool_free(pool);
+    return st ? cli_report(&err) : 0;
+}
+
+static int data_decontaminate(int argc, char **argv)
+{
+    struct cli_data_options d;
+    cli_data_options_init(&d);
+    const char *against = NULL, *out = NULL, *dropped = NULL;
+    const struct cli_option options[] = {
+        { "--against", CLI_STRING, &against, "FILE", "the questions to keep out (a test set, --val data): required", 0, 0, NULL },
+        { "-o|--out", CLI_STRING, &out, "FILE", "where the kept records go (JSONL): required", 0, 0, NULL },
+        { "--dropped", CLI_STRING, &dropped, "FILE", "where the left-out records go (JSONL)", 0, 0, NULL },
+        CLI_DATA_OPTIONS(d),
+        CLI_OPT_END,
+    };
+    const struct cli_spec spec = {
+        "tmap data decontaminate POOL --against FILE -o OUT [--dropped FILE]",
+        "Writes POOL without the records that ask a question of FILE, whatever their\n"
+        "answer, byte for byte and in order. Questions match after trimming surrounding\n"
+        "whitespace and reading CRLF as LF; a reworded question is another question.\n"
+        "Several test sets: concatenate them into one JSONL file.",
+        options, 1, 1,
+    };
+    const char *pool_path = NULL;
+    size_t n_pos;
+    int rc = cli_parse(&spec, argc, argv, &pool_path, &n_pos);
+    if (rc >= 0)
+        return rc;
+    if (!against || !out)
+        rc = cli_usage_error(&spec, "%s", !against ? "--against FILE is required" : "-o OUT is required");
+    else
+        rc = cli_check_paths(&spec,
+                             (const struct cli_path[]){ { "POOL", pool_path }, { "--against", against }, { NULL, NULL } },
+                             (const struct cli_path[]){ { "-o", out }, { "--dropped", dropped }, { NULL, NULL } });
+    if (rc == 0)
+        rc = cli_data_options_finish(&d, pool_path);
+    if (rc == 0)
+        rc = run_decontaminate(pool_path, against, out, dropped, &d);
+    cli_data_options_free(&d);
+    return rc;
+}
+
 int cmd_data(int argc, char **argv)
 {
     static const struct cli_subcommand subs[] = {
         { "stats", data_stats, "records per format, rejects, and length quantiles" },
+        { "decontaminate", data_decontaminate, "the pool without the records asking a question of a test set" },
     };
     return cli_run_subcommand("data", subs, sizeof subs / sizeof subs[0], argc, argv);
 }

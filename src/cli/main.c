@@ -12,7 +12,7 @@
 static const struct cli_command commands[] = {
     { "version", cmd_version, "print tmap's and llama.cpp's versions and the build" },
     { "info",    cmd_info,    "describe a GGUF model (architecture, size, vocabulary, context)" },
-    { "data",    cmd_data,    "inspect a data set: `tmap data stats FILE`" },
+    { "data",    cmd_data,    "inspect or clean a data set: `tmap data stats FILE`, `tmap data decontaminate`" },
     { "score",   cmd_score,   "score every pool sample with the indicators (stored, resumable)" },
     { "tiny",    cmd_tiny,    "pick ~100 weighted anchor items that stand for a validation set" },
     { "proxy",   cmd_proxy,   "in-context-learning score on a tiny set with demos from a subset" },
@@ -48,8 +48,11 @@ int cli_run_subcommand(const char *group, const struct cli_subcommand *subs, siz
         fprintf(stderr, "tmap %s: %s%s%s\n", group, argc >= 2 ? "unknown subcommand '" : "expected a subcommand",
                 argc >= 2 ? argv[1] : "", argc >= 2 ? "'" : "");
     fprintf(out, "usage: tmap %s SUBCOMMAND [options]\n\nsubcommands:\n", group);
+    int width = 10;
     for (size_t i = 0; i < n_subs; i++)
-        fprintf(out, "  %-10s %s\n", subs[i].name, subs[i].summary);
+        width = strlen(subs[i].name) > (size_t)width ? (int)strlen(subs[i].name) : width;
+    for (size_t i = 0; i < n_subs; i++)
+        fprintf(out, "  %-*s %s\n", width, subs[i].name, subs[i].summary);
     return asked ? 0 : TMAP_ERR_USAGE;
 }
 

@@ -56,7 +56,7 @@ enum tmap_status cli_warn_overlap(const struct tmap_pool *pool, const struct tma
 {
     struct tmap_overlap o;
     char line[1024];
-    enum tmap_status st = tmap_pool_overlap(pool, val, &o, err);
+    enum tmap_status st = tmap_pool_overlap(pool, val, NULL, &o, err);
     if (!st && tmap_overlap_describe(&o, val_path, line, sizeof line) && tmap_dist_rank() == 0)
         fprintf(stderr, "tmap: warning: %s\n", line);
     return st;

@@ -43,11 +43,13 @@ static size_t lower_bound(const struct val_key *keys, size_t n, uint64_t prompt_
 
 enum { SHARES_PROMPT = 1, SHARES_RECORD = 2 };
 
-enum tmap_status tmap_pool_overlap(const struct tmap_pool *pool, const struct tmap_pool *val,
+enum tmap_status tmap_pool_overlap(const struct tmap_pool *pool, const struct tmap_pool *val, bool *in_pool,
                                    struct tmap_overlap *out, struct tmap_error *err)
 {
     size_t m = tmap_pool_size(val), n = tmap_pool_size(pool);
     *out = (struct tmap_overlap){ .n_val = m, .first = SIZE_MAX };
+    if (in_pool)
+        memset(in_pool, 0, n * sizeof *in_pool);
     if (!m || !n)
         return TMAP_OK;
     struct val_key *keys = malloc(m * sizeof *keys);
@@ -68,8 +70,10 @@ enum tmap_status tmap_pool_overlap(const struct tmap_pool *pool, const struct tm
         struct tmap_record r;
         tmap_pool_record(pool, i, &r);
         size_t j = lower_bound(keys, m, r.prompt_hash);
-        if (j < m && keys[j].prompt_hash == r.prompt_hash)
-            out->n_pool_rows++;
+        bool asks = j < m && keys[j].prompt_hash == r.prompt_hash;
+        out->n_pool_rows += asks;
+        if (in_pool)
+            in_pool[i] = asks;
         for (; j < m && keys[j].prompt_hash == r.prompt_hash; j++)
             shares[keys[j].row] |= SHARES_PROMPT | (memcmp(keys[j].hash, r.hash, 16) == 0 ? SHARES_RECORD : 0);
     }
@@ -95,8 +99,8 @@ bool tmap_overlap_describe(const struct tmap_overlap *o, const char *val_path, c
         snprintf(buf, size,
                  "%zu of the %zu records of %s ask a question the pool also holds (%zu with the same answer; "
                  "%zu pool record%s; the first: line %zu): a pool copy drawn as its own item's demonstration "
-                 "pays the proxy for selecting it, so the weights may follow the leak; take them out of the "
-                 "pool or out of %s",
+                 "pays the proxy for selecting it, so the weights may follow the leak; `tmap data decontaminate "
+                 "POOL --against %s -o CLEAN` takes them out of the pool",
                  o->n_prompts, o->n_val, val_path, o->n_records, o->n_pool_rows, o->n_pool_rows == 1 ? "" : "s",
                  o->first_line, val_path);
     return true;

@@ -204,7 +204,7 @@ static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
     /* Validation records the pool repeats: said before the work, as the
      * context is, and in every output after it. */
     if (!st)
-        st = tmap_pool_overlap(r->pool, r->val, &r->val_in_pool, err);
+        st = tmap_pool_overlap(r->pool, r->val, NULL, &r->val_in_pool, err);
     char leak[1024];
     if (!st && p->score.notice && tmap_dist_rank() == 0 &&
         tmap_overlap_describe(&r->val_in_pool, p->val_path, leak, sizeof leak))

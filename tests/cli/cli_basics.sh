@@ -30,7 +30,7 @@ expect_status 0
 expect_out '{"tmap": "0.1.0", "build": "'
 
 check "every command has --help"
-for c in "version" "info" "data stats" "model create"; do
+for c in "version" "info" "data stats" "data decontaminate" "model create"; do
     run "$TMAP" $c --help
     expect_status 0
     expect_out "usage: tmap $c"
@@ -41,6 +41,7 @@ run "$TMAP" data
 expect_status 1
 expect_err "tmap data: expected a subcommand"
 expect_err "  stats "
+expect_err "  decontaminate the pool without"   # the column widens to the longest name
 run "$TMAP" model frob
 expect_status 1
 expect_err "tmap model: unknown subcommand 'frob'"

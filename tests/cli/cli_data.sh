@@ -179,4 +179,43 @@ expect_status 2
 expect_err "turns.jsonl:1: record is"
 rm -f turns.jsonl
 
+check "decontaminate: a pool without the questions of a test set, whatever their format and answer"
+# Test questions 1-3 asked again as Alpaca (another answer), ShareGPT and
+# OpenAI messages records, with CRLF and padding; two records of another
+# question around them.
+head -n 3 "$SRC/data/gsm8k/test.jsonl" > t3.jsonl
+q=()   # the questions as JSON strings, escapes and all
+while IFS= read -r line; do
+    q+=("$(sed -E 's/^\{"question": ("([^"\\]|\\.)*"), "answer".*$/\1/' <<< "$line")")
+done < t3.jsonl
+{
+    echo '{"instruction": "Name a prime.", "input": "", "output": "7"}'
+    echo "{\"instruction\": \"  ${q[0]:1:-1}\\r\\n\", \"input\": \"\", \"output\": \"another answer\"}"
+    echo "{\"conversations\": [{\"from\": \"human\", \"value\": ${q[1]}}, {\"from\": \"gpt\", \"value\": \"x\"}]}"
+    echo "{\"messages\": [{\"role\": \"user\", \"content\": ${q[2]}}, {\"role\": \"assistant\", \"content\": \"y\"}]}"
+    echo '{"instruction": "Name an even prime.", "input": "", "output": "2"}'
+} > mixed.jsonl
+run "$TMAP" data decontaminate mixed.jsonl --against t3.jsonl -o kept.jsonl --dropped dropped.jsonl
+expect_status 0
+expect_out "kept 2 of 5 records of mixed.jsonl in kept.jsonl; left out 3 that ask one of 3 questions of t3.jsonl (0 of them with the same answer); they are in dropped.jsonl"
+expect_true cmp kept.jsonl <(sed -n '1p;5p' mixed.jsonl)      # byte for byte, in order
+expect_true cmp dropped.jsonl <(sed -n '2,4p' mixed.jsonl)
+# A reworded question is another question.
+sed 's/"question": "/"question": "Please: /' t3.jsonl > reworded.jsonl
+run "$TMAP" data decontaminate mixed.jsonl --against reworded.jsonl -o all.jsonl
+expect_status 0
+expect_true cmp all.jsonl mixed.jsonl
+run "$TMAP" data decontaminate mixed.jsonl --against t3.jsonl -o mixed.jsonl
+expect_status 1
+expect_err "-o mixed.jsonl is the same file as POOL mixed.jsonl: writing it would destroy the input"
+expect_true cmp mixed.jsonl <(cat mixed.jsonl)
+run "$TMAP" data decontaminate mixed.jsonl -o x.jsonl
+expect_status 1
+expect_err "--against FILE is required"
+{ cat t3.jsonl; echo '{"question": "cut'; } > bad-test.jsonl
+run "$TMAP" data decontaminate mixed.jsonl --against bad-test.jsonl -o x.jsonl
+expect_status 2
+expect_err "bad-test.jsonl:4"
+expect_true test ! -e x.jsonl
+
 finish

@@ -725,7 +725,11 @@ static void test_pool_overlap(void **state)
     struct tmap_pool *val = load_with(temp_path("ov_val.jsonl"), NULL);
     struct tmap_overlap o;
     struct tmap_error err;
-    assert_int_equal(tmap_pool_overlap(pool, val, &o, &err), TMAP_OK);
+    bool asks[5];
+    assert_int_equal(tmap_pool_overlap(pool, val, asks, &o, &err), TMAP_OK);
+    const bool expected[5] = { false, true, true, true, false }; /* p2, p3, p4 */
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(asks[i], expected[i]);
     assert_int_equal(o.n_val, 5);
     assert_int_equal(o.n_prompts, 3);   /* v3, v2, v4 */
     assert_int_equal(o.n_records, 2);   /* v2 (p2 through CRLF and spaces), v4 */
@@ -739,16 +743,18 @@ static void test_pool_overlap(void **state)
 
     /* A pool against itself repeats every record; against a disjoint set,
      * none, and the line is left alone. */
-    assert_int_equal(tmap_pool_overlap(pool, pool, &o, &err), TMAP_OK);
+    assert_int_equal(tmap_pool_overlap(pool, pool, NULL, &o, &err), TMAP_OK);
     assert_int_equal(o.n_prompts, 5);
     assert_int_equal(o.n_records, 5);
     assert_int_equal(o.n_pool_rows, 5);
     const char *other[] = { val_lines[0], val_lines[4] };
     write_records("ov_other.jsonl", other, 2);
     struct tmap_pool *disjoint = load_with(temp_path("ov_other.jsonl"), NULL);
-    assert_int_equal(tmap_pool_overlap(pool, disjoint, &o, &err), TMAP_OK);
+    assert_int_equal(tmap_pool_overlap(pool, disjoint, asks, &o, &err), TMAP_OK);
     assert_int_equal(o.n_prompts + o.n_records + o.n_pool_rows + o.first_line, 0);
     assert_int_equal(o.first, SIZE_MAX);
+    for (size_t i = 0; i < 5; i++)
+        assert_false(asks[i]);
     strcpy(line, "untouched");
     assert_false(tmap_overlap_describe(&o, "other.jsonl", line, sizeof line));
     assert_string_equal(line, "untouched");
