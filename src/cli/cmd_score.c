@@ -47,6 +47,8 @@ static enum tmap_status load_inputs(struct score_options *o, struct loaded *l, s
     enum tmap_status st = cli_load_pool(&o->data, o->pool_path, &l->pool, err);
     if (!st && o->val_path)
         st = cli_load_pool(&o->data, o->val_path, &l->val, err);
+    if (!st && l->val) /* relevance would score a copy of a validation record highest */
+        st = cli_warn_overlap(l->pool, l->val, o->val_path, err);
     if (!st)
         st = load_model(o, o->model.path, &l->model, err);
     if (!st && o->judge_path)

@@ -166,4 +166,13 @@ run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps --cache bad.db
 expect_status 3
 expect_err "bad.db"
 
+check "validation data the pool repeats: relevance would favour the copies, and score says so"
+{ sed -n 7p pool.jsonl; cat val.jsonl; } > leak.jsonl
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --val leak.jsonl --indicators steps -o leak.csv --quiet
+expect_status 0
+expect_err "tmap: warning: 1 of the 11 records of leak.jsonl ask a question the pool also holds (1 with the same answer; 1 pool record; the first: line 1)"
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --val val.jsonl --indicators steps -o clean.csv --quiet
+expect_status 0
+expect_no_err
+
 finish
