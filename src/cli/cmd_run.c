@@ -88,10 +88,12 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
     printf("%-28s %zu computed, %zu from the store, %llu tokens decoded, %.1f s", "scoring",
            s->score_stats.n_computed, s->score_stats.n_from_store, (unsigned long long)s->score_stats.n_tokens,
            s->seconds_score);
-    if (s->score_stats.n_skipped)
-        printf("; %zu skipped, %s longer than the context (%d tokens): no model indicators",
-               s->score_stats.n_skipped, s->score_stats.n_skipped == 1 ? "its response" : "their responses",
-               s->model.n_ctx);
+    size_t n_empty = s->score_stats.n_empty, n_long = s->score_stats.n_skipped - n_empty;
+    if (n_long)
+        printf("; %zu skipped, %s longer than the context (%d tokens): no model indicators", n_long,
+               n_long == 1 ? "its response" : "their responses", s->model.n_ctx);
+    if (n_empty)
+        printf("; %zu with an empty response: no model indicators", n_empty);
     printf("\n");
     printf("%-28s %zu evaluation%s (%zu spent), %.1f s%s\n", "weight search", s->n_evaluations,
            s->n_evaluations == 1 ? "" : "s", s->n_spent, s->seconds_learn,

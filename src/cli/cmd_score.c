@@ -76,10 +76,13 @@ static void print_summary(const struct tmap_scores *scores, const char *out_path
     tmap_scores_get_stats(scores, &st);
     if (cli_quiet)
         return;
+    char empty[64] = "";
+    if (st.n_empty)
+        snprintf(empty, sizeof empty, " (%zu with an empty response)", st.n_empty);
     fprintf(stderr,
-            "tmap: scored %zu samples: %zu computed, %zu from the store, %zu skipped; "
+            "tmap: scored %zu samples: %zu computed, %zu from the store, %zu skipped%s; "
             "%llu tokens in %llu decode calls, %.1f s (%.0f tokens/s); wrote %s\n",
-            st.n_samples, st.n_computed, st.n_from_store, st.n_skipped, (unsigned long long)st.n_tokens,
+            st.n_samples, st.n_computed, st.n_from_store, st.n_skipped, empty, (unsigned long long)st.n_tokens,
             (unsigned long long)st.n_decode_calls, st.seconds,
             st.seconds > 0 ? (double)st.n_tokens / st.seconds : 0.0, out_path);
 }

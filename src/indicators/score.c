@@ -539,6 +539,17 @@ static void copy_first(struct scorer *sc, struct target *t, const struct item *i
     }
 }
 
+static bool response_is_empty(const struct tmap_pool *pool, size_t row)
+{
+    struct tmap_sample s;
+    struct tmap_error ignored;
+    if (tmap_pool_sample(pool, row, &s, &ignored) != TMAP_OK)
+        return false;
+    bool empty = s.response[0] == '\0';
+    tmap_sample_free(&s);
+    return empty;
+}
+
 /* Rank 0's side of a batch, computed here or received: copies, notices,
  * counts, and the store transaction. */
 enum tmap_status scorer_finish_batch(struct scorer *sc, struct target *t, struct item *items, size_t n)
@@ -551,16 +562,23 @@ enum tmap_status scorer_finish_batch(struct scorer *sc, struct target *t, struct
          * rerun from the store says what the first run said. */
         bool skipped_before = !it->skipped && !it_has_news(it) && (t->mask & BIT(TMAP_IND_LOSS)) &&
                               isnan(*scorer_cell(t, it->row, TMAP_IND_LOSS));
-        if (skipped_before) {
-            sc->stats.n_skipped++;
+        if (!skipped_before && !it->skipped)
+            continue;
+        /* An empty response is told apart: no context would help it. The
+         * first run knows its token count; a rerun from the store (or a
+         * batch another rank scored) reads the text again. */
+        bool empty = it->skipped ? it->n_response == 0 : response_is_empty(t->pool, it->row);
+        sc->stats.n_skipped++;
+        sc->stats.n_empty += empty;
+        if (empty)
+            scorer_notice(sc, "%s:%zu: sample %s: its response is empty: nothing to score, so its model indicators "
+                          "are left empty", tmap_pool_path(t->pool), it->rec.line, it->rec.id);
+        else if (skipped_before)
             scorer_notice(sc, "%s:%zu: sample %s: its response does not fit the context (so the store says); its model "
                    "indicators are left empty", tmap_pool_path(t->pool), it->rec.line, it->rec.id);
-        }
-        if (it->skipped) {
-            sc->stats.n_skipped++;
+        else
             scorer_notice(sc, "%s:%zu: sample %s: %d response tokens do not fit the context; its model indicators are left empty",
                    tmap_pool_path(t->pool), it->rec.line, it->rec.id, it->n_response);
-        }
     }
     enum tmap_status st = store_batch(sc, t, items, n);
     for (size_t i = 0; i < n && t->scores; i++) {

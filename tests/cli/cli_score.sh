@@ -166,6 +166,16 @@ run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps --cache bad.db
 expect_status 3
 expect_err "bad.db"
 
+check "an empty response: said as such, not as a context too short, from the store too"
+{ head -n 2 pool.jsonl; echo '{"question": "What is 2+2?", "answer": ""}'; } > empty.jsonl
+for pass in first again; do
+    run "$TMAP" score -m "$MODEL" -d empty.jsonl --indicators loss,length --cache empty.db -o empty.csv
+    expect_status 0
+    expect_err "empty.jsonl:3: sample 3: its response is empty: nothing to score, so its model indicators are left empty"
+    expect_err ", 1 skipped (1 with an empty response);"
+    expect_true test "$(grep -c "do not fit\|does not fit" "$WORK/.err")" -eq 0
+done
+
 check "validation data the pool repeats: relevance would favour the copies, and score says so"
 { sed -n 7p pool.jsonl; cat val.jsonl; } > leak.jsonl
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --val leak.jsonl --indicators steps -o leak.csv --quiet
