@@ -30,11 +30,42 @@ struct loaded {
     struct tmap_model *model;
 };
 
+/* Demonstrations that ask a test question put that item's answer in every
+ * prompt: its score then says what the model can copy, not what it knows. */
+static enum tmap_status warn_leaking_demos(const struct eval_options *o, const struct loaded *l,
+                                           struct tmap_error *err)
+{
+    size_t n_demos = tmap_pool_size(l->demos), n_used = o->eval.n_shots < n_demos ? o->eval.n_shots : n_demos;
+    bool *asks = malloc((n_demos ? n_demos : 1) * sizeof *asks);
+    if (!asks) {
+        err->status = TMAP_ERR_NOMEM;
+        snprintf(err->message, sizeof err->message, "out of memory for %zu demonstrations", n_demos);
+        return err->status;
+    }
+    struct tmap_overlap overlap;
+    enum tmap_status st = tmap_pool_overlap(l->demos, l->test, asks, &overlap, err);
+    size_t n_leaking = 0, first = 0;
+    for (size_t i = 0; !st && i < n_used; i++)
+        if (asks[i] && n_leaking++ == 0)
+            first = i;
+    struct tmap_record rec;
+    if (n_leaking && tmap_pool_record(l->demos, first, &rec) == TMAP_OK)
+        fprintf(stderr, "tmap: warning: %zu of the %zu demonstrations (the first records of %s; the first: line %zu) "
+                        "ask a question of %s: those items see their own question answered in every prompt, so "
+                        "their scores overstate what the model knows (`tmap data decontaminate %s --against %s "
+                        "-o CLEAN` leaves them out)\n",
+                n_leaking, n_used, o->demos_path, rec.line, o->test_path, o->demos_path, o->test_path);
+    free(asks);
+    return st;
+}
+
 static enum tmap_status load_inputs(struct eval_options *o, struct loaded *l, struct tmap_error *err)
 {
     enum tmap_status st = cli_load_pool(&o->data, o->test_path, &l->test, err);
     if (!st && o->demos_path)
         st = cli_load_pool(&o->data, o->demos_path, &l->demos, err);
+    if (!st && l->demos)
+        st = warn_leaking_demos(o, l, err);
     if (!st)
         st = cli_model_load(&o->model, &l->model, err);
     return st;

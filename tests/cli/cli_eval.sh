@@ -92,4 +92,13 @@ run "$TMAP" eval "${common[@]}" --max-tokens 2 --out /nonexistent/dir/p.jsonl
 expect_status 3
 expect_err "/nonexistent/dir/p.jsonl: cannot write"
 
+check "demonstrations that ask a test question: a warning naming the first; the records past --shots do not count"
+{ head -n 1 demos.jsonl; sed -n 4p test.jsonl; sed -n 6p test.jsonl; } > leaky-demos.jsonl
+run "$TMAP" eval "${common[@]}" --demos leaky-demos.jsonl --shots 2 --metric loglik --bootstrap 0
+expect_status 0
+expect_err "tmap: warning: 1 of the 2 demonstrations (the first records of leaky-demos.jsonl; the first: line 2) ask a question of test.jsonl"
+run "$TMAP" eval "${common[@]}" --demos leaky-demos.jsonl --shots 1 --metric loglik --bootstrap 0
+expect_status 0
+expect_true test "$(grep -c "warning" "$WORK/.err")" -eq 0
+
 finish
