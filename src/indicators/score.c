@@ -565,8 +565,8 @@ enum tmap_status scorer_finish_batch(struct scorer *sc, struct target *t, struct
         if (!skipped_before && !it->skipped)
             continue;
         /* An empty response is told apart: no context would help it. The
-         * first run knows its token count; a rerun from the store (or a
-         * batch another rank scored) reads the text again. */
+         * pass that skipped it knows its token count (a rank that scored
+         * the batch sends it); a rerun from the store reads the text again. */
         bool empty = it->skipped ? it->n_response == 0 : response_is_empty(t->pool, it->row);
         sc->stats.n_skipped++;
         sc->stats.n_empty += empty;
