@@ -184,11 +184,11 @@ TMAP_API size_t tmap_pool_find(const struct tmap_pool *pool, const char *id);
  * lies, so two hosts can tell whether they hold the same data. */
 TMAP_API void tmap_pool_fingerprint(const struct tmap_pool *pool, const size_t *rows, size_t n, char out[33]);
 
-/* How much of a validation set (or a tiny set) the pool repeats. A pool
- * record that asks a validation item's own question can be drawn as that
- * item's demonstration, answer and all, which pays the proxy for selecting
- * it: the learned weights then follow the leak (toward relevance, say),
- * and the downstream evaluation is contaminated too. Counted by hash, so
+/* How much of a validation set (or a tiny set) the pool repeats. The proxy
+ * never draws such a copy as its item's demonstration (it would hand the
+ * item its answer and pay for selecting it), but relevance scores copies
+ * highest, and a selection that holds them trains on the validation
+ * answers: the downstream evaluation is contaminated. Counted by hash, so
  * CRLF and surrounding whitespace do not hide a copy. */
 struct tmap_overlap {
     size_t n_prompts;   /* records of val whose prompt some pool record asks, with any response */

@@ -98,9 +98,9 @@ bool tmap_overlap_describe(const struct tmap_overlap *o, const char *val_path, c
     if (buf && size)
         snprintf(buf, size,
                  "%zu of the %zu records of %s ask a question the pool also holds (%zu with the same answer; "
-                 "%zu pool record%s; the first: line %zu): a pool copy drawn as its own item's demonstration "
-                 "pays the proxy for selecting it, so the weights may follow the leak; `tmap data decontaminate "
-                 "POOL --against %s -o CLEAN` takes them out of the pool",
+                 "%zu pool record%s; the first: line %zu): the proxy never draws them as demonstrations, but "
+                 "relevance scores them highest and a selection that holds them trains on the validation "
+                 "answers; `tmap data decontaminate POOL --against %s -o CLEAN` takes them out of the pool",
                  o->n_prompts, o->n_val, val_path, o->n_records, o->n_pool_rows, o->n_pool_rows == 1 ? "" : "s",
                  o->first_line, val_path);
     return true;

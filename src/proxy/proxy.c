@@ -79,6 +79,7 @@ struct tmap_proxy {
     const struct tmap_pool  *emb_pool;  /* the demonstration pool whose embeddings are cached */
     float                   *demo_emb;
     int32_t                  dim;
+    uint64_t                *tiny_prompts; /* the items' prompt hashes, sorted: their copies are never drawn */
     char                    *ft_dir;    /* the fine-tune proxy's temporary folder, made on first use */
     bool                     collective; /* the MPI ranks compute this evaluation together (proxy.h) */
 };
@@ -107,6 +108,7 @@ void tmap_proxy_free(struct tmap_proxy *px)
     free(px->weights);
     free(px->tiny_emb);
     free(px->demo_emb);
+    free(px->tiny_prompts);
     tmap_store_close(px->store);
     if (px->ft_dir)
         rmdir(px->ft_dir);
@@ -159,6 +161,60 @@ static void hash_tiny(struct tmap_proxy *px)
     XXH3_freeState(h);
 }
 
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static enum tmap_status sort_tiny_prompts(struct tmap_proxy *px, struct tmap_error *err)
+{
+    px->tiny_prompts = malloc((px->n ? px->n : 1) * sizeof *px->tiny_prompts);
+    if (!px->tiny_prompts)
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a proxy over %zu items", px->n);
+    for (size_t i = 0; i < px->n; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(px->tiny, i, &rec);
+        px->tiny_prompts[i] = rec.prompt_hash;
+    }
+    qsort(px->tiny_prompts, px->n, sizeof *px->tiny_prompts, compare_u64);
+    return TMAP_OK;
+}
+
+/* The subset's rows less those that ask a tiny item's question. Such a
+ * copy, drawn as a demonstration (or fine-tuned on), hands the item its
+ * own answer, and the proxy would pay for selecting it: the learned
+ * weights would follow the leak. *kept stays NULL when no row asks one,
+ * so a subset without copies is judged exactly as before. */
+static enum tmap_status without_tiny_copies(const struct tmap_proxy *px, const struct tmap_pool *demos,
+                                            const size_t *rows, size_t n_rows, size_t **kept, size_t *n_kept,
+                                            struct tmap_error *err)
+{
+    *kept = NULL;
+    *n_kept = n_rows;
+    for (size_t i = 0; i < n_rows; i++) {
+        struct tmap_record rec;
+        tmap_pool_record(demos, rows[i], &rec);
+        bool copy = bsearch(&rec.prompt_hash, px->tiny_prompts, px->n, sizeof *px->tiny_prompts, compare_u64);
+        if (copy && !*kept) { /* the first copy: the rows before it stay */
+            if (!(*kept = malloc(n_rows * sizeof **kept)))
+                return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a subset of %zu records", n_rows);
+            memcpy(*kept, rows, i * sizeof **kept);
+            *n_kept = i;
+        } else if (!copy && *kept) {
+            (*kept)[(*n_kept)++] = rows[i];
+        }
+    }
+    if (*kept && *n_kept == 0) {
+        free(*kept);
+        *kept = NULL;
+        return tmap_fail(err, TMAP_ERR_DATA, "every one of the subset's %zu records asks a tiny item's question: "
+                         "nothing else to draw demonstrations from (`tmap data decontaminate` takes such "
+                         "records out of the pool)", n_rows);
+    }
+    return TMAP_OK;
+}
+
 static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, struct tmap_error *err)
 {
     if (p->k < 1)
@@ -205,6 +261,8 @@ enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_p
         st = tmap_tiny_weights(tiny, px->weights, err);
     for (size_t i = 0; i < n && !st; i++)
         st = prepare_item(px, i, err);
+    if (!st)
+        st = sort_tiny_prompts(px, err);
     if (!st && p->store_path)
         st = tmap_store_open(p->store_path, &px->store, err);
     if (!st && p->policy == TMAP_DEMOS_KNN) {
@@ -863,12 +921,18 @@ enum tmap_status tmap_proxy_count_demos(struct tmap_proxy *px, const struct tmap
     memset(out, 0, sizeof *out);
     if (px->p.kind == TMAP_PROXY_FINETUNE || n_rows == 0)
         return TMAP_OK;
-    enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN ? embed_demos(px, demos, err) : TMAP_OK;
+    size_t *kept; /* as proxy_compute draws them */
+    enum tmap_status st = without_tiny_copies(px, demos, rows, n_rows, &kept, &n_rows, err);
+    if (kept)
+        rows = kept;
+    if (!st && px->p.policy == TMAP_DEMOS_KNN)
+        st = embed_demos(px, demos, err);
     for (size_t d = 0; d < n_draws(px) && !st; d++) {
         struct prompts pr = { 0 };
         st = build_prompts(px, demos, rows, n_rows, scores, px->p.seed + d, &pr, out, err);
         free_prompts(&pr, px->n);
     }
+    free(kept);
     return st;
 }
 
@@ -931,10 +995,17 @@ enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *de
     *value = NAN;
     if (n_rows == 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
+    size_t *kept;
+    enum tmap_status st = without_tiny_copies(px, demos, rows, n_rows, &kept, &n_rows, err);
+    if (st)
+        return st;
+    if (kept)
+        rows = kept;
     struct tmap_model_counters before, after;
     tmap_model_get_counters(px->model, &before);
     bool finetune = px->p.kind == TMAP_PROXY_FINETUNE;
-    enum tmap_status st = px->p.policy == TMAP_DEMOS_KNN && !finetune ? embed_demos(px, demos, err) : TMAP_OK;
+    if (px->p.policy == TMAP_DEMOS_KNN && !finetune)
+        st = embed_demos(px, demos, err);
     size_t draws = n_draws(px);
     double sum = 0.0;
     uint64_t ft_tokens = 0;
@@ -945,6 +1016,7 @@ enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *de
                       : eval_draw(px, demos, rows, n_rows, scores, px->p.seed + d, &v, &local.n_skipped, err);
         sum += v;
     }
+    free(kept);
     if (st)
         return st;
     *value = sum / (double)draws;

@@ -174,7 +174,7 @@ check "validation the pool repeats: said on stderr, in the summary, weights.json
 { sed -n 5p pool.jsonl; sed -n 9p pool.jsonl | sed 's/"question": "/"question": "  /; s/$/\r/'; cat val.jsonl; } > leak.jsonl
 run "$TMAP" run "${common[@]/val.jsonl/leak.jsonl}" --out leak --search equal --baselines 1 --redraws 1
 expect_status 0
-expect_out "validation: WARNING          2 of the 14 records of leak.jsonl ask a question the pool also holds (2 with the same answer; 2 pool records; the first: line 1): a pool copy drawn as its own item's demonstration pays the proxy for selecting it"
+expect_out "validation: WARNING          2 of the 14 records of leak.jsonl ask a question the pool also holds (2 with the same answer; 2 pool records; the first: line 1): the proxy never draws them as demonstrations, but relevance scores them highest"
 expect_err "tmap: note: 2 of the 14 records of leak.jsonl ask a question the pool also holds"
 expect_true grep -q '"val_in_pool":{"pool_records":2,"prompts":2,"records":2}' <(tr -d ' \n' < leak/weights.json)
 expect_true grep -q 'validation in the pool: WARNING.*2 of the 14 records of leak.jsonl' leak/report.html

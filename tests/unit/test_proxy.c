@@ -259,6 +259,56 @@ static void test_top_by_hand(void **state)
     tmap_pool_free(tiny);
 }
 
+/* A demonstration pool that holds a tiny item's own record: the proxy never
+ * draws it (it would hand the item its answer), so the subset with the copy
+ * is judged exactly as the subset without it, even when the copy scores
+ * highest under the top policy; a subset of copies alone is refused. */
+static void test_tiny_copies_never_drawn(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(3);
+    char leaky_path[600];
+    snprintf(leaky_path, sizeof leaky_path, "%s/leaky-demos.jsonl", tmpdir);
+    copy_lines(demos_path, leaky_path, 0, N_DEMOS);
+    FILE *f = fopen(leaky_path, "a");
+    assert_non_null(f);
+    char item[600];
+    snprintf(item, sizeof item, "%s/tiny3.jsonl", tmpdir);
+    char *text = slurp(item, NULL);
+    fwrite(text, 1, strcspn(text, "\n") + 1, f); /* tiny item 0, as row N_DEMOS */
+    free(text);
+    fclose(f);
+    struct tmap_pool *leaky = test_load_pool(leaky_path);
+    assert_int_equal(tmap_pool_size(leaky), N_DEMOS + 1);
+
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.k = 3;
+    struct tmap_proxy *px = make_proxy(tiny, p);
+    double scores[N_DEMOS + 1];
+    size_t rows[N_DEMOS + 1];
+    for (size_t i = 0; i <= N_DEMOS; i++) {
+        scores[i] = (double)i; /* the copy, last, scores highest */
+        rows[i] = i;
+    }
+    double with_copy, without;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_proxy_eval(px, leaky, rows, N_DEMOS + 1, scores, &with_copy, NULL, &err), TMAP_OK);
+    assert_int_equal(tmap_proxy_eval(px, leaky, rows, N_DEMOS, scores, &without, NULL, &err), TMAP_OK);
+    assert_true(isfinite(with_copy));
+    assert_true(with_copy == without);
+    struct tmap_proxy_counters c;
+    assert_int_equal(tmap_proxy_count_demos(px, leaky, rows, N_DEMOS + 1, scores, &c, &err), TMAP_OK);
+    assert_int_equal(c.n_demos_wanted, 3 * 3);
+
+    size_t only_copy = N_DEMOS;
+    double v;
+    assert_int_equal(tmap_proxy_eval(px, leaky, &only_copy, 1, scores, &v, NULL, &err), TMAP_ERR_DATA);
+    assert_non_null(strstr(err.message, "every one of the subset's 1 records asks a tiny item's question"));
+    tmap_proxy_free(px);
+    tmap_pool_free(leaky);
+    tmap_pool_free(tiny);
+}
+
 /* knn reference: embeddings of both sides, brute-force nearest, nearest last. */
 static float *tiny_emb, *demo_emb;
 static int32_t emb_dim;
@@ -499,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_shared_equals_naive),
         cmocka_unit_test(test_groups),
         cmocka_unit_test(test_top_by_hand),
+        cmocka_unit_test(test_tiny_copies_never_drawn),
         cmocka_unit_test(test_knn_by_hand),
         cmocka_unit_test(test_memo),
         cmocka_unit_test(test_demos_trimmed_to_fit),
