@@ -79,7 +79,9 @@ struct tmap_proxy {
     const struct tmap_pool  *emb_pool;  /* the demonstration pool whose embeddings are cached */
     float                   *demo_emb;
     int32_t                  dim;
-    uint64_t                *tiny_prompts; /* the items' prompt hashes, sorted: their copies are never drawn */
+    const struct tmap_pool  *copies_pool; /* the demonstration pool is_copy describes */
+    bool                    *is_copy;   /* per row of it: asks a tiny item's question, so never drawn */
+    bool                     any_copy;
     char                    *ft_dir;    /* the fine-tune proxy's temporary folder, made on first use */
     bool                     collective; /* the MPI ranks compute this evaluation together (proxy.h) */
 };
@@ -108,7 +110,7 @@ void tmap_proxy_free(struct tmap_proxy *px)
     free(px->weights);
     free(px->tiny_emb);
     free(px->demo_emb);
-    free(px->tiny_prompts);
+    free(px->is_copy);
     tmap_store_close(px->store);
     if (px->ft_dir)
         rmdir(px->ft_dir);
@@ -161,24 +163,26 @@ static void hash_tiny(struct tmap_proxy *px)
     XXH3_freeState(h);
 }
 
-static int compare_u64(const void *a, const void *b)
+/* Which rows of the demonstration pool ask a tiny item's question: found
+ * once per pool (tmap_pool_overlap), as its embeddings are, not per
+ * evaluation. */
+static enum tmap_status find_tiny_copies(struct tmap_proxy *px, const struct tmap_pool *demos,
+                                         struct tmap_error *err)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static enum tmap_status sort_tiny_prompts(struct tmap_proxy *px, struct tmap_error *err)
-{
-    px->tiny_prompts = malloc((px->n ? px->n : 1) * sizeof *px->tiny_prompts);
-    if (!px->tiny_prompts)
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a proxy over %zu items", px->n);
-    for (size_t i = 0; i < px->n; i++) {
-        struct tmap_record rec;
-        tmap_pool_record(px->tiny, i, &rec);
-        px->tiny_prompts[i] = rec.prompt_hash;
+    if (px->copies_pool == demos)
+        return TMAP_OK;
+    size_t n = tmap_pool_size(demos);
+    free(px->is_copy);
+    px->copies_pool = NULL;
+    if (!(px->is_copy = malloc((n ? n : 1) * sizeof *px->is_copy)))
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for %zu demonstration records", n);
+    struct tmap_overlap overlap;
+    enum tmap_status st = tmap_pool_overlap(demos, px->tiny, px->is_copy, &overlap, err);
+    if (!st) {
+        px->any_copy = overlap.n_pool_rows > 0;
+        px->copies_pool = demos;
     }
-    qsort(px->tiny_prompts, px->n, sizeof *px->tiny_prompts, compare_u64);
-    return TMAP_OK;
+    return st;
 }
 
 /* The subset's rows less those that ask a tiny item's question. Such a
@@ -186,16 +190,15 @@ static enum tmap_status sort_tiny_prompts(struct tmap_proxy *px, struct tmap_err
  * own answer, and the proxy would pay for selecting it: the learned
  * weights would follow the leak. *kept stays NULL when no row asks one,
  * so a subset without copies is judged exactly as before. */
-static enum tmap_status without_tiny_copies(const struct tmap_proxy *px, const struct tmap_pool *demos,
+static enum tmap_status without_tiny_copies(struct tmap_proxy *px, const struct tmap_pool *demos,
                                             const size_t *rows, size_t n_rows, size_t **kept, size_t *n_kept,
                                             struct tmap_error *err)
 {
     *kept = NULL;
     *n_kept = n_rows;
-    for (size_t i = 0; i < n_rows; i++) {
-        struct tmap_record rec;
-        tmap_pool_record(demos, rows[i], &rec);
-        bool copy = bsearch(&rec.prompt_hash, px->tiny_prompts, px->n, sizeof *px->tiny_prompts, compare_u64);
+    enum tmap_status st = find_tiny_copies(px, demos, err);
+    for (size_t i = 0; !st && px->any_copy && i < n_rows; i++) {
+        bool copy = px->is_copy[rows[i]];
         if (copy && !*kept) { /* the first copy: the rows before it stay */
             if (!(*kept = malloc(n_rows * sizeof **kept)))
                 return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a subset of %zu records", n_rows);
@@ -212,7 +215,7 @@ static enum tmap_status without_tiny_copies(const struct tmap_proxy *px, const s
                          "nothing else to draw demonstrations from (`tmap data decontaminate` takes such "
                          "records out of the pool)", n_rows);
     }
-    return TMAP_OK;
+    return st;
 }
 
 static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, struct tmap_error *err)
@@ -261,8 +264,6 @@ enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_p
         st = tmap_tiny_weights(tiny, px->weights, err);
     for (size_t i = 0; i < n && !st; i++)
         st = prepare_item(px, i, err);
-    if (!st)
-        st = sort_tiny_prompts(px, err);
     if (!st && p->store_path)
         st = tmap_store_open(p->store_path, &px->store, err);
     if (!st && p->policy == TMAP_DEMOS_KNN) {
