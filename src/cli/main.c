@@ -20,7 +20,7 @@ static const struct cli_command commands[] = {
     { "learn",   cmd_learn,   "learn indicator weights by Bayesian optimisation on the ICL proxy" },
     { "select",  cmd_select,  "select the top ratio of a pool by weighted indicator ranks" },
     { "run",     cmd_run,     "the main job: score, tiny set, learn, select, report" },
-    { "model",   cmd_model,   "make models: `tmap model create --out FILE` (small random Llama)" },
+    { "model",   cmd_model,   "make models: `tmap model create`, `pretrain` (train a small Llama), `quantize`" },
     { "finetune", cmd_finetune, "train a model on a pool with llama.cpp's training API" },
 };
 

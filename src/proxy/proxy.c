@@ -188,32 +188,38 @@ static enum tmap_status find_tiny_copies(struct tmap_proxy *px, const struct tma
 /* The subset's rows less those that ask a tiny item's question. Such a
  * copy, drawn as a demonstration (or fine-tuned on), hands the item its
  * own answer, and the proxy would pay for selecting it: the learned
- * weights would follow the leak. *kept stays NULL when no row asks one,
- * so a subset without copies is judged exactly as before. */
+ * weights would follow the leak. On return *rows and *n_rows are the rows
+ * to draw from, in *kept (the caller frees it) when copies were left out;
+ * a subset without copies is left as it is, so it is judged exactly as
+ * before. */
 static enum tmap_status without_tiny_copies(struct tmap_proxy *px, const struct tmap_pool *demos,
-                                            const size_t *rows, size_t n_rows, size_t **kept, size_t *n_kept,
+                                            const size_t **rows, size_t *n_rows, size_t **kept,
                                             struct tmap_error *err)
 {
     *kept = NULL;
-    *n_kept = n_rows;
+    size_t n = *n_rows, n_kept = n;
     enum tmap_status st = find_tiny_copies(px, demos, err);
-    for (size_t i = 0; !st && px->any_copy && i < n_rows; i++) {
-        bool copy = px->is_copy[rows[i]];
+    for (size_t i = 0; !st && px->any_copy && i < n; i++) {
+        bool copy = px->is_copy[(*rows)[i]];
         if (copy && !*kept) { /* the first copy: the rows before it stay */
-            if (!(*kept = malloc(n_rows * sizeof **kept)))
-                return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a subset of %zu records", n_rows);
-            memcpy(*kept, rows, i * sizeof **kept);
-            *n_kept = i;
+            if (!(*kept = malloc(n * sizeof **kept)))
+                return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a subset of %zu records", n);
+            memcpy(*kept, *rows, i * sizeof **kept);
+            n_kept = i;
         } else if (!copy && *kept) {
-            (*kept)[(*n_kept)++] = rows[i];
+            (*kept)[n_kept++] = (*rows)[i];
         }
     }
-    if (*kept && *n_kept == 0) {
+    if (*kept && n_kept == 0) {
         free(*kept);
         *kept = NULL;
         return tmap_fail(err, TMAP_ERR_DATA, "every one of the subset's %zu records asks a tiny item's question: "
                          "nothing else to draw demonstrations from (`tmap data decontaminate` takes such "
-                         "records out of the pool)", n_rows);
+                         "records out of the pool)", n);
+    }
+    if (*kept) {
+        *rows = *kept;
+        *n_rows = n_kept;
     }
     return st;
 }
@@ -811,20 +817,35 @@ static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct t
 
 /* The memo key: everything the value depends on. For the top policy only
  * the k demonstrations chosen matter, so two subsets with the same top k
- * share one value; otherwise the whole subset does. */
-static void memo_key(const struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows, size_t n_rows,
-                     const double *scores, char out[33])
+ * share one value; otherwise the whole subset does. Either way the key
+ * covers the rows a draw may use, those left after without_tiny_copies:
+ * keyed on the subset as given, two subsets whose top k differ only
+ * behind a copy would share a value, and a value a store kept from before
+ * copies were left out (drawn with them) would be served again. A subset
+ * without copies keeps its key. */
+static enum tmap_status memo_key(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
+                                 size_t n_rows, const double *scores, char out[33], struct tmap_error *err)
 {
+    size_t *kept;
+    enum tmap_status st = without_tiny_copies(px, demos, &rows, &n_rows, &kept, err);
+    if (st)
+        return st;
     struct tmap_model_info info;
     tmap_model_get_info(px->model, &info);
     size_t *top = calloc((size_t)px->p.k, sizeof *top);
+    XXH3_state_t *h = XXH3_createState();
+    if (!top || !h) {
+        free(top);
+        free(kept);
+        XXH3_freeState(h);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory keying a proxy value");
+    }
     size_t n = n_rows;
     const size_t *ids = rows;
-    if (px->p.policy == TMAP_DEMOS_TOP && top) {
+    if (px->p.policy == TMAP_DEMOS_TOP) {
         n = pick_top(rows, n_rows, scores, (size_t)px->p.k, top);
         ids = top;
     }
-    XXH3_state_t *h = XXH3_createState();
     XXH3_128bits_reset(h);
     int32_t config[] = { 1 /* key version */, px->p.k, (int32_t)px->p.policy, (int32_t)px->p.metric,
                          (int32_t)px->p.tmpl, (int32_t)px->p.draws, px->p.max_tokens };
@@ -861,7 +882,9 @@ static void memo_key(const struct tmap_proxy *px, const struct tmap_pool *demos,
     XXH128_hash_t d = XXH3_128bits_digest(h);
     XXH3_freeState(h);
     free(top);
+    free(kept);
     snprintf(out, 33, "%016llx%016llx", (unsigned long long)d.high64, (unsigned long long)d.low64);
+    return TMAP_OK;
 }
 
 static enum tmap_status embed_demos(struct tmap_proxy *px, const struct tmap_pool *demos, struct tmap_error *err)
@@ -894,8 +917,8 @@ bool proxy_memo_get(struct tmap_proxy *px, const struct tmap_pool *demos, const 
     if (!px->store || n_rows == 0)
         return false;
     char key[33];
-    memo_key(px, demos, rows, n_rows, scores, key);
-    return tmap_store_get_proxy(px->store, key, value);
+    struct tmap_error ignored; /* no key, no value: proxy_compute meets the same error and reports it */
+    return !memo_key(px, demos, rows, n_rows, scores, key, &ignored) && tmap_store_get_proxy(px->store, key, value);
 }
 
 enum tmap_status proxy_memo_put(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
@@ -904,8 +927,8 @@ enum tmap_status proxy_memo_put(struct tmap_proxy *px, const struct tmap_pool *d
     if (!px->store)
         return TMAP_OK;
     char key[33];
-    memo_key(px, demos, rows, n_rows, scores, key);
-    return tmap_store_put_proxy(px->store, key, value, err);
+    enum tmap_status st = memo_key(px, demos, rows, n_rows, scores, key, err);
+    return st ? st : tmap_store_put_proxy(px->store, key, value, err);
 }
 
 /* Draws an evaluation averages: the random policy's and the fine-tune
@@ -923,9 +946,7 @@ enum tmap_status tmap_proxy_count_demos(struct tmap_proxy *px, const struct tmap
     if (px->p.kind == TMAP_PROXY_FINETUNE || n_rows == 0)
         return TMAP_OK;
     size_t *kept; /* as proxy_compute draws them */
-    enum tmap_status st = without_tiny_copies(px, demos, rows, n_rows, &kept, &n_rows, err);
-    if (kept)
-        rows = kept;
+    enum tmap_status st = without_tiny_copies(px, demos, &rows, &n_rows, &kept, err);
     if (!st && px->p.policy == TMAP_DEMOS_KNN)
         st = embed_demos(px, demos, err);
     for (size_t d = 0; d < n_draws(px) && !st; d++) {
@@ -997,11 +1018,9 @@ enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *de
     if (n_rows == 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "no demonstrations to draw from (an empty subset)");
     size_t *kept;
-    enum tmap_status st = without_tiny_copies(px, demos, rows, n_rows, &kept, &n_rows, err);
+    enum tmap_status st = without_tiny_copies(px, demos, &rows, &n_rows, &kept, err);
     if (st)
         return st;
-    if (kept)
-        rows = kept;
     struct tmap_model_counters before, after;
     tmap_model_get_counters(px->model, &before);
     bool finetune = px->p.kind == TMAP_PROXY_FINETUNE;

@@ -309,6 +309,58 @@ static void test_tiny_copies_never_drawn(void **state)
     tmap_pool_free(tiny);
 }
 
+/* The memo keys a value by the rows a draw may use. Subsets a and b differ
+ * only behind a copy of a tiny item, which scores highest: the top 3 of
+ * each as given are the same (the copy and rows N-1, N-2), but the draws,
+ * without the copy, take row N-3 for a and row 0 for b. b's value must be
+ * b's own, not a's served from the memo. */
+static void test_memo_keys_rows_drawn(void **state)
+{
+    (void)state;
+    struct tmap_pool *tiny = tiny_pool(3);
+    char leaky_path[600], db[600], item[600];
+    snprintf(leaky_path, sizeof leaky_path, "%s/leaky-memo.jsonl", tmpdir);
+    snprintf(db, sizeof db, "%s/leaky-memo.db", tmpdir);
+    snprintf(item, sizeof item, "%s/tiny3.jsonl", tmpdir);
+    copy_lines(demos_path, leaky_path, 0, N_DEMOS);
+    FILE *f = fopen(leaky_path, "a");
+    assert_non_null(f);
+    char *text = slurp(item, NULL);
+    fwrite(text, 1, strcspn(text, "\n") + 1, f); /* tiny item 0, as row N_DEMOS */
+    free(text);
+    fclose(f);
+    struct tmap_pool *leaky = test_load_pool(leaky_path);
+    double scores[N_DEMOS + 1];
+    for (size_t i = 0; i <= N_DEMOS; i++)
+        scores[i] = (double)i;
+    size_t a[] = { N_DEMOS, N_DEMOS - 1, N_DEMOS - 2, N_DEMOS - 3 };
+    size_t b[] = { N_DEMOS, N_DEMOS - 1, N_DEMOS - 2, 0 };
+
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.k = 3;
+    struct tmap_proxy *plain = make_proxy(tiny, p);
+    p.store_path = db;
+    struct tmap_proxy *memo = make_proxy(tiny, p);
+    struct tmap_error err = { 0 };
+    double va, vb, vb_memo, va_again;
+    struct tmap_proxy_stats sa, sb;
+    assert_int_equal(tmap_proxy_eval(plain, leaky, a, 4, scores, &va, NULL, &err), TMAP_OK);
+    assert_int_equal(tmap_proxy_eval(plain, leaky, b, 4, scores, &vb, NULL, &err), TMAP_OK);
+    assert_true(va != vb); /* else the test could not tell the keys apart */
+    assert_int_equal(tmap_proxy_eval(memo, leaky, a, 4, scores, &va_again, &sa, &err), TMAP_OK);
+    assert_int_equal(tmap_proxy_eval(memo, leaky, b, 4, scores, &vb_memo, &sb, &err), TMAP_OK);
+    assert_false(sb.from_memo);
+    assert_true(va_again == va && vb_memo == vb);
+    /* The same subset without its copy is drawn alike: one value, one key. */
+    assert_int_equal(tmap_proxy_eval(memo, leaky, b + 1, 3, scores, &vb_memo, &sb, &err), TMAP_OK);
+    assert_true(sb.from_memo);
+    assert_true(vb_memo == vb);
+    tmap_proxy_free(plain);
+    tmap_proxy_free(memo);
+    tmap_pool_free(leaky);
+    tmap_pool_free(tiny);
+}
+
 /* knn reference: embeddings of both sides, brute-force nearest, nearest last. */
 static float *tiny_emb, *demo_emb;
 static int32_t emb_dim;
@@ -550,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_groups),
         cmocka_unit_test(test_top_by_hand),
         cmocka_unit_test(test_tiny_copies_never_drawn),
+        cmocka_unit_test(test_memo_keys_rows_drawn),
         cmocka_unit_test(test_knn_by_hand),
         cmocka_unit_test(test_memo),
         cmocka_unit_test(test_demos_trimmed_to_fit),
