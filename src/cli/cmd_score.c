@@ -76,15 +76,16 @@ static void print_summary(const struct tmap_scores *scores, const char *out_path
     tmap_scores_get_stats(scores, &st);
     if (cli_quiet)
         return;
-    char empty[64] = "";
+    char empty[64] = "", rate[64] = ""; /* no rate when nothing was decoded (a rerun, or text indicators) */
     if (st.n_empty)
         snprintf(empty, sizeof empty, " (%zu with an empty response)", st.n_empty);
+    if (st.n_tokens > 0 && st.seconds > 0)
+        snprintf(rate, sizeof rate, " (%.0f tokens/s)", (double)st.n_tokens / st.seconds);
     fprintf(stderr,
             "tmap: scored %zu samples: %zu computed, %zu from the store, %zu skipped%s; "
-            "%llu tokens in %llu decode calls, %.1f s (%.0f tokens/s); wrote %s\n",
+            "%llu tokens in %llu decode calls, %.1f s%s; wrote %s\n",
             st.n_samples, st.n_computed, st.n_from_store, st.n_skipped, empty, (unsigned long long)st.n_tokens,
-            (unsigned long long)st.n_decode_calls, st.seconds,
-            st.seconds > 0 ? (double)st.n_tokens / st.seconds : 0.0, out_path);
+            (unsigned long long)st.n_decode_calls, st.seconds, rate, out_path);
 }
 
 static int run_score(struct score_options *o)

@@ -189,9 +189,12 @@ static enum tmap_status tokenize_sample(struct tmap_model *model, enum tmap_temp
     return st;
 }
 
+/* Does the sample go through the target model (loss, ifd, support, or its
+ * embedding)? length alone only tokenizes it: a pool scored for length
+ * and the text indicators decodes nothing. */
 static bool needs_main_pass(const struct scorer *sc, const struct item *it)
 {
-    return (it->missing & MAIN_PASS) || (it->want_emb && sc->embedder == sc->model);
+    return (it->missing & DECODED) || (it->want_emb && sc->embedder == sc->model);
 }
 
 /* support: which response tokens spell the answer the response marks
@@ -238,7 +241,7 @@ static enum tmap_status prepare_item(struct scorer *sc, struct item *it)
     enum tmap_status st = TMAP_OK;
     it->main_done = needs_main_pass(sc, it);
     it->support = NAN;
-    if (it->main_done)
+    if (it->main_done || (it->missing & BIT(TMAP_IND_LENGTH)))
         st = tokenize_sample(sc->model, sc->tmpl, &it->s, &it->prompt, &it->n_prompt, &it->response,
                              &it->n_response, sc->err);
     if (!st && it->main_done && (it->missing & BIT(TMAP_IND_SUPPORT)))

@@ -188,7 +188,7 @@ static double row_cost(const struct scorer *sc, const struct target *t, size_t r
     struct tmap_record rec;
     tmap_pool_record(t->pool, row, &rec);
     double bytes = (double)rec.raw_bytes, passes = 0;
-    if ((missing & MAIN_PASS) || (emb && sc->embedder == sc->model))
+    if ((missing & DECODED) || (emb && sc->embedder == sc->model))
         passes += 1;
     if (missing & BIT(TMAP_IND_IFD))
         passes += 0.5;

@@ -35,6 +35,14 @@ expect_err "30 from the store"
 expect_err "0 tokens in 0 decode calls"
 expect_true cmp -s scores.csv again.csv
 
+check "length and the text indicators decode nothing, and give the full run's values"
+# length counts the response's tokens: tokenizing is all it needs (it used
+# to decode every sample as loss does).
+run "$TMAP" score -m "$MODEL" -d pool.jsonl -c 512 -t 2 --indicators steps,length,lexical,numeracy -o text.csv
+expect_status 0
+expect_err "30 computed, 0 from the store, 0 skipped; 0 tokens in 0 decode calls"
+expect_true cmp -s text.csv <(cut -d, -f1-3,10-13 scores.csv)
+
 check "two lanes (--lanes 2) give one lane's scores; a third is refused"
 # Same values to within float rounding: the lanes batch the records
 # differently. Columns 1-3 (id, line, hash) must match exactly.
