@@ -493,13 +493,17 @@ static enum tmap_status model_work(struct scorer *sc, struct target *t, struct i
 static enum tmap_status load_items(struct scorer *sc, struct target *t, size_t begin,
                                    struct item *items, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    /* The batch's lookups in one read transaction: a fifth of the time of
+     * a pool scored for the text indicators went to each lookup's locking. */
+    bool reading = !t->missing && tmap_store_begin_read(sc->store);
+    enum tmap_status st = TMAP_OK;
+    for (size_t i = 0; i < n && !st; i++) {
         struct item *it = &items[i];
         it->row = begin + i;
         tmap_pool_record(t->pool, it->row, &it->rec);
-        enum tmap_status st = tmap_pool_sample(t->pool, it->row, &it->s, sc->err);
+        st = tmap_pool_sample(t->pool, it->row, &it->s, sc->err);
         if (st)
-            return st;
+            break;
         if (t->missing) {
             it->missing = t->missing[it->row];
             it->want_emb = t->flags[it->row] & FLAG_WANT_EMB;
@@ -508,7 +512,9 @@ static enum tmap_status load_items(struct scorer *sc, struct target *t, size_t b
             scorer_lookup_stored(sc, t, it, begin);
         }
     }
-    return TMAP_OK;
+    if (reading)
+        tmap_store_rollback(sc->store);
+    return st;
 }
 
 /* Loads, computes and (for the computing rank) fills in one batch; the

@@ -516,6 +516,7 @@ static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
     t->flags = calloc(n ? n : 1, sizeof *t->flags);
     enum tmap_status st = t->missing && t->flags ? TMAP_OK
                                                  : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory planning %zu samples", n);
+    bool reading = !st && sc->rank == 0 && tmap_store_begin_read(sc->store); /* one snapshot, one lock */
     for (size_t i = 0; i < n && !st && sc->rank == 0; i++) {
         struct item it = { .row = i };
         tmap_pool_record(t->pool, i, &it.rec);
@@ -523,6 +524,8 @@ static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
         t->missing[i] = it.missing;
         t->flags[i] = (uint8_t)((it.want_emb ? FLAG_WANT_EMB : 0) | (it.copy ? FLAG_COPY : 0));
     }
+    if (reading)
+        tmap_store_rollback(sc->store);
     st = dist_share_status(st, sc->err, 0);
     if (!st && (dist_bcast(t->missing, n * sizeof *t->missing, 0) != 0 ||
                 dist_bcast(t->flags, n * sizeof *t->flags, 0) != 0))

@@ -27,6 +27,7 @@
 
 enum store_stmt {
     STMT_BEGIN,
+    STMT_BEGIN_READ,
     STMT_COMMIT,
     STMT_ROLLBACK,
     STMT_PUT_VALUE,
@@ -40,6 +41,7 @@ enum store_stmt {
 
 static const char *const STMT_SQL[STMT_COUNT] = {
     [STMT_BEGIN]         = "BEGIN IMMEDIATE",
+    [STMT_BEGIN_READ]    = "BEGIN",
     [STMT_COMMIT]        = "COMMIT",
     [STMT_ROLLBACK]      = "ROLLBACK",
     [STMT_PUT_VALUE]     = "INSERT OR REPLACE INTO scores (model, sample, indicator, value) "
@@ -295,6 +297,11 @@ enum tmap_status tmap_store_commit(struct tmap_store *store, struct tmap_error *
 {
     int rc = run(store->stmt[STMT_COMMIT], SQLITE_OK);
     return rc == SQLITE_DONE ? TMAP_OK : store_fail(store, rc, err, "cannot commit a batch");
+}
+
+bool tmap_store_begin_read(struct tmap_store *store)
+{
+    return store && sqlite3_get_autocommit(store->db) && run(store->stmt[STMT_BEGIN_READ], SQLITE_OK) == SQLITE_DONE;
 }
 
 void tmap_store_rollback(struct tmap_store *store)

@@ -44,6 +44,12 @@ enum tmap_status tmap_store_commit(struct tmap_store *store, struct tmap_error *
 /* Drops the open transaction's puts; does nothing when none is open. */
 void tmap_store_rollback(struct tmap_store *store);
 
+/* Many gets in one read transaction (one snapshot, one lock): each get on
+ * its own takes and drops SQLite's shared lock, a pair of fcntl calls. The
+ * end is tmap_store_rollback. Returns false (and the gets run one by one)
+ * if SQLite would not start it. */
+bool tmap_store_begin_read(struct tmap_store *store);
+
 /* Stores one indicator value, replacing any earlier one; NaN is stored as
  * NULL (a sample the indicator could not score) and read back as NaN. */
 enum tmap_status tmap_store_put_value(struct tmap_store *store, const char *model,

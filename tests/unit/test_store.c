@@ -222,6 +222,37 @@ static void test_rollback(void **state)
     tmap_store_close(store);
 }
 
+/* A read transaction: the gets inside it see the store, another
+ * connection can still commit meanwhile (WAL), the reader's snapshot does
+ * not see that commit until it ends, and puts after it commit as before.
+ * None can begin inside a write transaction. */
+static void test_read_transaction(void **state)
+{
+    (void)state;
+    const char *path = store_path("read.db");
+    struct tmap_store *store = open_ok(path), *writer = open_ok(path);
+    struct tmap_error err = {0};
+    uint8_t a[16], b[16];
+    sample_key(1, 1, a);
+    sample_key(1, 2, b);
+    put_ok(store, MODEL, a, "loss", 1.5);
+    assert_true(tmap_store_begin_read(store));
+    check_value(store, MODEL, a, "loss", 1.5);
+    put_ok(writer, MODEL, b, "loss", 2.5); /* not blocked by the reader */
+    double v;
+    assert_false(tmap_store_get_value(store, MODEL, b, "loss", &v)); /* the snapshot */
+    tmap_store_rollback(store);
+    check_value(store, MODEL, b, "loss", 2.5);
+    put_ok(store, MODEL, a, "ifd", 0.5); /* autocommit again */
+    check_value(writer, MODEL, a, "ifd", 0.5);
+    assert_int_equal(tmap_store_begin(store, &err), TMAP_OK);
+    assert_false(tmap_store_begin_read(store));
+    tmap_store_rollback(store);
+    assert_false(tmap_store_begin_read(NULL));
+    tmap_store_close(writer);
+    tmap_store_close(store);
+}
+
 static void test_reopen(void **state)
 {
     (void)state;
@@ -508,7 +539,7 @@ static int remove_temp_dir(void **state)
 {
     (void)state;
     const char *names[] = {"values.db", "missing.db", "embeddings.db", "proxy.db",
-                           "rollback.db", "reopen.db", "killed.db", "killed-open.db",
+                           "rollback.db", "read.db", "reopen.db", "killed.db", "killed-open.db",
                            "wal.db", "garbage.db", "newer.db", "read-only.db", "misuse.db"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         store_path(names[i]);
@@ -523,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_rollback),
+        cmocka_unit_test(test_read_transaction),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_killed_between_commits),
         cmocka_unit_test(test_killed_mid_batch),
