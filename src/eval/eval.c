@@ -507,19 +507,15 @@ static enum tmap_status load_demos(struct eval_run *r, const struct tmap_pool *d
     return st;
 }
 
-/* The chat template, or plain with a notice when the model has none. */
+/* The chat template, or plain when the model has none; a notice when the
+ * layout and the model disagree either way. */
 static void choose_template(struct eval_run *r)
 {
-    r->tmpl = r->p->tmpl;
-    if (r->tmpl != TMAP_TEMPLATE_CHAT || r->m->info.has_chat_template)
-        return;
-    r->tmpl = TMAP_TEMPLATE_PLAIN;
-    if (r->p->notice) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "the model (%s) has no chat template; the prompts use the plain template",
-                 r->m->info.description);
+    r->tmpl = r->p->tmpl == TMAP_TEMPLATE_CHAT && r->m->info.has_chat_template ? TMAP_TEMPLATE_CHAT
+                                                                              : TMAP_TEMPLATE_PLAIN;
+    char msg[512];
+    if (r->p->notice && tmap_model_template_note(&r->m->info, r->p->tmpl, msg, sizeof msg))
         r->p->notice(msg, r->p->notice_user_data);
-    }
 }
 
 /* The mean of the scores that count, and its bootstrap interval. */

@@ -953,8 +953,11 @@ static enum tmap_status open_scorer(struct scorer *sc, struct tmap_model *model,
     sc->t0 = tmap_now_seconds();
     make_keys(sc);
     sc->work_at_start = scorer_work_so_far(sc);
-    if (p->tmpl == TMAP_TEMPLATE_CHAT && sc->tmpl != TMAP_TEMPLATE_CHAT)
-        scorer_notice(sc, "the model has no chat template: samples are read with the plain template");
+    struct tmap_model_info mi;
+    tmap_model_get_info(sc->model, &mi);
+    char note[512];
+    if (tmap_model_template_note(&mi, p->tmpl, note, sizeof note))
+        scorer_notice(sc, "%s", note);
     enum tmap_status st = check_score_params(p, err);
     if (sc->size > 1)
         st = dist_share_status(st, err, 0);

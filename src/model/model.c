@@ -377,6 +377,20 @@ bool tmap_model_context_warning(const struct tmap_model_info *info, char *buf, s
     return true;
 }
 
+bool tmap_model_template_note(const struct tmap_model_info *info, enum tmap_template asked, char *buf,
+                              size_t size)
+{
+    if (asked == TMAP_TEMPLATE_CHAT && !info->has_chat_template)
+        snprintf(buf, size, "the model (%s) has no chat template: prompts use the plain layout", info->description);
+    else if (asked != TMAP_TEMPLATE_CHAT && info->has_chat_template)
+        snprintf(buf, size, "the model (%s) carries a chat template, but prompts use the plain layout (the "
+                 "default): for an instruct model, --template chat lays them out as its own turns",
+                 info->description);
+    else
+        return false;
+    return true;
+}
+
 /* Every field is a count, so a twin's counters add field by field; a field
  * added to tmap_model_counters must be added here too (test_two_lanes
  * compares the sums). */

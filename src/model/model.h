@@ -48,6 +48,13 @@ struct tmap_model {
  * another model of the same shape the same way. */
 const struct tmap_model_params *tmap_model_load_params(const struct tmap_model *m);
 
+/* The layout a command asked for against what the model carries, in one
+ * line for a notice: --template chat on a model with no chat template
+ * (the plain layout is used), or the plain layout on a model that has one
+ * (an instruct model reads its own turns better). false when they agree. */
+bool tmap_model_template_note(const struct tmap_model_info *info, enum tmap_template asked, char *buf,
+                              size_t size);
+
 /* The tokens of a sample's response as the model reads them after its
  * prompt under tmpl. Plain: the response tokenized on its own (SentencePiece
  * gives it the leading space "Answer:" lacks). Chat: the tokens that follow

@@ -59,7 +59,7 @@ expect_true grep -q '"id":"Mercury_1",.*"gold":"steam",.*"choice":[0-3],' mc_pre
 check "chat without a template falls back to plain"
 run "$TMAP" eval "${common[@]}" --template chat --max-tokens 2
 expect_status 0
-expect_err "has no chat template; the prompts use the plain template"
+expect_err "has no chat template: prompts use the plain layout"
 
 check "help and the command table"
 run "$TMAP" eval --help

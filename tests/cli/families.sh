@@ -59,6 +59,16 @@ for fam in "${families[@]}"; do
     check "$fam: score (loss, ifd)"
     run "$TMAP" score -m "$m" "${rt[@]}" "${b[@]}" -d pool.jsonl --indicators loss,ifd,length -o "$fam.csv"
     expect_status 0
+    # The plain layout on a model with a chat template is said (an instruct
+    # model reads its own turns better); on one without, nothing is. Not
+    # quiet, and length alone: it only tokenizes.
+    run "$TMAP" score -m "$m" -c 512 -t 1 "${b[@]}" -d pool.jsonl --indicators length -o "$fam-length.csv"
+    expect_status 0
+    if [ "$tmpl" != - ]; then
+        expect_err "carries a chat template, but prompts use the plain layout (the default): for an instruct model, --template chat"
+    else
+        expect_err_lacks "chat template"
+    fi
     expect_true test "$(wc -l < "$fam.csv")" -eq 9
     # loss is a mean negative log-likelihood: positive and finite on every row
     expect_true awk -F, 'NR > 1 && !($4 + 0 > 0 && $4 + 0 < 100) { bad = 1 } END { exit bad }' "$fam.csv"
