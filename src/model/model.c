@@ -19,6 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* llama.cpp's limit on the sequences of a context (LLAMA_MAX_SEQ, which its
+ * public header does not carry). */
+#define TMAP_MAX_SEQ 256
+
 /* ------------------------------------------------------------------------ */
 /* llama.cpp's log                                                          */
 /* ------------------------------------------------------------------------ */
@@ -128,7 +132,7 @@ static enum tmap_status check_params(const struct tmap_model_params *p, struct t
         return tmap_fail(err, TMAP_ERR_USAGE, "context size %d is negative (-c)", p->n_ctx);
     if (p->n_batch < 1)
         return tmap_fail(err, TMAP_ERR_USAGE, "batch size %d must be at least 1 (-b)", p->n_batch);
-    if (p->n_seq < 1 || p->n_seq > 256)
+    if (p->n_seq < 1 || p->n_seq > TMAP_MAX_SEQ)
         return tmap_fail(err, TMAP_ERR_USAGE, "parallel sequences %d must be 1..256 (-np)", p->n_seq);
     if (p->n_threads < 0)
         return tmap_fail(err, TMAP_ERR_USAGE, "thread count %d is negative (-t)", p->n_threads);
@@ -242,7 +246,10 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     cp.n_ctx           = (uint32_t)n_ctx * (uint32_t)p->n_seq;
     cp.n_batch         = (uint32_t)p->n_batch;
     cp.n_ubatch        = (uint32_t)(p->n_batch < 512 ? p->n_batch : 512);
-    cp.n_seq_max       = (uint32_t)p->n_seq;
+    /* One sequence more than -np when llama.cpp allows it: the companion's
+     * (tmap_model_decode). */
+    int32_t spare = p->n_seq < TMAP_MAX_SEQ ? 1 : 0;
+    cp.n_seq_max       = (uint32_t)(p->n_seq + spare);
     cp.kv_unified      = true; /* see model.h */
     cp.pooling_type    = LLAMA_POOLING_TYPE_NONE; /* tmap pools hidden states itself */
     cp.cb_eval         = callback ? capture_hidden : NULL; /* see tmap_model_prepare_capture */
@@ -260,6 +267,7 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     m->calls_since_capture = 0;
     m->counters.n_context_opens++;
     m->n_threads    = cp.n_threads;
+    m->companion_seq = spare ? p->n_seq : -1;
     m->n_ubatch     = (int32_t)cp.n_ubatch;
     m->info.n_ctx   = n_ctx;
     m->info.n_batch = p->n_batch;
@@ -429,6 +437,33 @@ enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, 
     return TMAP_OK;
 }
 
+/*
+ * A micro-batch of a single token takes its own road through llama.cpp's
+ * CPU flash attention: with 512 cells or more in the cache, it splits the
+ * cells among the threads and adds up their partial sums, so the token's
+ * values change with the thread count (measured: one quality value in 40
+ * moved by 5e-5 between -t 1 and -t 2 at the default batch, where a call of
+ * 513 tokens ends in such a micro-batch). A call whose last micro-batch
+ * would hold one token gets a companion: a throwaway token in a sequence of
+ * its own, no output, removed after the call. Every micro-batch then holds
+ * two tokens or more, whose values are the same on any thread count; the
+ * real tokens never see the companion (another sequence), and it costs one
+ * token in the calls that need it. Returns whether it was added.
+ */
+static bool add_companion(const struct tmap_model *m, struct llama_batch *batch)
+{
+    int32_t n = batch->n_tokens;
+    if (m->companion_seq < 0 || n % m->n_ubatch != 1 || n >= m->info.n_batch)
+        return false; /* no spare sequence, no lone token, or no room under n_batch */
+    batch->token[n]     = batch->token[n - 1];
+    batch->pos[n]       = 0;
+    batch->n_seq_id[n]  = 1;
+    batch->seq_id[n][0] = m->companion_seq;
+    batch->logits[n]    = 0;
+    batch->n_tokens     = n + 1;
+    return true;
+}
+
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,
                                    struct tmap_error *err)
 {
@@ -436,7 +471,17 @@ enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batc
         return tmap_fail(err, TMAP_ERR_MODEL, "%s: no llama.cpp context (recreating it failed earlier)",
                          m->params.path);
     m->n_hidden = 0;
+    int32_t n_tokens = batch.n_tokens;
+    bool companion = add_companion(m, &batch);
     int rc = llama_decode(m->ctx, batch);
+    if (companion) {
+        llama_memory_seq_rm(llama_get_memory(m->ctx), m->companion_seq, -1, -1);
+        if (rc == 1) { /* no cell left for it (llama.cpp changed nothing): the call as it was */
+            batch.n_tokens = n_tokens;
+            rc = llama_decode(m->ctx, batch);
+        }
+    }
+    batch.n_tokens = n_tokens;
     m->counters.n_decode_calls++;
     if (!m->capture)
         m->calls_since_capture++;

@@ -26,6 +26,7 @@ struct tmap_model {
     struct tmap_model_params   params;    /* as loaded, params.path owned: the fine-tune proxy reloads it */
     int32_t                    n_threads; /* as llama.cpp runs; tmap's own loops reuse it */
     int32_t                    n_ubatch;  /* llama.cpp computes a decode call in pieces of this many tokens */
+    int32_t                    companion_seq; /* the spare sequence of tmap_model_decode's companion, or -1 */
     /* Hidden states read during decode (see capture_hidden in model.c):
      * while capture is set, the final-norm rows of every output token of a
      * llama_decode call land here, in batch order. */

@@ -43,6 +43,18 @@ expect_status 0
 expect_err "30 computed, 0 from the store, 0 skipped; 0 tokens in 0 decode calls"
 expect_true cmp -s text.csv <(cut -d, -f1-3,10-13 scores.csv)
 
+check "the thread count changes no value, at the default batch too"
+# At -b 2048 the ratings of these 40 records make a call of 513 tokens,
+# whose last micro-batch holds one token: llama.cpp's CPU flash attention
+# splits such a token's cache among the threads, and its values moved with
+# -t until tmap_model_decode gave it a companion.
+head -n 40 "$SRC/data/gsm8k/train.jsonl" > pool40.jsonl
+for t in 1 2; do
+    run "$TMAP" score -m "$MODEL" -d pool40.jsonl --indicators quality,complexity -t $t -o ratings-t$t.csv
+    expect_status 0
+done
+expect_true cmp -s ratings-t1.csv ratings-t2.csv
+
 check "two lanes (--lanes 2) give one lane's scores; a third is refused"
 # Same values to within float rounding: the lanes batch the records
 # differently. Columns 1-3 (id, line, hash) must match exactly.
