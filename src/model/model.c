@@ -246,10 +246,7 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     cp.n_ctx           = (uint32_t)n_ctx * (uint32_t)p->n_seq;
     cp.n_batch         = (uint32_t)p->n_batch;
     cp.n_ubatch        = (uint32_t)(p->n_batch < 512 ? p->n_batch : 512);
-    /* One sequence more than -np when llama.cpp allows it: the companion's
-     * (tmap_model_decode). */
-    int32_t spare = p->n_seq < TMAP_MAX_SEQ ? 1 : 0;
-    cp.n_seq_max       = (uint32_t)(p->n_seq + spare);
+    cp.n_seq_max       = (uint32_t)p->n_seq;
     cp.kv_unified      = true; /* see model.h */
     cp.pooling_type    = LLAMA_POOLING_TYPE_NONE; /* tmap pools hidden states itself */
     cp.cb_eval         = callback ? capture_hidden : NULL; /* see tmap_model_prepare_capture */
@@ -267,7 +264,13 @@ static enum tmap_status open_context(struct tmap_model *m, const struct tmap_mod
     m->calls_since_capture = 0;
     m->counters.n_context_opens++;
     m->n_threads    = cp.n_threads;
-    m->companion_seq = spare ? p->n_seq : -1;
+    /* The companion's sequence (tmap_model_decode): the last one llama.cpp
+     * allows, which a unified cache takes without a larger n_seq_max (one
+     * more sequence there cost scoring a third of its speed on the 64-wide
+     * bench model). A recurrent state has a slot per n_seq_max sequence
+     * only, so those models go without. */
+    bool recurrent = llama_model_is_recurrent(m->model) || llama_model_is_hybrid(m->model);
+    m->companion_seq = !recurrent && p->n_seq < TMAP_MAX_SEQ ? TMAP_MAX_SEQ - 1 : -1;
     m->n_ubatch     = (int32_t)cp.n_ubatch;
     m->info.n_ctx   = n_ctx;
     m->info.n_batch = p->n_batch;
@@ -445,7 +448,7 @@ enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, 
  * moved by 5e-5 between -t 1 and -t 2 at the default batch, where a call of
  * 513 tokens ends in such a micro-batch). A call whose last micro-batch
  * would hold one token gets a companion: a throwaway token in a sequence of
- * its own, no output, removed after the call. Every micro-batch then holds
+ * its own (companion_seq), no output, removed after the call. Every micro-batch then holds
  * two tokens or more, whose values are the same on any thread count; the
  * real tokens never see the companion (another sequence), and it costs one
  * token in the calls that need it. Returns whether it was added.
