@@ -447,11 +447,12 @@ enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, 
  * values change with the thread count (measured: one quality value in 40
  * moved by 5e-5 between -t 1 and -t 2 at the default batch, where a call of
  * 513 tokens ends in such a micro-batch). A call whose last micro-batch
- * would hold one token gets a companion: a throwaway token in a sequence of
- * its own (companion_seq), no output, removed after the call. Every micro-batch then holds
- * two tokens or more, whose values are the same on any thread count; the
- * real tokens never see the companion (another sequence), and it costs one
- * token in the calls that need it. Returns whether it was added.
+ * would hold one token gets a companion: a throwaway token in a sequence
+ * of its own (companion_seq), no output, removed after the call. Every
+ * micro-batch then holds two tokens or more, whose values are the same on
+ * any thread count; the real tokens never see the companion (another
+ * sequence), and it costs one token in the calls that need it. Returns
+ * whether it was added.
  */
 static bool add_companion(const struct tmap_model *m, struct llama_batch *batch)
 {
