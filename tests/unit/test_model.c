@@ -731,6 +731,40 @@ static void test_overflow_policy(void **state)
     tmap_model_free(m);
 }
 
+/* A call whose last micro-batch holds one token gets a companion token in
+ * a sequence of its own (tmap_model_decode). Here the cache is full without
+ * it: 256 cells, and a multiple-choice request whose 256 prompt tokens are
+ * all decoded, in calls of 255 and 1. The call with the companion finds no
+ * cell for it and must be made again as it was, not fail; the values are
+ * those of a single call of 256. */
+static void test_companion_without_room(void **state)
+{
+    (void)state;
+    int32_t prompt[256], choices[2] = { 900, 901 };
+    for (int i = 0; i < 256; i++)
+        prompt[i] = i == 0 ? 1 : 300 + i;
+    double lp[2][2];
+    for (int k = 0; k < 2; k++) {
+        int32_t n_batch = k == 0 ? 255 : 256;
+        struct tmap_model *m = test_load_model(TMAP_TEST_MODEL, 256, n_batch, 1);
+        struct tmap_logprob_request req = { .prompt = prompt, .n_prompt = 256, .choices = choices, .n_choices = 2,
+                                            .choice_logprobs = lp[k] };
+        struct tmap_logprob_result r;
+        struct tmap_error err = { 0 };
+        struct tmap_model_counters c;
+        if (tmap_model_logprob(m, &req, 1, &r, &err))
+            fail_msg("n_batch %d: %s", n_batch, err.message);
+        tmap_model_get_counters(m, &c);
+        assert_int_equal(c.n_decode_calls, k == 0 ? 2 : 1);
+        assert_int_equal(c.n_tokens_decoded, 256);
+        assert_int_equal(r.fit, TMAP_FIT_WHOLE);
+        tmap_model_free(m);
+    }
+    for (int c = 0; c < 2; c++)
+        if (!(isfinite(lp[0][c]) && fabs(lp[0][c] - lp[1][c]) < 1e-3))
+            fail_msg("choice %d: %.6f in two calls, %.6f in one", c, lp[0][c], lp[1][c]);
+}
+
 /* ---- creation ----------------------------------------------------------- */
 
 static void test_create_deterministic(void **state)
@@ -915,6 +949,7 @@ int main(void)
         cmocka_unit_test(test_choices),
         cmocka_unit_test(test_shared_prefix_equals_naive),
         cmocka_unit_test(test_overflow_policy),
+        cmocka_unit_test(test_companion_without_room),
         cmocka_unit_test(test_create_deterministic),
         cmocka_unit_test(test_create_errors),
     };
