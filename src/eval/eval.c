@@ -511,8 +511,7 @@ static enum tmap_status load_demos(struct eval_run *r, const struct tmap_pool *d
  * layout and the model disagree either way. */
 static void choose_template(struct eval_run *r)
 {
-    r->tmpl = r->p->tmpl == TMAP_TEMPLATE_CHAT && r->m->info.has_chat_template ? TMAP_TEMPLATE_CHAT
-                                                                              : TMAP_TEMPLATE_PLAIN;
+    r->tmpl = tmap_model_layout(&r->m->info, r->p->tmpl);
     char msg[512];
     if (r->p->notice && tmap_model_template_note(&r->m->info, r->p->tmpl, msg, sizeof msg))
         r->p->notice(msg, r->p->notice_user_data);

@@ -101,8 +101,7 @@ static void make_keys(struct scorer *sc)
     tmap_model_get_info(sc->model, &mi);
     tmap_model_get_info(sc->judge, &ji);
     tmap_model_get_info(sc->embedder, &ei);
-    sc->tmpl = sc->p->tmpl == TMAP_TEMPLATE_CHAT && mi.has_chat_template ? TMAP_TEMPLATE_CHAT
-                                                                        : TMAP_TEMPLATE_PLAIN;
+    sc->tmpl = tmap_model_layout(&mi, sc->p->tmpl);
     enum tmap_template et = sc->embedder == sc->model ? sc->tmpl : TMAP_TEMPLATE_PLAIN;
     snprintf(sc->key_model, sizeof sc->key_model, "%s/%s", mi.fingerprint, template_name(sc->tmpl));
     snprintf(sc->key_judge, sizeof sc->key_judge, "%s/rating-v1", ji.fingerprint);

@@ -388,10 +388,15 @@ bool tmap_model_context_warning(const struct tmap_model_info *info, char *buf, s
     return true;
 }
 
+enum tmap_template tmap_model_layout(const struct tmap_model_info *info, enum tmap_template asked)
+{
+    return asked == TMAP_TEMPLATE_CHAT && info->has_chat_template ? TMAP_TEMPLATE_CHAT : TMAP_TEMPLATE_PLAIN;
+}
+
 bool tmap_model_template_note(const struct tmap_model_info *info, enum tmap_template asked, char *buf,
                               size_t size)
 {
-    if (asked == TMAP_TEMPLATE_CHAT && !info->has_chat_template)
+    if (tmap_model_layout(info, asked) != asked)
         snprintf(buf, size, "the model (%s) has no chat template: prompts use the plain layout", info->description);
     else if (asked != TMAP_TEMPLATE_CHAT && info->has_chat_template)
         snprintf(buf, size, "the model (%s) carries a chat template, but prompts use the plain layout (the "

@@ -49,6 +49,10 @@ struct tmap_model {
  * another model of the same shape the same way. */
 const struct tmap_model_params *tmap_model_load_params(const struct tmap_model *m);
 
+/* The layout prompts get when asked for `asked`: chat only on a model that
+ * carries a chat template (tmap_model_format_prompt falls back to plain). */
+enum tmap_template tmap_model_layout(const struct tmap_model_info *info, enum tmap_template asked);
+
 /* The layout a command asked for against what the model carries, in one
  * line for a notice: --template chat on a model with no chat template
  * (the plain layout is used), or the plain layout on a model that has one

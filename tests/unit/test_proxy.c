@@ -259,6 +259,25 @@ static void test_top_by_hand(void **state)
     tmap_pool_free(tiny);
 }
 
+/* The demonstration records with tiny item 0 (of tiny_pool(3)) appended
+ * as row N_DEMOS, in tmpdir/name. */
+static struct tmap_pool *leaky_demos(const char *name)
+{
+    char path[600], item[600];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    snprintf(item, sizeof item, "%s/tiny3.jsonl", tmpdir);
+    copy_lines(demos_path, path, 0, N_DEMOS);
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    char *text = slurp(item, NULL);
+    fwrite(text, 1, strcspn(text, "\n") + 1, f);
+    free(text);
+    fclose(f);
+    struct tmap_pool *leaky = test_load_pool(path);
+    assert_int_equal(tmap_pool_size(leaky), N_DEMOS + 1);
+    return leaky;
+}
+
 /* A demonstration pool that holds a tiny item's own record: the proxy never
  * draws it (it would hand the item its answer), so the subset with the copy
  * is judged exactly as the subset without it, even when the copy scores
@@ -267,19 +286,7 @@ static void test_tiny_copies_never_drawn(void **state)
 {
     (void)state;
     struct tmap_pool *tiny = tiny_pool(3);
-    char leaky_path[600];
-    snprintf(leaky_path, sizeof leaky_path, "%s/leaky-demos.jsonl", tmpdir);
-    copy_lines(demos_path, leaky_path, 0, N_DEMOS);
-    FILE *f = fopen(leaky_path, "a");
-    assert_non_null(f);
-    char item[600];
-    snprintf(item, sizeof item, "%s/tiny3.jsonl", tmpdir);
-    char *text = slurp(item, NULL);
-    fwrite(text, 1, strcspn(text, "\n") + 1, f); /* tiny item 0, as row N_DEMOS */
-    free(text);
-    fclose(f);
-    struct tmap_pool *leaky = test_load_pool(leaky_path);
-    assert_int_equal(tmap_pool_size(leaky), N_DEMOS + 1);
+    struct tmap_pool *leaky = leaky_demos("leaky-demos.jsonl");
 
     struct tmap_proxy_params p = tmap_proxy_default_params();
     p.k = 3;
@@ -318,18 +325,9 @@ static void test_memo_keys_rows_drawn(void **state)
 {
     (void)state;
     struct tmap_pool *tiny = tiny_pool(3);
-    char leaky_path[600], db[600], item[600];
-    snprintf(leaky_path, sizeof leaky_path, "%s/leaky-memo.jsonl", tmpdir);
+    struct tmap_pool *leaky = leaky_demos("leaky-memo.jsonl");
+    char db[600];
     snprintf(db, sizeof db, "%s/leaky-memo.db", tmpdir);
-    snprintf(item, sizeof item, "%s/tiny3.jsonl", tmpdir);
-    copy_lines(demos_path, leaky_path, 0, N_DEMOS);
-    FILE *f = fopen(leaky_path, "a");
-    assert_non_null(f);
-    char *text = slurp(item, NULL);
-    fwrite(text, 1, strcspn(text, "\n") + 1, f); /* tiny item 0, as row N_DEMOS */
-    free(text);
-    fclose(f);
-    struct tmap_pool *leaky = test_load_pool(leaky_path);
     double scores[N_DEMOS + 1];
     for (size_t i = 0; i <= N_DEMOS; i++)
         scores[i] = (double)i;
