@@ -1150,9 +1150,11 @@ TMAP_API enum tmap_status tmap_model_quantize(const char *in_path, const char *o
 
 /* Fine-tuning with llama.cpp's own training API (docs/design.md section 12).
  *
- * Each record is laid out as scoring reads it: BOS, the plain-template
- * prompt (tmap_model_format_prompt), the response, then EOS so the model
- * learns to stop. Records are packed into windows of n_ctx tokens, one
+ * Each record is laid out as scoring reads it under params.tmpl: BOS, the
+ * prompt (tmap_model_format_prompt), the response, then what ends the turn
+ * so the model learns to stop: EOS in the plain layout; in the chat layout
+ * the template's own end-of-turn markup (chatml's "<|im_end|>\n"), with
+ * EOS after it only where that markup holds no end-of-generation token. Records are packed into windows of n_ctx tokens, one
  * optimiser step (AdamW) per window. Every window starts at the start of a
  * record and holds whole records; its tail is the beginning of the next
  * record, which then opens the next window whole, so no record is trained
@@ -1226,6 +1228,9 @@ struct tmap_finetune_params {
     const char *train_layers;        /* which tensors train, NULL = all (see tmap_finetune_check_layers) */
     bool        resume;              /* go on from STEM.ckpt.json */
     const struct tmap_pool *eval_pool; /* scored (response tokens) before and after each epoch, may be NULL */
+    enum tmap_template tmpl;         /* the records' layout; chat on a model without a template: plain, with a notice */
+    tmap_notice_fn notice;           /* may be NULL */
+    void       *notice_user_data;
     tmap_finetune_progress_fn progress;  /* may be NULL */
     void       *progress_user_data;
 };
@@ -1240,6 +1245,7 @@ struct tmap_finetune_result {
     int64_t n_train_windows, n_val_windows;
     int32_t n_ctx;                     /* the window */
     int32_t n_trained_tensors;
+    enum tmap_template layout;         /* the layout the records were trained in */
     bool    llama_patched;             /* false: this llama.cpp lacks tmap's training patch, so token_embd,
                                           attn_k and attn_v did not train (scripts/llama-patches) */
     double  seconds;                   /* the whole call */

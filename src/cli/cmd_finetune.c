@@ -88,9 +88,10 @@ static void print_summary(const struct tmap_finetune_result *r, const char *out)
                 "did not train (scripts/llama-patches/README.md)\n");
     if (cli_quiet)
         return;
-    fprintf(stderr, "tmap: trained %d tensors on %zu records (%lld windows of %d tokens), %zu held out; "
-            "%.1f s; wrote %s\n", r->n_trained_tensors, r->n_train_records, (long long)r->n_train_windows,
-            r->n_ctx, r->n_val_records, r->seconds, out);
+    fprintf(stderr, "tmap: trained %d tensors on %zu records%s (%lld windows of %d tokens), %zu held out; "
+            "%.1f s; wrote %s\n", r->n_trained_tensors, r->n_train_records,
+            r->layout == TMAP_TEMPLATE_CHAT ? " in the chat layout" : "", (long long)r->n_train_windows, r->n_ctx,
+            r->n_val_records, r->seconds, out);
 }
 
 /* ---- Running ------------------------------------------------------------- */
@@ -115,6 +116,7 @@ static int run(struct tmap_finetune_params *fp, const char *data_path, const cha
     struct progress_state ps = { 0 };
     fp->progress = on_progress;
     fp->progress_user_data = &ps;
+    fp->notice = cli_notice;
     int rc = 0;
     if (cli_load_pool(d, data_path, &pool, &err) || load_eval(eval_path, &eval, &err)) {
         rc = cli_report(&err);
@@ -156,21 +158,24 @@ int cmd_finetune(int argc, char **argv)
     struct cli_data_options d;
     cli_data_options_init(&d);
     const char *data = NULL, *eval = NULL;
+    int template_choice = (int)fp.tmpl;
     const struct cli_option options[] = {
         { "-m|--model", CLI_STRING, &fp.model.path, "FILE", "GGUF model to train", 0, 0, NULL },
         { "-d|--data", CLI_STRING, &data, "FILE", "training records (JSONL or JSON array)", 0, 0, NULL },
         { "-o|--out", CLI_STRING, &fp.out_path, "FILE", "where to write the trained GGUF", 0, 0, NULL },
+        { "--template", CLI_CHOICE, &template_choice, "plain|chat", "record layout (default plain); chat: the model's own template, ending each response with its end-of-turn markup", 0, 0, tmap_template_names() },
         TRAIN_OPTIONS(fp, eval),
         TRAIN_MODEL_OPTIONS(fp.model),
         CLI_DATA_OPTIONS(d),
         CLI_OPT_END,
     };
     const struct cli_spec spec = {
-        "tmap finetune -m MODEL -d DATA --out OUT.gguf [--epochs N] [--lr X] [-c CTX] [--train-layers SPEC] "
-        "[--val-split F] [--seed S] [--resume]",
+        "tmap finetune -m MODEL -d DATA --out OUT.gguf [--template plain|chat] [--epochs N] [--lr X] [-c CTX] "
+        "[--train-layers SPEC] [--val-split F] [--seed S] [--resume]",
         "Fine-tunes a GGUF model on a pool with llama.cpp's training API. Each record is read as scoring\n"
-        "reads it (BOS, \"Query: PROMPT\\nAnswer:\", the response) plus EOS; records are packed into\n"
-        "windows of -c tokens, one AdamW step per window, learning rate warmed up then cosine-decayed.\n"
+        "reads it (BOS, \"Query: PROMPT\\nAnswer:\", the response) plus EOS; with --template chat as the\n"
+        "model's own turns, the response closed by the template's end-of-turn markup. Records are packed\n"
+        "into windows of -c tokens, one AdamW step per window, learning rate warmed up then cosine-decayed.\n"
         "The training loss covers every token (llama.cpp cannot mask the prompt); val_resp and\n"
         "eval_resp are response-only losses, as scoring measures them. Every epoch writes\n"
         "STEM.ckpt-epochN.gguf and STEM.ckpt.json beside OUT; --resume goes on from there (weights,\n"
@@ -181,6 +186,7 @@ int cmd_finetune(int argc, char **argv)
     int rc = cli_parse(&spec, argc, argv, NULL, &n_pos);
     if (rc >= 0)
         return rc;
+    fp.tmpl = (enum tmap_template)template_choice;
     if (!fp.model.path)
         return cli_usage_error(&spec, "no model given (-m FILE.gguf)");
     if (!data)

@@ -672,6 +672,77 @@ enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct
     return st;
 }
 
+/* The chat template's markup after the response (chatml's "<|im_end|>\n"),
+ * control tokens parsed; nothing when the template trims the response so
+ * that its end cannot be found. Taken from the whole conversation
+ * tokenized at once where its tokens start with those of the text up to
+ * the response's end (then the tail is exactly what llama.cpp's own
+ * tokenization of the conversation holds), else tokenized on its own. */
+static enum tmap_status chat_markup_after(struct tmap_model *m, const char *tmpl, const struct tmap_sample *s,
+                                          int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
+{
+    char *gen = NULL, *full = NULL;
+    int32_t *whole = NULL, *head = NULL, n_whole = 0, n_head = 0;
+    enum tmap_status st = format_chat(m, tmpl, s, NULL, &gen, err);
+    if (!st)
+        st = format_chat(m, tmpl, s, s->response, &full, err);
+    size_t lg = gen ? strlen(gen) : 0;
+    size_t end = !st && strncmp(full, gen, lg) == 0 ? response_end(full, lg, s->response) : 0;
+    if (!st && end > 0 && full[end] != '\0') {
+        st = tokenize(m, full, true, true, &whole, &n_whole, err);
+        char kept = full[end];
+        full[end] = '\0';
+        if (!st)
+            st = tokenize(m, full, true, true, &head, &n_head, err);
+        full[end] = kept;
+        if (!st && n_whole > n_head && same_tokens(whole, n_head, head, n_head)) {
+            memmove(whole, whole + n_head, (size_t)(n_whole - n_head) * sizeof *whole);
+            *tokens = whole;
+            *n_tokens = n_whole - n_head;
+            whole = NULL;
+        } else if (!st) {
+            st = tokenize(m, full + end, false, true, tokens, n_tokens, err);
+        }
+    }
+    free(head);
+    free(whole);
+    free(full);
+    free(gen);
+    return st;
+}
+
+enum tmap_status tmap_model_tokenize_turn_end(struct tmap_model *m, const struct tmap_sample *s,
+                                              enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
+                                              struct tmap_error *err)
+{
+    *tokens = NULL;
+    *n_tokens = 0;
+    const char *t = tmpl == TMAP_TEMPLATE_CHAT ? llama_model_chat_template(m->model, NULL) : NULL;
+    int32_t *markup = NULL, n_markup = 0;
+    enum tmap_status st = t ? chat_markup_after(m, t, s, &markup, &n_markup, err) : TMAP_OK;
+    if (st)
+        return st;
+    bool stops = false;
+    for (int32_t i = 0; i < n_markup && !stops; i++)
+        stops = llama_vocab_is_eog(m->vocab, markup[i]);
+    /* A vocabulary without EOS (rare) goes without. */
+    llama_token eos = llama_vocab_eos(m->vocab);
+    int32_t n_eos = !stops && eos != LLAMA_TOKEN_NULL ? 1 : 0;
+    int32_t *out = malloc((size_t)(n_markup + n_eos + 1) * sizeof *out);
+    if (!out) {
+        free(markup);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory tokenizing sample %s", s->id);
+    }
+    if (n_markup)
+        memcpy(out, markup, (size_t)n_markup * sizeof *out);
+    if (n_eos)
+        out[n_markup] = eos;
+    free(markup);
+    *tokens = out;
+    *n_tokens = n_markup + n_eos;
+    return TMAP_OK;
+}
+
 static enum tmap_status format_plain(const struct tmap_sample *s, char **out, struct tmap_error *err)
 {
     /* No trailing space after "Answer:": the response is tokenized on its own

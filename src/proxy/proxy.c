@@ -797,6 +797,7 @@ static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct t
         fp.seed = seed;
         fp.rows = pick;
         fp.n_rows = k;
+        fp.tmpl = px->p.tmpl; /* train in the layout the tiny set is read in */
         struct tmap_finetune_result r;
         st = tmap_finetune(demos, &fp, &r, err);
         if (!st)
@@ -859,6 +860,10 @@ static enum tmap_status memo_key(struct tmap_proxy *px, const struct tmap_pool *
         int32_t ft[] = { (int32_t)px->p.kind, (int32_t)px->p.ft_records, px->p.ft_epochs };
         XXH3_128bits_update(h, ft, sizeof ft);
         XXH3_128bits_update(h, &px->p.ft_lr, sizeof px->p.ft_lr);
+        /* Chat values since the short fine-tune trains in the chat layout
+         * too (it trained plain records before); plain values keep theirs. */
+        if (px->p.tmpl == TMAP_TEMPLATE_CHAT)
+            XXH3_128bits_update(h, "ftchat", 6);
     }
     /* One slice decodes as the proxy always did: its values keep their keys. */
     if (px->p.slices > 1 && px->p.kind == TMAP_PROXY_ICL) {

@@ -203,7 +203,7 @@ static json_t *state_to_json(const struct ft_state *s)
     for (size_t i = 0; history && i < s->n_history; i++)
         json_array_append_new(history, epoch_to_json(&s->history[i]));
     const char *slash = strrchr(s->checkpoint, '/');
-    return json_pack("{s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:I, s:s, s:f, s:i, s:f, s:i, s:s, s:o}",
+    return json_pack("{s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:I, s:s, s:f, s:i, s:f, s:i, s:s, s:s, s:o}",
                      "format", "tmap finetune checkpoint",
                      "version", SIDECAR_VERSION,
                      "epoch", (int)s->epoch,
@@ -218,6 +218,7 @@ static json_t *state_to_json(const struct ft_state *s)
                      "lr", float_value(s->lr),
                      "n_epochs", (int)s->n_epochs,
                      "train_layers", s->train_layers,
+                     "template", tmap_template_name(s->tmpl),
                      "history", history);
 }
 
@@ -282,6 +283,13 @@ static enum tmap_status state_from_json(const json_t *root, struct ft_state *s, 
     s->lr = (float)lr;
     s->n_epochs = n_epochs;
     snprintf(s->train_layers, sizeof s->train_layers, "%s", layers);
+    /* Sidecars written before chat layouts trained are plain. */
+    const char *tmpl = json_string_value(json_object_get(root, "template"));
+    s->tmpl = TMAP_TEMPLATE_PLAIN;
+    if (tmpl && strcmp(tmpl, tmap_template_name(TMAP_TEMPLATE_CHAT)) == 0)
+        s->tmpl = TMAP_TEMPLATE_CHAT;
+    else if (tmpl && strcmp(tmpl, tmap_template_name(TMAP_TEMPLATE_PLAIN)) != 0)
+        return tmap_fail(err, TMAP_ERR_DATA, "%s: template '%s' is neither plain nor chat", path, tmpl);
     return read_history(history, s, path, err);
 }
 

@@ -28,46 +28,47 @@
 /* Records to tokens                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* The layout scoring uses (bench_logprob.c, tmap.h): the prompt tokenized
- * with BOS, the response tokenized on its own; then EOS. */
+/* The layout scoring uses (tmap.h): the prompt under tmpl (BOS first), the
+ * response's tokens as they follow it; then what closes the turn (EOS, or a
+ * chat template's end-of-turn markup: tmap_model_tokenize_turn_end). */
 static enum tmap_status tokenize_sample(struct tmap_model *m, const char *path, const struct tmap_sample *s,
-                                        struct ft_seq *out, struct tmap_error *err)
+                                        enum tmap_template tmpl, struct ft_seq *out, struct tmap_error *err)
 {
     char *prompt = NULL;
-    int32_t *pt = NULL, *rt = NULL, np = 0, nr = 0;
-    enum tmap_status st = tmap_model_format_prompt(m, s, TMAP_TEMPLATE_PLAIN, &prompt, NULL, err);
+    int32_t *pt = NULL, *rt = NULL, *et = NULL, np = 0, nr = 0, ne = 0;
+    enum tmap_status st = tmap_model_format_prompt(m, s, tmpl, &prompt, NULL, err);
     if (!st)
-        st = tmap_model_tokenize(m, prompt, true, &pt, &np, err);
+        st = tmap_model_tokenize_prompt(m, prompt, tmpl, &pt, &np, err);
     if (!st)
-        st = tmap_model_tokenize(m, s->response, false, &rt, &nr, err);
+        st = tmap_model_tokenize_response(m, s, tmpl, &rt, &nr, err);
+    if (!st)
+        st = tmap_model_tokenize_turn_end(m, s, tmpl, &et, &ne, err);
     free(prompt);
     if (!st && nr < 1)
         st = tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: record %s: the response has no tokens", path, s->line,
                        s->id);
-    /* A vocabulary without EOS (rare) trains without it. */
-    llama_token eos = llama_vocab_eos(m->vocab);
-    int32_t n_eos = eos == LLAMA_TOKEN_NULL ? 0 : 1;
-    int32_t *all = st ? NULL : malloc((size_t)(np + nr + n_eos) * sizeof *all);
+    int32_t *all = st ? NULL : malloc((size_t)(np + nr + ne) * sizeof *all);
     if (!st && !all)
         st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory tokenizing record %s", s->id);
     if (!st) {
         memcpy(all, pt, (size_t)np * sizeof *all);
         memcpy(all + np, rt, (size_t)nr * sizeof *all);
-        if (n_eos)
-            all[np + nr] = eos;
+        if (ne)
+            memcpy(all + np + nr, et, (size_t)ne * sizeof *all);
         out->tokens     = all;
         out->n_prompt   = np;
         out->n_response = nr;
-        out->n_tokens   = np + nr + n_eos;
+        out->n_tokens   = np + nr + ne;
         out->n_response_bytes = (int64_t)strlen(s->response);
     }
     free(pt);
     free(rt);
+    free(et);
     return st;
 }
 
 enum tmap_status ft_corpus_build(struct tmap_model *m, const struct tmap_pool *pool,
-                                 const size_t *idx, size_t n, struct ft_corpus *out,
+                                 const size_t *idx, size_t n, enum tmap_template tmpl, struct ft_corpus *out,
                                  struct tmap_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -78,7 +79,7 @@ enum tmap_status ft_corpus_build(struct tmap_model *m, const struct tmap_pool *p
         struct tmap_sample s;
         enum tmap_status st = tmap_pool_sample(pool, idx ? idx[i] : i, &s, err);
         if (!st) {
-            st = tokenize_sample(m, tmap_pool_path(pool), &s, &out->seqs[i], err);
+            st = tokenize_sample(m, tmap_pool_path(pool), &s, tmpl, &out->seqs[i], err);
             tmap_sample_free(&s);
         }
         if (st) {

@@ -58,6 +58,9 @@ struct tmap_finetune_params tmap_finetune_default_params(void)
         .train_layers = NULL,
         .resume       = false,
         .eval_pool    = NULL,
+        .tmpl         = TMAP_TEMPLATE_PLAIN,
+        .notice       = NULL,
+        .notice_user_data = NULL,
         .progress     = NULL,
         .progress_user_data = NULL,
     };
@@ -85,6 +88,7 @@ struct run {
     ggml_opt_context_t                 opt_ctx;
     uint32_t                           n_ctx_train; /* as loaded, before llama_opt_init changes it */
     char                              *chat_template;
+    enum tmap_template                 layout;        /* params.tmpl, or plain on a model without a template */
     size_t                            *train_idx, *val_idx;
     size_t                             n_train, n_val;
     struct ft_corpus                   train, val, eval;
@@ -123,6 +127,8 @@ static enum tmap_status check_params(const struct tmap_pool *pool, const struct 
         if (p->rows[i] >= tmap_pool_size(pool))
             return tmap_fail(err, TMAP_ERR_USAGE, "%s: record %zu to train on is past its %zu records",
                              tmap_pool_path(pool), p->rows[i], tmap_pool_size(pool));
+    if (p->tmpl != TMAP_TEMPLATE_PLAIN && p->tmpl != TMAP_TEMPLATE_CHAT)
+        return tmap_fail(err, TMAP_ERR_USAGE, "template %d: neither plain nor chat", (int)p->tmpl);
     if (p->n_epochs < 1)
         return tmap_fail(err, TMAP_ERR_USAGE, "--epochs %d: must be at least 1", p->n_epochs);
     if (!(p->lr > 0.0f) || !isfinite(p->lr))
@@ -158,6 +164,9 @@ static enum tmap_status check_resume(const struct run *r, const char *sidecar, s
         return tmap_fail(err, TMAP_ERR_USAGE,
                          "%s: the checkpoint used --seed %llu --val-split %g -c %d; a resume must use the same",
                          sidecar, (unsigned long long)s->seed, (double)s->val_split, s->n_ctx);
+    if (s->tmpl != r->layout)
+        return tmap_fail(err, TMAP_ERR_USAGE, "%s: the checkpoint trained records in the %s layout; a resume must "
+                         "use --template %s", sidecar, tmap_template_name(s->tmpl), tmap_template_name(s->tmpl));
     if (s->epoch >= r->p->n_epochs)
         return tmap_fail(err, TMAP_ERR_USAGE, "%s: the checkpoint has done %d epochs; --epochs %d leaves nothing to do",
                          sidecar, s->epoch, r->p->n_epochs);
@@ -205,6 +214,11 @@ static enum tmap_status load_model(struct run *r, struct tmap_error *err)
     const char *tmpl = llama_model_chat_template(r->m->model, NULL);
     if (tmpl && !(r->chat_template = strdup(tmpl)))
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory loading %s", r->load_path);
+    r->layout = tmap_model_layout(&r->m->info, r->p->tmpl);
+    r->res->layout = r->layout;
+    char note[512];
+    if (r->p->notice && tmap_model_template_note(&r->m->info, r->p->tmpl, note, sizeof note))
+        r->p->notice(note, r->p->notice_user_data);
     return TMAP_OK;
 }
 
@@ -225,7 +239,11 @@ static void describe_data(struct run *r)
                   ? snprintf(r->data_desc, sizeof r->data_desc, "%s (first %zu of %zu records", name, r->n_records, total)
                   : snprintf(r->data_desc, sizeof r->data_desc, "%s (%zu records", name, r->n_records);
     if (len > 0 && (size_t)len < sizeof r->data_desc)
-        snprintf(r->data_desc + len, sizeof r->data_desc - (size_t)len, r->n_val ? ", %zu held out)" : ")", r->n_val);
+        len += snprintf(r->data_desc + len, sizeof r->data_desc - (size_t)len, r->n_val ? ", %zu held out)" : ")",
+                        r->n_val);
+    /* Plain, the layout of every model trained before chat layouts were, says nothing. */
+    if (r->layout == TMAP_TEMPLATE_CHAT && len > 0 && (size_t)len < sizeof r->data_desc)
+        snprintf(r->data_desc + len, sizeof r->data_desc - (size_t)len, ", chat layout");
     if (r->p->eval_pool)
         snprintf(r->eval_desc, sizeof r->eval_desc, "%s (%zu records)", base_name(tmap_pool_path(r->p->eval_pool)),
                  tmap_pool_size(r->p->eval_pool));
@@ -271,11 +289,12 @@ static enum tmap_status build_corpora(struct run *r, struct tmap_error *err)
     for (size_t i = 0; !st && r->p->rows && i < r->n_val; i++)
         r->val_idx[i] = r->p->rows[r->val_idx[i]];
     if (!st)
-        st = ft_corpus_build(r->m, r->pool, r->train_idx, r->n_train, &r->train, err);
+        st = ft_corpus_build(r->m, r->pool, r->train_idx, r->n_train, r->layout, &r->train, err);
     if (!st)
-        st = ft_corpus_build(r->m, r->pool, r->val_idx, r->n_val, &r->val, err);
+        st = ft_corpus_build(r->m, r->pool, r->val_idx, r->n_val, r->layout, &r->val, err);
     if (!st && r->p->eval_pool)
-        st = ft_corpus_build(r->m, r->p->eval_pool, NULL, tmap_pool_size(r->p->eval_pool), &r->eval, err);
+        st = ft_corpus_build(r->m, r->p->eval_pool, NULL, tmap_pool_size(r->p->eval_pool), r->layout, &r->eval,
+                             err);
     if (st)
         return st;
     r->n_records = n;
@@ -610,6 +629,7 @@ static void fill_state(struct run *r)
     s->lr        = r->p->lr;
     s->n_epochs  = r->p->n_epochs;
     snprintf(s->train_layers, sizeof s->train_layers, "%s", r->p->train_layers ? r->p->train_layers : "");
+    s->tmpl      = r->layout;
 }
 
 /* A fresh run replaces an earlier run's checkpoint, once it is sure to

@@ -16,13 +16,14 @@
 /* ---- corpus.c ----------------------------------------------------------- */
 
 /* One record as the model reads it: prompt tokens (BOS first), response
- * tokens, EOS. The EOS is trained but never scored (scoring stops at the
+ * tokens, then what closes the turn (EOS, or a chat template's end-of-turn
+ * markup). That end is trained but never scored (scoring stops at the
  * response's last token). */
 struct ft_seq {
     int32_t *tokens;
     int32_t  n_prompt;
     int32_t  n_response;
-    int32_t  n_tokens; /* prompt + response + EOS */
+    int32_t  n_tokens; /* prompt + response + the turn's end */
     int64_t  n_response_bytes; /* of the response text, for bits per byte */
 };
 
@@ -32,9 +33,10 @@ struct ft_corpus {
     int64_t        n_tokens;
 };
 
-/* Tokenizes the records idx[0..n) of pool. */
+/* Tokenizes the records idx[0..n) of pool, laid out by tmpl (which must be
+ * one the model has: tmap_model_layout). */
 enum tmap_status ft_corpus_build(struct tmap_model *m, const struct tmap_pool *pool,
-                                 const size_t *idx, size_t n, struct ft_corpus *out,
+                                 const size_t *idx, size_t n, enum tmap_template tmpl, struct ft_corpus *out,
                                  struct tmap_error *err);
 void ft_corpus_free(struct ft_corpus *c);
 
@@ -109,6 +111,7 @@ struct ft_state {
     float    lr;
     int32_t  n_epochs;
     char     train_layers[256];
+    enum tmap_template tmpl;     /* the records' layout; a sidecar without one: plain */
     struct tmap_finetune_epoch *history; /* one per epoch done, malloc'd */
     size_t   n_history;
 };

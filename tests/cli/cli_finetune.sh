@@ -52,6 +52,33 @@ run "$TMAP" finetune -q -m base.gguf -d d40.jsonl --out ft.gguf --epochs 3 --lr 
 expect_status 1
 expect_err "ft.ckpt.json: the checkpoint has done 3 epochs; --epochs 3 leaves nothing to do"
 
+check "--template chat trains the model's own turns, and a resume keeps the layout"
+"$TMAP" model create --quiet --out chat.gguf --n-embd 32 --n-layer 1 --seed 3 --chat-template llama2
+run "$TMAP" finetune -m chat.gguf -d d20.jsonl --out ftc.gguf --template chat --epochs 1 --lr 1e-2 -c 256 \
+    --eval t10.jsonl -t 2
+expect_status 0
+expect_err "trained 33 tensors on 20 records in the chat layout"
+expect_true grep -q '"template": "chat"' ftc.ckpt.json
+c0=$(awk '$1 == 0 { print $5 }' .out)
+run "$TMAP" finetune -q -m chat.gguf -d d20.jsonl --out ftp.gguf --epochs 1 --lr 1e-2 -c 256 --eval t10.jsonl -t 2
+expect_status 0
+p0=$(awk '$1 == 0 { print $5 }' .out)
+expect_true test -n "$c0" -a -n "$p0" -a "$c0" != "$p0" # "[INST] ... [/INST]" is not "Query: ...\nAnswer:"
+run "$TMAP" info -m ftc.gguf
+expect_out "chat layout"
+run "$TMAP" finetune -m chat.gguf -d d20.jsonl --out ftc.gguf --epochs 2 --lr 1e-2 -c 256 -t 2 --resume
+expect_status 1
+expect_err "ftc.ckpt.json: the checkpoint trained records in the chat layout; a resume must use --template chat"
+# A model without a template: the plain layout, said once, the same numbers.
+run "$TMAP" finetune -m base.gguf -d d20.jsonl --out ftb.gguf --template chat --epochs 1 --lr 1e-2 -c 256 \
+    --eval t10.jsonl -t 2
+expect_status 0
+expect_err "has no chat template: prompts use the plain layout"
+expect_true test -z "$(grep "chat layout" .err)"
+cp .out b-chat.out
+run "$TMAP" finetune -q -m base.gguf -d d20.jsonl --out ftb.gguf --epochs 1 --lr 1e-2 -c 256 --eval t10.jsonl -t 2
+expect_true test "$(awk '{ print $5 }' .out)" = "$(awk '{ print $5 }' b-chat.out)"
+
 check "pretrain gives the same bytes for the same command"
 run "$TMAP" model pretrain -q -d d20.jsonl --out p1.gguf --n-embd 32 --n-layer 1 -c 256 --epochs 1 -t 2
 expect_status 0

@@ -5,7 +5,9 @@
  * must be exactly the tokens llama.cpp gives the whole conversation when the
  * test lays it out and tokenizes it by hand (llama_chat_apply_template, then
  * llama_tokenize with special tokens parsed), up to the template's
- * end-of-turn markup after the response.
+ * end-of-turn markup after the response. What `tmap finetune --template
+ * chat` trains is that whole conversation: the same tokens, then the
+ * markup as llama.cpp tokenizes it, holding an end-of-generation token.
  *
  * Each family's model is created with its own vocabulary (llama.cpp's
  * models/ggml-vocab-*.gguf, copied by scripts/llama-setup.sh); a build
@@ -22,6 +24,7 @@
 #include "helpers.h"
 #include "model/model.h"
 #include "tmap.h"
+#include "train/finetune.h"
 
 #include <llama.h>
 #include <stdio.h>
@@ -117,6 +120,53 @@ static int32_t *tokenize_by_hand(const char *model_path, const char *tmpl, int32
     return tokens;
 }
 
+/* The record as tmap finetune trains it (train/corpus.c): the scored
+ * prompt and response tokens, then the template's end-of-turn markup. Where
+ * the response's last token does not merge with that markup, the markup is
+ * exactly the tokens llama.cpp gives the conversation after the response;
+ * either way the record ends its turn with a token that stops generation. */
+static void check_training_layout(const struct family *f, struct tmap_model *m, const struct tmap_pool *pool,
+                                  const int32_t *pt, int32_t np, const int32_t *rt, int32_t nr,
+                                  const int32_t *hand, int32_t nh)
+{
+    struct ft_corpus c;
+    struct tmap_error err = { 0 };
+    if (ft_corpus_build(m, pool, NULL, 1, TMAP_TEMPLATE_CHAT, &c, &err))
+        fail_msg("%s: %s", f->label, err.message);
+    const struct ft_seq *q = &c.seqs[0];
+    assert_int_equal(q->n_prompt, np);
+    assert_int_equal(q->n_response, nr);
+    assert_memory_equal(q->tokens, pt, (size_t)np * sizeof *pt);
+    assert_memory_equal(q->tokens + np, rt, (size_t)nr * sizeof *rt);
+    int32_t n_tail = q->n_tokens - np - nr;
+    bool merged = rt[nr - 1] != hand[np + nr - 1];
+    bool stops = false;
+    for (int32_t i = np + nr; i < q->n_tokens; i++)
+        stops = stops || llama_vocab_is_eog(m->vocab, q->tokens[i]);
+    /* The conversation's tail, then EOS only where that tail stops nothing
+     * (deepseek's "<|EOT|>" is text in the DeepSeek LLM vocabulary). Merged:
+     * the markup is text, and only its stop can be checked. */
+    int32_t n_hand = nh - np - nr;
+    bool hand_stops = false;
+    for (int32_t i = np + nr; i < nh; i++)
+        hand_stops = hand_stops || llama_vocab_is_eog(m->vocab, hand[i]);
+    int32_t n_eos = hand_stops ? 0 : 1;
+    bool as_llama = merged ||
+                    (n_tail == n_hand + n_eos &&
+                     memcmp(q->tokens + np + nr, hand + np + nr, (size_t)n_hand * sizeof *hand) == 0 &&
+                     (!n_eos || q->tokens[q->n_tokens - 1] == llama_vocab_eos(m->vocab)));
+    if (!as_llama || !stops) {
+        fprintf(stderr, "%s: a trained tail of %d tokens, the conversation's %d after the response:\n", f->label,
+                n_tail, nh - np - nr);
+        for (int32_t i = np + nr; i < q->n_tokens || i < nh; i++)
+            fprintf(stderr, "  %3d  trained %7d  hand %7d\n", i, i < q->n_tokens ? q->tokens[i] : -1,
+                    i < nh ? hand[i] : -1);
+        fail_msg("%s: the trained record does not end its turn as the template does%s", f->label,
+                 stops ? "" : " (no end-of-generation token)");
+    }
+    ft_corpus_free(&c);
+}
+
 static void check_family(const struct family *f, const char *vocab_dir)
 {
     char vocab[1024], model_path[512], data[512];
@@ -178,6 +228,7 @@ static void check_family(const struct family *f, const char *vocab_dir)
                     i < nh ? hand[i] : -1);
         fail_msg("%s: tmap's tokens differ from llama.cpp's layout of the conversation", f->label);
     }
+    check_training_layout(f, m, pool, pt, np, rt, nr, hand, nh);
     free(hand);
     free(rt);
     free(pt);
