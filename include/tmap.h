@@ -1247,7 +1247,8 @@ struct tmap_finetune_result {
     int32_t n_trained_tensors;
     enum tmap_template layout;         /* the layout the records were trained in */
     bool    llama_patched;             /* false: this llama.cpp lacks tmap's training patch, so token_embd,
-                                          attn_k and attn_v did not train (scripts/llama-patches) */
+                                          attn_k and attn_v did not train (scripts/llama-patches);
+                                          true where it cannot tell (token_embd not F32) */
     double  seconds;                   /* the whole call */
 };
 
@@ -1260,7 +1261,10 @@ TMAP_API enum tmap_status tmap_finetune(const struct tmap_pool *pool, const stru
  * comma list whose items are layer numbers or ranges ("0", "2-3": every
  * tensor of blk.N) or name substrings ("attn", "ffn_down", "output"); a
  * tensor trains when any item matches it. *n_matched counts the model's
- * tensors selected (token_embd included, though llama.cpp never trains it). */
+ * tensors selected (token_embd included, though llama.cpp never trains it).
+ * Every tensor selected must be F32, the only type llama.cpp trains (a
+ * quantized or F16 model would otherwise train its norms alone):
+ * TMAP_ERR_MODEL names the first that is not. */
 TMAP_API enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *spec,
                                             int32_t *n_matched, struct tmap_error *err);
 

@@ -14,6 +14,7 @@
  */
 #include "util/clock.h"
 #include "dist/dist.h"
+#include "proxy/proxy.h"
 #include "report/report.h"
 #include "util/error.h"
 
@@ -191,6 +192,8 @@ static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
         st = tmap_pool_load(p->val_path, &val, &r->val, err);
     if (!st)
         st = tmap_model_load(&p->model, &r->model, err);
+    if (!st)
+        st = proxy_check_model(r->model, &p->learn.proxy, err);
     /* The judge and the embedder run with the target's runtime options. */
     struct tmap_model_params mp = p->model;
     if (!st && p->judge_path) {

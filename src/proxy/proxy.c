@@ -244,12 +244,25 @@ static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, st
     return TMAP_OK;
 }
 
+enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_proxy_params *p,
+                                   struct tmap_error *err)
+{
+    if (p->kind != TMAP_PROXY_FINETUNE)
+        return TMAP_OK;
+    int32_t n_matched;
+    struct tmap_error why = { 0 };
+    enum tmap_status st = tmap_finetune_check_layers(tmap_model_load_params(model)->path, NULL, &n_matched, &why);
+    return st ? tmap_fail(err, st, "--proxy finetune trains the model: %s", why.message) : TMAP_OK;
+}
+
 enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_pool *tiny, const double *weights,
                                    const struct tmap_proxy_params *p, struct tmap_proxy **out,
                                    struct tmap_error *err)
 {
     *out = NULL;
     enum tmap_status st = check_proxy_params(p, err);
+    if (!st)
+        st = proxy_check_model(model, p, err);
     if (st)
         return st;
     struct tmap_proxy *px = calloc(1, sizeof *px);

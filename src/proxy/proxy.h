@@ -33,4 +33,11 @@ enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *de
                                size_t n_rows, const double *scores, double *value, struct tmap_proxy_stats *stats,
                                struct tmap_error *err);
 
+/* The fine-tune proxy trains copies of the model: one whose tensors
+ * llama.cpp cannot train (quantized, F16) is refused here, before a run
+ * spends its scoring pass, not at the first evaluation. TMAP_OK for the
+ * ICL proxy. */
+enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_proxy_params *p,
+                                   struct tmap_error *err);
+
 #endif

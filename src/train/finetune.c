@@ -425,6 +425,10 @@ static enum tmap_status init_optimizer(struct run *r, struct tmap_error *err)
     };
     llama_opt_init(r->tctx, r->m->model, op);
     r->res->n_trained_tensors = r->n_trained;
+    /* llama.cpp asks only about F32 tensors: a token_embd of another type
+     * (left out by --train-layers) says nothing about the patch. */
+    if (!r->res->llama_patched && !ft_tensor_is_f32(r->load_path, "token_embd.weight"))
+        r->res->llama_patched = true;
     if (r->n_params != (size_t)r->n_trained)
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory listing the %d tensors to train", r->n_trained);
     if (r->n_trained > 0)

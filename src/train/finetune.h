@@ -70,6 +70,10 @@ enum tmap_status ft_layers_parse(const char *spec, struct ft_layers **out, struc
 bool ft_layers_match(const struct ft_layers *l, const char *tensor_name);
 void ft_layers_free(struct ft_layers *l);
 
+/* Whether the model file holds the tensor `name` as F32 (false when it
+ * cannot be read or has no such tensor). */
+bool ft_tensor_is_f32(const char *model_path, const char *name);
+
 /* ---- checkpoint.c ------------------------------------------------------- */
 
 /* What llama.cpp's saver drops or changes and a saved model must keep. */

@@ -179,6 +179,45 @@ static enum tmap_status check_items(const struct ft_layers *l, const struct gguf
     return TMAP_OK;
 }
 
+bool ft_tensor_is_f32(const char *model_path, const char *name)
+{
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(model_path, gp);
+    int64_t t = g ? gguf_find_tensor(g, name) : -1;
+    bool f32 = t >= 0 && gguf_get_tensor_type(g, t) == GGML_TYPE_F32;
+    gguf_free(g);
+    return f32;
+}
+
+/* llama.cpp trains F32 tensors only and skips the rest without a word: a
+ * quantized or F16 model would train its norms and nothing else, and its
+ * run would look like any other. So every tensor the spec selects must be
+ * F32 (rope_freqs, which never trains, aside). */
+static enum tmap_status check_types(const struct ft_layers *l, const struct gguf_context *g, const char *path,
+                                    struct tmap_error *err)
+{
+    int64_t n_tensors = gguf_get_n_tensors(g), first = -1;
+    int32_t n_selected = 0, n_other = 0;
+    for (int64_t t = 0; t < n_tensors; t++) {
+        const char *name = gguf_get_tensor_name(g, t);
+        if (!ft_layers_match(l, name) || strcmp(name, "rope_freqs.weight") == 0)
+            continue;
+        n_selected++;
+        if (gguf_get_tensor_type(g, t) != GGML_TYPE_F32) {
+            n_other++;
+            first = first < 0 ? t : first;
+        }
+    }
+    if (!n_other)
+        return TMAP_OK;
+    return tmap_fail(err, TMAP_ERR_MODEL,
+                     "%s: %d of the %d tensors to train are not F32 (%s is %s), and llama.cpp trains F32 tensors "
+                     "only: they would stay as they are. `tmap model quantize %s OUT.gguf --type f32` writes a "
+                     "copy that trains (it keeps the quantized weights' values)%s", path, n_other, n_selected, gguf_get_tensor_name(g, first),
+                     ggml_type_name(gguf_get_tensor_type(g, first)), path,
+                     l ? ", or --train-layers can leave them out" : "");
+}
+
 enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *spec,
                                             int32_t *n_matched, struct tmap_error *err)
 {
@@ -198,6 +237,8 @@ enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *
         return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a readable GGUF file", model_path);
     }
     st = check_items(l, g, spec ? spec : "", model_path, n_matched, err);
+    if (!st)
+        st = check_types(l, g, model_path, err);
     gguf_free(g);
     ft_layers_free(l);
     return st;

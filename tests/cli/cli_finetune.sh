@@ -150,6 +150,22 @@ expect_err "no model given"
 run "$TMAP" finetune -m base.gguf --out x.gguf
 expect_status 1
 expect_err "no training data given (-d FILE)"
+# llama.cpp trains F32 tensors only: a quantized model is refused, not
+# trained in its norms alone; leaving its quantized tensors out is allowed.
+"$TMAP" model quantize -q base.gguf base-q8.gguf --type q8_0
+run "$TMAP" finetune -m base-q8.gguf -d d20.jsonl --out x.gguf -c 256 -t 2
+expect_status 4
+expect_err "base-q8.gguf: 9 of the 33 tensors to train are not F32 (output.weight is q8_0)"
+expect_err "tmap model quantize base-q8.gguf OUT.gguf --type f32"
+run "$TMAP" finetune -m base-q8.gguf -d d20.jsonl --out xq.gguf -c 256 -t 2 --train-layers attn_norm,ffn_norm
+expect_status 0
+expect_err "trained 2 tensors on 20 records"
+expect_true test -z "$(grep "lacks tmap's training patch" .err)" # token_embd is q8_0: nothing to tell
+# The fine-tune proxy trains it too: refused before the scoring pass.
+run "$TMAP" run -m base-q8.gguf -d d40.jsonl --val t10.jsonl --out q8run --proxy finetune -t 2
+expect_status 4
+expect_err "--proxy finetune trains the model: base-q8.gguf: 9 of the 33 tensors to train are not F32"
+expect_true test ! -e q8run/scores.csv
 run "$TMAP" finetune -m base.gguf -d d40.jsonl --out new.gguf --resume
 expect_status 3
 expect_err "new.ckpt.json: no checkpoint to resume from"
