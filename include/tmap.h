@@ -1154,8 +1154,9 @@ TMAP_API enum tmap_status tmap_model_quantize(const char *in_path, const char *o
  * prompt (tmap_model_format_prompt), the response, then what ends the turn
  * so the model learns to stop: EOS in the plain layout; in the chat layout
  * the template's own end-of-turn markup (chatml's "<|im_end|>\n"), with
- * EOS after it only where that markup holds no end-of-generation token. Records are packed into windows of n_ctx tokens, one
- * optimiser step (AdamW) per window. Every window starts at the start of a
+ * EOS after it only where that markup holds no end-of-generation token.
+ * Records are packed into windows of n_ctx tokens, one optimiser step
+ * (AdamW) per window. Every window starts at the start of a
  * record and holds whole records; its tail is the beginning of the next
  * record, which then opens the next window whole, so no record is trained
  * only in pieces (one longer than a window is cut into window-sized
