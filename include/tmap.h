@@ -167,7 +167,7 @@ struct tmap_record {
     size_t           line;      /* 1-based line where the record starts */
     enum tmap_format format;
     uint8_t          hash[16];  /* xxh3-128 of normalised prompt + response */
-    uint64_t         prompt_hash; /* 64 bits of the same over the prompt alone */
+    uint64_t         prompt_hash; /* 64 bits over the prompt alone, ASCII case and whitespace runs aside */
     const char      *raw;       /* the record's input bytes, exactly */
     size_t           raw_bytes;
 };

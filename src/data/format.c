@@ -823,12 +823,42 @@ enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[
     return TMAP_OK;
 }
 
+/* Feeds s as a question: ASCII letters in lower case and every run of
+ * ASCII whitespace as one space, trimmed. A benchmark question copied
+ * into a scraped pool often differs from the original only so (a re-wrapped
+ * line, a doubled space, "what" for "What"). */
+static void hash_question(XXH3_state_t *state, const char *s)
+{
+    char buf[256];
+    size_t n = 0;
+    bool space = false;
+    const char *begin = s, *end = s + strlen(s);
+    trim_ascii_space(&begin, &end);
+    for (const char *c = begin; c < end; c++) {
+        unsigned char ch = (unsigned char)*c;
+        bool white = ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+        if (white) {
+            space = true;
+            continue;
+        }
+        if (n + 2 > sizeof buf) {
+            XXH3_128bits_update(state, buf, n);
+            n = 0;
+        }
+        if (space)
+            buf[n++] = ' ';
+        space = false;
+        buf[n++] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+    }
+    XXH3_128bits_update(state, buf, n);
+}
+
 uint64_t tmap_sample_prompt_hash(const struct tmap_sample *sample)
 {
     XXH3_state_t state;
     XXH3_INITSTATE(&state);
     XXH3_128bits_reset(&state);
-    hash_normalised(&state, sample->prompt);
+    hash_question(&state, sample->prompt);
     return XXH3_128bits_digest(&state).low64;
 }
 

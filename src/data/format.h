@@ -41,8 +41,9 @@ const char *tmap_json_type_name(const json_t *value);
  * ASCII whitespace, so a record re-saved by another tool keeps its hash. */
 enum tmap_status tmap_sample_hash(const struct tmap_sample *sample, uint8_t out[16]);
 
-/* 64 bits of the same hash over the normalised prompt alone: the same
- * question with any answer (tmap_pool_overlap). */
+/* 64 bits of xxh3 over the prompt alone, read as a question: ASCII case
+ * and runs of whitespace do not count. The same question with any answer
+ * (tmap_pool_overlap, and so decontamination and the proxy's draws). */
 uint64_t tmap_sample_prompt_hash(const struct tmap_sample *sample);
 
 /* That hash as 32 lowercase hex digits and a NUL: the "hash" column of

@@ -766,6 +766,36 @@ static void test_pool_overlap(void **state)
         unlink(temp_path(written[i]));
 }
 
+/* A question copied with its case or line wrapping changed is still the
+ * same question; one with other characters is not. */
+static void test_pool_overlap_question_form(void **state)
+{
+    (void)state;
+    const char *pool_lines[] = {
+        "{\"question\": \"  what is  Nine\\n\\tplus NINE?\", \"answer\": \"#### 18\"}",
+        "{\"question\": \"What is nine plus nine ?\", \"answer\": \"#### 18\"}",
+        "{\"question\": \"Whät is nine plus nine?\", \"answer\": \"#### 18\"}",
+    };
+    const char *val_lines[] = { "{\"question\": \"What is nine plus nine?\", \"answer\": \"#### 18\"}" };
+    write_records("oq_pool.jsonl", pool_lines, 3);
+    write_records("oq_val.jsonl", val_lines, 1);
+    struct tmap_pool *pool = load_with(temp_path("oq_pool.jsonl"), NULL);
+    struct tmap_pool *val = load_with(temp_path("oq_val.jsonl"), NULL);
+    struct tmap_overlap o;
+    struct tmap_error err;
+    bool asks[3];
+    assert_int_equal(tmap_pool_overlap(pool, val, asks, &o, &err), TMAP_OK);
+    assert_true(asks[0]);  /* case and whitespace runs */
+    assert_false(asks[1]); /* a space where there was none */
+    assert_false(asks[2]); /* another letter: only ASCII case folds */
+    assert_int_equal(o.n_prompts, 1);
+    assert_int_equal(o.n_records, 0); /* the whole record's hash stays exact */
+    tmap_pool_free(val);
+    tmap_pool_free(pool);
+    unlink(temp_path("oq_pool.jsonl"));
+    unlink(temp_path("oq_val.jsonl"));
+}
+
 /* ---- bad input ---------------------------------------------------------- */
 
 /* Loads a fixture that must fail with TMAP_ERR_DATA; returns the message. */
@@ -1313,6 +1343,7 @@ int main(void)
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_pool_fingerprint),
         cmocka_unit_test(test_pool_overlap),
+        cmocka_unit_test(test_pool_overlap_question_form),
         cmocka_unit_test(test_truncated_line),
         cmocka_unit_test(test_line_cut_after_a_key),
         cmocka_unit_test(test_truncated_array),
