@@ -240,9 +240,11 @@ static enum tmap_status prepare_item(struct scorer *sc, struct item *it)
     enum tmap_status st = TMAP_OK;
     it->main_done = needs_main_pass(sc, it);
     it->support = NAN;
-    if (it->main_done || (it->missing & BIT(TMAP_IND_LENGTH)))
+    if (it->main_done)
         st = tokenize_sample(sc->model, sc->tmpl, &it->s, &it->prompt, &it->n_prompt, &it->response,
                              &it->n_response, sc->err);
+    else if (it->missing & BIT(TMAP_IND_LENGTH)) /* counts the response's tokens: the prompt's are not needed */
+        st = tmap_model_tokenize_response(sc->model, &it->s, sc->tmpl, &it->response, &it->n_response, sc->err);
     if (!st && it->main_done && (it->missing & BIT(TMAP_IND_SUPPORT)))
         st = find_answer_tokens(sc, it);
     for (int r = 0; r < 2 && !st; r++) {
