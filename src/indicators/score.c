@@ -50,6 +50,7 @@
 #include "util/fault.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,7 +203,7 @@ static bool needs_main_pass(const struct scorer *sc, const struct item *it)
  * there: a leading space SentencePiece adds to the first token moves
  * nothing. A token that straddles the answer's first byte counts as the
  * answer's (a BPE token " 72" holds the space before it). */
-static enum tmap_status find_answer_tokens(struct scorer *sc, struct item *it)
+static enum tmap_status find_answer_tokens(struct scorer *sc, struct item *it, struct tmap_error *err)
 {
     it->answer_from = it->answer_to = 0;
     size_t begin, end, len = strlen(it->s.response);
@@ -212,9 +213,9 @@ static enum tmap_status find_answer_tokens(struct scorer *sc, struct item *it)
     it->token_lp = calloc((size_t)it->n_response, sizeof *it->token_lp);
     if (!bytes || !it->token_lp) {
         free(bytes);
-        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory for the answer of sample %zu", it->row + 1);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for the answer of sample %zu", it->row + 1);
     }
-    enum tmap_status st = tmap_model_piece_bytes(sc->model, it->response, it->n_response, bytes, sc->err);
+    enum tmap_status st = tmap_model_piece_bytes(sc->model, it->response, it->n_response, bytes, err);
     size_t at_end = len; /* byte where token i ends, walking back from the last */
     int32_t from = it->n_response, to = it->n_response;
     for (int32_t i = it->n_response - 1; !st && i >= 0; i--) {
@@ -235,26 +236,26 @@ static enum tmap_status find_answer_tokens(struct scorer *sc, struct item *it)
     return st;
 }
 
-static enum tmap_status prepare_item(struct scorer *sc, struct item *it)
+static enum tmap_status prepare_item(struct scorer *sc, struct item *it, struct tmap_error *err)
 {
     enum tmap_status st = TMAP_OK;
     it->main_done = needs_main_pass(sc, it);
     it->support = NAN;
     if (it->main_done)
         st = tokenize_sample(sc->model, sc->tmpl, &it->s, &it->prompt, &it->n_prompt, &it->response,
-                             &it->n_response, sc->err);
+                             &it->n_response, err);
     else if (it->missing & BIT(TMAP_IND_LENGTH)) /* counts the response's tokens: the prompt's are not needed */
-        st = tmap_model_tokenize_response(sc->model, &it->s, sc->tmpl, &it->response, &it->n_response, sc->err);
+        st = tmap_model_tokenize_response(sc->model, &it->s, sc->tmpl, &it->response, &it->n_response, err);
     if (!st && it->main_done && (it->missing & BIT(TMAP_IND_SUPPORT)))
-        st = find_answer_tokens(sc, it);
+        st = find_answer_tokens(sc, it, err);
     for (int r = 0; r < 2 && !st; r++) {
         enum tmap_indicator ind = r == 0 ? TMAP_IND_QUALITY : TMAP_IND_COMPLEXITY;
         if (it->missing & BIT(ind))
-            st = tmap_rater_prompt(&sc->rater, &it->s, ind, &it->rating[r], &it->n_rating[r], sc->err);
+            st = tmap_rater_prompt(&sc->rater, &it->s, ind, &it->rating[r], &it->n_rating[r], err);
     }
     if (!st && it->want_emb && sc->embedder != sc->model)
         st = tokenize_sample(sc->embedder, TMAP_TEMPLATE_PLAIN, &it->s, &it->eprompt, &it->n_eprompt,
-                             &it->eresponse, &it->n_eresponse, sc->err);
+                             &it->eresponse, &it->n_eresponse, err);
     return st;
 }
 
@@ -270,6 +271,43 @@ static void compute_text(struct target *t, struct item *it)
     if (it->missing & BIT(TMAP_IND_COVERAGE))
         *scorer_cell(t, it->row, TMAP_IND_COVERAGE) = tmap_indicator_coverage(it->s.prompt, r);
     it->computed |= it->missing & TEXT_ONLY;
+}
+
+/* The text indicators (with text) and the tokens of every item of a batch.
+ * Items are independent, and on a pool scored for length and the text
+ * indicators alone this is the whole cost, so the model's threads share
+ * them (llama.cpp's tokenizers are safe to call from several threads). A
+ * thread stops at its first failure; the earliest failing item's error is
+ * the one reported, as a loop in order would report it. */
+static enum tmap_status prepare_batch(struct scorer *sc, struct target *t, struct item *items, size_t n,
+                                      bool text)
+{
+    int n_threads = sc->model->n_threads > 1 ? sc->model->n_threads : 1;
+    struct tmap_error *errs = calloc((size_t)n_threads, sizeof *errs);
+    if (!errs)
+        return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory preparing a batch of %zu samples", n);
+    size_t first_failed = n;
+#pragma omp parallel num_threads(n_threads)
+    {
+        int me = omp_get_thread_num();
+        size_t failed = n;
+#pragma omp for schedule(dynamic, 16)
+        for (size_t i = 0; i < n; i++) {
+            if (failed < n)
+                continue; /* chunks come in order: nothing later can fail first */
+            if (text)
+                compute_text(t, &items[i]);
+            if (prepare_item(sc, &items[i], &errs[me]))
+                failed = i;
+        }
+#pragma omp critical
+        if (failed < first_failed) {
+            first_failed = failed;
+            *sc->err = errs[me];
+        }
+    }
+    free(errs);
+    return first_failed < n ? sc->err->status : TMAP_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -524,11 +562,8 @@ static enum tmap_status compute_batch(struct scorer *sc, struct target *t, size_
                                       size_t n)
 {
     enum tmap_status st = load_items(sc, t, begin, items, n);
-    for (size_t i = 0; i < n && !st; i++) {
-        if (t->scores)
-            compute_text(t, &items[i]);
-        st = prepare_item(sc, &items[i]);
-    }
+    if (!st)
+        st = prepare_batch(sc, t, items, n, t->scores != NULL);
     if (!st)
         st = model_work(sc, t, items, n);
     for (size_t i = 0; i < n && !st; i++)
@@ -1257,8 +1292,8 @@ static enum tmap_status plan_target(struct scorer *sc, struct target *t, bool ca
         struct item *items = calloc(count, sizeof *items);
         st = items ? load_items(sc, t, begin, items, count)
                    : tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory planning a batch of %zu", count);
-        for (size_t i = 0; i < count && !st; i++)
-            st = prepare_item(sc, &items[i]);
+        if (!st)
+            st = prepare_batch(sc, t, items, count, false);
         if (!st)
             st = count_batch(sc, t, items, count, plan);
         if (!st && begin == 0 && calibrate_first)

@@ -787,8 +787,8 @@ static enum tmap_status format_chat(struct tmap_model *m, const char *tmpl, cons
     free(msgs);
     if (need < 0) {
         free(buf);
-        return tmap_fail(err, TMAP_ERR_MODEL, "%s: llama.cpp does not support this model's chat template",
-                         m->info.description);
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: llama.cpp cannot apply this model's chat template (%s); "
+                         "--template plain reads samples without it", m->params.path, m->info.description);
     }
     buf[need] = '\0';
     *out = buf;

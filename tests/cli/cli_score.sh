@@ -186,6 +186,16 @@ run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps --cache bad.db
 expect_status 3
 expect_err "bad.db"
 
+check "a chat template llama.cpp cannot apply: exit 4 naming the model, whichever thread tokenizes"
+"$TMAP" model create --quiet --out weird.gguf --n-embd 16 --n-layer 1 --chat-template '{{ nonsense }}'
+for what in length length,loss; do
+    run "$TMAP" score -m weird.gguf -d pool.jsonl --template chat --indicators $what -o w.csv -t 2
+    expect_status 4
+    expect_err "weird.gguf: llama.cpp cannot apply this model's chat template"
+    expect_true test "$(wc -l < "$WORK/.err")" -eq 1
+    expect_true test ! -e w.csv
+done
+
 check "an empty response: said as such, not as a context too short, from the store too"
 { head -n 2 pool.jsonl; echo '{"question": "What is 2+2?", "answer": ""}'; } > empty.jsonl
 for pass in first again; do
