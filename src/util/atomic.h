@@ -4,6 +4,11 @@
  * fsync it, rename it over the target, fsync the folder so the rename itself
  * survives a power cut. Every output tmap writes goes through here, so a
  * kill -9 or a full disk never leaves a partial file (docs/reliability.md).
+ *
+ * A target that exists and is not a regular file (/dev/null, /dev/stdout,
+ * a FIFO) is written in place: renaming over it would replace the device
+ * itself, and run as root, `-o /dev/null` used to leave every program on
+ * the machine writing into a plain file of that name.
  */
 #ifndef TMAP_UTIL_ATOMIC_H
 #define TMAP_UTIL_ATOMIC_H
@@ -16,10 +21,11 @@
 struct tmap_atomic_file {
     FILE       *f;         /* write here between open and commit */
     const char *path;      /* the target (not copied: keep it alive) */
-    char        tmp[4200]; /* PATH.tmp.PID */
+    char        tmp[4200]; /* PATH.tmp.PID; empty when written in place */
 };
 
-/* Opens PATH.tmp.PID for writing ("w" or "wb"). */
+/* Opens PATH.tmp.PID for writing ("w" or "wb"), or PATH itself when it is
+ * not a regular file. */
 enum tmap_status tmap_atomic_open(struct tmap_atomic_file *a, const char *path, const char *mode,
                                   struct tmap_error *err);
 
@@ -34,7 +40,8 @@ void tmap_atomic_abort(struct tmap_atomic_file *a);
 
 /* For files another library writes by name (llama.cpp's GGUF writer,
  * jansson's json_dump_file): fsyncs tmp, renames it to path and fsyncs the
- * folder; on failure removes tmp and names path and the reason. */
+ * folder (a path that is not a regular file gets tmp's bytes copied in and
+ * tmp removed); on failure removes tmp and names path and the reason. */
 enum tmap_status tmap_atomic_publish(const char *tmp, const char *path, struct tmap_error *err);
 
 /* fsyncs the folder holding path, so a rename into it is durable. */

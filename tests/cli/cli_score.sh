@@ -186,6 +186,20 @@ run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps --cache bad.db
 expect_status 3
 expect_err "bad.db"
 
+check "an output that is not a regular file (a FIFO, /dev/null) is written in place, never replaced"
+# Renamed over, a FIFO would become a plain file and its reader would wait
+# forever; run as root, -o /dev/null replaced the machine's /dev/null.
+mkfifo out.fifo
+( timeout 60 cat out.fifo > from-fifo.csv ) &
+reader=$!
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps,lexical -o out.fifo
+expect_status 0
+wait $reader
+expect_true test -p out.fifo
+run "$TMAP" score -m "$MODEL" -d pool.jsonl --indicators steps,lexical -o regular.csv
+expect_true cmp -s from-fifo.csv regular.csv
+expect_true test "$(ls | grep -c '\.tmp\.')" -eq 0
+
 check "a chat template llama.cpp cannot apply: exit 4 naming the model, whichever thread tokenizes"
 "$TMAP" model create --quiet --out weird.gguf --n-embd 16 --n-layer 1 --chat-template '{{ nonsense }}'
 for what in length length,loss; do
