@@ -95,13 +95,21 @@ static int copy_into(const char *tmp, const char *path)
         e = errno;
     char buf[65536];
     for (ssize_t n; !e && (n = read(in, buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0) {
             e = errno;
             break;
         }
-        for (ssize_t done = 0, w; !e && done < n; done += w)
-            if ((w = write(out, buf + done, (size_t)(n - done))) < 0)
+        for (ssize_t done = 0; !e && done < n;) {
+            ssize_t w = write(out, buf + done, (size_t)(n - done));
+            if (w < 0 && errno != EINTR)
                 e = errno;
+            else if (w == 0)
+                e = EIO; /* a device that takes nothing would loop forever */
+            else if (w > 0)
+                done += w;
+        }
     }
     if (in >= 0)
         close(in);
