@@ -699,6 +699,26 @@ static void test_pool_fingerprint(void **state)
         unlink(temp_path(written[i]));
 }
 
+/* The overlap of two pools written from these lines (files NAME_pool.jsonl
+ * and NAME_val.jsonl); asks has a slot per pool line. */
+static void overlap_of(const char *name, const char *const *pool_lines, size_t n_pool,
+                       const char *const *val_lines, size_t n_val, bool *asks, struct tmap_overlap *o)
+{
+    char pool_name[64], val_name[64];
+    snprintf(pool_name, sizeof pool_name, "%s_pool.jsonl", name);
+    snprintf(val_name, sizeof val_name, "%s_val.jsonl", name);
+    write_records(pool_name, pool_lines, n_pool);
+    write_records(val_name, val_lines, n_val);
+    struct tmap_pool *pool = load_with(temp_path(pool_name), NULL);
+    struct tmap_pool *val = load_with(temp_path(val_name), NULL);
+    struct tmap_error err;
+    assert_int_equal(tmap_pool_overlap(pool, val, asks, o, &err), TMAP_OK);
+    tmap_pool_free(val);
+    tmap_pool_free(pool);
+    unlink(temp_path(pool_name));
+    unlink(temp_path(val_name));
+}
+
 /* Validation records the pool repeats: by prompt (any answer) and by whole
  * record, through CRLF and surrounding whitespace, counted per validation
  * record however many pool copies it has. */
@@ -777,23 +797,14 @@ static void test_pool_overlap_question_form(void **state)
         "{\"question\": \"Whät is nine plus nine?\", \"answer\": \"#### 18\"}",
     };
     const char *val_lines[] = { "{\"question\": \"What is nine plus nine?\", \"answer\": \"#### 18\"}" };
-    write_records("oq_pool.jsonl", pool_lines, 3);
-    write_records("oq_val.jsonl", val_lines, 1);
-    struct tmap_pool *pool = load_with(temp_path("oq_pool.jsonl"), NULL);
-    struct tmap_pool *val = load_with(temp_path("oq_val.jsonl"), NULL);
     struct tmap_overlap o;
-    struct tmap_error err;
     bool asks[3];
-    assert_int_equal(tmap_pool_overlap(pool, val, asks, &o, &err), TMAP_OK);
+    overlap_of("oq", pool_lines, 3, val_lines, 1, asks, &o);
     assert_true(asks[0]);  /* case and whitespace runs */
     assert_false(asks[1]); /* a space where there was none */
     assert_false(asks[2]); /* another letter: only ASCII case folds */
     assert_int_equal(o.n_prompts, 1);
     assert_int_equal(o.n_records, 0); /* the whole record's hash stays exact */
-    tmap_pool_free(val);
-    tmap_pool_free(pool);
-    unlink(temp_path("oq_pool.jsonl"));
-    unlink(temp_path("oq_val.jsonl"));
 }
 
 /* ---- bad input ---------------------------------------------------------- */
