@@ -619,51 +619,112 @@ static size_t response_end(const char *full, size_t from, const char *response)
     return 0;
 }
 
-enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct tmap_sample *s,
-                                              enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
-                                              struct tmap_error *err)
+/* Under a chat template, one conversation gives both the response's tokens
+ * and the markup after them, so it is formatted and tokenized once for
+ * both. The response: the tokens the conversation up to the response's end
+ * adds to the generation prompt's, so a template that opens the assistant
+ * turn with a space after its generation prompt (mistral-v7) has the model
+ * predict that space, as it would when generating; *tokens (the response
+ * tokenized on its own) stays where the response holds text that parses as
+ * a control token, or a token spans the boundary. The markup (chatml's
+ * "<|im_end|>\n"), when end is not NULL: what the whole conversation's
+ * tokens add to those up to the response's end (exactly what llama.cpp's
+ * own tokenization holds), else the markup tokenized on its own; nothing
+ * where the template trims the response so that its end cannot be found. */
+static enum tmap_status chat_turn(struct tmap_model *m, const char *tmpl, const struct tmap_sample *s,
+                                  int32_t **tokens, int32_t *n_tokens, int32_t **end, int32_t *n_end,
+                                  struct tmap_error *err)
 {
-    enum tmap_status st = tokenize(m, s->response, false, false, tokens, n_tokens, err);
-    const char *t = tmpl == TMAP_TEMPLATE_CHAT ? llama_model_chat_template(m->model, NULL) : NULL;
-    if (st || !t)
-        return st;
-    /* The generation prompt (what the model reads before answering) and the
-     * whole conversation with the response as the last assistant turn: the
-     * response's tokens are what the conversation's tokens add to the
-     * prompt's, up to the end of the response's text. So a template that
-     * opens the assistant turn with a space after its generation prompt
-     * (mistral-v7) has the model predict that space, as it would when
-     * generating. */
-    int32_t *special = NULL, *prompt = NULL, *joint = NULL, n_special = 0, n_prompt = 0, n_joint = 0;
+    int32_t *special = NULL, *prompt = NULL, *head = NULL, *whole = NULL;
+    int32_t n_special = 0, n_prompt = 0, n_head = 0, n_whole = 0;
     char *gen = NULL, *full = NULL;
-    st = tokenize(m, s->response, false, true, &special, &n_special, err);
-    bool ok = !st && same_tokens(special, n_special, *tokens, *n_tokens); /* else it injects control tokens */
-    if (ok)
-        st = format_chat(m, t, s, NULL, &gen, err);
-    if (ok && !st)
-        st = format_chat(m, t, s, s->response, &full, err);
+    enum tmap_status st = tokenize(m, s->response, false, true, &special, &n_special, err);
+    bool clean = !st && same_tokens(special, n_special, *tokens, *n_tokens); /* else it injects control tokens */
+    if (!st && (clean || end))
+        st = format_chat(m, tmpl, s, NULL, &gen, err);
+    if (!st && gen)
+        st = format_chat(m, tmpl, s, s->response, &full, err);
     size_t lg = gen ? strlen(gen) : 0;
-    size_t end = 0;
-    ok = ok && !st && strncmp(full, gen, lg) == 0 && (end = response_end(full, lg, s->response)) > 0;
-    if (ok) {
-        full[end] = '\0';
+    size_t at = !st && full && strncmp(full, gen, lg) == 0 ? response_end(full, lg, s->response) : 0;
+    if (at > 0) {
+        char kept = full[at];
+        full[at] = '\0';
+        st = tokenize(m, full, true, true, &head, &n_head, err);
+        full[at] = kept;
+    }
+    if (!st && clean && at > 0)
         st = tokenize(m, gen, true, true, &prompt, &n_prompt, err);
-        if (!st)
-            st = tokenize(m, full, true, true, &joint, &n_joint, err);
-        ok = !st && n_joint > n_prompt && same_tokens(joint, n_prompt, prompt, n_prompt);
+    if (!st && prompt && n_head > n_prompt && same_tokens(head, n_prompt, prompt, n_prompt)) {
+        int32_t n = n_head - n_prompt, *own = malloc((size_t)n * sizeof *own);
+        if (!own)
+            st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory tokenizing sample %s", s->id);
+        else {
+            memcpy(own, head + n_prompt, (size_t)n * sizeof *own);
+            free(*tokens);
+            *tokens = own;
+            *n_tokens = n;
+        }
     }
-    if (ok) {
-        memmove(joint, joint + n_prompt, (size_t)(n_joint - n_prompt) * sizeof *joint);
-        free(*tokens);
-        *tokens = joint;
-        *n_tokens = n_joint - n_prompt;
-        joint = NULL;
+    if (!st && end && at > 0 && full[at] != '\0') {
+        st = tokenize(m, full, true, true, &whole, &n_whole, err);
+        if (!st && n_whole > n_head && same_tokens(whole, n_head, head, n_head)) {
+            memmove(whole, whole + n_head, (size_t)(n_whole - n_head) * sizeof *whole);
+            *end = whole;
+            *n_end = n_whole - n_head;
+            whole = NULL;
+        } else if (!st) {
+            st = tokenize(m, full + at, false, true, end, n_end, err);
+        }
     }
-    free(joint);
+    free(whole);
+    free(head);
     free(prompt);
     free(full);
     free(gen);
     free(special);
+    return st;
+}
+
+/* What closes the turn after the markup: EOS, unless the markup already
+ * holds an end-of-generation token. Takes over markup (malloc'd or NULL). */
+static enum tmap_status add_eos(struct tmap_model *m, const struct tmap_sample *s, int32_t *markup,
+                                int32_t n_markup, int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
+{
+    bool stops = false;
+    for (int32_t i = 0; i < n_markup && !stops; i++)
+        stops = llama_vocab_is_eog(m->vocab, markup[i]);
+    /* A vocabulary without EOS (rare) goes without. */
+    llama_token eos = llama_vocab_eos(m->vocab);
+    int32_t n_eos = !stops && eos != LLAMA_TOKEN_NULL ? 1 : 0;
+    int32_t *out = realloc(markup, (size_t)(n_markup + n_eos + 1) * sizeof *out);
+    if (!out) {
+        free(markup);
+        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory tokenizing sample %s", s->id);
+    }
+    if (n_eos)
+        out[n_markup] = eos;
+    *tokens = out;
+    *n_tokens = n_markup + n_eos;
+    return TMAP_OK;
+}
+
+enum tmap_status tmap_model_tokenize_turn(struct tmap_model *m, const struct tmap_sample *s,
+                                          enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
+                                          int32_t **end, int32_t *n_end, struct tmap_error *err)
+{
+    if (end) {
+        *end = NULL;
+        *n_end = 0;
+    }
+    enum tmap_status st = tokenize(m, s->response, false, false, tokens, n_tokens, err);
+    const char *t = tmpl == TMAP_TEMPLATE_CHAT ? llama_model_chat_template(m->model, NULL) : NULL;
+    int32_t *markup = NULL, n_markup = 0;
+    if (!st && t)
+        st = chat_turn(m, t, s, tokens, n_tokens, end ? &markup : NULL, &n_markup, err);
+    if (!st && end)
+        st = add_eos(m, s, markup, n_markup, end, n_end, err);
+    else
+        free(markup);
     if (st) {
         free(*tokens);
         *tokens = NULL;
@@ -672,75 +733,11 @@ enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct
     return st;
 }
 
-/* The chat template's markup after the response (chatml's "<|im_end|>\n"),
- * control tokens parsed; nothing when the template trims the response so
- * that its end cannot be found. Taken from the whole conversation
- * tokenized at once where its tokens start with those of the text up to
- * the response's end (then the tail is exactly what llama.cpp's own
- * tokenization of the conversation holds), else tokenized on its own. */
-static enum tmap_status chat_markup_after(struct tmap_model *m, const char *tmpl, const struct tmap_sample *s,
-                                          int32_t **tokens, int32_t *n_tokens, struct tmap_error *err)
-{
-    char *gen = NULL, *full = NULL;
-    int32_t *whole = NULL, *head = NULL, n_whole = 0, n_head = 0;
-    enum tmap_status st = format_chat(m, tmpl, s, NULL, &gen, err);
-    if (!st)
-        st = format_chat(m, tmpl, s, s->response, &full, err);
-    size_t lg = gen ? strlen(gen) : 0;
-    size_t end = !st && strncmp(full, gen, lg) == 0 ? response_end(full, lg, s->response) : 0;
-    if (!st && end > 0 && full[end] != '\0') {
-        st = tokenize(m, full, true, true, &whole, &n_whole, err);
-        char kept = full[end];
-        full[end] = '\0';
-        if (!st)
-            st = tokenize(m, full, true, true, &head, &n_head, err);
-        full[end] = kept;
-        if (!st && n_whole > n_head && same_tokens(whole, n_head, head, n_head)) {
-            memmove(whole, whole + n_head, (size_t)(n_whole - n_head) * sizeof *whole);
-            *tokens = whole;
-            *n_tokens = n_whole - n_head;
-            whole = NULL;
-        } else if (!st) {
-            st = tokenize(m, full + end, false, true, tokens, n_tokens, err);
-        }
-    }
-    free(head);
-    free(whole);
-    free(full);
-    free(gen);
-    return st;
-}
-
-enum tmap_status tmap_model_tokenize_turn_end(struct tmap_model *m, const struct tmap_sample *s,
+enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct tmap_sample *s,
                                               enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
                                               struct tmap_error *err)
 {
-    *tokens = NULL;
-    *n_tokens = 0;
-    const char *t = tmpl == TMAP_TEMPLATE_CHAT ? llama_model_chat_template(m->model, NULL) : NULL;
-    int32_t *markup = NULL, n_markup = 0;
-    enum tmap_status st = t ? chat_markup_after(m, t, s, &markup, &n_markup, err) : TMAP_OK;
-    if (st)
-        return st;
-    bool stops = false;
-    for (int32_t i = 0; i < n_markup && !stops; i++)
-        stops = llama_vocab_is_eog(m->vocab, markup[i]);
-    /* A vocabulary without EOS (rare) goes without. */
-    llama_token eos = llama_vocab_eos(m->vocab);
-    int32_t n_eos = !stops && eos != LLAMA_TOKEN_NULL ? 1 : 0;
-    int32_t *out = malloc((size_t)(n_markup + n_eos + 1) * sizeof *out);
-    if (!out) {
-        free(markup);
-        return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory tokenizing sample %s", s->id);
-    }
-    if (n_markup)
-        memcpy(out, markup, (size_t)n_markup * sizeof *out);
-    if (n_eos)
-        out[n_markup] = eos;
-    free(markup);
-    *tokens = out;
-    *n_tokens = n_markup + n_eos;
-    return TMAP_OK;
+    return tmap_model_tokenize_turn(m, s, tmpl, tokens, n_tokens, NULL, NULL, err);
 }
 
 static enum tmap_status format_plain(const struct tmap_sample *s, char **out, struct tmap_error *err)

@@ -72,15 +72,17 @@ enum tmap_status tmap_model_tokenize_response(struct tmap_model *m, const struct
                                               enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
                                               struct tmap_error *err);
 
-/* The tokens the model reads after a sample's response, so that training
- * teaches it to stop: plain, EOS; chat, the template's markup that closes
- * the assistant turn (chatml's "<|im_end|>\n", llama2's "</s>"), with EOS
- * after it only when that markup holds no end-of-generation token (Gemma
- * vocabularies where "<end_of_turn>" is text). Nothing when the vocabulary
- * has neither. *tokens is malloc'd (also when *n_tokens is 0). */
-enum tmap_status tmap_model_tokenize_turn_end(struct tmap_model *m, const struct tmap_sample *s,
-                                              enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
-                                              struct tmap_error *err);
+/* The response's tokens, as tmap_model_tokenize_response gives them, and
+ * in *end what the model reads after them, so that training teaches it to
+ * stop: plain, EOS; chat, the template's markup that closes the assistant
+ * turn (chatml's "<|im_end|>\n", llama2's "</s>"), with EOS after it only
+ * when that markup holds no end-of-generation token (Gemma vocabularies
+ * where "<end_of_turn>" is text). *end is empty when the vocabulary has
+ * neither, and malloc'd either way. One formatting of the conversation
+ * serves both. */
+enum tmap_status tmap_model_tokenize_turn(struct tmap_model *m, const struct tmap_sample *s,
+                                          enum tmap_template tmpl, int32_t **tokens, int32_t *n_tokens,
+                                          int32_t **end, int32_t *n_end, struct tmap_error *err);
 
 /* bytes[i]: how many bytes of text token i stands for (its piece; 0 for a
  * control token). Lets a caller find which tokens cover a span of text. */

@@ -30,7 +30,7 @@
 
 /* The layout scoring uses (tmap.h): the prompt under tmpl (BOS first), the
  * response's tokens as they follow it; then what closes the turn (EOS, or a
- * chat template's end-of-turn markup: tmap_model_tokenize_turn_end). */
+ * chat template's end-of-turn markup: tmap_model_tokenize_turn). */
 static enum tmap_status tokenize_sample(struct tmap_model *m, const char *path, const struct tmap_sample *s,
                                         enum tmap_template tmpl, struct ft_seq *out, struct tmap_error *err)
 {
@@ -40,9 +40,7 @@ static enum tmap_status tokenize_sample(struct tmap_model *m, const char *path, 
     if (!st)
         st = tmap_model_tokenize_prompt(m, prompt, tmpl, &pt, &np, err);
     if (!st)
-        st = tmap_model_tokenize_response(m, s, tmpl, &rt, &nr, err);
-    if (!st)
-        st = tmap_model_tokenize_turn_end(m, s, tmpl, &et, &ne, err);
+        st = tmap_model_tokenize_turn(m, s, tmpl, &rt, &nr, &et, &ne, err);
     free(prompt);
     if (!st && nr < 1)
         st = tmap_fail(err, TMAP_ERR_DATA, "%s:%zu: record %s: the response has no tokens", path, s->line,
