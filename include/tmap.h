@@ -666,10 +666,14 @@ struct tmap_proxy_params {
     /* The fine-tune proxy: each draw (draws, seeded like the random
      * policy's) trains a copy of the model for ft_epochs at peak rate ft_lr
      * on ft_records records drawn from the subset, in windows of the
-     * model's context, and scores the tiny set under it. */
+     * model's context, and scores the tiny set under it. The copy is
+     * loaded once and set back from the model's file after each draw:
+     * nothing is written. */
     size_t                ft_records;   /* 64 */
     int32_t               ft_epochs;    /* 1 */
     float                 ft_lr;        /* 1e-4, tmap finetune's default */
+    const char           *ft_layers;    /* which tensors train, as tmap_finetune_params.train_layers;
+                                           NULL = all */
     /* In-context proxy: each group's items are decoded in this many slices
      * apart (1), each with its own copy of the shared prefix. Under MPI the
      * ranks share an evaluation's slices; a value depends on the number of

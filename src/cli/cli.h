@@ -195,6 +195,7 @@ struct cli_learn_options {
     { "--metric", CLI_CHOICE, &(l).metric, "loglik|accuracy|mc", "proxy metric (default loglik)", 0, 0, tmap_metric_names() }, \
     { "--proxy", CLI_CHOICE, &(l).proxy, "icl|finetune", "what judges a subset: in-context learning (default), or a short fine-tune on records drawn from it (docs/fidelity.md)", 0, 0, tmap_proxy_kind_names() }, \
     { "--ft-records", CLI_SIZE, &(l).learn.proxy.ft_records, "N", "fine-tune proxy: records drawn from the subset per draw (default 64)", 1, 1000000, NULL }, \
+    { "--train-layers", CLI_STRING, &(l).learn.proxy.ft_layers, "SPEC", "fine-tune proxy: which tensors train, as in tmap finetune (default all; a large model's last layers cost far less)", 0, 0, NULL }, \
     { "--baselines", CLI_SIZE, &(l).learn.n_random, "R", "random subsets of the same size the learned weights must beat (default 5; 0 = none)", 0, 1000, NULL }, \
     { "--redraws", CLI_SIZE, &(l).learn.n_redraws, "S", "fresh demonstration draws of the learned subset, its noise (default 4)", 0, 1000, NULL }, \
     { "--template", CLI_CHOICE, &(l).template_choice, "plain|chat", "prompt layout: plain, or the model's own chat template (default plain)", 0, 0, tmap_template_names() }

@@ -84,6 +84,7 @@ int cmd_proxy(int argc, char **argv)
         { "--metric", CLI_CHOICE, &o.metric, "loglik|accuracy|mc", "what is measured (default loglik)", 0, 0, tmap_metric_names() },
         { "--proxy", CLI_CHOICE, &o.kind, "icl|finetune", "in-context learning (default), or a short fine-tune on records drawn from the subset", 0, 0, tmap_proxy_kind_names() },
         { "--ft-records", CLI_SIZE, &o.pp.ft_records, "N", "fine-tune proxy: records drawn per draw (default 64)", 1, 1000000, NULL },
+        { "--train-layers", CLI_STRING, &o.pp.ft_layers, "SPEC", "fine-tune proxy: which tensors train, as in tmap finetune (default all)", 0, 0, NULL },
         { "--template", CLI_CHOICE, &o.tmpl, "plain|chat", "prompt layout (default plain)", 0, 0, tmap_template_names() },
         { "--max-tokens", CLI_INT, &o.pp.max_tokens, "N", "accuracy: tokens generated per item (default 256)", 1, 1 << 20, NULL },
         { "--seed", CLI_U64, &o.pp.seed, "S", "random seed (default 42)", 0, 0, NULL },

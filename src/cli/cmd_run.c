@@ -51,9 +51,10 @@ static void print_helper_context(const struct tmap_model_info *m, const char *ro
 static void print_proxy(const struct tmap_proxy_params *pp)
 {
     if (pp->kind == TMAP_PROXY_FINETUNE)
-        printf("%-28s fine-tune: %zu records of the subset, %d epoch%s at lr %g, %zu draw%s\n", "proxy",
+        printf("%-28s fine-tune: %zu records of the subset, %d epoch%s at lr %g, %zu draw%s%s%s\n", "proxy",
                pp->ft_records, pp->ft_epochs, pp->ft_epochs == 1 ? "" : "s", (double)pp->ft_lr, pp->draws,
-               pp->draws == 1 ? "" : "s");
+               pp->draws == 1 ? "" : "s", pp->ft_layers && *pp->ft_layers ? ", training " : "",
+               pp->ft_layers && *pp->ft_layers ? pp->ft_layers : "");
     else
         printf("%-28s in-context: %s, k %d, %s demonstrations%s\n", "proxy", tmap_metric_name(pp->metric), pp->k,
                tmap_demo_policy_name(pp->policy), pp->policy == TMAP_DEMOS_RANDOM ? ", averaged over draws" : "");

@@ -254,7 +254,7 @@ enum tmap_status tmap_weights_read_json(const char *path, struct tmap_weights *w
 char *tmap_learn_params_to_json(const struct tmap_learn_params *p)
 {
     const struct tmap_proxy_params *pp = &p->proxy;
-    json_t *c = json_pack("{s:f, s:s, s:f, s:I, s:s, s:I, s:b, s:I, s:I, s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f, s:I}}",
+    json_t *c = json_pack("{s:f, s:s, s:f, s:I, s:s, s:I, s:b, s:I, s:I, s:{s:s, s:i, s:s, s:I, s:I, s:s, s:I, s:i, s:f, s:s?, s:I}}",
                           "ratio", p->select.ratio, "select", tmap_select_mode_name(p->select.mode), "drop",
                           p->select.mode == TMAP_SELECT_FILTER ? p->select.drop : 0.0, "strata",
                           (json_int_t)(p->select.mode == TMAP_SELECT_STRATIFIED ? p->select.strata : 0), "search",
@@ -264,7 +264,8 @@ char *tmap_learn_params_to_json(const struct tmap_learn_params *p)
                           tmap_proxy_kind_name(pp->kind), "k", pp->k, "policy", tmap_demo_policy_name(pp->policy),
                           "draws", (json_int_t)pp->draws, "groups", (json_int_t)pp->groups, "metric",
                           tmap_metric_name(pp->metric), "ft_records", (json_int_t)pp->ft_records, "ft_epochs",
-                          pp->ft_epochs, "ft_lr", (double)pp->ft_lr, "slices", (json_int_t)pp->slices);
+                          pp->ft_epochs, "ft_lr", (double)pp->ft_lr, "ft_layers",
+                          pp->ft_layers && *pp->ft_layers ? pp->ft_layers : NULL, "slices", (json_int_t)pp->slices);
     char *text = c ? json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(c);
     return text;

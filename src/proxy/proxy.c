@@ -20,10 +20,13 @@
  *
  * The fine-tune proxy (TMAP_PROXY_FINETUNE) asks the question ICL stands in
  * for, at a small scale: each draw trains a copy of the model on records
- * drawn from the subset (tmap_finetune, in a private temporary folder) and
- * scores the tiny set's answers under it with no demonstrations.
+ * drawn from the subset and scores the tiny set's answers under it with no
+ * demonstrations. The copy is loaded once (without mmap, as training
+ * writes the weights), trained and judged in memory, and set back from the
+ * model's file after each draw (ft_train_judge): a draw writes nothing,
+ * where writing a 7B model's checkpoints would take minutes and twice its
+ * size on disk.
  */
-#define _XOPEN_SOURCE 700 /* mkdtemp */
 
 #include "util/clock.h"
 #include "dist/dist.h"
@@ -32,12 +35,12 @@
 #include "store/store.h"
 #include "task/answer.h"
 #include "task/fewshot.h"
+#include "train/finetune.h"
 #include "util/error.h"
 #include "util/random.h"
 
 #include "tmap.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -82,7 +85,9 @@ struct tmap_proxy {
     const struct tmap_pool  *copies_pool; /* the demonstration pool is_copy describes */
     bool                    *is_copy;   /* per row of it: asks a tiny item's question, so never drawn */
     bool                     any_copy;
-    char                    *ft_dir;    /* the fine-tune proxy's temporary folder, made on first use */
+    struct tmap_model       *ft_model;  /* the fine-tune proxy's trainable copy, loaded on first use */
+    int32_t                **ft_prompt; /* per tiny item: its bare query's tokens, which the copy scores */
+    int32_t                 *ft_n_prompt;
     bool                     collective; /* the MPI ranks compute this evaluation together (proxy.h) */
 };
 
@@ -112,9 +117,11 @@ void tmap_proxy_free(struct tmap_proxy *px)
     free(px->demo_emb);
     free(px->is_copy);
     tmap_store_close(px->store);
-    if (px->ft_dir)
-        rmdir(px->ft_dir);
-    free(px->ft_dir);
+    tmap_model_free(px->ft_model);
+    for (size_t i = 0; px->ft_prompt && i < px->n; i++)
+        free(px->ft_prompt[i]);
+    free(px->ft_prompt);
+    free(px->ft_n_prompt);
     free(px);
 }
 
@@ -240,6 +247,9 @@ static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, st
         if (p->ft_records < 1 || p->ft_epochs < 1 || !(p->ft_lr > 0.0f) || p->draws < 1)
             return tmap_fail(err, TMAP_ERR_USAGE, "fine-tune proxy: %zu records, %d epochs, lr %g, %zu draws: "
                              "each must be positive", p->ft_records, p->ft_epochs, (double)p->ft_lr, p->draws);
+    } else if (p->ft_layers && *p->ft_layers) {
+        return tmap_fail(err, TMAP_ERR_USAGE, "--train-layers '%s' applies to the fine-tune proxy only "
+                         "(--proxy finetune)", p->ft_layers);
     }
     return TMAP_OK;
 }
@@ -251,7 +261,8 @@ enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_p
         return TMAP_OK;
     int32_t n_matched;
     struct tmap_error why = { 0 };
-    enum tmap_status st = tmap_finetune_check_layers(tmap_model_load_params(model)->path, NULL, &n_matched, &why);
+    enum tmap_status st = tmap_finetune_check_layers(tmap_model_load_params(model)->path, p->ft_layers, &n_matched,
+                                                     &why);
     return st ? tmap_fail(err, st, "--proxy finetune trains the model: %s", why.message) : TMAP_OK;
 }
 
@@ -701,34 +712,57 @@ static enum tmap_status eval_draw(struct tmap_proxy *px, const struct tmap_pool 
 /* The fine-tune proxy                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* Empties the temporary folder: the trained model and its checkpoints. */
-static void clear_ft_dir(const char *dir)
+/* Each tiny item's bare query, tokenized once for every draw. */
+static enum tmap_status ft_prompts(struct tmap_proxy *px, struct tmap_error *err)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-    closedir(d);
+    if (px->ft_prompt)
+        return TMAP_OK;
+    px->ft_prompt = calloc(px->n ? px->n : 1, sizeof *px->ft_prompt);
+    px->ft_n_prompt = calloc(px->n ? px->n : 1, sizeof *px->ft_n_prompt);
+    enum tmap_status st = px->ft_prompt && px->ft_n_prompt ? TMAP_OK
+                                                            : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < px->n && !st; i++) {
+        char *text = NULL;
+        st = layout(px, NULL, NULL, 0, &px->items[i].s, &text, err);
+        if (!st)
+            st = tmap_model_tokenize_prompt(px->model, text, px->p.tmpl, &px->ft_prompt[i], &px->ft_n_prompt[i],
+                                            err);
+        free(text);
+    }
+    if (st) {
+        for (size_t i = 0; px->ft_prompt && i < px->n; i++)
+            free(px->ft_prompt[i]);
+        free(px->ft_prompt);
+        free(px->ft_n_prompt);
+        px->ft_prompt = NULL;
+        px->ft_n_prompt = NULL;
+    }
+    return st;
 }
 
-static enum tmap_status make_ft_dir(struct tmap_proxy *px, struct tmap_error *err)
+/* The copy the fine-tune proxy trains: the proxy's model as loaded, with
+ * its weights in memory of its own and a context per sequence as long as
+ * the longest tiny item (in llama.cpp's multiples of 256), not the
+ * proxy's: the copy scores bare queries, and its cache is held while it
+ * trains. */
+static enum tmap_status load_ft_model(struct tmap_proxy *px, struct tmap_error *err)
 {
-    if (px->ft_dir)
+    if (px->ft_model)
         return TMAP_OK;
-    const char *tmp = getenv("TMPDIR");
-    char templ[4096];
-    snprintf(templ, sizeof templ, "%s/tmap-proxy-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(templ))
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot make a folder for the fine-tune proxy: %s", templ,
-                         strerror(errno));
-    px->ft_dir = strdup(templ);
-    return px->ft_dir ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    enum tmap_status st = ft_prompts(px, err);
+    if (st)
+        return st;
+    struct tmap_model_info info;
+    tmap_model_get_info(px->model, &info);
+    int32_t longest = 1;
+    for (size_t i = 0; i < px->n; i++)
+        if (px->ft_n_prompt[i] + px->items[i].n_answer > longest)
+            longest = px->ft_n_prompt[i] + px->items[i].n_answer;
+    int32_t n_ctx = (longest + 255) / 256 * 256;
+    struct tmap_model_params mp = *tmap_model_load_params(px->model);
+    mp.n_ctx = n_ctx < info.n_ctx ? n_ctx : info.n_ctx; /* an item past the proxy's is skipped there too */
+    mp.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
+    return tmap_model_load(&mp, &px->ft_model, err);
 }
 
 /* The training window: the model's context, in llama.cpp's multiples of
@@ -742,49 +776,42 @@ static int32_t ft_window(const struct tmap_proxy *px)
     return n < 256 ? 256 : n;
 }
 
+/* What a draw's judge fills in. */
+struct ft_judging {
+    struct tmap_proxy *px;
+    double            *values;   /* per tiny item */
+    uint64_t           n_tokens; /* decoded to judge */
+};
+
 /* Each tiny item's answer under the trained model, after its bare query. */
-static enum tmap_status score_tuned(struct tmap_proxy *px, const char *path, double *values, uint64_t *n_tokens,
-                                    struct tmap_error *err)
+static enum tmap_status score_tuned(struct tmap_model *tuned, void *user_data, struct tmap_error *err)
 {
-    struct tmap_model_params mp = *tmap_model_load_params(px->model);
-    mp.path = path;
-    struct tmap_model *tuned = NULL;
-    enum tmap_status st = tmap_model_load(&mp, &tuned, err);
+    struct ft_judging *j = user_data;
+    struct tmap_proxy *px = j->px;
     struct tmap_logprob_request *req = calloc(px->n ? px->n : 1, sizeof *req);
     struct tmap_logprob_result *res = calloc(px->n ? px->n : 1, sizeof *res);
-    int32_t **prompt = calloc(px->n ? px->n : 1, sizeof *prompt);
-    if (!st && (!req || !res || !prompt))
-        st = tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    enum tmap_status st = req && res ? TMAP_OK : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < px->n && !st; i++) {
-        char *text = NULL;
-        st = layout(px, NULL, NULL, 0, &px->items[i].s, &text, err);
-        if (!st)
-            st = tmap_model_tokenize_prompt(px->model, text, px->p.tmpl, &prompt[i], &req[i].n_prompt, err);
-        free(text);
-        req[i].prompt = prompt[i];
+        req[i].prompt = px->ft_prompt[i];
+        req[i].n_prompt = px->ft_n_prompt[i];
         req[i].response = px->items[i].answer;
         req[i].n_response = px->items[i].n_answer;
     }
+    struct tmap_model_counters before, after;
+    tmap_model_get_counters(tuned, &before);
     if (!st)
         st = tmap_model_logprob(tuned, req, px->n, res, err);
     for (size_t i = 0; i < px->n && !st; i++)
-        values[i] = res[i].n_tokens > 0 ? res[i].sum_logprob / res[i].n_tokens : NAN;
-    if (!st) {
-        struct tmap_model_counters c;
-        tmap_model_get_counters(tuned, &c);
-        *n_tokens += c.n_tokens_decoded;
-    }
-    for (size_t i = 0; prompt && i < px->n; i++)
-        free(prompt[i]);
-    free(prompt);
+        j->values[i] = res[i].n_tokens > 0 ? res[i].sum_logprob / res[i].n_tokens : NAN;
+    tmap_model_get_counters(tuned, &after);
+    j->n_tokens += after.n_tokens_decoded - before.n_tokens_decoded;
     free(req);
     free(res);
-    tmap_model_free(tuned);
     return st;
 }
 
 /* One draw of the fine-tune proxy: ft_records records of rows, drawn with
- * seed (which also orders the training), train a copy of the model; the
+ * seed (which also orders the training), train the copy of the model; the
  * value is the tiny set's weighted mean log-probability per answer token
  * under it, as the ICL proxy's loglik with no demonstrations. */
 static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct tmap_pool *demos, const size_t *rows,
@@ -794,16 +821,13 @@ static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct t
     size_t k = px->p.ft_records < n_rows ? px->p.ft_records : n_rows;
     size_t *pick = malloc(k * sizeof *pick);
     double *values = calloc(px->n ? px->n : 1, sizeof *values);
-    enum tmap_status st = pick && values ? make_ft_dir(px, err) : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
-    char out[4200];
+    enum tmap_status st = pick && values ? load_ft_model(px, err) : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
+    struct ft_judging judging = { .px = px, .values = values };
     if (!st) {
         k = tmap_random_sample(rows, n_rows, k, seed, pick);
-        snprintf(out, sizeof out, "%s/proxy.gguf", px->ft_dir);
         struct tmap_finetune_params fp = tmap_finetune_default_params();
-        fp.model = *tmap_model_load_params(px->model);
+        fp.model = *tmap_model_load_params(px->ft_model);
         fp.model.n_ctx = ft_window(px);
-        fp.model.use_mmap = false;
-        fp.out_path = out;
         fp.n_epochs = px->p.ft_epochs;
         fp.lr = px->p.ft_lr;
         fp.val_split = 0.0f;
@@ -811,15 +835,16 @@ static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct t
         fp.rows = pick;
         fp.n_rows = k;
         fp.tmpl = px->p.tmpl; /* train in the layout the tiny set is read in */
+        fp.train_layers = px->p.ft_layers;
         struct tmap_finetune_result r;
-        st = tmap_finetune(demos, &fp, &r, err);
+        st = ft_train_judge(px->ft_model, demos, &fp, &r, score_tuned, &judging, err);
         if (!st)
-            *n_tokens += (uint64_t)r.n_train_windows * (uint64_t)r.n_ctx;
+            *n_tokens += (uint64_t)r.n_train_windows * (uint64_t)r.n_ctx + judging.n_tokens;
     }
-    if (!st)
-        st = score_tuned(px, out, values, n_tokens, err);
-    if (px->ft_dir)
-        clear_ft_dir(px->ft_dir);
+    if (st && px->ft_model) { /* its weights may be half trained: the next draw loads them afresh */
+        tmap_model_free(px->ft_model);
+        px->ft_model = NULL;
+    }
     double mean = st ? NAN : tiny_mean(px, values, n_skipped);
     if (!st && isnan(mean))
         st = tmap_fail(err, TMAP_ERR_DATA, "no tiny item fits the model's context");
@@ -877,6 +902,11 @@ static enum tmap_status memo_key(struct tmap_proxy *px, const struct tmap_pool *
          * too (it trained plain records before); plain values keep theirs. */
         if (px->p.tmpl == TMAP_TEMPLATE_CHAT)
             XXH3_128bits_update(h, "ftchat", 6);
+        /* Some tensors trained; every one, as before, keeps its keys. */
+        if (px->p.ft_layers && *px->p.ft_layers) {
+            XXH3_128bits_update(h, "ftlayers", 8);
+            XXH3_128bits_update(h, px->p.ft_layers, strlen(px->p.ft_layers) + 1);
+        }
     }
     /* One slice decodes as the proxy always did: its values keep their keys. */
     if (px->p.slices > 1 && px->p.kind == TMAP_PROXY_ICL) {

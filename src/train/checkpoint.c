@@ -13,6 +13,10 @@
  * Every file is written beside its final name and renamed, so a killed run
  * leaves either the previous checkpoint or the new one, never half of one;
  * the sidecar is renamed last, so it only ever names a complete checkpoint.
+ *
+ * The fine-tune proxy trains a loaded model many times from the same start
+ * and writes nothing: ft_restore_tensors reads the trained tensors back
+ * from the model's file instead, which costs no second copy in memory.
  */
 #include "train/finetune.h"
 #include "util/atomic.h"
@@ -20,6 +24,7 @@
 #include "util/file.h"
 
 #include <errno.h>
+#include <ggml-backend.h>
 #include <gguf.h>
 #include <jansson.h>
 #include <math.h>
@@ -138,6 +143,48 @@ enum tmap_status ft_save_model(struct llama_model *model, const char *path,
                          strerror(saved_errno));
     }
     return tmap_atomic_publish(next, path, err);
+}
+
+enum tmap_status ft_restore_tensors(const char *path, const struct ggml_tensor *const *tensors, size_t n,
+                                    struct tmap_error *err)
+{
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    FILE *f = g ? fopen(path, "rb") : NULL;
+    enum { CHUNK = 1 << 20 };
+    char *buf = f ? malloc(CHUNK) : NULL;
+    enum tmap_status st = !g   ? tmap_fail(err, TMAP_ERR_MODEL, "%s: not a readable GGUF file", path)
+                          : !f ? tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
+                          : !buf ? tmap_fail(err, TMAP_ERR_NOMEM, "out of memory reading %s", path)
+                                 : TMAP_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        struct ggml_tensor *t = (struct ggml_tensor *)tensors[i]; /* ggml's setter takes it non-const */
+        int64_t id = gguf_find_tensor(g, t->name);
+        size_t size = ggml_nbytes(t);
+        /* A file changed since it was loaded no longer holds the start. */
+        if (id < 0 || gguf_get_tensor_type(g, id) != t->type || gguf_get_tensor_size(g, id) != size) {
+            st = tmap_fail(err, TMAP_ERR_MODEL, "%s: tensor %s is not the one loaded (was the file replaced?)",
+                           path, t->name);
+            break;
+        }
+        if (fseeko(f, (off_t)(gguf_get_data_offset(g) + gguf_get_tensor_offset(g, id)), SEEK_SET) != 0) {
+            st = tmap_fail(err, TMAP_ERR_IO, "%s: cannot read tensor %s: %s", path, t->name, strerror(errno));
+            break;
+        }
+        for (size_t done = 0; done < size && !st; done += CHUNK) {
+            size_t part = size - done < CHUNK ? size - done : CHUNK;
+            if (fread(buf, 1, part, f) != part)
+                st = tmap_fail(err, TMAP_ERR_IO, "%s: tensor %s is cut short", path, t->name);
+            else
+                ggml_backend_tensor_set(t, buf, done, part);
+        }
+    }
+    free(buf);
+    if (f)
+        fclose(f);
+    if (g)
+        gguf_free(g);
+    return st;
 }
 
 /* ------------------------------------------------------------------------ */

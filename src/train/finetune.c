@@ -78,6 +78,7 @@ struct run {
     char                               base_real[PATH_MAX];
     char                               load_path[4096];
     struct tmap_model                 *m;
+    bool                               in_place; /* m is the caller's; nothing is written (ft_train_judge) */
     struct llama_context              *tctx;
     struct ft_layers                  *layers;
     int32_t                            n_trained;
@@ -115,11 +116,11 @@ static void epoch_init(struct tmap_finetune_epoch *e, int32_t epoch)
 /* ------------------------------------------------------------------------ */
 
 static enum tmap_status check_params(const struct tmap_pool *pool, const struct tmap_finetune_params *p,
-                                     struct tmap_error *err)
+                                     bool in_place, struct tmap_error *err)
 {
     if (!p->model.path || !*p->model.path)
         return tmap_fail(err, TMAP_ERR_USAGE, "no model given (-m FILE.gguf)");
-    if (!p->out_path || !*p->out_path)
+    if (!in_place && (!p->out_path || !*p->out_path))
         return tmap_fail(err, TMAP_ERR_USAGE, "no output file given (--out FILE.gguf)");
     if (!pool || tmap_pool_size(pool) == 0 || (p->rows && p->n_rows == 0))
         return tmap_fail(err, TMAP_ERR_DATA, "%s: no records to train on", pool ? tmap_pool_path(pool) : "(no pool)");
@@ -201,15 +202,17 @@ static enum tmap_status plan_start(struct run *r, struct tmap_error *err)
 
 static enum tmap_status load_model(struct run *r, struct tmap_error *err)
 {
-    struct tmap_model_params mp = r->p->model;
-    mp.path     = r->load_path;
-    mp.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
-    mp.n_ctx    = r->n_ctx;
-    mp.n_batch  = r->n_ctx;
-    mp.n_seq    = 4;
-    enum tmap_status st = tmap_model_load(&mp, &r->m, err);
-    if (st)
-        return st;
+    if (!r->in_place) {
+        struct tmap_model_params mp = r->p->model;
+        mp.path     = r->load_path;
+        mp.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
+        mp.n_ctx    = r->n_ctx;
+        mp.n_batch  = r->n_ctx;
+        mp.n_seq    = 4;
+        enum tmap_status st = tmap_model_load(&mp, &r->m, err);
+        if (st)
+            return st;
+    }
     r->n_ctx_train = (uint32_t)llama_model_n_ctx_train(r->m->model);
     const char *tmpl = llama_model_chat_template(r->m->model, NULL);
     if (tmpl && !(r->chat_template = strdup(tmpl)))
@@ -653,7 +656,7 @@ static void remove_stale_checkpoint(const struct run *r)
 
 static enum tmap_status train_all(struct run *r, struct tmap_error *err)
 {
-    if (!r->p->resume)
+    if (!r->p->resume && !r->in_place)
         remove_stale_checkpoint(r);
     /* The schedule spans every epoch's windows, before a resume's too. */
     r->total_steps = 0;
@@ -682,13 +685,15 @@ static enum tmap_status train_all(struct run *r, struct tmap_error *err)
         struct tmap_finetune_epoch *e = &r->res->last;
         epoch_init(e, r->epoch);
         st = train_epoch(r, e, err);
-        if (!st)
+        if (!st && !r->in_place)
             st = save_checkpoint(r, e, err);
         if (st)
             return st;
         report(r, e, e->n_steps, e->n_steps, e->train_loss);
     }
     r->epoch = r->p->n_epochs;
+    if (r->in_place)
+        return TMAP_OK;
     char data[320];
     struct ft_model_meta meta = model_meta(r, r->p->n_epochs, &r->res->last, data, sizeof data);
     return ft_save_model(r->m->model, r->p->out_path, &meta, err);
@@ -702,7 +707,8 @@ static void run_free(struct run *r)
 {
     if (r->tctx)
         llama_free(r->tctx);
-    tmap_model_free(r->m);
+    if (!r->in_place)
+        tmap_model_free(r->m);
     ft_layers_free(r->layers);
     ft_corpus_free(&r->train);
     ft_corpus_free(&r->val);
@@ -718,20 +724,69 @@ static enum tmap_status prepare(struct run *r, struct tmap_error *err)
 {
     int32_t n_matched;
     char sidecar[4200];
-    ft_sidecar_path(r->p->out_path, sidecar, sizeof sidecar);
-    enum tmap_status st = ft_probe_writable(r->p->out_path, err);
-    if (!st)
-        st = plan_start(r, err);
+    enum tmap_status st = TMAP_OK;
+    if (r->in_place) /* the caller checked the model (proxy_check_model) */
+        snprintf(r->load_path, sizeof r->load_path, "%s", r->p->model.path);
+    else {
+        ft_sidecar_path(r->p->out_path, sidecar, sizeof sidecar);
+        st = ft_probe_writable(r->p->out_path, err);
+        if (!st)
+            st = plan_start(r, err);
+    }
     if (!st)
         st = ft_layers_parse(r->p->train_layers, &r->layers, err);
-    if (!st)
+    if (!st && !r->in_place)
         st = tmap_finetune_check_layers(r->p->model.path, r->p->train_layers, &n_matched, err);
     if (!st)
         st = load_model(r, err);
     if (!st)
         st = build_corpora(r, err);
-    if (!st && r->p->resume)
+    if (!st && r->p->resume && !r->in_place)
         st = check_resume(r, sidecar, err);
+    return st;
+}
+
+/* Both ways in share this: train r's model (loaded here, or the caller's),
+ * then judge it in place when judge is set. */
+static enum tmap_status finetune(struct run *r, ft_judge_fn judge, void *judge_data, struct tmap_error *err)
+{
+    memset(r->res, 0, sizeof *r->res);
+    epoch_init(&r->res->before, 0);
+    epoch_init(&r->res->last, 0);
+    double t0 = tmap_now_seconds();
+    enum tmap_status st = check_params(r->pool, r->p, r->in_place, err);
+    if (st)
+        return st;
+    r->n_ctx = r->p->model.n_ctx ? r->p->model.n_ctx : 512;
+    r->res->n_ctx = r->n_ctx;
+    st = prepare(r, err);
+    if (!st)
+        st = open_training(r, err);
+    if (!st)
+        st = init_optimizer(r, err);
+    if (!st)
+        st = train_all(r, err);
+    /* The training context (optimiser moments, gradients, the backward
+     * graph's buffers) is done with: the judge scores without it. */
+    if (r->tctx) {
+        llama_free(r->tctx);
+        r->tctx = NULL;
+    }
+    if (!st && judge)
+        st = judge(r->m, judge_data, err);
+    /* Whatever happened, the caller's weights go back to the file's: the
+     * optimiser may have moved them before a failure. */
+    if (r->in_place && r->n_params > 0) {
+        struct tmap_error restore_err = { 0 };
+        enum tmap_status rs = ft_restore_tensors(r->load_path, r->params, r->n_params, &restore_err);
+        if (rs && !st) {
+            st = rs;
+            if (err)
+                *err = restore_err;
+        }
+    }
+    run_free(r);
+    r->res->seconds = tmap_now_seconds() - t0;
     return st;
 }
 
@@ -740,23 +795,14 @@ enum tmap_status tmap_finetune(const struct tmap_pool *pool, const struct tmap_f
 {
     struct tmap_finetune_result local;
     struct run r = { .p = params, .pool = pool, .res = result ? result : &local };
-    memset(r.res, 0, sizeof *r.res);
-    epoch_init(&r.res->before, 0);
-    epoch_init(&r.res->last, 0);
-    double t0 = tmap_now_seconds();
-    enum tmap_status st = check_params(pool, params, err);
-    if (st)
-        return st;
-    r.n_ctx = params->model.n_ctx ? params->model.n_ctx : 512;
-    r.res->n_ctx = r.n_ctx;
-    st = prepare(&r, err);
-    if (!st)
-        st = open_training(&r, err);
-    if (!st)
-        st = init_optimizer(&r, err);
-    if (!st)
-        st = train_all(&r, err);
-    run_free(&r);
-    r.res->seconds = tmap_now_seconds() - t0;
-    return st;
+    return finetune(&r, NULL, NULL, err);
+}
+
+enum tmap_status ft_train_judge(struct tmap_model *m, const struct tmap_pool *pool,
+                                const struct tmap_finetune_params *params, struct tmap_finetune_result *result,
+                                ft_judge_fn judge, void *judge_data, struct tmap_error *err)
+{
+    struct tmap_finetune_result local;
+    struct run r = { .p = params, .pool = pool, .res = result ? result : &local, .m = m, .in_place = true };
+    return finetune(&r, judge, judge_data, err);
 }

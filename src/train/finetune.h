@@ -13,6 +13,20 @@
 
 #include <llama.h>
 
+/* ---- finetune.c --------------------------------------------------------- */
+
+typedef enum tmap_status (*ft_judge_fn)(struct tmap_model *trained, void *user_data, struct tmap_error *err);
+
+/* The fine-tune proxy's way in: trains m's own weights (m loaded without
+ * mmap from params->model.path, and checked by the caller) on the records
+ * params names, calls judge(m) on the trained weights, then reads the
+ * trained tensors back from m's file, so that m is again as loaded.
+ * Nothing is written: out_path, resume and checkpoints are unused. Should
+ * it fail, m's weights may be neither: the caller drops m. */
+enum tmap_status ft_train_judge(struct tmap_model *m, const struct tmap_pool *pool,
+                                const struct tmap_finetune_params *params, struct tmap_finetune_result *result,
+                                ft_judge_fn judge, void *judge_data, struct tmap_error *err);
+
 /* ---- corpus.c ----------------------------------------------------------- */
 
 /* One record as the model reads it: prompt tokens (BOS first), response
@@ -95,6 +109,11 @@ enum tmap_status ft_probe_writable(const char *path, struct tmap_error *err);
 /* Writes the model to path (atomically: beside it, then renamed). */
 enum tmap_status ft_save_model(struct llama_model *model, const char *path,
                                const struct ft_model_meta *meta, struct tmap_error *err);
+
+/* Sets each of the n tensors (F32, as llama.cpp trains) back to the data
+ * the GGUF file at path holds for it. */
+enum tmap_status ft_restore_tensors(const char *path, const struct ggml_tensor *const *tensors, size_t n,
+                                    struct tmap_error *err);
 
 /* STEM.ckpt-epochN.gguf and STEM.ckpt.json for an OUT path. */
 void ft_checkpoint_path(const char *out_path, int32_t epoch, char *buf, size_t size);

@@ -217,6 +217,23 @@ else
     expect_true test "$(grep -c 'what may help' "$WORK/.out")" -eq 0
 fi
 
+check "the fine-tune proxy trains only --train-layers' tensors; the in-context proxy refuses the option"
+run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 1 --draws 1 -c 1024 \
+    --proxy finetune --ft-records 4 --train-layers output --baselines 0 --redraws 0 --weights ftl.json --quiet
+expect_status 0
+expect_true grep -q '"ft_layers": "output"' ftl.json
+expect_true grep -q '"ft_layers": null' ft.json   # every tensor
+run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 1 --train-layers output \
+    --weights icl.json --quiet
+expect_status 1
+expect_err "--train-layers 'output' applies to the fine-tune proxy only (--proxy finetune)"
+expect_true test ! -e icl.json
+run "$TMAP" learn -m "$MODEL" -d pool.jsonl --scores s.csv --tiny a/tiny.jsonl --iters 1 --proxy finetune \
+    --train-layers 40-41 --weights bad.json --quiet
+expect_status 1
+expect_err "--proxy finetune trains the model: --train-layers '40-41':"
+expect_true test ! -e bad.json
+
 check "a run already on the two cleaning indicators is not pointed at them again"
 run "$TMAP" run -m "$MODEL" -d pool.jsonl --val val.jsonl -c 1024 -b 512 -t 2 -n 4 --iters 5 -k 2 --draws 1 \
     --indicators support,coverage --seed 5 --out sc --quiet
