@@ -73,6 +73,7 @@ struct settings {
     bool        pool_only;    /* write the corrupted pool and stop (make demo's pool) */
     bool        auc_only;     /* score every indicator, write OUT/indicators.md and stop */
     size_t      ft_proxy;     /* records the fine-tune proxy trains on (0 = no second proxy) */
+    const char *ft_layers;    /* the fine-tune proxy's --train-layers (NULL = every tensor); the arms train all */
     bool        singles;      /* an arm per indicator alone (the most arms) */
     const char *singles_only; /* NULL, or a comma list: those indicators' arms only */
     double      drop;         /* filter arms: share of the pool left out */
@@ -502,6 +503,7 @@ static void run_once(struct bench *b, const char *name, bool signed_weights, boo
         p.learn.proxy.draws = 1;
         p.learn.proxy.ft_records = s->ft_proxy;
         p.learn.proxy.ft_lr = s->lr;
+        p.learn.proxy.ft_layers = s->ft_layers;
     }
     p.tiny.seed = s->seed;
     struct tmap_run_summary sum;
@@ -907,7 +909,7 @@ static struct tmap_pool *subset_pool(struct bench *b, const size_t *rows, size_t
 /* Fine-tunes the base model on data with the arms' settings and scores
  * pool (n_items records) under the result. */
 static void finetune_and_score(struct bench *b, const struct tmap_pool *data, const char *tuned, int32_t n_ctx,
-                               uint64_t seed, const struct tmap_pool *pool, double *loss)
+                               uint64_t seed, const char *layers, const struct tmap_pool *pool, double *loss)
 {
     const struct settings *s = &b->s;
     struct tmap_error err = { 0 };
@@ -919,6 +921,7 @@ static void finetune_and_score(struct bench *b, const struct tmap_pool *data, co
     fp.n_epochs = s->epochs;
     fp.lr = s->lr;
     fp.seed = seed;
+    fp.train_layers = layers;
     double t0 = tmap_now_seconds();
     if (tmap_finetune(data, &fp, NULL, &err))
         die(tuned, &err);
@@ -943,7 +946,9 @@ static void finetune_proxy(struct bench *b, struct arm *a, size_t idx)
     k = tmap_random_sample(a->rows, a->n, k, s->seed * 3000 + 7, rows);
     qsort(rows, k, sizeof *rows, compare_size);
     char path[4200];
-    uint64_t key = result_key(b, rows, k, 0x667470ULL);
+    /* Every tensor keeps the key it always had. */
+    uint64_t tag = 0x667470ULL ^ (s->ft_layers ? XXH3_64bits(s->ft_layers, strlen(s->ft_layers)) : 0);
+    uint64_t key = result_key(b, rows, k, tag);
     snprintf(path, sizeof path, "%s/arms/%016llx.loss", s->out, (unsigned long long)key);
     double kept[2];
     if (kept_read(path, key, kept, 2)) {
@@ -960,7 +965,7 @@ static void finetune_proxy(struct bench *b, struct arm *a, size_t idx)
     struct tmap_pool *data = subset_pool(b, rows, k, subset);
     double *loss = calloc(n_tiny ? n_tiny : 1, sizeof *loss), sum = 0;
     size_t m = 0;
-    finetune_and_score(b, data, tuned, 512, 100, b->tiny, loss);
+    finetune_and_score(b, data, tuned, 512, 100, s->ft_layers, b->tiny, loss);
     for (size_t i = 0; i < n_tiny; i++)
         if (isfinite(loss[i])) {
             sum += loss[i];
@@ -1004,7 +1009,7 @@ static void finetune_arm(struct bench *b, struct arm *a, size_t idx)
         if (!data)
             data = subset_pool(b, a->rows, a->n, subset);
         snprintf(tuned, sizeof tuned, "%s/arms/%02zu-seed%zu.gguf", s->out, idx, seed + 1);
-        finetune_and_score(b, data, tuned, 512, 100 + seed, b->heldout, loss);
+        finetune_and_score(b, data, tuned, 512, 100 + seed, NULL, b->heldout, loss);
         kept_write(kept, key, loss, n_items);
     }
     if (s->ft_proxy && a->kind != ARM_FULL)
@@ -1233,8 +1238,9 @@ static void write_markdown(const struct bench *b)
         fprintf(f, "| %s | %s | %.3f |\n", variants[v].name,
                 variant_seconds_text(b, v, seconds, sizeof seconds), b->spearman_v[v]);
     if (b->s.ft_proxy)
-        fprintf(f, "| fine-tune proxy: 1 epoch on %zu records of the subset, tiny-set loss | %.2f s per evaluation | %.3f |\n",
-                b->s.ft_proxy, b->seconds_ft_proxy / (double)(b->n_ft_proxy_evals ? b->n_ft_proxy_evals : 1),
+        fprintf(f, "| fine-tune proxy: 1 epoch on %zu records of the subset%s%s, tiny-set loss | %.2f s per evaluation | %.3f |\n",
+                b->s.ft_proxy, b->s.ft_layers ? ", training " : "", b->s.ft_layers ? b->s.ft_layers : "",
+                b->seconds_ft_proxy / (double)(b->n_ft_proxy_evals ? b->n_ft_proxy_evals : 1),
                 b->spearman_ft);
     fprintf(f, "\nTime: tmap run %.0f s, fine-tuning %.0f s and scoring %.0f s (arms and the fine-tune proxy), %.0f s in all.\n", b->seconds_run,
             b->seconds_ft, b->seconds_eval, tmap_now_seconds() - t_start);
@@ -1344,6 +1350,7 @@ static void usage(void)
             "       [--seed S] [--pool-first LINE] [--pool-size N] [--corrupt RATE] [--random-arms N]\n"
             "       [--ft-seeds N] [--epochs N] [--lr X] [--val N] [--heldout N (0 = all)] [-t THREADS]\n"
             "       [--ft-proxy RECORDS]   (the second proxy's sample, default 64; 0 = off)\n"
+            "       [--ft-layers SPEC]     (the second proxy trains only these tensors, as --train-layers)\n"
             "       [--singles 0|LIST]     (no arm per indicator alone: half the fine-tunes; or only these, e.g.\n"
             "                              support,length)\n"
             "       [--filters 1]          (filter-selection and clean arms, two filter runs)\n"
@@ -1387,6 +1394,7 @@ static void parse(int argc, char **argv, struct settings *s)
             s->indicators = v;
         }
         else if (!strcmp(a, "--ft-proxy")) s->ft_proxy = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--ft-layers")) s->ft_layers = v;
         else if (!strcmp(a, "--singles")) {
             s->singles = strcmp(v, "0") != 0;
             s->singles_only = strcmp(v, "0") != 0 && strcmp(v, "1") != 0 ? v : NULL;
@@ -1472,8 +1480,9 @@ int main(int argc, char **argv)
         printf("  proxy %-38s %s, Spearman %.3f\n", variants[v].name,
                variant_seconds_text(&b, v, seconds, sizeof seconds), b.spearman_v[v]);
     if (b.s.ft_proxy) {
-        char name[64];
-        snprintf(name, sizeof name, "fine-tune proxy (%zu records)", b.s.ft_proxy);
+        char name[160];
+        snprintf(name, sizeof name, "fine-tune proxy (%zu records%s%s)", b.s.ft_proxy,
+                 b.s.ft_layers ? ", training " : "", b.s.ft_layers ? b.s.ft_layers : "");
         printf("  %-44s %.2f s per evaluation, Spearman %.3f\n", name,
                b.seconds_ft_proxy / (double)(b.n_ft_proxy_evals ? b.n_ft_proxy_evals : 1), b.spearman_ft);
     }

@@ -105,6 +105,16 @@ static void free_item(struct tiny_item *it)
     tmap_sample_free(&it->s);
 }
 
+static void free_ft_prompts(struct tmap_proxy *px)
+{
+    for (size_t i = 0; px->ft_prompt && i < px->n; i++)
+        free(px->ft_prompt[i]);
+    free(px->ft_prompt);
+    free(px->ft_n_prompt);
+    px->ft_prompt = NULL;
+    px->ft_n_prompt = NULL;
+}
+
 void tmap_proxy_free(struct tmap_proxy *px)
 {
     if (!px)
@@ -118,10 +128,7 @@ void tmap_proxy_free(struct tmap_proxy *px)
     free(px->is_copy);
     tmap_store_close(px->store);
     tmap_model_free(px->ft_model);
-    for (size_t i = 0; px->ft_prompt && i < px->n; i++)
-        free(px->ft_prompt[i]);
-    free(px->ft_prompt);
-    free(px->ft_n_prompt);
+    free_ft_prompts(px);
     free(px);
 }
 
@@ -729,14 +736,8 @@ static enum tmap_status ft_prompts(struct tmap_proxy *px, struct tmap_error *err
                                             err);
         free(text);
     }
-    if (st) {
-        for (size_t i = 0; px->ft_prompt && i < px->n; i++)
-            free(px->ft_prompt[i]);
-        free(px->ft_prompt);
-        free(px->ft_n_prompt);
-        px->ft_prompt = NULL;
-        px->ft_n_prompt = NULL;
-    }
+    if (st)
+        free_ft_prompts(px);
     return st;
 }
 

@@ -1,9 +1,10 @@
 /*
  * finetune.c - fine-tuning a GGUF model on a pool with llama.cpp's training
  * API (llama_opt_init, llama_opt_epoch, ggml_opt_dataset_*), docs/design.md
- * section 12. `tmap finetune` and `tmap model pretrain` call it, and
- * `validate-proxy` will: the proxy is only worth what it predicts about a
- * fine-tuned model.
+ * section 12. `tmap finetune` and `tmap model pretrain` call it
+ * (tmap_finetune: load, train, write the model); the fine-tune proxy
+ * trains a model it keeps loaded, judges it and has it set back from its
+ * file (ft_train_judge: nothing written).
  *
  * One tmap_model (weights loaded without mmap, since the optimiser writes
  * them) carries two llama.cpp contexts on the same weights:
