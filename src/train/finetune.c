@@ -302,8 +302,10 @@ static enum tmap_status build_corpora(struct run *r, struct tmap_error *err)
     if (st)
         return st;
     r->n_records = n;
-    tmap_pool_fingerprint(r->pool, r->p->rows, n, r->data_fingerprint);
-    describe_data(r);
+    if (!r->in_place) { /* for the sidecar and the saved model's record, which an in-place run has not */
+        tmap_pool_fingerprint(r->pool, r->p->rows, n, r->data_fingerprint);
+        describe_data(r);
+    }
     r->res->n_train_records = r->n_train;
     r->res->n_val_records   = r->n_val;
     r->res->n_train_windows = epoch_windows(r, r->state.epoch + 1);
@@ -430,8 +432,10 @@ static enum tmap_status init_optimizer(struct run *r, struct tmap_error *err)
     llama_opt_init(r->tctx, r->m->model, op);
     r->res->n_trained_tensors = r->n_trained;
     /* llama.cpp asks only about F32 tensors: a token_embd of another type
-     * (left out by --train-layers) says nothing about the patch. */
-    if (!r->res->llama_patched && !ft_tensor_is_f32(r->load_path, "token_embd.weight"))
+     * (left out by --train-layers) says nothing about the patch. An
+     * in-place run (the proxy, every draw) reports no patch state and
+     * skips rereading the file's header for it. */
+    if (!r->res->llama_patched && !r->in_place && !ft_tensor_is_f32(r->load_path, "token_embd.weight"))
         r->res->llama_patched = true;
     if (r->n_params != (size_t)r->n_trained)
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory listing the %d tensors to train", r->n_trained);
