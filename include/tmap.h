@@ -1136,6 +1136,11 @@ TMAP_API enum tmap_status tmap_model_create(const char *out_path, const struct t
 struct tmap_model_quantize_params {
     const char *type;      /* "f32", "f16", "bf16", "q8_0", "q4_k_m", ... (tmap_quant_type_names) */
     int32_t     n_threads; /* 0 = all cores */
+    /* --keep-f32: the tensors this --train-layers spec selects are stored
+     * as F32 whatever type is asked (NULL or "" = none), so that a model
+     * whose other weights stay quantized can train them (llama.cpp trains
+     * F32 tensors only, through frozen weights of any type). */
+    const char *keep_f32;
 };
 
 TMAP_API struct tmap_model_quantize_params tmap_model_quantize_default_params(void);
@@ -1144,7 +1149,8 @@ TMAP_API struct tmap_model_quantize_params tmap_model_quantize_default_params(vo
 TMAP_API const char *tmap_quant_type_names(void);
 
 /* Writes out_path: in_path's metadata and tokenizer with its weight
- * matrices stored as params->type (1-d tensors stay F32). */
+ * matrices stored as params->type (1-d tensors stay F32, and those
+ * params->keep_f32 selects: an item that selects none is TMAP_ERR_USAGE). */
 TMAP_API enum tmap_status tmap_model_quantize(const char *in_path, const char *out_path,
                                      const struct tmap_model_quantize_params *params, struct tmap_error *err);
 

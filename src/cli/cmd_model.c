@@ -76,14 +76,17 @@ static int model_quantize(int argc, char **argv)
     snprintf(type_help, sizeof type_help, "weight type: %s (default q8_0)", tmap_quant_type_names());
     const struct cli_option options[] = {
         { "--type", CLI_STRING, &p.type, "T", type_help, 0, 0, NULL },
+        { "--keep-f32", CLI_STRING, &p.keep_f32, "SPEC", "keep these tensors F32, a --train-layers spec (layers N or N-M, name parts, comma list)", 0, 0, NULL },
         { "-t|--threads", CLI_INT, &p.n_threads, "N", "threads (0 = all cores)", 0, 1024, NULL },
         CLI_OPT_END,
     };
     const struct cli_spec spec = {
-        "tmap model quantize IN.gguf OUT.gguf [--type q8_0]",
+        "tmap model quantize IN.gguf OUT.gguf [--type q8_0] [--keep-f32 SPEC]",
         "Stores a model's weights in another type with llama.cpp's llama_model_quantize: f16 or q8_0\n"
         "to make it small, f32 to fine-tune it (llama.cpp trains F32 weights only), a k-quant to run it.\n"
-        "Norms and other 1-d tensors stay F32. The metadata and tokenizer are kept.",
+        "Norms and other 1-d tensors stay F32. The metadata and tokenizer are kept. --keep-f32 SPEC\n"
+        "keeps the tensors SPEC selects F32, so that --train-layers SPEC (tmap finetune, or the\n"
+        "fine-tune proxy of tmap proxy, learn and run) trains them while the rest stays small.",
         options, 2, 2,
     };
     const char *pos[2];
@@ -100,7 +103,8 @@ static int model_quantize(int argc, char **argv)
     rc = tmap_model_quantize(pos[0], pos[1], &p, &err) ? cli_report(&err) : 0;
     tmap_backend_free();
     if (rc == 0 && !cli_quiet)
-        fprintf(stderr, "tmap: wrote %s (%s)\n", pos[1], p.type);
+        fprintf(stderr, "tmap: wrote %s (%s%s%s)\n", pos[1], p.type, p.keep_f32 && *p.keep_f32 ? "; F32: " : "",
+                p.keep_f32 && *p.keep_f32 ? p.keep_f32 : "");
     return rc;
 }
 

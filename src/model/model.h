@@ -173,4 +173,19 @@ enum tmap_status tmap_weight_placement_plan(const char *path, bool repack, struc
                                             struct tmap_weight_placement *out, struct tmap_error *err);
 void tmap_weight_placement_free(struct tmap_weight_placement *pl);
 
+/* A set of a model's tensors named by a spec (tensor_spec.c): a comma list
+ * of layer numbers or ranges ("3", "6-7": every tensor of blk.K) and name
+ * parts ("attn", "output"), as --train-layers and `tmap model quantize
+ * --keep-f32` take it; flag names the option in messages. A NULL or empty
+ * spec parses to NULL, which selects every tensor. */
+struct tmap_tensor_spec;
+enum tmap_status tmap_tensor_spec_parse(const char *spec, const char *flag, struct tmap_tensor_spec **out,
+                                        struct tmap_error *err);
+bool tmap_tensor_spec_match(const struct tmap_tensor_spec *s, const char *tensor_name);
+/* Counts in *n_matched the tensors of the GGUF file g (read from path) the
+ * spec selects, and fails (TMAP_ERR_USAGE) on an item that selects none. */
+enum tmap_status tmap_tensor_spec_check(const struct tmap_tensor_spec *s, const struct gguf_context *g,
+                                        const char *path, int32_t *n_matched, struct tmap_error *err);
+void tmap_tensor_spec_free(struct tmap_tensor_spec *s);
+
 #endif

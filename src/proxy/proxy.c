@@ -763,6 +763,7 @@ static enum tmap_status load_ft_model(struct tmap_proxy *px, struct tmap_error *
     struct tmap_model_params mp = *tmap_model_load_params(px->model);
     mp.n_ctx = n_ctx < info.n_ctx ? n_ctx : info.n_ctx; /* an item past the proxy's is skipped there too */
     mp.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
+    mp.repack = false;   /* the backward pass cannot read repacked frozen weights (finetune.c) */
     return tmap_model_load(&mp, &px->ft_model, err);
 }
 

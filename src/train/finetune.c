@@ -81,7 +81,7 @@ struct run {
     struct tmap_model                 *m;
     bool                               in_place; /* m is the caller's; nothing is written (ft_train_judge) */
     struct llama_context              *tctx;
-    struct ft_layers                  *layers;
+    struct tmap_tensor_spec           *layers;
     int32_t                            n_trained;
     /* The tensors the optimiser trains, and ggml-opt's context once the
      * first step has reported it: see clear_gradients. */
@@ -207,6 +207,10 @@ static enum tmap_status load_model(struct run *r, struct tmap_error *err)
         struct tmap_model_params mp = r->p->model;
         mp.path     = r->load_path;
         mp.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
+        /* The backward pass multiplies by the frozen weights too (out_prod),
+         * which llama.cpp's repacked CPU layouts cannot do: its scheduler
+         * aborts on a quantized model whose Q4_0 weights were repacked. */
+        mp.repack   = false;
         mp.n_ctx    = r->n_ctx;
         mp.n_batch  = r->n_ctx;
         mp.n_seq    = 4;
@@ -380,7 +384,7 @@ static struct ggml_opt_optimizer_params optimizer_params(void *user_data)
 static bool param_filter(const struct ggml_tensor *t, void *user_data)
 {
     struct run *r = user_data;
-    bool take = ft_layers_match(r->layers, t->name);
+    bool take = tmap_tensor_spec_match(r->layers, t->name);
     if (strcmp(t->name, "token_embd.weight") == 0)
         r->res->llama_patched = true;
     if (take && strcmp(t->name, "rope_freqs.weight") != 0) {
@@ -714,7 +718,7 @@ static void run_free(struct run *r)
         llama_free(r->tctx);
     if (!r->in_place)
         tmap_model_free(r->m);
-    ft_layers_free(r->layers);
+    tmap_tensor_spec_free(r->layers);
     ft_corpus_free(&r->train);
     ft_corpus_free(&r->val);
     ft_corpus_free(&r->eval);
@@ -739,7 +743,7 @@ static enum tmap_status prepare(struct run *r, struct tmap_error *err)
             st = plan_start(r, err);
     }
     if (!st)
-        st = ft_layers_parse(r->p->train_layers, &r->layers, err);
+        st = tmap_tensor_spec_parse(r->p->train_layers, "--train-layers", &r->layers, err);
     if (!st && !r->in_place)
         st = tmap_finetune_check_layers(r->p->model.path, r->p->train_layers, &n_matched, err);
     if (!st)

@@ -3,8 +3,8 @@
  *
  * finetune.c runs the training (llama_opt_init / llama_opt_epoch) and owns
  * the schedule; corpus.c turns a pool into token sequences, the held-out
- * split and the packed windows llama_opt_epoch reads; layers.c parses
- * --train-layers; checkpoint.c writes models and the resume sidecar.
+ * split and the packed windows llama_opt_epoch reads; layers.c checks
+ * what --train-layers selects (model/tensor_spec.c parses it); checkpoint.c writes models and the resume sidecar.
  */
 #ifndef TMAP_TRAIN_FINETUNE_H
 #define TMAP_TRAIN_FINETUNE_H
@@ -76,13 +76,6 @@ bool ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int6
              int32_t *data, int32_t *labels);
 
 /* ---- layers.c ----------------------------------------------------------- */
-
-struct ft_layers;
-
-/* Parses a --train-layers spec (see tmap.h); NULL or "" selects all. */
-enum tmap_status ft_layers_parse(const char *spec, struct ft_layers **out, struct tmap_error *err);
-bool ft_layers_match(const struct ft_layers *l, const char *tensor_name);
-void ft_layers_free(struct ft_layers *l);
 
 /* Whether the model file holds the tensor `name` as F32 (false when it
  * cannot be read or has no such tensor). */

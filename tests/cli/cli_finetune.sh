@@ -166,6 +166,28 @@ run "$TMAP" run -m base-q8.gguf -d d40.jsonl --val t10.jsonl --out q8run --proxy
 expect_status 4
 expect_err "--proxy finetune trains the model: base-q8.gguf: 9 of the 33 tensors to train are not F32"
 expect_true test ! -e q8run/scores.csv
+# With a spec, the message names the copy that would train it.
+run "$TMAP" finetune -m base-q8.gguf -d d20.jsonl --out x.gguf -c 256 -t 2 --train-layers output
+expect_status 4
+expect_err "tmap model quantize base-q8.gguf OUT.gguf --type q8_0 --keep-f32 output"
+# A Q4_0 model whose block stays F32 (--keep-f32) trains it: the gradient
+# passes back through the frozen Q4_0 output matrix, which training holds
+# unrepacked (llama.cpp's scheduler aborted on the repacked layout).
+run "$TMAP" model quantize base.gguf base-q4.gguf --type q4_0 --keep-f32 0
+expect_status 0
+expect_err "wrote base-q4.gguf (q4_0; F32: 0)"
+run "$TMAP" finetune -m base-q4.gguf -d d20.jsonl --out xq4.gguf -c 256 -t 2 --train-layers 0 \
+    --lr 1e-2 --eval t10.jsonl
+expect_status 0
+expect_err "trained 30 tensors on 20 records"   # blk.0: its matrices, norms and scales
+e0=$(awk '$1 == 0 { print $5 }' .out)
+e1=$(awk '$1 == 1 { print $5 }' .out)
+expect_true awk -v a="$e0" -v b="$e1" 'BEGIN { exit !(b < a) }'
+# A --keep-f32 item that selects nothing is a usage error, and no file.
+run "$TMAP" model quantize base.gguf never.gguf --type q4_0 --keep-f32 0,ouptut
+expect_status 1
+expect_err "--keep-f32 '0,ouptut': 'ouptut' matches no tensor of base.gguf"
+expect_true test ! -e never.gguf
 run "$TMAP" finetune -m base.gguf -d d40.jsonl --out new.gguf --resume
 expect_status 3
 expect_err "new.ckpt.json: no checkpoint to resume from"

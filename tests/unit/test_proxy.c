@@ -654,6 +654,53 @@ static void test_finetune_proxy_some_layers(void **state)
     tmap_pool_free(tiny);
 }
 
+/* A model quantized but for the tensors the proxy trains (`tmap model
+ * quantize --keep-f32`), the way a 7B model's fine-tune proxy fits in
+ * memory: the proxy trains block 0 through the frozen Q4_0 weights above
+ * it, which its copy holds unrepacked (llama.cpp's scheduler aborted on
+ * repacked ones), sets
+ * the trained tensors back after each draw (the same value twice) and
+ * comes close to the F32 model's value. A spec reaching past the F32
+ * tensors is refused, pointing at --keep-f32. */
+static void test_finetune_proxy_quantized(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/q4-block0-f32.gguf", tmpdir);
+    struct tmap_model_quantize_params qp = tmap_model_quantize_default_params();
+    qp.type = "q4_0";
+    qp.keep_f32 = "0";
+    qp.n_threads = 2;
+    struct tmap_error err = { 0 };
+    if (tmap_model_quantize(TMAP_TEST_MODEL, path, &qp, &err))
+        fail_msg("%s", err.message);
+    struct tmap_model *m = test_load_model(path, 1024, 512, 2);
+    struct tmap_pool *tiny = tiny_pool(3);
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.kind = TMAP_PROXY_FINETUNE;
+    p.draws = 1;
+    p.ft_records = 4;
+    p.ft_lr = 1e-2f;
+    p.ft_layers = "0";
+    struct tmap_proxy *px, *f32 = make_proxy(tiny, p);
+    assert_int_equal(tmap_proxy_create(m, tiny, NULL, &p, &px, &err), TMAP_OK);
+    double vq = eval(px, NULL, NULL), vq_again = eval(px, NULL, NULL), vf = eval(f32, NULL, NULL);
+    print_message("fine-tune proxy, block 0 trained: q4_0 with F32 block 0 %.6f (again %.6f), F32 %.6f\n", vq,
+                  vq_again, vf);
+    assert_true(isfinite(vq));
+    assert_true(vq == vq_again);
+    assert_true(fabs(vq - vf) < 0.05);
+    tmap_proxy_free(px);
+    tmap_proxy_free(f32);
+
+    p.ft_layers = "0,output";
+    assert_int_equal(tmap_proxy_create(m, tiny, NULL, &p, &px, &err), TMAP_ERR_MODEL);
+    assert_non_null(strstr(err.message, "tensors to train are not F32"));
+    assert_non_null(strstr(err.message, "--keep-f32 0,output"));
+    tmap_model_free(m);
+    tmap_pool_free(tiny);
+}
+
 /* The fine-tune proxy sets its trained weights back from the model's file:
  * a file cut short since it was loaded is an error naming it (no crash, no
  * value from half-restored weights), and so is the next evaluation, which
@@ -730,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_finetune_proxy),
         cmocka_unit_test(test_finetune_proxy_some_layers),
+        cmocka_unit_test(test_finetune_proxy_quantized),
         cmocka_unit_test(test_finetune_proxy_file_changed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

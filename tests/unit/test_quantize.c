@@ -21,10 +21,12 @@
 #include "tmap.h"
 #include "util/stats.h"
 
+#include <gguf.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define N_RECORDS 100
 
@@ -195,11 +197,64 @@ static void test_repacked_q4_0(void **state)
     tmap_pool_free(pool);
 }
 
+/* --keep-f32: the tensors a --train-layers spec selects stay F32 and the
+ * other matrices take the type asked; an item that selects nothing, or a
+ * spec that does not parse, is a usage error and writes no file. */
+static void test_keep_f32(void **state)
+{
+    (void)state;
+    char base[512], out[600];
+    snprintf(base, sizeof base, "%s/models/gsm8k-base.gguf", TMAP_SOURCE_DIR);
+    snprintf(out, sizeof out, "%s/base-q4_0-top-f32.gguf", tmpdir);
+    struct tmap_model_quantize_params qp = tmap_model_quantize_default_params();
+    qp.type = "q4_0";
+    qp.keep_f32 = "3,output";
+    qp.n_threads = 2;
+    struct tmap_error err = { 0 };
+    if (tmap_model_quantize(base, out, &qp, &err))
+        fail_msg("%s", err.message);
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(out, gp);
+    assert_non_null(g);
+    int n_kept = 0, n_quantized = 0;
+    for (int64_t t = 0; t < gguf_get_n_tensors(g); t++) {
+        const char *name = gguf_get_tensor_name(g, t);
+        enum ggml_type type = gguf_get_tensor_type(g, t);
+        bool selected = strncmp(name, "blk.3.", 6) == 0 || strncmp(name, "output", 6) == 0;
+        if (selected) {
+            if (type != GGML_TYPE_F32)
+                fail_msg("%s is %s, --keep-f32 asked F32", name, ggml_type_name(type));
+            n_kept++;
+        } else if (strstr(name, "attn_q.weight") || strstr(name, "ffn_down.weight")) {
+            if (type != GGML_TYPE_Q4_0)
+                fail_msg("%s is %s, not q4_0", name, ggml_type_name(type));
+            n_quantized++;
+        }
+    }
+    gguf_free(g);
+    assert_true(n_kept >= 9);         /* block 3's matrices and norms, output and its norm */
+    assert_int_equal(n_quantized, 6); /* blocks 0-2, two roles each */
+
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/never.gguf", tmpdir);
+    const char *specs[] = { "9", "outpt", "3-1", "3,,output" };
+    const char *says[] = { "has no layer in 9-9", "'outpt' matches no tensor", "runs backwards", "an empty item" };
+    for (size_t i = 0; i < 4; i++) {
+        qp.keep_f32 = specs[i];
+        assert_int_equal(tmap_model_quantize(base, bad, &qp, &err), TMAP_ERR_USAGE);
+        assert_non_null(strstr(err.message, "--keep-f32"));
+        if (!strstr(err.message, says[i]))
+            fail_msg("--keep-f32 %s: %s", specs[i], err.message);
+        assert_int_not_equal(access(bad, F_OK), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantized_base_model),
         cmocka_unit_test(test_repacked_q4_0),
+        cmocka_unit_test(test_keep_f32),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
