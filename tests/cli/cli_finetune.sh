@@ -170,10 +170,12 @@ expect_true test ! -e q8run/scores.csv
 run "$TMAP" finetune -m base-q8.gguf -d d20.jsonl --out x.gguf -c 256 -t 2 --train-layers output
 expect_status 4
 expect_err "tmap model quantize base-q8.gguf OUT.gguf --type q8_0 --keep-f32 output"
-# A Q4_0 model whose block stays F32 (--keep-f32) trains it: the gradient
-# passes back through the frozen Q4_0 output matrix, which training holds
-# unrepacked (llama.cpp's scheduler aborted on the repacked layout).
-run "$TMAP" model quantize base.gguf base-q4.gguf --type q4_0 --keep-f32 0
+# A Q4_0 model whose first block stays F32 (--keep-f32) trains it: the
+# gradient passes back through the frozen Q4_0 block above it, which
+# training holds unrepacked (llama.cpp's scheduler aborted the process on
+# the repacked layout, which this CPU-only test sees where Q4_0 repacks).
+"$TMAP" model create --quiet --out base2.gguf --n-embd 32 --n-layer 2 --seed 3
+run "$TMAP" model quantize base2.gguf base-q4.gguf --type q4_0 --keep-f32 0
 expect_status 0
 expect_err "wrote base-q4.gguf (q4_0; F32: 0)"
 run "$TMAP" finetune -m base-q4.gguf -d d20.jsonl --out xq4.gguf -c 256 -t 2 --train-layers 0 \
