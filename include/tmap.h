@@ -1275,7 +1275,8 @@ TMAP_API enum tmap_status tmap_finetune(const struct tmap_pool *pool, const stru
  * tensors selected (token_embd included, though llama.cpp never trains it).
  * Every tensor selected must be F32, the only type llama.cpp trains (a
  * quantized or F16 model would otherwise train its norms alone):
- * TMAP_ERR_MODEL names the first that is not. */
+ * TMAP_ERR_MODEL names the first that is not. The rest may be of any type:
+ * tmap_model_quantize's keep_f32 writes a model quantized but for them. */
 TMAP_API enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *spec,
                                             int32_t *n_matched, struct tmap_error *err);
 

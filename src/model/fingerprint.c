@@ -216,6 +216,23 @@ static enum tmap_status hash_file(const char *path, char out[33], struct tmap_er
     return rc;
 }
 
+enum tmap_status tmap_gguf_unreadable(const char *path, struct tmap_error *err)
+{
+    /* The magic tells a damaged GGUF (cut short by a download, a full
+     * disk) from a file of another kind; for a damaged one, gguf's first
+     * complaint says where it broke off. */
+    char magic[4] = { 0 };
+    FILE *f = fopen(path, "rb");
+    bool is_gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f)
+        fclose(f);
+    const char *why = tmap_llama_last_error();
+    if (is_gguf)
+        return tmap_fail(err, TMAP_ERR_MODEL, "%s: a truncated or damaged GGUF file (its header or tensor "
+                         "index cannot be read%s%s)", path, *why ? ": " : "", why);
+    return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a GGUF file", path);
+}
+
 enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *cached, struct tmap_error *err)
 {
     if (cached)
@@ -224,21 +241,8 @@ enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *ca
     tmap_llama_log_hold(true);
     struct gguf_context *g = gguf_init_from_file(path, gp);
     tmap_llama_log_hold(false);
-    if (!g) {
-        /* The magic tells a damaged GGUF (cut short by a download, a full
-         * disk) from a file of another kind; for a damaged one, gguf's
-         * first complaint says where it broke off. */
-        char magic[4] = { 0 };
-        FILE *f = fopen(path, "rb");
-        bool is_gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-        if (f)
-            fclose(f);
-        const char *why = tmap_llama_last_error();
-        if (is_gguf)
-            return tmap_fail(err, TMAP_ERR_MODEL, "%s: a truncated or damaged GGUF file (its header or tensor "
-                             "index cannot be read%s%s)", path, *why ? ": " : "", why);
-        return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a GGUF file", path);
-    }
+    if (!g)
+        return tmap_gguf_unreadable(path, err);
     gguf_free(g);
 
     struct stat sb;

@@ -138,6 +138,12 @@ enum tmap_status tmap_vocab_read(const char *path, struct gguf_context **out, st
  * file is unchanged (*cached, may be NULL, says so). */
 enum tmap_status tmap_model_fingerprint(const char *path, char out[33], bool *cached, struct tmap_error *err);
 
+/* The error for a file gguf_init_from_file could not read (read under
+ * tmap_llama_log_hold, so that gguf's complaint is kept): "a truncated or
+ * damaged GGUF file (... REASON)" when it begins as a GGUF file does, else
+ * "not a GGUF file"; TMAP_ERR_MODEL either way. */
+enum tmap_status tmap_gguf_unreadable(const char *path, struct tmap_error *err);
+
 /* The last error line llama.cpp logged, or "" (added to our messages). */
 const char *tmap_llama_last_error(void);
 

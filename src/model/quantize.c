@@ -105,8 +105,7 @@ static enum tmap_status keep_list_build(const char *in_path, const char *spec, s
     struct gguf_context *g = gguf_init_from_file(in_path, gp);
     tmap_llama_log_hold(false);
     int32_t n_matched = 0;
-    st = g ? tmap_tensor_spec_check(s, g, in_path, &n_matched, err)
-           : tmap_fail(err, TMAP_ERR_MODEL, "%s: not a readable GGUF file (%s)", in_path, tmap_llama_last_error());
+    st = g ? tmap_tensor_spec_check(s, g, in_path, &n_matched, err) : tmap_gguf_unreadable(in_path, err);
     if (!st) {
         k->overrides = calloc((size_t)n_matched + 1, sizeof *k->overrides);
         k->names = calloc((size_t)n_matched + 1, sizeof *k->names);

@@ -190,6 +190,10 @@ run "$TMAP" model quantize base.gguf never.gguf --type q4_0 --keep-f32 0,ouptut
 expect_status 1
 expect_err "--keep-f32 '0,ouptut': 'ouptut' matches no tensor of base.gguf"
 expect_true test ! -e never.gguf
+run "$TMAP" model quantize d20.jsonl never.gguf --type q4_0 --keep-f32 0
+expect_status 4
+expect_err "d20.jsonl: not a GGUF file"
+expect_true test ! -e never.gguf
 run "$TMAP" finetune -m base.gguf -d d40.jsonl --out new.gguf --resume
 expect_status 3
 expect_err "new.ckpt.json: no checkpoint to resume from"
