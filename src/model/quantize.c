@@ -114,7 +114,7 @@ static enum tmap_status keep_list_build(const char *in_path, const char *spec, s
     }
     for (int64_t t = 0; !st && g && t < gguf_get_n_tensors(g); t++) {
         const char *name = gguf_get_tensor_name(g, t);
-        if (!tmap_tensor_spec_match(s, name) || k->n == (size_t)n_matched)
+        if (!tmap_tensor_spec_match(s, name))
             continue;
         char *pattern = anchored_pattern(name), *copy = strdup(name);
         if (!pattern || !copy) {

@@ -131,6 +131,16 @@ static struct tmap_proxy *make_proxy(const struct tmap_pool *tiny, struct tmap_p
     return px;
 }
 
+/* The fine-tune proxy, one draw of n records: what its tests vary from. */
+static struct tmap_proxy_params ft_params(size_t n_records)
+{
+    struct tmap_proxy_params p = tmap_proxy_default_params();
+    p.kind = TMAP_PROXY_FINETUNE;
+    p.draws = 1;
+    p.ft_records = n_records;
+    return p;
+}
+
 static void test_shared_equals_naive(void **state)
 {
     (void)state;
@@ -578,10 +588,7 @@ static void test_finetune_proxy(void **state)
 
     char *old_tmp = getenv("TMPDIR") ? strdup(getenv("TMPDIR")) : NULL;
     setenv("TMPDIR", ft_tmp, 1);
-    struct tmap_proxy_params p = tmap_proxy_default_params();
-    p.kind = TMAP_PROXY_FINETUNE;
-    p.draws = 1;
-    p.ft_records = 8;
+    struct tmap_proxy_params p = ft_params(8);
     p.ft_lr = 1e-2f;
     struct tmap_proxy *px = make_proxy(tiny, p);
     size_t rows[N_DEMOS];
@@ -622,10 +629,7 @@ static void test_finetune_proxy_some_layers(void **state)
     struct tmap_pool *tiny = tiny_pool(3);
     char db[600];
     snprintf(db, sizeof db, "%s/ft-layers.db", tmpdir);
-    struct tmap_proxy_params p = tmap_proxy_default_params();
-    p.kind = TMAP_PROXY_FINETUNE;
-    p.draws = 1;
-    p.ft_records = 4;
+    struct tmap_proxy_params p = ft_params(4);
     p.ft_lr = 1e-2f;
     p.store_path = db;
     struct tmap_proxy *all = make_proxy(tiny, p);
@@ -676,10 +680,7 @@ static void test_finetune_proxy_quantized(void **state)
         fail_msg("%s", err.message);
     struct tmap_model *m = test_load_model(path, 1024, 512, 2);
     struct tmap_pool *tiny = tiny_pool(3);
-    struct tmap_proxy_params p = tmap_proxy_default_params();
-    p.kind = TMAP_PROXY_FINETUNE;
-    p.draws = 1;
-    p.ft_records = 4;
+    struct tmap_proxy_params p = ft_params(4);
     p.ft_lr = 1e-2f;
     p.ft_layers = "0";
     struct tmap_proxy *px, *f32 = make_proxy(tiny, p);
@@ -714,10 +715,7 @@ static void test_finetune_proxy_file_changed(void **state)
     assert_int_equal(system(cmd), 0);
     struct tmap_model *m = test_load_model(path, 1024, 512, 2);
     struct tmap_pool *tiny = tiny_pool(2);
-    struct tmap_proxy_params p = tmap_proxy_default_params();
-    p.kind = TMAP_PROXY_FINETUNE;
-    p.draws = 1;
-    p.ft_records = 4;
+    struct tmap_proxy_params p = ft_params(4);
     struct tmap_proxy *px;
     struct tmap_error err = { 0 };
     assert_int_equal(tmap_proxy_create(m, tiny, NULL, &p, &px, &err), TMAP_OK);
