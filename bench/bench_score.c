@@ -297,7 +297,7 @@ int main(int argc, char **argv)
     struct sequence *seqs = build_sequences(model, subpool, n, &n_seqs, &n_tokens);
     struct llama_model_params lmp = llama_model_default_params();
     struct tmap_weight_placement placement; /* tmap's kernels: the same buffers its load chose */
-    if (tmap_weight_placement_plan(argv[1], true, &lmp, &placement, NULL))
+    if (tmap_weight_placement_plan(argv[1], true, NULL, &lmp, &placement, NULL))
         die("placing the raw model's weights", NULL);
     struct llama_model *lm = llama_model_load_from_file(argv[1], lmp);
     tmap_weight_placement_free(&placement);

@@ -293,8 +293,8 @@ static enum tmap_status open_twin(struct tmap_model *m, struct tmap_error *err)
     return open_context(t, &t->params, false, err);
 }
 
-enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_model **out,
-                                 struct tmap_error *err)
+static enum tmap_status load(const struct tmap_model_params *p, const struct tmap_weight_training *training,
+                             struct tmap_model **out, struct tmap_error *err)
 {
     *out = NULL;
     enum tmap_status st = check_params(p, err);
@@ -325,9 +325,10 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
     mp.load_mode    = p->use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
     set_main_gpu(&mp, p->main_gpu);
     struct tmap_weight_placement placement;
-    st = tmap_weight_placement_plan(p->path, p->repack, &mp, &placement, err);
+    st = tmap_weight_placement_plan(p->path, p->repack, training, &mp, &placement, err);
     if (st)
         goto fail;
+    m->n_repacked = placement.n_weights;
     last_error[0]   = '\0';
     m->model = llama_model_load_from_file(p->path, mp);
     tmap_weight_placement_free(&placement);
@@ -348,6 +349,21 @@ enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_
 fail:
     tmap_model_free(m);
     return st;
+}
+
+enum tmap_status tmap_model_load(const struct tmap_model_params *p, struct tmap_model **out,
+                                 struct tmap_error *err)
+{
+    return load(p, NULL, out, err);
+}
+
+enum tmap_status tmap_model_load_to_train(const struct tmap_model_params *p, const struct tmap_tensor_spec *trains,
+                                          struct tmap_model **out, struct tmap_error *err)
+{
+    struct tmap_model_params own = *p;
+    own.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
+    struct tmap_weight_training training = { trains };
+    return load(&own, &training, out, err);
 }
 
 void tmap_model_free(struct tmap_model *m)

@@ -43,11 +43,22 @@ struct tmap_model {
      * path. NULL with one lane, and in the twin itself. */
     struct tmap_model         *twin;
     bool                       borrowed;
+    /* Weights tmap named to llama.cpp's repacked CPU layout (placement.c),
+     * or -1 where llama.cpp's default placed them. */
+    int32_t                    n_repacked;
 };
 
 /* The parameters the model was loaded with (path included), for loading
  * another model of the same shape the same way. */
 const struct tmap_model_params *tmap_model_load_params(const struct tmap_model *m);
+
+/* A copy of the model at p->path to train the tensors trains selects
+ * (NULL: every tensor): its weights in memory of its own, and on the CPU
+ * the frozen weights below the lowest tensor that trains in llama.cpp's
+ * repacked layout, the others plain (tmap_weight_placement_plan). */
+struct tmap_tensor_spec;
+enum tmap_status tmap_model_load_to_train(const struct tmap_model_params *p, const struct tmap_tensor_spec *trains,
+                                          struct tmap_model **out, struct tmap_error *err);
 
 /* The layout prompts get when asked for `asked`: chat only on a model that
  * carries a chat template (tmap_model_format_prompt falls back to plain). */
@@ -174,9 +185,19 @@ struct tmap_weight_placement {
     struct llama_model_tensor_buft_override *overrides; /* NULL-pattern terminated */
     char                                   **patterns;
     size_t                                   n;
+    int32_t n_weights; /* weights named to CPU_REPACK; -1 where llama.cpp's default decides */
 };
-enum tmap_status tmap_weight_placement_plan(const char *path, bool repack, struct llama_model_params *mp,
-                                            struct tmap_weight_placement *out, struct tmap_error *err);
+/* A model loaded to train the tensors trains selects (NULL: every one): its
+ * frozen weights that the backward pass reaches stay plain, those below
+ * the lowest tensor that trains may repack (placement.c says why). With a
+ * GPU, or without repack, every weight is plain. */
+struct tmap_weight_training {
+    const struct tmap_tensor_spec *trains;
+};
+enum tmap_status tmap_weight_placement_plan(const char *path, bool repack,
+                                            const struct tmap_weight_training *training,
+                                            struct llama_model_params *mp, struct tmap_weight_placement *out,
+                                            struct tmap_error *err);
 void tmap_weight_placement_free(struct tmap_weight_placement *pl);
 
 /* A set of a model's tensors named by a spec (tensor_spec.c): a comma list
@@ -184,7 +205,6 @@ void tmap_weight_placement_free(struct tmap_weight_placement *pl);
  * parts ("attn", "output"), as --train-layers and `tmap model quantize
  * --keep-f32` take it; flag names the option in messages. A NULL or empty
  * spec parses to NULL, which selects every tensor. */
-struct tmap_tensor_spec;
 enum tmap_status tmap_tensor_spec_parse(const char *spec, const char *flag, struct tmap_tensor_spec **out,
                                         struct tmap_error *err);
 bool tmap_tensor_spec_match(const struct tmap_tensor_spec *s, const char *tensor_name);

@@ -762,9 +762,12 @@ static enum tmap_status load_ft_model(struct tmap_proxy *px, struct tmap_error *
     int32_t n_ctx = (longest + 255) / 256 * 256;
     struct tmap_model_params mp = *tmap_model_load_params(px->model);
     mp.n_ctx = n_ctx < info.n_ctx ? n_ctx : info.n_ctx; /* an item past the proxy's is skipped there too */
-    mp.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
-    mp.repack = false;   /* the backward pass cannot read repacked frozen weights (finetune.c) */
-    return tmap_model_load(&mp, &px->ft_model, err);
+    struct tmap_tensor_spec *trains = NULL;
+    st = tmap_tensor_spec_parse(px->p.ft_layers, "--train-layers", &trains, err);
+    if (!st)
+        st = tmap_model_load_to_train(&mp, trains, &px->ft_model, err);
+    tmap_tensor_spec_free(trains);
+    return st;
 }
 
 /* The training window: the model's context, in llama.cpp's multiples of

@@ -206,15 +206,16 @@ static enum tmap_status load_model(struct run *r, struct tmap_error *err)
     if (!r->in_place) {
         struct tmap_model_params mp = r->p->model;
         mp.path     = r->load_path;
-        mp.use_mmap = false; /* mmapped weights are read-only; the optimiser writes them */
-        /* The backward pass multiplies by the frozen weights too (out_prod),
-         * which llama.cpp's repacked CPU layouts cannot do: its scheduler
-         * aborts on a quantized model whose Q4_0 weights were repacked. */
-        mp.repack   = false;
         mp.n_ctx    = r->n_ctx;
         mp.n_batch  = r->n_ctx;
         mp.n_seq    = 4;
-        enum tmap_status st = tmap_model_load(&mp, &r->m, err);
+        /* Every weight plain, not only those the backward pass reaches
+         * (placement.c): saving the model reads each one back, and
+         * llama.cpp's repacked buffer cannot give its weights back (a call
+         * through a null pointer: SIGSEGV, seen in tests/cli/cli_finetune.sh).
+         * The fine-tune proxy's copy, never saved, keeps the rest repacked. */
+        mp.repack = false;
+        enum tmap_status st = tmap_model_load_to_train(&mp, r->layers, &r->m, err);
         if (st)
             return st;
     }

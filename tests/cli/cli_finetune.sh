@@ -185,6 +185,18 @@ expect_err "trained 30 tensors on 20 records"   # blk.0: its matrices, norms and
 e0=$(awk '$1 == 0 { print $5 }' .out)
 e1=$(awk '$1 == 1 { print $5 }' .out)
 expect_true awk -v a="$e0" -v b="$e1" 'BEGIN { exit !(b < a) }'
+# Its top kept F32 instead, the usual case (a 7B's last block and output).
+# The fine-tune proxy's copy would keep the frozen block below in the
+# repacked layout (test_proxy); a model to save must not, as saving reads
+# every weight back, which the repacked buffer cannot (SIGSEGV, seen).
+run "$TMAP" model quantize -q base2.gguf base-q4top.gguf --type q4_0 --keep-f32 1,output
+expect_status 0
+run "$TMAP" finetune -m base-q4top.gguf -d d20.jsonl --out xq4top.gguf -c 256 -t 2 --train-layers 1,output \
+    --lr 1e-2 --eval t10.jsonl
+expect_status 0
+e0=$(awk '$1 == 0 { print $5 }' .out)
+e1=$(awk '$1 == 1 { print $5 }' .out)
+expect_true awk -v a="$e0" -v b="$e1" 'BEGIN { exit !(b < a) }'
 # A --keep-f32 item that selects nothing is a usage error, and no file.
 run "$TMAP" model quantize base.gguf never.gguf --type q4_0 --keep-f32 0,ouptut
 expect_status 1

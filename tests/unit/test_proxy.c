@@ -21,6 +21,8 @@
 #include "tmap.h"
 #include "util/random.h"
 
+#include <ggml-cpu.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -658,26 +660,32 @@ static void test_finetune_proxy_some_layers(void **state)
     tmap_pool_free(tiny);
 }
 
-/* A model quantized but for the tensors the proxy trains (`tmap model
- * quantize --keep-f32`), the way a 7B model's fine-tune proxy fits in
- * memory: the proxy trains block 0 through the frozen Q4_0 weights above
- * it, which its copy holds unrepacked (llama.cpp's scheduler aborted on
- * repacked ones), sets
- * the trained tensors back after each draw (the same value twice) and
- * comes close to the F32 model's value. A spec reaching past the F32
- * tensors is refused, pointing at --keep-f32. */
-static void test_finetune_proxy_quantized(void **state)
+/* The test model as Q4_0 but for the tensors keep_f32 names, in tmpdir. */
+static void q4_copy(char *path, size_t size, const char *name, const char *keep_f32)
 {
-    (void)state;
-    char path[600];
-    snprintf(path, sizeof path, "%s/q4-block0-f32.gguf", tmpdir);
+    snprintf(path, size, "%s/%s", tmpdir, name);
     struct tmap_model_quantize_params qp = tmap_model_quantize_default_params();
     qp.type = "q4_0";
-    qp.keep_f32 = "0";
+    qp.keep_f32 = keep_f32;
     qp.n_threads = 2;
     struct tmap_error err = { 0 };
     if (tmap_model_quantize(TMAP_TEST_MODEL, path, &qp, &err))
         fail_msg("%s", err.message);
+}
+
+/* A model quantized but for the tensors the proxy trains (`tmap model
+ * quantize --keep-f32`), the way a 7B model's fine-tune proxy fits in
+ * memory: the proxy trains block 0 through the frozen Q4_0 weights above
+ * it, which its copy holds plain (llama.cpp's scheduler aborted on
+ * repacked ones), sets the trained tensors back after each draw (the same
+ * value twice) and comes close to the F32 model's value. A spec reaching
+ * past the F32 tensors is refused, pointing at --keep-f32. */
+static void test_finetune_proxy_quantized(void **state)
+{
+    (void)state;
+    char path[600];
+    q4_copy(path, sizeof path, "q4-block0-f32.gguf", "0");
+    struct tmap_error err = { 0 };
     struct tmap_model *m = test_load_model(path, 1024, 512, 2);
     struct tmap_pool *tiny = tiny_pool(3);
     struct tmap_proxy_params p = ft_params(4);
@@ -699,6 +707,78 @@ static void test_finetune_proxy_quantized(void **state)
     assert_non_null(strstr(err.message, "tensors to train are not F32"));
     assert_non_null(strstr(err.message, "--keep-f32 0,output"));
     tmap_model_free(m);
+    tmap_pool_free(tiny);
+}
+
+/* The copy the fine-tune proxy trains, loaded for a spec: its frozen
+ * weights below the lowest tensor that trains keep llama.cpp's repacked
+ * CPU layout (the backward pass never reaches them), the rest are plain.
+ * Training the top block of a Q4_0 model whose top is F32 then repacks
+ * block 0's 7 matrices where the CPU repacks Q4_0 (AVX2, NEON), none when
+ * block 0 or every tensor trains; the proxy trains through it without an
+ * abort, repeats its value, and gives the plain copy's value but for the
+ * kernels' rounding (the repacked ones sum in another order, so not to
+ * the bit: which shows that they ran). */
+static void test_finetune_proxy_repacked_below(void **state)
+{
+    (void)state;
+    char path[600];
+    q4_copy(path, sizeof path, "q4-top-f32.gguf", "1,output");
+    struct tmap_error err = { 0 };
+
+    const char *specs[] = { "1,output", "0", NULL };
+    int32_t n_repacked[3];
+    for (int i = 0; i < 3; i++) {
+        struct tmap_model_params mp = tmap_model_default_params();
+        mp.path = path;
+        mp.n_ctx = 256;
+        mp.n_threads = 2;
+        struct tmap_tensor_spec *trains = NULL;
+        struct tmap_model *copy = NULL;
+        assert_int_equal(tmap_tensor_spec_parse(specs[i], "--train-layers", &trains, &err), TMAP_OK);
+        if (tmap_model_load_to_train(&mp, trains, &copy, &err))
+            fail_msg("%s", err.message);
+        n_repacked[i] = copy->n_repacked;
+        tmap_model_free(copy);
+        tmap_tensor_spec_free(trains);
+    }
+    print_message("weights repacked in the copy that trains 1,output / 0 / every tensor: %d / %d / %d\n",
+                  n_repacked[0], n_repacked[1], n_repacked[2]);
+    bool repacks = tmap_offload_devices() == 0 && (ggml_cpu_has_avx2() || ggml_cpu_has_neon());
+    assert_int_equal(n_repacked[0], repacks ? 7 : 0);
+    assert_int_equal(n_repacked[1], 0);
+    assert_int_equal(n_repacked[2], 0);
+
+    struct tmap_pool *tiny = tiny_pool(3);
+    struct tmap_proxy_params p = ft_params(4);
+    p.ft_lr = 1e-2f;
+    p.ft_layers = "1,output";
+    double v[2], again = NAN;
+    for (int plain = 0; plain < 2; plain++) {
+        struct tmap_model_params mp = tmap_model_default_params();
+        mp.path = path;
+        mp.n_ctx = 1024;
+        mp.n_batch = 512;
+        mp.n_seq = 2;
+        mp.n_threads = 2;
+        mp.repack = !plain; /* the copy is loaded as the target was */
+        struct tmap_model *m = NULL;
+        struct tmap_proxy *px;
+        if (tmap_model_load(&mp, &m, &err))
+            fail_msg("%s", err.message);
+        assert_int_equal(tmap_proxy_create(m, tiny, NULL, &p, &px, &err), TMAP_OK);
+        v[plain] = eval(px, NULL, NULL);
+        if (!plain)
+            again = eval(px, NULL, NULL);
+        tmap_proxy_free(px);
+        tmap_model_free(m);
+    }
+    print_message("fine-tune proxy, top trained: block 0 repacked %.8f (again %.8f), plain %.8f\n", v[0], again,
+                  v[1]);
+    assert_true(isfinite(v[0]) && v[0] == again);
+    assert_true(fabs(v[0] - v[1]) < 0.01);
+    if (repacks)
+        assert_true(v[0] != v[1]);
     tmap_pool_free(tiny);
 }
 
@@ -776,6 +856,7 @@ int main(void)
         cmocka_unit_test(test_finetune_proxy),
         cmocka_unit_test(test_finetune_proxy_some_layers),
         cmocka_unit_test(test_finetune_proxy_quantized),
+        cmocka_unit_test(test_finetune_proxy_repacked_below),
         cmocka_unit_test(test_finetune_proxy_file_changed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -152,7 +152,7 @@ static void test_repacked_q4_0(void **state)
 
     struct llama_model_params lmp = llama_model_default_params();
     struct tmap_weight_placement pl;
-    assert_int_equal(tmap_weight_placement_plan(q4, true, &lmp, &pl, &err), TMAP_OK);
+    assert_int_equal(tmap_weight_placement_plan(q4, true, NULL, &lmp, &pl, &err), TMAP_OK);
     if (tmap_cpu_offers_amx_buffers() && tmap_offload_devices() > 0) {
         /* A GPU takes the weights (every layer offloaded by default): none
          * is named to the CPU's repacked layout (seen on an H200 machine,
@@ -181,7 +181,7 @@ static void test_repacked_q4_0(void **state)
     }
     tmap_weight_placement_free(&pl);
     struct llama_model_params off = llama_model_default_params();
-    assert_int_equal(tmap_weight_placement_plan(q4, false, &off, &pl, &err), TMAP_OK);
+    assert_int_equal(tmap_weight_placement_plan(q4, false, NULL, &off, &pl, &err), TMAP_OK);
     assert_false(off.use_extra_bufts);
     assert_int_equal(pl.n, 0);
 
