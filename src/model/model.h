@@ -187,12 +187,13 @@ struct tmap_weight_placement {
     size_t                                   n;
     int32_t n_weights; /* weights named to CPU_REPACK; -1 where llama.cpp's default decides */
 };
-/* A model loaded to train the tensors trains selects (NULL: every one): its
- * frozen weights that the backward pass reaches stay plain, those below
- * the lowest tensor that trains may repack (placement.c says why). With a
- * GPU, or without repack, every weight is plain. */
+/* What a model is loaded to train; the plan takes NULL for a model loaded
+ * to run. Its frozen weights that the backward pass reaches stay plain,
+ * those below the lowest tensor that trains may repack (placement.c says
+ * why). With a GPU, or without repack, every weight is plain. A struct,
+ * not the bare spec, because a NULL spec already means every tensor. */
 struct tmap_weight_training {
-    const struct tmap_tensor_spec *trains;
+    const struct tmap_tensor_spec *trains; /* NULL: every tensor trains */
 };
 enum tmap_status tmap_weight_placement_plan(const char *path, bool repack,
                                             const struct tmap_weight_training *training,
