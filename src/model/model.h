@@ -209,6 +209,8 @@ void tmap_weight_placement_free(struct tmap_weight_placement *pl);
 enum tmap_status tmap_tensor_spec_parse(const char *spec, const char *flag, struct tmap_tensor_spec **out,
                                         struct tmap_error *err);
 bool tmap_tensor_spec_match(const struct tmap_tensor_spec *s, const char *tensor_name);
+/* The K of a repeating block's tensor ("blk.K.ffn_up.weight"), or -1. */
+int32_t tmap_tensor_block(const char *tensor_name);
 /* Counts in *n_matched the tensors of the GGUF file g (read from path) the
  * spec selects, and fails (TMAP_ERR_USAGE) on an item that selects none. */
 enum tmap_status tmap_tensor_spec_check(const struct tmap_tensor_spec *s, const struct gguf_context *g,

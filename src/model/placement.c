@@ -102,8 +102,9 @@ enum { ABOVE_BLOCKS = INT32_MAX - 1, NOTHING_TRAINS = INT32_MAX };
 
 static int32_t forward_position(const char *name)
 {
-    if (strncmp(name, "blk.", 4) == 0 && name[4] >= '0' && name[4] <= '9')
-        return (int32_t)strtol(name + 4, NULL, 10);
+    int32_t block = tmap_tensor_block(name);
+    if (block >= 0)
+        return block;
     return strncmp(name, "output", 6) == 0 ? ABOVE_BLOCKS : -1;
 }
 
@@ -238,16 +239,15 @@ enum tmap_status tmap_weight_placement_plan(const char *path, bool repack,
                                             struct tmap_error *err)
 {
     memset(out, 0, sizeof *out);
-    out->n_weights = -1;
     if (!repack) {
         mp->use_extra_bufts = false;
-        out->n_weights = 0;
         return TMAP_OK;
     }
-    if (!training && !tmap_cpu_offers_amx_buffers())
-        return TMAP_OK; /* llama.cpp's default: every extra buffer type */
+    if (!training && !tmap_cpu_offers_amx_buffers()) {
+        out->n_weights = -1; /* llama.cpp's default: every extra buffer type, uncounted */
+        return TMAP_OK;
+    }
     mp->use_extra_bufts = false;
-    out->n_weights = 0;
     ggml_backend_buffer_type_t repacked = cpu_extra_buffer_type("CPU_REPACK");
     if (!repacked || tmap_offload_devices() > 0)
         return TMAP_OK;

@@ -129,8 +129,7 @@ enum tmap_status tmap_tensor_spec_parse(const char *spec, const char *flag, stru
     return TMAP_OK;
 }
 
-/* The K of "blk.K.", or -1. */
-static int32_t layer_of(const char *name)
+int32_t tmap_tensor_block(const char *name)
 {
     if (strncmp(name, "blk.", 4) != 0 || !isdigit((unsigned char)name[4]))
         return -1;
@@ -140,7 +139,7 @@ static int32_t layer_of(const char *name)
 static bool item_matches(const struct spec_item *it, const char *name)
 {
     if (it->is_range) {
-        int32_t k = layer_of(name);
+        int32_t k = tmap_tensor_block(name);
         return k >= it->first && k <= it->last;
     }
     size_t n = strlen(it->name);
