@@ -445,7 +445,9 @@ TMAP_API enum tmap_status tmap_model_generate(struct tmap_model *model, const in
 struct tmap_model_counters {
     uint64_t n_decode_calls;
     uint64_t n_tokens_decoded;
-    uint64_t n_context_opens; /* llama_context created: 1 at load, +1 each time hidden-state capture is switched */
+    /* llama_context created: 1 at load, +1 each time hidden-state capture is
+     * switched or a context given back (the fine-tune proxy's) reopens */
+    uint64_t n_context_opens;
 };
 
 TMAP_API void tmap_model_get_counters(const struct tmap_model *model, struct tmap_model_counters *out);

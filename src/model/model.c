@@ -461,6 +461,16 @@ enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, 
     return TMAP_OK;
 }
 
+void tmap_model_release_context(struct tmap_model *m)
+{
+    if (m->twin)
+        tmap_model_release_context(m->twin);
+    if (m->ctx)
+        llama_free(m->ctx);
+    m->ctx = NULL;
+    m->capture = false;
+}
+
 /*
  * A micro-batch of a single token takes its own road through llama.cpp's
  * CPU flash attention: with 512 cells or more in the cache, it splits the

@@ -119,6 +119,19 @@ enum tmap_status tmap_model_piece_bytes(struct tmap_model *m, const int32_t *tok
 #define TMAP_CALLBACK_SHED_CALLS 64
 enum tmap_status tmap_model_prepare_capture(struct tmap_model *m, bool capture, struct tmap_error *err);
 
+/*
+ * Gives back the context (the second lane's too) and keeps the weights:
+ * the next run opens a fresh one through tmap_model_prepare_capture, as a
+ * failed reopen would. For a phase that leaves the model idle while
+ * another context works: the fine-tune proxy trains a copy of the model,
+ * and the training context, the copy's weights and the optimiser's state
+ * all want the memory (measured in docs/finetune.md). The KV cache is the
+ * context's bulk: n_seq * n_ctx cells, 1 GiB on a 1024-wide 16-layer model
+ * with tmap run's 8 sequences of 2,048, 4 GiB on an 8B with grouped-query
+ * attention at 4,096.
+ */
+void tmap_model_release_context(struct tmap_model *m);
+
 /* Decodes a batch, counting calls and tokens; names the model on failure.
  * With m->capture set, m->hidden holds the batch's output rows afterwards. */
 enum tmap_status tmap_model_decode(struct tmap_model *m, struct llama_batch batch,

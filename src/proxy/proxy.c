@@ -829,6 +829,9 @@ static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct t
     enum tmap_status st = pick && values ? load_ft_model(px, err) : tmap_fail(err, TMAP_ERR_NOMEM, "out of memory");
     struct ft_judging judging = { .px = px, .values = values };
     if (!st) {
+        /* The ICL context idles while the copy trains; a later ICL
+         * evaluation, or scoring, opens a fresh one. */
+        tmap_model_release_context(px->model);
         k = tmap_random_sample(rows, n_rows, k, seed, pick);
         struct tmap_finetune_params fp = tmap_finetune_default_params();
         fp.model = *tmap_model_load_params(px->ft_model);

@@ -770,6 +770,11 @@ static enum tmap_status finetune(struct run *r, ft_judge_fn judge, void *judge_d
     r->n_ctx = r->p->model.n_ctx ? r->p->model.n_ctx : 512;
     r->res->n_ctx = r->n_ctx;
     st = prepare(r, err);
+    /* The model's own context (its KV cache for scoring) idles while the
+     * training context works: it goes, and response_loss or the judge
+     * opens a fresh one when they score. */
+    if (!st)
+        tmap_model_release_context(r->m);
     if (!st)
         st = open_training(r, err);
     if (!st)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "model/model.h"
 #include "tmap.h"
 #include "train/finetune.h"
 
@@ -458,6 +459,58 @@ static void test_bad_inputs(void **state)
     tmap_pool_free(pool);
 }
 
+/* ---- training in place (the fine-tune proxy's way in) ------------------- */
+
+struct idle_check {
+    bool   ctx_was_released; /* the model had no context of its own when judged */
+    double loss;             /* what the judge scored, through a reopened context */
+};
+
+static enum tmap_status judge_idle(struct tmap_model *m, void *user_data, struct tmap_error *err)
+{
+    struct idle_check *c = user_data;
+    c->ctx_was_released = m->ctx == NULL;
+    static const int32_t prompt[] = { 1, 450, 1234 }, response[] = { 29871, 29945, 29889 };
+    struct tmap_logprob_request req = { .prompt = prompt, .n_prompt = 3, .response = response, .n_response = 3 };
+    struct tmap_logprob_result res;
+    enum tmap_status st = tmap_model_logprob(m, &req, 1, &res, err);
+    c->loss = st ? NAN : -res.sum_logprob / res.n_tokens;
+    return st;
+}
+
+/* While the training context works, the model's own (its KV cache for
+ * scoring) is given back; the judge's scoring opens a fresh one, and a
+ * second run from the restored weights judges the same value. */
+static void test_train_judge_releases_context(void **state)
+{
+    (void)state;
+    struct tmap_pool *pool = test_load_pool(data_path);
+    struct tmap_model_params mp = tmap_model_default_params();
+    mp.path = model_path;
+    mp.n_ctx = 256;
+    mp.n_threads = 2;
+    struct tmap_model *m;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_load_to_train(&mp, NULL, &m, &err), TMAP_OK);
+    assert_non_null(m->ctx);
+    struct tmap_finetune_params p = params(NULL);
+    p.model = mp;
+    p.val_split = 0.0f;
+    size_t rows[] = { 0, 1, 2, 3 };
+    p.rows = rows;
+    p.n_rows = 4;
+    struct idle_check first = { 0 }, second = { 0 };
+    assert_int_equal(ft_train_judge(m, pool, &p, NULL, judge_idle, &first, &err), TMAP_OK);
+    assert_true(first.ctx_was_released);
+    assert_non_null(m->ctx); /* the judge's scoring reopened it */
+    assert_true(isfinite(first.loss));
+    assert_int_equal(ft_train_judge(m, pool, &p, NULL, judge_idle, &second, &err), TMAP_OK);
+    assert_true(second.ctx_was_released);
+    assert_true(second.loss == first.loss);
+    tmap_model_free(m);
+    tmap_pool_free(pool);
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -491,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_loss_falls_and_model_scores),
         cmocka_unit_test(test_resume_continues),
         cmocka_unit_test(test_train_layers),
+        cmocka_unit_test(test_train_judge_releases_context),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

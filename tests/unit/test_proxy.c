@@ -598,8 +598,25 @@ static void test_finetune_proxy(void **state)
     double task, task_again, off;
     struct tmap_proxy_stats st;
     struct tmap_error err = { 0 };
+    /* The in-context proxy on the same model, before and after: the
+     * fine-tune proxy gives the model's context back while its copy
+     * trains (tmap_model_release_context), and the next evaluation opens
+     * a fresh one that gives the same value. */
+    struct tmap_proxy *icl = make_proxy(tiny, tmap_proxy_default_params());
+    double icl_before, icl_after;
+    assert_int_equal(tmap_proxy_eval(icl, demos, rows, N_DEMOS, NULL, &icl_before, NULL, &err), TMAP_OK);
+    assert_non_null(model->ctx);
     assert_int_equal(tmap_proxy_eval(px, demos, rows, N_DEMOS, NULL, &task, &st, &err), TMAP_OK);
     assert_true(st.n_tokens > 0);
+    assert_null(model->ctx); /* released while the copy trained, not reopened since */
+    struct tmap_model_counters c0, c1;
+    tmap_model_get_counters(model, &c0);
+    assert_int_equal(tmap_proxy_eval(icl, demos, rows, N_DEMOS, NULL, &icl_after, NULL, &err), TMAP_OK);
+    tmap_model_get_counters(model, &c1);
+    assert_non_null(model->ctx);
+    assert_int_equal(c1.n_context_opens, c0.n_context_opens + 1);
+    assert_true(icl_after == icl_before);
+    tmap_proxy_free(icl);
     assert_int_equal(tmap_proxy_eval(px, demos, rows, N_DEMOS, NULL, &task_again, NULL, &err), TMAP_OK);
     assert_int_equal(tmap_proxy_eval(px, junk, rows, N_DEMOS, NULL, &off, NULL, &err), TMAP_OK);
     print_message("fine-tune proxy: task records %.4f, off-task %.4f\n", task, off);
