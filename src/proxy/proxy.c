@@ -261,6 +261,22 @@ static enum tmap_status check_proxy_params(const struct tmap_proxy_params *p, st
     return TMAP_OK;
 }
 
+/* The fine-tune proxy's training window: the model's context, in
+ * llama.cpp's multiples of 256, at most 1,024 (a short run needs no more). */
+static int32_t ft_window(const struct tmap_model *model)
+{
+    struct tmap_model_info info;
+    tmap_model_get_info(model, &info);
+    int32_t n = info.n_ctx < 1024 ? info.n_ctx : 1024;
+    n -= n % 256;
+    return n < 256 ? 256 : n;
+}
+
+/* Before `tmap run`'s scoring pass, too: the tensors to train must be F32,
+ * and the training copy must fit the memory there is (train/memory.c).
+ * The model's context is given back first, as every draw gives it back
+ * while the copy trains (eval_finetune_draw): the memory available then
+ * is what counts, and the next run that decodes opens a fresh one. */
 enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_proxy_params *p,
                                    struct tmap_error *err)
 {
@@ -268,8 +284,12 @@ enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_p
         return TMAP_OK;
     int32_t n_matched;
     struct tmap_error why = { 0 };
-    enum tmap_status st = tmap_finetune_check_layers(tmap_model_load_params(model)->path, p->ft_layers, &n_matched,
-                                                     &why);
+    const struct tmap_model_params *mp = tmap_model_load_params(model);
+    enum tmap_status st = tmap_finetune_check_layers(mp->path, p->ft_layers, &n_matched, &why);
+    if (!st) {
+        tmap_model_release_context(model);
+        st = ft_check_memory(mp->path, p->ft_layers, ft_window(model), mp->n_gpu_layers, &why);
+    }
     return st ? tmap_fail(err, st, "--proxy finetune trains the model: %s", why.message) : TMAP_OK;
 }
 
@@ -770,17 +790,6 @@ static enum tmap_status load_ft_model(struct tmap_proxy *px, struct tmap_error *
     return st;
 }
 
-/* The training window: the model's context, in llama.cpp's multiples of
- * 256, at most 1,024 (a short run needs no more). */
-static int32_t ft_window(const struct tmap_proxy *px)
-{
-    struct tmap_model_info info;
-    tmap_model_get_info(px->model, &info);
-    int32_t n = info.n_ctx < 1024 ? info.n_ctx : 1024;
-    n -= n % 256;
-    return n < 256 ? 256 : n;
-}
-
 /* What a draw's judge fills in. */
 struct ft_judging {
     struct tmap_proxy *px;
@@ -835,7 +844,7 @@ static enum tmap_status eval_finetune_draw(struct tmap_proxy *px, const struct t
         k = tmap_random_sample(rows, n_rows, k, seed, pick);
         struct tmap_finetune_params fp = tmap_finetune_default_params();
         fp.model = *tmap_model_load_params(px->ft_model);
-        fp.model.n_ctx = ft_window(px);
+        fp.model.n_ctx = ft_window(px->model);
         fp.n_epochs = px->p.ft_epochs;
         fp.lr = px->p.ft_lr;
         fp.val_split = 0.0f;

@@ -747,6 +747,8 @@ static enum tmap_status prepare(struct run *r, struct tmap_error *err)
         st = tmap_tensor_spec_parse(r->p->train_layers, "--train-layers", &r->layers, err);
     if (!st && !r->in_place)
         st = tmap_finetune_check_layers(r->p->model.path, r->p->train_layers, &n_matched, err);
+    if (!st && !r->in_place)
+        st = ft_check_memory(r->p->model.path, r->p->train_layers, r->n_ctx, r->p->model.n_gpu_layers, err);
     if (!st)
         st = load_model(r, err);
     if (!st)

@@ -75,6 +75,31 @@ int64_t ft_n_windows(const struct ft_corpus *c, const size_t *order, int32_t n_c
 bool ft_pack(const struct ft_corpus *c, const size_t *order, int32_t n_ctx, int64_t n_windows,
              int32_t *data, int32_t *labels);
 
+/* ---- memory.c ----------------------------------------------------------- */
+
+/* The least memory, in bytes, that training the tensors spec selects (NULL
+ * or "": all) of the model at a path holds, with windows of n_ctx tokens;
+ * memory.c says what each part counts. */
+struct ft_memory_need {
+    uint64_t weights, optimiser, window, total;
+    int32_t  n_trained; /* F32 tensors that train */
+};
+enum tmap_status ft_memory_need(const char *model_path, const char *spec, int32_t n_ctx, struct ft_memory_need *out,
+                                struct tmap_error *err);
+
+/* TMAP_ERR_NOMEM, with the figures and how to need less, when need (for
+ * spec and n_ctx) is more than ram + swap bytes. */
+enum tmap_status ft_memory_verdict(const char *model_path, const char *spec, int32_t n_ctx,
+                                   const struct ft_memory_need *need, uint64_t ram, uint64_t swap,
+                                   struct tmap_error *err);
+
+/* Before a training copy loads: ft_memory_verdict against the memory and
+ * swap the system has available now (/proc/meminfo). Skipped where the
+ * layers go to a GPU (n_gpu_layers not 0 and a GPU present) or the system
+ * does not say. */
+enum tmap_status ft_check_memory(const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
+                                 struct tmap_error *err);
+
 /* ---- layers.c ----------------------------------------------------------- */
 
 /* Whether the model file holds the tensor `name` as F32 (false when it

@@ -11,6 +11,8 @@
  *   score-batch   a batch of `tmap score` (or `tmap run`'s scoring), as
  *                 this process computes it: pool and validation batches
  *                 together, in the order it computes them
+ *   memory-check  the check before a training copy loads (train/memory.c):
+ *                 the system reports no memory or swap available
  *
  * TMAP_FAULT_SLOW=SITE:SECONDS makes every pass through SITE wait that long
  * first: a slow rank, whose timing a test cannot otherwise choose (a rank

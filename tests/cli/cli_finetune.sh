@@ -210,6 +210,28 @@ run "$TMAP" finetune -m base.gguf -d d40.jsonl --out new.gguf --resume
 expect_status 3
 expect_err "new.ckpt.json: no checkpoint to resume from"
 expect_true test ! -e x.gguf
+# Training that cannot fit the memory and swap available stops before the
+# copy loads, with what it needs (src/train/memory.c), instead of being
+# killed part way: a window of 1,048,576 tokens over a 32,000-token
+# vocabulary needs 269 GB for its logits alone.
+avail_kb=$(awk '/^(MemAvailable|SwapFree):/ { kb += $2 } END { print kb + 0 }' /proc/meminfo 2>/dev/null || echo 0)
+if [ "$avail_kb" -gt 0 ] && [ "$avail_kb" -lt 260000000 ]; then
+    run "$TMAP" finetune -m base.gguf -d d20.jsonl --out big.gguf -c 1048576 -t 2
+    expect_status 5
+    expect_err "base.gguf: training it needs at least 268.7 GB"
+    expect_err "a shorter training window (-c, now 1048576) needs less"
+    expect_true test ! -e big.gguf
+else
+    echo "no /proc/meminfo, or over 260 GB available: the refusal of a 269 GB window is not tested"
+fi
+# The fine-tune proxy's copy too, checked before tmap run's scoring pass
+# (TMAP_FAULT=memory-check:1: the system says nothing is available).
+run env TMAP_FAULT=memory-check:1 "$TMAP" run -m base.gguf -d d40.jsonl --val t10.jsonl --out memrun \
+    --proxy finetune -t 2
+expect_status 5
+expect_err "--proxy finetune trains the model: base.gguf: training it needs at least"
+expect_err "and 0 MB is available (0 MB of memory, 0 MB of swap): it would be killed part way"
+expect_true test ! -e memrun/scores.csv
 
 check "pretrain errors"
 run "$TMAP" model pretrain --out p.gguf

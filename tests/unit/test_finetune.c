@@ -511,6 +511,72 @@ static void test_train_judge_releases_context(void **state)
     tmap_pool_free(pool);
 }
 
+/* ---- the memory check (train/memory.c) ---------------------------------- */
+
+/* Bytes and count of the file's tensors (a created Llama has optional
+ * biases and scales besides the usual ones: see tmap model create). */
+static uint64_t all_tensor_bytes(const char *path, int32_t *n_tensors)
+{
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    assert_non_null(g);
+    uint64_t bytes = 0;
+    *n_tensors = (int32_t)gguf_get_n_tensors(g);
+    for (int64_t t = 0; t < gguf_get_n_tensors(g); t++)
+        bytes += gguf_get_tensor_size(g, t);
+    gguf_free(g);
+    return bytes;
+}
+
+/* The floor by hand on a created model with grouped-query attention (4
+ * heads, 2 of them for keys and values), and the verdict on both sides of
+ * it, with the way out the message names. */
+static void test_memory_need_and_verdict(void **state)
+{
+    (void)state;
+    char path[600];
+    tmp_path(path, sizeof path, "gqa.gguf");
+    struct tmap_model_create_params cp = tmap_model_create_default_params();
+    cp.n_embd = 64;
+    cp.n_layer = 2;
+    cp.n_head = 4;
+    cp.n_head_kv = 2;
+    cp.seed = 9;
+    struct tmap_error err = { 0 };
+    assert_int_equal(tmap_model_create(path, &cp, &err), TMAP_OK);
+    const uint64_t e = 64, kv = 32, v = 32000, layers = 2, f = 4; /* f: bytes of an F32 */
+    int32_t n_tensors;
+    uint64_t weights = all_tensor_bytes(path, &n_tensors);
+    const uint64_t rope_freqs = f * (e / 4 / 2); /* one per rotated pair of a 16-wide head */
+
+    struct ft_memory_need all, top;
+    assert_int_equal(ft_memory_need(path, NULL, 512, &all, &err), TMAP_OK);
+    assert_int_equal(all.weights, weights);
+    assert_int_equal(all.optimiser, 3 * (weights - rope_freqs)); /* all F32; all but rope_freqs train */
+    assert_int_equal(all.n_trained, n_tensors - 1);
+    assert_int_equal(all.window, 512 * layers * 2 * kv * f + 2 * 512 * v * f);
+    assert_int_equal(all.total, all.weights + all.optimiser + all.window);
+    assert_int_equal(ft_memory_need(path, "output", 0, &top, &err), TMAP_OK);
+    assert_int_equal(top.optimiser, 3 * f * (v * e + e)); /* output.weight and output_norm */
+    assert_int_equal(top.n_trained, 2);
+    assert_int_equal(top.window, 0);
+
+    /* Enough in memory and swap together passes; a byte less fails. */
+    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, all.total / 2, all.total - all.total / 2, &err),
+                     TMAP_OK);
+    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, all.total - 1, 0, &err), TMAP_ERR_NOMEM);
+    assert_non_null(strstr(err.message, "gqa.gguf: training it needs at least"));
+    assert_non_null(strstr(err.message, "a shorter training window (-c, now 512)")); /* 32,000 logits a token */
+    assert_int_equal(ft_memory_verdict(path, "output", 0, &top, 1000, 0, &err), TMAP_ERR_NOMEM);
+    assert_non_null(strstr(err.message, "of the 2 tensors that train"));
+    assert_non_null(strstr(err.message, "fewer tensors to train (--train-layers 'output' now)"));
+    assert_int_equal(ft_memory_need(path, NULL, 0, &all, &err), TMAP_OK);
+    assert_int_equal(ft_memory_verdict(path, NULL, 0, &all, 1000, 0, &err), TMAP_ERR_NOMEM);
+    assert_non_null(strstr(err.message, "--keep-f32 LAST,output"));
+    assert_int_equal(ft_memory_need(eval_path, NULL, 256, &all, &err), TMAP_ERR_MODEL);
+    assert_non_null(strstr(err.message, "not a readable GGUF file"));
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -545,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_resume_continues),
         cmocka_unit_test(test_train_layers),
         cmocka_unit_test(test_train_judge_releases_context),
+        cmocka_unit_test(test_memory_need_and_verdict),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
