@@ -53,6 +53,26 @@ static uint64_t vocab_size(const struct gguf_context *g, const char *arch)
     return arch_uint(g, arch, "vocab_size");
 }
 
+/* Floats of keys and values a layer caches per token: the heads that hold
+ * keys and values times their widths (key_length and value_length where
+ * the file gives them, as Gemma's do, else the width of a query head). 0
+ * where a floor cannot count on it: no attention heads (a recurrent
+ * model's state) or a compressed cache (DeepSeek's latent attention). */
+static uint64_t kv_width(const struct gguf_context *g, const char *arch)
+{
+    uint64_t n_embd = arch_uint(g, arch, "embedding_length");
+    uint64_t n_head = arch_uint(g, arch, "attention.head_count");
+    uint64_t n_head_kv = arch_uint(g, arch, "attention.head_count_kv");
+    if (n_head == 0 || arch_uint(g, arch, "attention.kv_lora_rank") > 0)
+        return 0;
+    if (n_head_kv == 0)
+        n_head_kv = n_head;
+    uint64_t k = arch_uint(g, arch, "attention.key_length"), v = arch_uint(g, arch, "attention.value_length");
+    k = k ? k : n_embd / n_head;
+    v = v ? v : n_embd / n_head;
+    return n_head_kv * (k + v);
+}
+
 /*
  * The parts, each a floor:
  *   weights    every tensor, in memory of the copy's own (loaded unmapped:
@@ -84,13 +104,9 @@ static void need_of(const struct gguf_context *g, const struct tmap_tensor_spec 
     int64_t k = gguf_find_key(g, "general.architecture");
     if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_STRING)
         snprintf(arch, sizeof arch, "%s", gguf_get_val_str(g, k));
-    uint64_t n_layer = arch_uint(g, arch, "block_count");
-    uint64_t n_embd = arch_uint(g, arch, "embedding_length");
-    uint64_t n_head = arch_uint(g, arch, "attention.head_count");
-    uint64_t n_head_kv = arch_uint(g, arch, "attention.head_count_kv");
-    uint64_t n_embd_kv = n_head > 0 && n_head_kv > 0 ? n_embd * n_head_kv / n_head : n_embd;
     uint64_t cells = n_ctx > 0 ? (uint64_t)n_ctx : 0;
-    out->window = cells * n_layer * 2 * n_embd_kv * sizeof(float) + 2 * cells * vocab_size(g, arch) * sizeof(float);
+    out->window = cells * kv_width(g, arch) * arch_uint(g, arch, "block_count") * sizeof(float) +
+                  2 * cells * vocab_size(g, arch) * sizeof(float);
     out->total = out->weights + out->optimiser + out->window;
 }
 
