@@ -282,14 +282,10 @@ enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_p
 {
     if (p->kind != TMAP_PROXY_FINETUNE)
         return TMAP_OK;
-    int32_t n_matched;
     struct tmap_error why = { 0 };
     const struct tmap_model_params *mp = tmap_model_load_params(model);
-    enum tmap_status st = tmap_finetune_check_layers(mp->path, p->ft_layers, &n_matched, &why);
-    if (!st) {
-        tmap_model_release_context(model);
-        st = ft_check_memory(mp->path, p->ft_layers, ft_window(model), mp->n_gpu_layers, &why);
-    }
+    tmap_model_release_context(model);
+    enum tmap_status st = ft_check_training(mp->path, p->ft_layers, ft_window(model), mp->n_gpu_layers, &why);
     return st ? tmap_fail(err, st, "--proxy finetune trains the model: %s", why.message) : TMAP_OK;
 }
 

@@ -732,7 +732,6 @@ static void run_free(struct run *r)
 
 static enum tmap_status prepare(struct run *r, struct tmap_error *err)
 {
-    int32_t n_matched;
     char sidecar[4200];
     enum tmap_status st = TMAP_OK;
     if (r->in_place) /* the caller checked the model (proxy_check_model) */
@@ -746,9 +745,7 @@ static enum tmap_status prepare(struct run *r, struct tmap_error *err)
     if (!st)
         st = tmap_tensor_spec_parse(r->p->train_layers, "--train-layers", &r->layers, err);
     if (!st && !r->in_place)
-        st = tmap_finetune_check_layers(r->p->model.path, r->p->train_layers, &n_matched, err);
-    if (!st && !r->in_place)
-        st = ft_check_memory(r->p->model.path, r->p->train_layers, r->n_ctx, r->p->model.n_gpu_layers, err);
+        st = ft_check_training(r->p->model.path, r->p->train_layers, r->n_ctx, r->p->model.n_gpu_layers, err);
     if (!st)
         st = load_model(r, err);
     if (!st)

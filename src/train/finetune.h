@@ -93,14 +93,23 @@ enum tmap_status ft_memory_verdict(const char *model_path, const char *spec, int
                                    const struct ft_memory_need *need, uint64_t ram, uint64_t swap,
                                    struct tmap_error *err);
 
-/* Before a training copy loads: ft_memory_verdict against the memory and
- * swap the system has available now (/proc/meminfo). Skipped where the
- * layers go to a GPU (n_gpu_layers not 0 and a GPU present) or the system
- * does not say. */
-enum tmap_status ft_check_memory(const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
+/* ft_memory_verdict for the tensors trains selects of the model whose
+ * header g holds, against the memory and swap the system has available now
+ * (/proc/meminfo). Skipped where the layers go to a GPU (n_gpu_layers not 0
+ * and a GPU present) or the system does not say. */
+struct gguf_context;
+struct tmap_tensor_spec;
+enum tmap_status ft_check_memory(const struct gguf_context *g, const struct tmap_tensor_spec *trains,
+                                 const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
                                  struct tmap_error *err);
 
 /* ---- layers.c ----------------------------------------------------------- */
+
+/* What a training run checks before its copy loads, on one read of the
+ * file's header: tmap_finetune_check_layers, then ft_check_memory with
+ * windows of n_ctx tokens. */
+enum tmap_status ft_check_training(const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
+                                   struct tmap_error *err);
 
 /* Whether the model file holds the tensor `name` as F32 (false when it
  * cannot be read or has no such tensor). */

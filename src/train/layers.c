@@ -64,28 +64,58 @@ static enum tmap_status check_types(const struct tmap_tensor_spec *l, const char
                      gguf_get_tensor_name(g, first), ggml_type_name(gguf_get_tensor_type(g, first)), how);
 }
 
+/* Parses spec, opens the file's header and runs both checks of what
+ * trains; on success the caller frees *l and *g. */
+static enum tmap_status open_checked(const char *model_path, const char *spec, struct tmap_tensor_spec **l,
+                                     struct gguf_context **g, int32_t *n_matched, struct tmap_error *err)
+{
+    *n_matched = 0;
+    *g = NULL;
+    enum tmap_status st = tmap_tensor_spec_parse(spec, "--train-layers", l, err);
+    if (st)
+        return st;
+    if (access(model_path, R_OK) != 0)
+        st = tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", model_path, strerror(errno));
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    if (!st && !(*g = gguf_init_from_file(model_path, gp)))
+        st = tmap_fail(err, TMAP_ERR_MODEL, "%s: not a readable GGUF file", model_path);
+    if (!st)
+        st = tmap_tensor_spec_check(*l, *g, model_path, n_matched, err);
+    if (!st)
+        st = check_types(*l, spec, *g, model_path, err);
+    if (st) {
+        gguf_free(*g);
+        tmap_tensor_spec_free(*l);
+        *g = NULL;
+        *l = NULL;
+    }
+    return st;
+}
+
 enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *spec,
                                             int32_t *n_matched, struct tmap_error *err)
 {
-    *n_matched = 0;
     struct tmap_tensor_spec *l;
-    enum tmap_status st = tmap_tensor_spec_parse(spec, "--train-layers", &l, err);
-    if (st)
-        return st;
-    if (access(model_path, R_OK) != 0) {
+    struct gguf_context *g;
+    enum tmap_status st = open_checked(model_path, spec, &l, &g, n_matched, err);
+    if (!st) {
+        gguf_free(g);
         tmap_tensor_spec_free(l);
-        return tmap_fail(err, TMAP_ERR_IO, "%s: cannot open: %s", model_path, strerror(errno));
     }
-    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
-    struct gguf_context *g = gguf_init_from_file(model_path, gp);
-    if (!g) {
+    return st;
+}
+
+enum tmap_status ft_check_training(const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
+                                   struct tmap_error *err)
+{
+    struct tmap_tensor_spec *l;
+    struct gguf_context *g;
+    int32_t n_matched;
+    enum tmap_status st = open_checked(model_path, spec, &l, &g, &n_matched, err);
+    if (!st) {
+        st = ft_check_memory(g, l, model_path, spec, n_ctx, n_gpu_layers, err);
+        gguf_free(g);
         tmap_tensor_spec_free(l);
-        return tmap_fail(err, TMAP_ERR_MODEL, "%s: not a readable GGUF file", model_path);
     }
-    st = tmap_tensor_spec_check(l, g, model_path, n_matched, err);
-    if (!st)
-        st = check_types(l, spec, g, model_path, err);
-    gguf_free(g);
-    tmap_tensor_spec_free(l);
     return st;
 }

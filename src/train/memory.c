@@ -196,7 +196,8 @@ enum tmap_status ft_memory_verdict(const char *model_path, const char *spec, int
                      size_text(ram).s, size_text(swap).s, how);
 }
 
-enum tmap_status ft_check_memory(const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
+enum tmap_status ft_check_memory(const struct gguf_context *g, const struct tmap_tensor_spec *trains,
+                                 const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
                                  struct tmap_error *err)
 {
     /* Offloaded layers live in the GPU's memory, which is not
@@ -207,8 +208,6 @@ enum tmap_status ft_check_memory(const char *model_path, const char *spec, int32
     if (!memory_available(&ram, &swap))
         return TMAP_OK;
     struct ft_memory_need need;
-    enum tmap_status st = ft_memory_need(model_path, spec, n_ctx, &need, err);
-    if (!st)
-        st = ft_memory_verdict(model_path, spec, n_ctx, &need, ram, swap, err);
-    return st;
+    need_of(g, trains, n_ctx, &need);
+    return ft_memory_verdict(model_path, spec, n_ctx, &need, ram, swap, err);
 }
