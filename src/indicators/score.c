@@ -603,16 +603,20 @@ enum tmap_status scorer_finish_batch(struct scorer *sc, struct target *t, struct
         struct item *it = &items[i];
         if (it->copy)
             copy_first(sc, t, it);
+        /* An empty response whose request also asked for an embedding is
+         * decoded, not skipped (the embedding needs its prompt), yet it has
+         * no loss: it is told like a skipped one. */
+        bool empty_now = !it->skipped && (it->computed & BIT(TMAP_IND_LOSS)) && it->n_response == 0;
         /* One skipped before (its loss stored as NaN) is told again, so a
          * rerun from the store says what the first run said. */
-        bool skipped_before = !it->skipped && !it_has_news(it) && (t->mask & BIT(TMAP_IND_LOSS)) &&
+        bool skipped_before = !it->skipped && !empty_now && !it_has_news(it) && (t->mask & BIT(TMAP_IND_LOSS)) &&
                               isnan(*scorer_cell(t, it->row, TMAP_IND_LOSS));
-        if (!skipped_before && !it->skipped)
+        if (!skipped_before && !it->skipped && !empty_now)
             continue;
         /* An empty response is told apart: no context would help it. The
          * pass that skipped it knows its token count (a rank that scored
          * the batch sends it); a rerun from the store reads the text again. */
-        bool empty = it->skipped ? it->n_response == 0 : response_is_empty(t->pool, it->row);
+        bool empty = it->skipped || empty_now ? it->n_response == 0 : response_is_empty(t->pool, it->row);
         sc->stats.n_skipped++;
         sc->stats.n_empty += empty;
         if (empty)

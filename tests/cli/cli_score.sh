@@ -212,8 +212,11 @@ done
 
 check "an empty response: said as such, not as a context too short, from the store too"
 { head -n 2 pool.jsonl; echo '{"question": "What is 2+2?", "answer": ""}'; } > empty.jsonl
-for pass in first again; do
-    run "$TMAP" score -m "$MODEL" -d empty.jsonl --indicators loss,length --cache empty.db -o empty.csv
+# With diversity the empty response is decoded for its embedding, not
+# skipped: the first run must still tell it.
+for run in loss,length:first loss,length:again loss,length,diversity:first loss,length,diversity:again; do
+    [ "${run#*:}" = first ] && rm -f empty.db
+    run "$TMAP" score -m "$MODEL" -d empty.jsonl --indicators "${run%:*}" --cache empty.db -o empty.csv
     expect_status 0
     expect_err "empty.jsonl:3: sample 3: its response is empty: nothing to score, so its model indicators are left empty"
     expect_err ", 1 skipped (1 with an empty response);"
