@@ -94,6 +94,10 @@ TMAP_API void tmap_dist_finalize(void);
  * (MPI_Abort with status; the launcher names the rank). A no-op in one
  * process and after a failure every rank was told of. */
 TMAP_API void tmap_dist_failed(int status);
+/* This rank's failure reached every rank by a collective, with its message,
+ * which rank 0 reports (as "rank R (HOST): message"): the other ranks need
+ * not print it again. */
+TMAP_API bool tmap_dist_failure_told(void);
 TMAP_API bool tmap_dist_available(void); /* built with MPI */
 TMAP_API int  tmap_dist_rank(void);       /* 0 .. size-1 */
 TMAP_API int  tmap_dist_size(void);

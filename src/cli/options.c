@@ -35,8 +35,9 @@ int cli_report(const struct tmap_error *err)
 {
     if (tmap_dist_size() > 1 && tmap_dist_rank() > 0) {
         /* The other ranks report only their own failures, which nobody
-         * else may have heard of; an agreed one is rank 0's to report. */
-        if (!names_a_rank(err->message))
+         * else may have heard of; an agreed one is rank 0's to report, as
+         * is one of theirs a collective sent it. */
+        if (!names_a_rank(err->message) && !tmap_dist_failure_told())
             fprintf(stderr, "tmap: rank %d: %s\n", tmap_dist_rank(), err->message);
     } else {
         fprintf(stderr, "tmap: %s\n", err->message);

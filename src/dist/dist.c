@@ -27,10 +27,11 @@
 
 enum { HOST_LEN = 64 };
 
-static int   g_rank, g_size = 1, g_local_rank;
+static int   g_rank, g_size = 1, g_local_rank, g_local_size = 1;
 #ifdef TMAP_MPI
 static bool  g_started;
 static bool  g_told_all;  /* a collective told every rank of a failure */
+static bool  g_told_mine; /* ... and the failure was this rank's, its message sent to all */
 static bool  g_met_at_end; /* tmap_dist_failed's barrier was the end's */
 #endif
 static char  g_host_single[HOST_LEN];
@@ -81,6 +82,7 @@ enum tmap_status tmap_dist_init(int *argc, char ***argv, struct tmap_error *err)
     MPI_Comm local;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &local);
     MPI_Comm_rank(local, &g_local_rank);
+    MPI_Comm_size(local, &g_local_size);
     MPI_Comm_free(&local);
     g_hosts = calloc((size_t)g_size, HOST_LEN);
     if (!g_hosts) {
@@ -106,7 +108,7 @@ void tmap_dist_finalize(void)
             dist_barrier();
         MPI_Finalize();
         g_started = false;
-        g_told_all = g_met_at_end = false;
+        g_told_all = g_told_mine = g_met_at_end = false;
     }
 #endif
     free(g_hosts);
@@ -114,6 +116,7 @@ void tmap_dist_finalize(void)
     g_rank = 0;
     g_size = 1;
     g_local_rank = 0;
+    g_local_size = 1;
 }
 
 int tmap_dist_rank(void)
@@ -129,6 +132,11 @@ int tmap_dist_size(void)
 int tmap_dist_local_rank(void)
 {
     return g_local_rank;
+}
+
+int dist_local_size(void)
+{
+    return g_local_size;
 }
 
 int dist_rank(void)
@@ -339,6 +347,7 @@ enum tmap_status dist_share_status(enum tmap_status st, struct tmap_error *err, 
         return TMAP_OK;
 #ifdef TMAP_MPI
     g_told_all = true;
+    g_told_mine = g_rank == root;
 #endif
     /* The root's message travels with it, so every rank reports the cause. */
     struct tmap_error e = { 0 };
@@ -369,6 +378,7 @@ enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err)
     struct tmap_error e = { 0 };
     if (g_rank == worst[1] && err)
         e = *err;
+    g_told_mine = g_rank == worst[1];
     if (dist_bcast(e.message, sizeof e.message, worst[1]) != 0)
         snprintf(e.message, sizeof e.message, "%s", tmap_status_name((enum tmap_status)worst[0]));
     if (st)
@@ -400,6 +410,15 @@ void tmap_dist_failed(int status)
     MPI_Abort(MPI_COMM_WORLD, status);
 #else
     (void)status;
+#endif
+}
+
+bool tmap_dist_failure_told(void)
+{
+#ifdef TMAP_MPI
+    return g_told_mine;
+#else
+    return false;
 #endif
 }
 

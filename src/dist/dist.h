@@ -21,6 +21,10 @@
 int dist_rank(void);
 int dist_size(void);
 
+/* The ranks on this rank's host, itself included (1 without MPI): what
+ * share of the host's memory each may count on. */
+int dist_local_size(void);
+
 /* The host name of a rank (gathered at start, so rank 0 can name the host
  * of any rank in a message); "" for a rank out of range. */
 const char *dist_host(int rank);

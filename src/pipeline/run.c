@@ -192,8 +192,10 @@ static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
         st = tmap_pool_load(p->val_path, &val, &r->val, err);
     if (!st)
         st = tmap_model_load(&p->model, &r->model, err);
+    /* Distributed, every rank of a host trains a copy of its own during
+     * the search, all at once in its initial design. */
     if (!st)
-        st = proxy_check_model(r->model, &p->learn.proxy, err);
+        st = proxy_check_model(r->model, &p->learn.proxy, p->learn.distributed ? dist_local_size() : 1, err);
     /* The judge and the embedder run with the target's runtime options. */
     struct tmap_model_params mp = p->model;
     if (!st && p->judge_path) {
@@ -212,6 +214,11 @@ static enum tmap_status load_inputs(struct run_state *r, struct tmap_error *err)
     if (!st && p->score.notice && tmap_dist_rank() == 0 &&
         tmap_overlap_describe(&r->val_in_pool, p->val_path, leak, sizeof leak))
         p->score.notice(leak, p->score.notice_user_data);
+    /* A rank that failed here (a file its host lacks, memory its host has
+     * not got) tells the others, which would wait for it in the scoring
+     * pass's first collective otherwise, and rank 0 names it. */
+    if (p->learn.distributed)
+        st = dist_worst_status(st, err);
     if (!st) {
         notice_context(r, r->model, p->model.path);
         notice_context(r, r->judge, p->judge_path);

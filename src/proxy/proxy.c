@@ -277,7 +277,7 @@ static int32_t ft_window(const struct tmap_model *model)
  * The model's context is given back first, as every draw gives it back
  * while the copy trains (eval_finetune_draw): the memory available then
  * is what counts, and the next run that decodes opens a fresh one. */
-enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_proxy_params *p,
+enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_proxy_params *p, int copies,
                                    struct tmap_error *err)
 {
     if (p->kind != TMAP_PROXY_FINETUNE)
@@ -285,7 +285,7 @@ enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_p
     struct tmap_error why = { 0 };
     const struct tmap_model_params *mp = tmap_model_load_params(model);
     tmap_model_release_context(model);
-    enum tmap_status st = ft_check_training(mp->path, p->ft_layers, ft_window(model), mp->n_gpu_layers, &why);
+    enum tmap_status st = ft_check_training(mp->path, p->ft_layers, ft_window(model), mp->n_gpu_layers, copies, &why);
     return st ? tmap_fail(err, st, "--proxy finetune trains the model: %s", why.message) : TMAP_OK;
 }
 
@@ -296,7 +296,7 @@ enum tmap_status tmap_proxy_create(struct tmap_model *model, const struct tmap_p
     *out = NULL;
     enum tmap_status st = check_proxy_params(p, err);
     if (!st)
-        st = proxy_check_model(model, p, err);
+        st = proxy_check_model(model, p, 1, err);
     if (st)
         return st;
     struct tmap_proxy *px = calloc(1, sizeof *px);

@@ -35,9 +35,10 @@ enum tmap_status proxy_compute(struct tmap_proxy *px, const struct tmap_pool *de
 
 /* The fine-tune proxy trains copies of the model: one whose tensors
  * llama.cpp cannot train (quantized, F16) is refused here, before a run
- * spends its scoring pass, not at the first evaluation. TMAP_OK for the
- * ICL proxy. */
-enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_proxy_params *p,
+ * spends its scoring pass, not at the first evaluation; so is one whose
+ * copies, one for each of the `copies` processes that may train at once on
+ * this host, would not fit its memory. TMAP_OK for the ICL proxy. */
+enum tmap_status proxy_check_model(struct tmap_model *model, const struct tmap_proxy_params *p, int copies,
                                    struct tmap_error *err);
 
 #endif

@@ -745,7 +745,7 @@ static enum tmap_status prepare(struct run *r, struct tmap_error *err)
     if (!st)
         st = tmap_tensor_spec_parse(r->p->train_layers, "--train-layers", &r->layers, err);
     if (!st && !r->in_place)
-        st = ft_check_training(r->p->model.path, r->p->train_layers, r->n_ctx, r->p->model.n_gpu_layers, err);
+        st = ft_check_training(r->p->model.path, r->p->train_layers, r->n_ctx, r->p->model.n_gpu_layers, 1, err);
     if (!st)
         st = load_model(r, err);
     if (!st)

@@ -87,10 +87,12 @@ struct ft_memory_need {
 enum tmap_status ft_memory_need(const char *model_path, const char *spec, int32_t n_ctx, struct ft_memory_need *out,
                                 struct tmap_error *err);
 
-/* TMAP_ERR_NOMEM, with the figures and how to need less, when need (for
- * spec and n_ctx) is more than ram + swap bytes. */
+/* TMAP_ERR_NOMEM, with the figures and how to need less, when copies
+ * times need (for spec and n_ctx) is more than ram + swap bytes. copies is
+ * how many processes of this host train a copy at once: the ranks of a
+ * distributed `tmap run` on one machine each train their own. */
 enum tmap_status ft_memory_verdict(const char *model_path, const char *spec, int32_t n_ctx,
-                                   const struct ft_memory_need *need, uint64_t ram, uint64_t swap,
+                                   const struct ft_memory_need *need, int copies, uint64_t ram, uint64_t swap,
                                    struct tmap_error *err);
 
 /* ft_memory_verdict for the tensors trains selects of the model whose
@@ -101,15 +103,15 @@ struct gguf_context;
 struct tmap_tensor_spec;
 enum tmap_status ft_check_memory(const struct gguf_context *g, const struct tmap_tensor_spec *trains,
                                  const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
-                                 struct tmap_error *err);
+                                 int copies, struct tmap_error *err);
 
 /* ---- layers.c ----------------------------------------------------------- */
 
 /* What a training run checks before its copy loads, on one read of the
  * file's header: tmap_finetune_check_layers, then ft_check_memory with
- * windows of n_ctx tokens. */
+ * windows of n_ctx tokens, for copies trained at once on this host. */
 enum tmap_status ft_check_training(const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
-                                   struct tmap_error *err);
+                                   int copies, struct tmap_error *err);
 
 /* Whether the model file holds the tensor `name` as F32 (false when it
  * cannot be read or has no such tensor). */

@@ -106,14 +106,14 @@ enum tmap_status tmap_finetune_check_layers(const char *model_path, const char *
 }
 
 enum tmap_status ft_check_training(const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
-                                   struct tmap_error *err)
+                                   int copies, struct tmap_error *err)
 {
     struct tmap_tensor_spec *l;
     struct gguf_context *g;
     int32_t n_matched;
     enum tmap_status st = open_checked(model_path, spec, &l, &g, &n_matched, err);
     if (!st) {
-        st = ft_check_memory(g, l, model_path, spec, n_ctx, n_gpu_layers, err);
+        st = ft_check_memory(g, l, model_path, spec, n_ctx, n_gpu_layers, copies, err);
         gguf_free(g);
         tmap_tensor_spec_free(l);
     }

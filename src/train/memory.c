@@ -172,14 +172,23 @@ static struct size_text size_text(uint64_t bytes)
 }
 
 enum tmap_status ft_memory_verdict(const char *model_path, const char *spec, int32_t n_ctx,
-                                   const struct ft_memory_need *need, uint64_t ram, uint64_t swap,
+                                   const struct ft_memory_need *need, int copies, uint64_t ram, uint64_t swap,
                                    struct tmap_error *err)
 {
-    if (need->total <= ram + swap)
+    copies = copies > 1 ? copies : 1;
+    if (need->total * (uint64_t)copies <= ram + swap)
         return TMAP_OK;
-    /* The way out where the need is: the window, or what trains. */
-    char how[512];
-    if (need->window > need->weights + need->optimiser)
+    /* The way out where the need is: fewer copies where one fits, else
+     * the window or what trains. */
+    char how[512], many[160] = "";
+    if (copies > 1)
+        snprintf(many, sizeof many, ", and each of the %d ranks on this host trains its own copy at once: %s in all",
+                 copies, size_text(need->total * (uint64_t)copies).s);
+    if (copies > 1 && need->total <= ram + swap) {
+        unsigned long long fit = (ram + swap) / need->total;
+        snprintf(how, sizeof how, "fewer ranks on this host need less: %llu fit (mpirun --map-by ppr:%llu:node)",
+                 fit, fit);
+    } else if (need->window > need->weights + need->optimiser)
         snprintf(how, sizeof how, "a shorter training window (-c, now %d) needs less", n_ctx);
     else if (spec && *spec)
         snprintf(how, sizeof how, "fewer tensors to train (--train-layers '%s' now) need less", spec);
@@ -189,16 +198,16 @@ enum tmap_status ft_memory_verdict(const char *model_path, const char *spec, int
                  "stores the other weights in a quarter of the room", model_path);
     return tmap_fail(err, TMAP_ERR_NOMEM,
                      "%s: training it needs at least %s (weights %s; gradients and AdamW moments of the %d "
-                     "tensors that train %s; the training window %s), and %s is available (%s of memory, %s of "
+                     "tensors that train %s; the training window %s)%s, and %s is available (%s of memory, %s of "
                      "swap): it would be killed part way; %s (docs/finetune.md)",
                      model_path, size_text(need->total).s, size_text(need->weights).s, need->n_trained,
-                     size_text(need->optimiser).s, size_text(need->window).s, size_text(ram + swap).s,
+                     size_text(need->optimiser).s, size_text(need->window).s, many, size_text(ram + swap).s,
                      size_text(ram).s, size_text(swap).s, how);
 }
 
 enum tmap_status ft_check_memory(const struct gguf_context *g, const struct tmap_tensor_spec *trains,
                                  const char *model_path, const char *spec, int32_t n_ctx, int32_t n_gpu_layers,
-                                 struct tmap_error *err)
+                                 int copies, struct tmap_error *err)
 {
     /* Offloaded layers live in the GPU's memory, which is not
      * overcommitted: an allocation that does not fit fails when made. */
@@ -209,5 +218,5 @@ enum tmap_status ft_check_memory(const struct gguf_context *g, const struct tmap
         return TMAP_OK;
     struct ft_memory_need need;
     need_of(g, trains, n_ctx, &need);
-    return ft_memory_verdict(model_path, spec, n_ctx, &need, ram, swap, err);
+    return ft_memory_verdict(model_path, spec, n_ctx, &need, copies, ram, swap, err);
 }

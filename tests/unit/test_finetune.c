@@ -562,16 +562,27 @@ static void test_memory_need_and_verdict(void **state)
     assert_int_equal(top.window, 0);
 
     /* Enough in memory and swap together passes; a byte less fails. */
-    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, all.total / 2, all.total - all.total / 2, &err),
+    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, 1, all.total / 2, all.total - all.total / 2, &err),
                      TMAP_OK);
-    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, all.total - 1, 0, &err), TMAP_ERR_NOMEM);
+    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, 1, all.total - 1, 0, &err), TMAP_ERR_NOMEM);
     assert_non_null(strstr(err.message, "gqa.gguf: training it needs at least"));
     assert_non_null(strstr(err.message, "a shorter training window (-c, now 512)")); /* 32,000 logits a token */
-    assert_int_equal(ft_memory_verdict(path, "output", 0, &top, 1000, 0, &err), TMAP_ERR_NOMEM);
+    assert_null(strstr(err.message, "ranks on this host"));
+    /* Three ranks of a host train a copy each: room for two and a half
+     * copies fails, says so, and names the two that fit; room for three
+     * passes. */
+    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, 3, 5 * (all.total / 2), 0, &err), TMAP_ERR_NOMEM);
+    assert_non_null(strstr(err.message, "each of the 3 ranks on this host trains its own copy at once"));
+    assert_non_null(strstr(err.message, "fewer ranks on this host need less: 2 fit (mpirun --map-by ppr:2:node)"));
+    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, 3, 3 * all.total, 0, &err), TMAP_OK);
+    /* Where not even one fits, the way out is the single copy's. */
+    assert_int_equal(ft_memory_verdict(path, NULL, 512, &all, 3, all.total - 1, 0, &err), TMAP_ERR_NOMEM);
+    assert_non_null(strstr(err.message, "a shorter training window (-c, now 512)"));
+    assert_int_equal(ft_memory_verdict(path, "output", 0, &top, 1, 1000, 0, &err), TMAP_ERR_NOMEM);
     assert_non_null(strstr(err.message, "of the 2 tensors that train"));
     assert_non_null(strstr(err.message, "fewer tensors to train (--train-layers 'output' now)"));
     assert_int_equal(ft_memory_need(path, NULL, 0, &all, &err), TMAP_OK);
-    assert_int_equal(ft_memory_verdict(path, NULL, 0, &all, 1000, 0, &err), TMAP_ERR_NOMEM);
+    assert_int_equal(ft_memory_verdict(path, NULL, 0, &all, 1, 1000, 0, &err), TMAP_ERR_NOMEM);
     assert_non_null(strstr(err.message, "--keep-f32 LAST,output"));
     assert_int_equal(ft_memory_need(eval_path, NULL, 256, &all, &err), TMAP_ERR_MODEL);
     assert_non_null(strstr(err.message, "not a readable GGUF file"));
