@@ -29,6 +29,7 @@
 #define K 10
 
 #include "asserts.h"
+#include "skip.h"
 
 static double gaussian(uint64_t *state)
 {
@@ -316,11 +317,7 @@ int main(void)
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_errors),
     };
-    /* Under valgrind (tests/CMakeLists.txt) the largest cases, 40x slower
-     * there and no different in what they touch, are left out by name. */
-    if (getenv("TMAP_TEST_SKIP"))
-        cmocka_set_skip_filter(getenv("TMAP_TEST_SKIP"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_run_group(tests); /* less TMAP_TEST_SKIP's cases (skip.h) */
 }
 
 #else

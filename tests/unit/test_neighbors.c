@@ -24,6 +24,7 @@
 #define TOLERANCE 1e-5
 
 #include "asserts.h"
+#include "skip.h"
 
 /* ---- data and the reference -------------------------------------------- */
 
@@ -258,9 +259,5 @@ int main(void)
         cmocka_unit_test(test_thread_count),
         cmocka_unit_test(test_errors),
     };
-    /* Under valgrind (tests/CMakeLists.txt) the largest cases, 40x slower
-     * there and no different in what they touch, are left out by name. */
-    if (getenv("TMAP_TEST_SKIP"))
-        cmocka_set_skip_filter(getenv("TMAP_TEST_SKIP"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_run_group(tests); /* less TMAP_TEST_SKIP's cases (skip.h) */
 }
