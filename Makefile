@@ -6,6 +6,7 @@
 #   make build    build/tmap
 #   make asan     every test under AddressSanitizer + UBSan
 #   make release  a Release (-O3) build, as packagers make it; CI builds it with warnings as errors
+#   make minimal  a build without the optional MPI and FAISS (what a machine without them gets); CI builds it
 #   make bench    the benchmarks under bench/
 #   make fidelity the closed loop: tmap's selection fine-tuned against random (SEED=1, or SEEDS="1 2 3" pooled)
 #   make install  the CLI, libtmap (.so, .a), tmap.h, a CMake package and tmap.pc (PREFIX=/usr/local)
@@ -28,7 +29,7 @@ PREFIX_FILE = $(BUILD)/.llama-prefix
 test asan: SETUP_FLAGS = --test
 fuzz: SETUP_FLAGS = --fuzz
 
-.PHONY: all setup build test demo bench fidelity asan release fuzz install clean
+.PHONY: all setup build test demo bench fidelity asan release minimal fuzz install clean
 
 # One build folder: configure it against the cached llama.cpp (the log is
 # shown only when configuring fails), then build.
@@ -98,6 +99,12 @@ asan: setup
 release: setup
 	$(call cmake_build,$(BUILD)-release,-DCMAKE_BUILD_TYPE=Release)
 
+# MPI and FAISS are optional (docs/distributed.md, docs/scoring.md): the
+# code without them is another set of #ifdef branches, which only this
+# build compiles (an unused constant there once broke it for days unseen).
+minimal: setup
+	$(call cmake_build,$(BUILD)-minimal,-DTMAP_MPI=OFF -DTMAP_FAISS=OFF)
+
 PREFIX ?= /usr/local
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
@@ -112,4 +119,4 @@ fuzz: setup
 	FUZZ_SEED=$(FUZZ_SEED) scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_RUNS) $(FUZZ_TIME) $(FUZZERS)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release $(BUILD)-fuzz
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release $(BUILD)-minimal $(BUILD)-fuzz

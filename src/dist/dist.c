@@ -390,11 +390,13 @@ enum tmap_status dist_worst_status(enum tmap_status st, struct tmap_error *err)
 #endif
 }
 
+#ifdef TMAP_MPI
 /* How long a rank that failed alone waits for the others at the end
  * before it stops the job: ranks that finished (or failed the same way)
  * are already there or about to be; one that is not after this long is
  * computing towards a collective that needs the failed rank. */
 static const double END_GRACE_S = 3.0;
+#endif
 
 void tmap_dist_failed(int status)
 {
