@@ -533,6 +533,7 @@ struct tmap_score_stats {
     size_t   n_samples;
     size_t   n_from_store;  /* samples whose every value came from the store */
     size_t   n_computed;    /* samples with at least one value computed */
+    size_t   n_copies;      /* samples repeating an earlier one's content: its values, not decoded again */
     size_t   n_skipped;     /* samples with no model indicators: ... */
     size_t   n_empty;       /* ... of them, an empty response (nothing to score); the rest do not fit the context */
     uint64_t n_tokens;      /* tokens decoded, all models */

@@ -86,9 +86,11 @@ static void print_summary(const struct tmap_run_summary *s, const struct tmap_ru
         printf("%-28s %s\n", "validation: WARNING", leak);
     /* "computed" counts samples that gained any value, a text-only one
      * too; the tokens say whether the model did any work for them. */
-    printf("%-28s %zu computed, %zu from the store, %llu tokens decoded, %.1f s", "scoring",
-           s->score_stats.n_computed, s->score_stats.n_from_store, (unsigned long long)s->score_stats.n_tokens,
-           s->seconds_score);
+    printf("%-28s %zu computed, %zu from the store", "scoring", s->score_stats.n_computed,
+           s->score_stats.n_from_store);
+    if (s->score_stats.n_copies)
+        printf(", %zu repeating an earlier sample", s->score_stats.n_copies);
+    printf(", %llu tokens decoded, %.1f s", (unsigned long long)s->score_stats.n_tokens, s->seconds_score);
     size_t n_empty = s->score_stats.n_empty, n_long = s->score_stats.n_skipped - n_empty;
     if (n_long)
         printf("; %zu skipped, %s longer than the context (%d tokens): no model indicators", n_long,

@@ -76,15 +76,17 @@ static void print_summary(const struct tmap_scores *scores, const char *out_path
     tmap_scores_get_stats(scores, &st);
     if (cli_quiet)
         return;
-    char empty[64] = "", rate[64] = ""; /* no rate when nothing was decoded (a rerun, or text indicators) */
+    char copies[64] = "", empty[64] = "", rate[64] = ""; /* no rate when nothing was decoded (a rerun, or text indicators) */
+    if (st.n_copies)
+        snprintf(copies, sizeof copies, ", %zu repeating an earlier sample", st.n_copies);
     if (st.n_empty)
         snprintf(empty, sizeof empty, " (%zu with an empty response)", st.n_empty);
     if (st.n_tokens > 0 && st.seconds > 0)
         snprintf(rate, sizeof rate, " (%.0f tokens/s)", (double)st.n_tokens / st.seconds);
     fprintf(stderr,
-            "tmap: scored %zu samples: %zu computed, %zu from the store, %zu skipped%s; "
+            "tmap: scored %zu samples: %zu computed, %zu from the store%s, %zu skipped%s; "
             "%llu tokens in %llu decode calls, %.1f s%s; wrote %s\n",
-            st.n_samples, st.n_computed, st.n_from_store, st.n_skipped, empty, (unsigned long long)st.n_tokens,
+            st.n_samples, st.n_computed, st.n_from_store, copies, st.n_skipped, empty, (unsigned long long)st.n_tokens,
             (unsigned long long)st.n_decode_calls, st.seconds, rate, out_path);
 }
 

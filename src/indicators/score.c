@@ -130,10 +130,15 @@ double *scorer_cell(struct target *t, size_t row, enum tmap_indicator ind)
     return &tmap_scores_column(t->scores, (size_t)ind)[row];
 }
 
-void scorer_lookup_stored(struct scorer *sc, struct target *t, struct item *it, size_t batch_begin)
+void scorer_lookup_stored(struct scorer *sc, struct target *t, struct item *it)
 {
-    if (t->first[it->row] < batch_begin) {
-        it->copy = true; /* scorer_finish_batch copies its values */
+    /* A row that repeats an earlier one, in an earlier batch or in this
+     * one, is not decoded: scorer_finish_batch copies the first's values,
+     * computed by then. Decoded apart (beside other sequences in a
+     * micro-batch) the two would differ in the last digits, and the store,
+     * keyed by content, would serve a rerun the later one's for both. */
+    if (t->first[it->row] != it->row) {
+        it->copy = true;
         return;
     }
     for (int j = 0; j < TMAP_IND_COUNT; j++) {
@@ -548,7 +553,7 @@ static enum tmap_status load_items(struct scorer *sc, struct target *t, size_t b
             it->want_emb = t->flags[it->row] & FLAG_WANT_EMB;
             it->copy = t->flags[it->row] & FLAG_COPY;
         } else {
-            scorer_lookup_stored(sc, t, it, begin);
+            scorer_lookup_stored(sc, t, it);
         }
     }
     if (reading)
@@ -633,7 +638,8 @@ enum tmap_status scorer_finish_batch(struct scorer *sc, struct target *t, struct
     for (size_t i = 0; i < n && t->scores; i++) {
         bool news = it_has_news(&items[i]);
         sc->stats.n_computed += news;
-        sc->stats.n_from_store += !news;
+        sc->stats.n_copies += !news && items[i].copy;
+        sc->stats.n_from_store += !news && !items[i].copy;
     }
     return st;
 }

@@ -511,7 +511,7 @@ static enum tmap_status score_as_rank0(struct scorer *sc, struct target *t, cons
  * depends on the store at the start alone. */
 static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
 {
-    size_t n = tmap_pool_size(t->pool), b = sc->p->batch_samples;
+    size_t n = tmap_pool_size(t->pool);
     t->missing = calloc(n ? n : 1, sizeof *t->missing);
     t->flags = calloc(n ? n : 1, sizeof *t->flags);
     enum tmap_status st = t->missing && t->flags ? TMAP_OK
@@ -520,7 +520,7 @@ static enum tmap_status plan_missing(struct scorer *sc, struct target *t)
     for (size_t i = 0; i < n && !st && sc->rank == 0; i++) {
         struct item it = { .row = i };
         tmap_pool_record(t->pool, i, &it.rec);
-        scorer_lookup_stored(sc, t, &it, i - i % b);
+        scorer_lookup_stored(sc, t, &it);
         t->missing[i] = it.missing;
         t->flags[i] = (uint8_t)((it.want_emb ? FLAG_WANT_EMB : 0) | (it.copy ? FLAG_COPY : 0));
     }

@@ -110,9 +110,9 @@ void scorer_notice(const struct scorer *sc, const char *fmt, ...) __attribute__(
 /* The table's cell of one row and indicator. */
 double *scorer_cell(struct target *t, size_t row, enum tmap_indicator ind);
 
-/* Fills it->missing (and what the store holds) for the row of it, in the
- * batch that begins at batch_begin. */
-void scorer_lookup_stored(struct scorer *sc, struct target *t, struct item *it, size_t batch_begin);
+/* Fills it->missing (and what the store holds) for the row of it, or
+ * marks it a copy of an earlier row with the same content. */
+void scorer_lookup_stored(struct scorer *sc, struct target *t, struct item *it);
 
 /* Computes one batch of this rank's (a rank other than 0 sends it to rank
  * 0, failed or not), then stores and copies it (rank 0). */

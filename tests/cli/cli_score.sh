@@ -223,6 +223,21 @@ for run in loss,length:first loss,length:again loss,length,diversity:first loss,
     expect_true test "$(grep -c "do not fit\|does not fit" "$WORK/.err")" -eq 0
 done
 
+check "a record repeated in its own batch and in a later one: the first's values, counted apart; a rerun the same bytes"
+# Rows 2 and 5 repeat row 1 (batches of 4: row 2 in row 1's batch, row 5
+# in the next). Decoded beside other sequences, a repeat used to differ
+# from its first in the last digits, and the store (keyed by content)
+# then served the later value for both on a rerun.
+{ head -n 1 pool.jsonl; head -n 1 pool.jsonl; sed -n 2,3p pool.jsonl; head -n 1 pool.jsonl; sed -n 4,6p pool.jsonl; } > repeats.jsonl
+for pass in first again; do
+    run "$TMAP" score -m "$MODEL" -d repeats.jsonl --val val.jsonl -c 512 -t 2 --batch-samples 4 \
+        --indicators loss,ifd,diversity,relevance,length --cache repeats.db -o "repeats-$pass.csv"
+    expect_status 0
+    expect_true test "$(cut -d, -f3- "repeats-$pass.csv" | sed -n '2p;3p;6p' | sort -u | wc -l)" -eq 1
+done
+expect_err "scored 8 samples: 0 computed, 6 from the store, 2 repeating an earlier sample, 0 skipped"
+expect_true cmp -s repeats-first.csv repeats-again.csv
+
 check "validation data the pool repeats: relevance would favour the copies, and score says so"
 { sed -n 7p pool.jsonl; cat val.jsonl; } > leak.jsonl
 run "$TMAP" score -m "$MODEL" -d pool.jsonl --val leak.jsonl --indicators steps -o leak.csv --quiet

@@ -22,7 +22,7 @@ common=(-m "$MODEL" -d pool.jsonl --val val.jsonl -c 512 -b 512 -t 1 --batch-sam
 check "one process: the reference"
 run "$TMAP" score "${common[@]}" --cache ref.db -o ref.csv
 expect_status 0
-expect_err "scored 40 samples: 36 computed, 4 from the store"
+expect_err "scored 40 samples: 36 computed, 0 from the store, 4 repeating an earlier sample"
 
 check "2 ranks, no store: the same bytes"
 run mpi 2 score "${common[@]}" -o np2.csv
@@ -47,13 +47,13 @@ check "3 ranks with a store: the same bytes, the same counts"
 run mpi 3 score "${common[@]}" --cache np3.db -o np3.csv
 expect_status 0
 expect_true cmp -s ref.csv np3.csv
-expect_err "scored 40 samples: 36 computed, 4 from the store"
+expect_err "scored 40 samples: 36 computed, 0 from the store, 4 repeating an earlier sample"
 expect_true test "$(sqlite3 np3.db 'select count(*) from scores')" = "$(sqlite3 ref.db 'select count(*) from scores')"
 
 check "a rerun on 3 ranks is served from the store"
 run mpi 3 score "${common[@]}" --cache np3.db -o again.csv
 expect_status 0
-expect_err "0 computed, 40 from the store"
+expect_err "0 computed, 36 from the store, 4 repeating an earlier sample"
 expect_err "0 tokens in 0 decode calls"
 expect_true cmp -s ref.csv again.csv
 
@@ -67,7 +67,7 @@ expect_status 0
 run mpi 3 score "${common[@]}" --cache half.db -o half3.csv
 expect_status 0
 expect_true cmp -s ref.csv half3.csv
-expect_err "scored 40 samples: 16 computed, 24 from the store"
+expect_err "scored 40 samples: 16 computed, 20 from the store, 4 repeating an earlier sample"
 shares=$(sed -n 's/.*the ranks. shares of the scoring: //p' "$WORK/.err")
 echo "shares: $shares"
 rank0=$(echo "$shares" | sed -n 's/^rank 0 ([^)]*) \([0-9]*\) batches.*/\1/p')
