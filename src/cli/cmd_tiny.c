@@ -26,8 +26,12 @@ static int run_tiny(struct tmap_model_params *mp, const char *val_path, struct c
         double wmax = 0.0;
         for (size_t i = 0; i < tiny.n; i++)
             wmax = tiny.weights[i] > wmax ? tiny.weights[i] : wmax;
-        fprintf(stderr, "tmap: %zu anchors of %zu items (%s), largest weight %.4f; wrote %s\n", tiny.n,
-                tmap_pool_size(val), tmap_tiny_mode_name(tp->mode), wmax, out_path);
+        size_t n = tmap_pool_size(val), could = tp->n < n ? tp->n : n;
+        char fewer[96] = "";
+        if (tiny.n < could)
+            snprintf(fewer, sizeof fewer, ", fewer than the %zu asked for: the items repeat one another", tp->n);
+        fprintf(stderr, "tmap: %zu anchors of %zu items (%s%s), largest weight %.4f; wrote %s\n", tiny.n, n,
+                tmap_tiny_mode_name(tp->mode), fewer, wmax, out_path);
     }
     int rc = st ? cli_report(&err) : 0;
     tmap_tiny_free(&tiny);

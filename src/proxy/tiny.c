@@ -11,6 +11,11 @@
  *
  * Distances are cosine distances (1 - dot product of unit vectors),
  * computed on the fly: n x k per round, never an n x n matrix.
+ *
+ * Items that repeat one another (the same content, so the same embedding)
+ * fall into one cluster, so there are never more anchors than distinct
+ * items: a second medoid on a repeat would be a copy of the first anchor
+ * with an empty cluster, weight 0, costing the proxy a decode for nothing.
  */
 #include "data/format.h"
 #include "util/atomic.h"
@@ -63,31 +68,46 @@ struct clustering {
     double      *nearest; /* n distances to the closest medoid so far (seeding) */
 };
 
+/* Each row's distance to the closest medoid, now that pick is one. A row
+ * with pick's very embedding (pick itself, or a repeat of its record,
+ * which scoring gives the first's vector) is 0 exactly: computed, a unit
+ * vector's distance to itself is about 1e-7 from float rounding, and the
+ * seeding would go on drawing rows already covered. */
+static void cover(struct clustering *c, size_t pick, bool first)
+{
+    const float *p = c->emb + pick * c->dim;
+    for (size_t i = 0; i < c->n; i++) {
+        const float *e = c->emb + i * c->dim;
+        double d = memcmp(e, p, (size_t)c->dim * sizeof *e) == 0 ? 0.0 : distance(e, p, c->dim);
+        c->nearest[i] = first ? d : fmin(c->nearest[i], d);
+    }
+}
+
 /* k-means++: each next medoid is drawn with probability proportional to
- * its squared distance from the closest medoid chosen so far. */
+ * its squared distance from the closest medoid chosen so far. Once every
+ * row sits on a medoid (fewer distinct embeddings than k), c->k becomes
+ * the medoids chosen: any more would repeat one. */
 static void seed_medoids(struct clustering *c, uint64_t *rng)
 {
     c->medoid[0] = (size_t)(tmap_random_next(rng) % c->n);
-    for (size_t i = 0; i < c->n; i++)
-        c->nearest[i] = distance(c->emb + i * c->dim, c->emb + c->medoid[0] * c->dim, c->dim);
+    cover(c, c->medoid[0], true);
     for (size_t m = 1; m < c->k; m++) {
         double total = 0.0;
         for (size_t i = 0; i < c->n; i++)
             total += c->nearest[i] * c->nearest[i];
+        if (!(total > 0.0)) {
+            c->k = m;
+            return;
+        }
+        double target = tmap_random_unit(rng) * total, run = 0.0;
         size_t pick = 0;
-        if (total > 0.0) {
-            double target = tmap_random_unit(rng) * total, run = 0.0;
-            for (pick = 0; pick + 1 < c->n; pick++) {
-                run += c->nearest[pick] * c->nearest[pick];
-                if (run > target)
-                    break;
-            }
-        } else {
-            pick = m; /* every point sits on a medoid: any distinct row will do */
+        for (; pick + 1 < c->n; pick++) {
+            run += c->nearest[pick] * c->nearest[pick];
+            if (run > target)
+                break;
         }
         c->medoid[m] = pick;
-        for (size_t i = 0; i < c->n; i++)
-            c->nearest[i] = fmin(c->nearest[i], distance(c->emb + i * c->dim, c->emb + pick * c->dim, c->dim));
+        cover(c, pick, false);
     }
 }
 
@@ -153,6 +173,7 @@ static enum tmap_status k_medoids(const float *emb, size_t n, int32_t dim, const
     for (int32_t round = 0; round < p->max_iter && assign(&c) > 0; round++)
         update_medoids(&c, members);
     assign(&c);
+    out->n = c.k;
     for (size_t m = 0; m < c.k; m++) {
         size_t size = 0;
         for (size_t i = 0; i < n; i++)
@@ -169,6 +190,31 @@ out:
 }
 
 /* ---- modes --------------------------------------------------------------- */
+
+static int compare_hash(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* Whether two items of the set have the same content hash. */
+static bool has_repeats(const struct tmap_pool *val)
+{
+    size_t n = tmap_pool_size(val);
+    struct tmap_record a;
+    uint8_t(*hashes)[16] = malloc((n ? n : 1) * sizeof *hashes);
+    if (!hashes)
+        return true; /* the clustering handles either case */
+    for (size_t i = 0; i < n; i++) {
+        tmap_pool_record(val, i, &a);
+        memcpy(hashes[i], a.hash, sizeof hashes[i]);
+    }
+    qsort(hashes, n, sizeof *hashes, compare_hash);
+    bool found = false;
+    for (size_t i = 1; i < n && !found; i++)
+        found = memcmp(hashes[i - 1], hashes[i], sizeof hashes[i]) == 0;
+    free(hashes);
+    return found;
+}
 
 /* Anchors in row order, so the tiny file reads like the validation file. */
 static void sort_by_row(struct tmap_tiny *t)
@@ -202,8 +248,10 @@ enum tmap_status tmap_tiny_select(const struct tmap_pool *val, struct tmap_model
         return tmap_fail(err, TMAP_ERR_NOMEM, "out of memory for a tiny set of %zu", out->n);
     }
     enum tmap_status st = TMAP_OK;
-    if (p->mode == TMAP_TINY_RANDOM || out->n == n) {
-        /* Random mode, or the whole set asked for: equal weights. */
+    if (p->mode == TMAP_TINY_RANDOM || (out->n == n && !has_repeats(val))) {
+        /* Random mode, or the whole set asked for: equal weights. With
+         * repeats, the whole set goes through the clustering, which gives
+         * each distinct item once, weighted by its copies. */
         size_t *all = malloc(n * sizeof *all);
         for (size_t i = 0; all && i < n; i++)
             all[i] = i;

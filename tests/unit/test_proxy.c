@@ -103,6 +103,64 @@ static void test_tiny_anchors(void **state)
     tmap_tiny_free(&all);
 }
 
+/* A validation set whose items repeat one another: never more anchors
+ * than distinct items, none of them twice, each weighted by its copies.
+ * (A medoid used to land on a repeat, or twice on one row: a unit vector's
+ * distance to itself is about 1e-7 in floats, so the seeding kept drawing
+ * once every distinct item was a medoid; the extra anchor had weight 0.) */
+static void test_tiny_repeats(void **state)
+{
+    (void)state;
+    char path[600], line[8192];
+    snprintf(path, sizeof path, "%s/repeats.jsonl", tmpdir);
+    FILE *in = fopen(val_path, "r"), *out = fopen(path, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    char first[3][8192];
+    for (int i = 0; fgets(line, sizeof line, in); i++) { /* the items, then items 0, 1, 0 again */
+        fputs(line, out);
+        if (i < 2)
+            memcpy(first[i], line, sizeof line);
+    }
+    fputs(first[0], out);
+    fputs(first[1], out);
+    fputs(first[0], out);
+    fclose(in);
+    fclose(out);
+    struct tmap_pool *rep = test_load_pool(path);
+    const size_t n = N_VAL + 3;
+    assert_int_equal(tmap_pool_size(rep), n);
+    struct tmap_tiny_params p = tmap_tiny_default_params();
+    p.seed = 3;
+    struct tmap_error err = { 0 };
+    size_t asked[] = { N_VAL - 1, N_VAL, N_VAL + 1, n, 1000 };
+    for (size_t a = 0; a < sizeof asked / sizeof *asked; a++) {
+        p.n = asked[a];
+        struct tmap_tiny t;
+        assert_int_equal(tmap_tiny_select(rep, model, &p, &t, &err), TMAP_OK);
+        assert_int_equal(t.n, asked[a] < N_VAL ? asked[a] : N_VAL);
+        double sum = 0;
+        for (size_t i = 0; i < t.n; i++) {
+            struct tmap_record r;
+            tmap_pool_record(rep, t.rows[i], &r);
+            assert_true(t.weights[i] > 0);
+            sum += t.weights[i];
+            for (size_t j = 0; j < i; j++) {
+                struct tmap_record q;
+                tmap_pool_record(rep, t.rows[j], &q);
+                assert_true(memcmp(r.hash, q.hash, 16) != 0); /* no content twice */
+            }
+        }
+        assert_true(fabs(sum - 1.0) < 1e-12);
+        if (t.n == N_VAL) { /* one anchor per distinct item: item 0 has 3 copies, item 1 2 */
+            assert_true(fabs(t.weights[0] - 3.0 / n) < 1e-12);
+            assert_true(fabs(t.weights[1] - 2.0 / n) < 1e-12);
+        }
+        tmap_tiny_free(&t);
+    }
+    tmap_pool_free(rep);
+}
+
 /* ---- the proxy ---------------------------------------------------------- */
 
 static struct tmap_pool *tiny_pool(size_t n)
@@ -861,6 +919,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_anchors),
+        cmocka_unit_test(test_tiny_repeats),
         cmocka_unit_test(test_shared_equals_naive),
         cmocka_unit_test(test_groups),
         cmocka_unit_test(test_top_by_hand),
