@@ -35,6 +35,7 @@
  * a batch decodes depends on the store's state at the start only, not on
  * how far the other ranks have got.
  */
+#include "data/copies.h"
 #include "util/clock.h"
 #include "dist/dist.h"
 #include "indicators/ann.h"
@@ -732,41 +733,13 @@ void scorer_report_progress(struct scorer *sc, const char *stage, size_t done, s
     sc->p->progress(&pr, sc->p->progress_user_data);
 }
 
-struct hashed_row {
-    uint8_t hash[16];
-    size_t  row;
-};
-
-static int compare_hashed_rows(const void *a, const void *b)
-{
-    const struct hashed_row *x = a, *y = b;
-    int c = memcmp(x->hash, y->hash, sizeof x->hash);
-    return c ? c : (x->row > y->row) - (x->row < y->row);
-}
-
 /* t->first: for each row, the first row with the same content hash. */
 static enum tmap_status index_copies(struct scorer *sc, struct target *t)
 {
     size_t n = tmap_pool_size(t->pool);
-    struct hashed_row *order = malloc((n ? n : 1) * sizeof *order);
     t->first = malloc((n ? n : 1) * sizeof *t->first);
-    if (!order || !t->first) {
-        free(order);
+    if (!t->first || pool_find_copies(t->pool, NULL, t->first) == SIZE_MAX)
         return tmap_fail(sc->err, TMAP_ERR_NOMEM, "out of memory indexing %zu samples", n);
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct tmap_record rec;
-        tmap_pool_record(t->pool, i, &rec);
-        memcpy(order[i].hash, rec.hash, sizeof rec.hash);
-        order[i].row = i;
-    }
-    qsort(order, n, sizeof *order, compare_hashed_rows);
-    for (size_t k = 0, first = 0; k < n; k++) {
-        if (k == 0 || memcmp(order[k - 1].hash, order[k].hash, sizeof order[k].hash) != 0)
-            first = order[k].row;
-        t->first[order[k].row] = first;
-    }
-    free(order);
     return TMAP_OK;
 }
 

@@ -17,6 +17,7 @@
  * items: a second medoid on a repeat would be a copy of the first anchor
  * with an empty cluster, weight 0, costing the proxy a decode for nothing.
  */
+#include "data/copies.h"
 #include "data/format.h"
 #include "util/atomic.h"
 #include "util/error.h"
@@ -191,28 +192,14 @@ out:
 
 /* ---- modes --------------------------------------------------------------- */
 
-static int compare_hash(const void *a, const void *b)
-{
-    return memcmp(a, b, 16);
-}
-
 /* Whether two items of the set have the same content hash. */
 static bool has_repeats(const struct tmap_pool *val)
 {
     size_t n = tmap_pool_size(val);
-    struct tmap_record a;
-    uint8_t(*hashes)[16] = malloc((n ? n : 1) * sizeof *hashes);
-    if (!hashes)
-        return true; /* the clustering handles either case */
-    for (size_t i = 0; i < n; i++) {
-        tmap_pool_record(val, i, &a);
-        memcpy(hashes[i], a.hash, sizeof hashes[i]);
-    }
-    qsort(hashes, n, sizeof *hashes, compare_hash);
-    bool found = false;
-    for (size_t i = 1; i < n && !found; i++)
-        found = memcmp(hashes[i - 1], hashes[i], sizeof hashes[i]) == 0;
-    free(hashes);
+    size_t *first = malloc((n ? n : 1) * sizeof *first);
+    /* out of memory: true, as the clustering handles either case */
+    bool found = !first || pool_find_copies(val, NULL, first) != 0;
+    free(first);
     return found;
 }
 

@@ -13,6 +13,7 @@
  */
 #include "select/select.h"
 
+#include "data/copies.h"
 #include "indicators/scores.h"
 #include "select/rank.h"
 #include "util/error.h"
@@ -148,45 +149,21 @@ static uint32_t *id_order(const struct tmap_pool *pool)
  * already has. Identical records get identical scores from every built-in
  * indicator, so which copy stands for them only needs to be fixed once:
  * the lowest id. NULL when out of memory; *n_dup counts them. */
-struct hash_row {
-    uint8_t  hash[16];
-    uint32_t order;
-    size_t   row;
-};
-
-static int compare_hash_rows(const void *a, const void *b)
-{
-    const struct hash_row *x = a, *y = b;
-    int c = memcmp(x->hash, y->hash, 16);
-    return c ? c : (x->order > y->order) - (x->order < y->order);
-}
-
 static bool *duplicate_rows(const struct tmap_pool *pool, const uint32_t *order, size_t *n_dup)
 {
     size_t n = tmap_pool_size(pool);
     bool *dup = calloc(n ? n : 1, sizeof *dup);
-    struct hash_row *hr = malloc((n ? n : 1) * sizeof *hr);
-    *n_dup = 0;
-    if (!dup || !hr) {
+    size_t *first = malloc((n ? n : 1) * sizeof *first);
+    *n_dup = dup && first ? pool_find_copies(pool, order, first) : SIZE_MAX;
+    if (*n_dup == SIZE_MAX) {
+        *n_dup = 0;
         free(dup);
-        free(hr);
+        free(first);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct tmap_record rec;
-        tmap_pool_record(pool, i, &rec);
-        memcpy(hr[i].hash, rec.hash, sizeof hr[i].hash);
-        hr[i].order = order[i];
-        hr[i].row = i;
-    }
-    qsort(hr, n, sizeof *hr, compare_hash_rows);
-    for (size_t i = 1; i < n; i++) {
-        if (memcmp(hr[i].hash, hr[i - 1].hash, 16) == 0) {
-            dup[hr[i].row] = true;
-            (*n_dup)++;
-        }
-    }
-    free(hr);
+    for (size_t i = 0; i < n; i++)
+        dup[i] = first[i] != i;
+    free(first);
     return dup;
 }
 

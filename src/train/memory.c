@@ -176,14 +176,15 @@ enum tmap_status ft_memory_verdict(const char *model_path, const char *spec, int
                                    struct tmap_error *err)
 {
     copies = copies > 1 ? copies : 1;
-    if (need->total * (uint64_t)copies <= ram + swap)
+    uint64_t all = need->total * (uint64_t)copies;
+    if (all <= ram + swap)
         return TMAP_OK;
     /* The way out where the need is: fewer copies where one fits, else
      * the window or what trains. */
     char how[512], many[160] = "";
     if (copies > 1)
         snprintf(many, sizeof many, ", and each of the %d ranks on this host trains its own copy at once: %s in all",
-                 copies, size_text(need->total * (uint64_t)copies).s);
+                 copies, size_text(all).s);
     if (copies > 1 && need->total <= ram + swap) {
         unsigned long long fit = (ram + swap) / need->total;
         snprintf(how, sizeof how, "fewer ranks on this host need less: %llu fit (mpirun --map-by ppr:%llu:node)",
